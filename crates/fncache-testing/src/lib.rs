@@ -121,7 +121,9 @@ fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("no PONG on port {port} within {STARTUP_DEADLINE:?}"));
+            return Err(format!(
+                "no PONG on port {port} within {STARTUP_DEADLINE:?}"
+            ));
         }
         thread::sleep(Duration::from_millis(10));
     }
@@ -187,9 +189,11 @@ mod tests {
         let port = server.port();
         drop(server);
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        assert!(client
-            .get_connection_with_timeout(Duration::from_millis(200))
-            .is_err());
+        assert!(
+            client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .is_err()
+        );
     }
 
     #[test]

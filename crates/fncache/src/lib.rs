@@ -1,1 +1,50 @@
-//! x
+//! # fncache
+//!
+//! Cache the results of functions, sync or async, in a bounded store with a real eviction
+//! policy: an embedded in-memory store by default, or Redis shared by many processes, with the
+//! very same semantics in both.
+//!
+//! ```
+//! use fncache::{Cache, Policy};
+//!
+//! let cache = Cache::builder("my-app").policy(Policy::Lru).maxsize(1000).build_blocking()?;
+//! let slow_square = |x: u64| cache.get_or_compute("slow_square", &(x,), || x * x);
+//! assert_eq!(slow_square(7)?, 49); // computed and stored
+//! assert_eq!(slow_square(7)?, 49); // served from the cache
+//! # Ok::<(), fncache::Error>(())
+//! ```
+//!
+//! - [`Cache`] is the async front-end (tokio), [`blocking::Cache`] the blocking one; both are
+//!   built by [`Cache::builder`] and share one core.
+//! - [`Policy`] chooses what leaves when a structure is full; [`Layout`] whether functions
+//!   share one structure; [`Codec`] how values are serialized.
+//! - [`Mode`] switches reading, writing and executing for a scope; [`Stats`] counts calls.
+//!
+//! ## Keys in Redis
+//! A structure is an index at `{prefix}{name}:{policy}:0` (a sorted set, or a set for
+//! [`Policy::Random`]) and a hash of entries at `…:1`; entries with a per-entry TTL are also
+//! listed with their expiry time in a sorted set at `…:2`. The member of a call is a 16-byte
+//! BLAKE3 digest of the function identity and the postcard encoding of its arguments.
+
+pub mod blocking;
+mod builder;
+mod cache;
+pub mod clock;
+mod codec;
+mod core;
+mod error;
+mod key;
+mod layout;
+mod mode;
+mod policy;
+mod stats;
+mod store;
+
+pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL};
+pub use cache::Cache;
+pub use codec::Codec;
+pub use error::{Error, ErrorKind};
+pub use layout::Layout;
+pub use mode::Mode;
+pub use policy::Policy;
+pub use stats::Stats;

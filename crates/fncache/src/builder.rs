@@ -1,0 +1,235 @@
+//! The builder: every setting of a cache, validated once in `build`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::Codec;
+use crate::core::Core;
+use crate::error::Error;
+use crate::layout::{Layout, Naming};
+use crate::policy::Policy;
+use crate::stats::StatsRegistry;
+use crate::store::StoreSettings;
+use crate::store::redis::{RedisTarget, redact_url};
+use crate::{Cache, blocking};
+
+/// Default number of entries per structure.
+pub const DEFAULT_MAXSIZE: usize = 1024;
+/// Default lifetime of a structure.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Default key prefix.
+pub const DEFAULT_PREFIX: &str = "func-cache:";
+
+/// Configures a cache; start with [`Cache::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use fncache::{Cache, Codec, Layout, Policy};
+///
+/// let cache = Cache::builder("my-app")
+///     .policy(Policy::Lru)
+///     .maxsize(10_000)
+///     .ttl(Duration::from_secs(600))
+///     .entry_ttl(Duration::from_secs(60))
+///     .layout(Layout::PerFunction)
+///     .codec(Codec::Json)
+///     .build_blocking()?;
+/// # Ok::<(), fncache::Error>(())
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `build` or `build_blocking` is called"]
+pub struct Builder {
+    name: String,
+    policy: Policy,
+    maxsize: usize,
+    ttl: Option<Duration>,
+    update_ttl: bool,
+    entry_ttl: Option<Duration>,
+    prefix: String,
+    layout: Layout,
+    codec: Codec,
+    redis: Option<String>,
+    clock: Arc<dyn Clock>,
+    strict: bool,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .field("maxsize", &self.maxsize)
+            .field("ttl", &self.ttl)
+            .field("update_ttl", &self.update_ttl)
+            .field("entry_ttl", &self.entry_ttl)
+            .field("prefix", &self.prefix)
+            .field("layout", &self.layout)
+            .field("codec", &self.codec)
+            .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("strict", &self.strict)
+            .finish()
+    }
+}
+
+impl Builder {
+    pub(crate) fn new(name: impl Into<String>) -> Builder {
+        Builder {
+            name: name.into(),
+            policy: Policy::default(),
+            maxsize: DEFAULT_MAXSIZE,
+            ttl: Some(DEFAULT_TTL),
+            update_ttl: true,
+            entry_ttl: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            layout: Layout::default(),
+            codec: Codec::default(),
+            redis: None,
+            clock: Arc::new(SystemClock),
+            strict: false,
+        }
+    }
+
+    /// The eviction policy (default [`Policy::LruT`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Entries per structure (the whole cache for [`Layout::Shared`], each function for
+    /// [`Layout::PerFunction`]); default 1024, must be greater than 0.
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// Lifetime of a structure (default one hour): see [`Builder::update_ttl`].
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Structures never expire as a whole (entries still leave by eviction or entry TTL).
+    pub fn no_ttl(mut self) -> Self {
+        self.ttl = None;
+        self
+    }
+
+    /// `true` (default): every hit and every put renews the structure's TTL, a miss does not.
+    /// `false`: the TTL runs from the structure's creation.
+    pub fn update_ttl(mut self, sliding: bool) -> Self {
+        self.update_ttl = sliding;
+        self
+    }
+
+    /// A default time-to-live for each entry; an expired entry is never served.
+    pub fn entry_ttl(mut self, ttl: Duration) -> Self {
+        self.entry_ttl = Some(ttl);
+        self
+    }
+
+    /// Prefix of every key (default `"func-cache:"`), non-empty.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How entries are grouped into structures (default [`Layout::Shared`]).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// How values are serialized (default [`Codec::MessagePack`]).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Use the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) instead of
+    /// the embedded store. Nothing connects until the first call.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(url.into());
+        self
+    }
+
+    /// The clock of the embedded store (for tests: [`crate::clock::ManualClock`]). Redis
+    /// stores always use the server's time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// `false` (default): when the backend fails, calls still return the function's value and
+    /// the failure is counted and logged. `true`: calls return the backend error.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Builds the async front-end. No connection is made and no runtime is needed yet.
+    pub fn build(self) -> Result<Cache, Error> {
+        let (core, backend) = self.validate()?;
+        Ok(Cache::from_parts(core, backend))
+    }
+
+    /// Builds the blocking front-end. No connection is made; it never needs a runtime.
+    pub fn build_blocking(self) -> Result<blocking::Cache, Error> {
+        let (core, backend) = self.validate()?;
+        Ok(blocking::Cache::from_parts(core, backend))
+    }
+
+    fn validate(self) -> Result<(Core, Backend), Error> {
+        if self.name.is_empty() {
+            return Err(Error::config("the cache name must not be empty"));
+        }
+        if self.prefix.is_empty() {
+            return Err(Error::config("the key prefix must not be empty"));
+        }
+        if self.maxsize == 0 {
+            return Err(Error::config("maxsize must be greater than 0"));
+        }
+        if self.ttl.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config(
+                "ttl must be greater than zero (use `no_ttl()` for structures that never expire)",
+            ));
+        }
+        if self.entry_ttl.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config("entry_ttl must be greater than zero"));
+        }
+        let backend = match &self.redis {
+            Some(url) => Backend::Redis(RedisTarget::open(url)?),
+            None => Backend::Memory(Arc::clone(&self.clock)),
+        };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let core = Core {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            settings: StoreSettings {
+                rules: self.policy.rules(),
+                maxsize: u64::try_from(self.maxsize).unwrap_or(u64::MAX),
+                ttl: self.ttl,
+                slide: self.update_ttl,
+                head: self.codec.head(),
+                naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
+            },
+            name: self.name,
+            policy: self.policy,
+            layout: self.layout,
+            codec: self.codec,
+            entry_ttl: self.entry_ttl,
+            strict: self.strict,
+            stats: StatsRegistry::default(),
+            warnings: Default::default(),
+        };
+        Ok((core, backend))
+    }
+}
+
+/// Which store a built cache uses.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    Memory(Arc<dyn Clock>),
+    Redis(RedisTarget),
+}

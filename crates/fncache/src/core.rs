@@ -1,0 +1,259 @@
+//! The decision logic of a cached call, shared by both front-ends.
+//!
+//! A [`Call`] knows what to ask the store and what to make of its answers (modes, decoding,
+//! stats, fail-open or strict); it performs no I/O. A front-end walks it through
+//! `lookup -> on_lookup -> may_compute -> store_op -> on_store`, sending each op with its own
+//! driver, so the blocking and async paths differ only in how bytes move.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{Codec, decode_entry};
+use crate::error::Error;
+use crate::key::{self, Member};
+use crate::layout::{Layout, Structure};
+use crate::mode::{Ambient, CacheId, Mode};
+use crate::policy::Policy;
+use crate::stats::{Event, Recorder, StatsRegistry};
+use crate::store::{StoreOp, StoreReply, StoreSettings};
+
+/// Minimum time between two warnings logged by one cache.
+const WARN_INTERVAL_US: u64 = 1_000_000;
+
+/// What both front-ends share: settings, stats, identity.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) id: CacheId,
+    pub(crate) name: String,
+    pub(crate) policy: Policy,
+    pub(crate) layout: Layout,
+    pub(crate) codec: Codec,
+    pub(crate) entry_ttl: Option<Duration>,
+    pub(crate) strict: bool,
+    pub(crate) settings: StoreSettings,
+    pub(crate) stats: StatsRegistry,
+    pub(crate) warnings: WarnThrottle,
+}
+
+/// Logs backend trouble at most once per interval, counting what it held back.
+#[derive(Debug, Default)]
+pub(crate) struct WarnThrottle {
+    last_us: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl WarnThrottle {
+    fn warn(&self, cache: &str, function: &str, what: &str, error: &Error) {
+        let now = SystemClock.now_micros();
+        let last = self.last_us.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < WARN_INTERVAL_US
+            || self
+                .last_us
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            cache = cache,
+            function = function,
+            suppressed = suppressed,
+            error = %error,
+            "fncache: {what}; the function's own value is used"
+        );
+    }
+}
+
+impl Core {
+    /// Starts a call of `function` with `args` under the thread's or task's `ambient`.
+    pub(crate) fn begin<'a, A: Serialize + ?Sized>(
+        &'a self,
+        function: &'a str,
+        args: &A,
+        ambient: &Ambient,
+    ) -> Result<Call<'a>, Error> {
+        let rec = self.stats.recorder(function, ambient.collectors(self.id));
+        rec.add(Event::Call);
+        let mut call = Call {
+            core: self,
+            function,
+            mode: ambient.mode(self.id),
+            target: None,
+            rec,
+        };
+        match key::member(function, args) {
+            Ok(member) => call.target = Some((self.settings.naming.structure(function), member)),
+            Err(e) => call.fail(e, "the arguments cannot be turned into a key")?,
+        }
+        Ok(call)
+    }
+
+    /// The op behind `contains`.
+    pub(crate) fn peek_op<A: Serialize + ?Sized>(
+        &self,
+        function: &str,
+        args: &A,
+    ) -> Result<StoreOp, Error> {
+        Ok(StoreOp::Peek {
+            structure: self.settings.naming.structure(function),
+            member: key::member(function, args)?,
+        })
+    }
+
+    /// The op behind `invalidate`.
+    pub(crate) fn remove_op<A: Serialize + ?Sized>(
+        &self,
+        function: &str,
+        args: &A,
+    ) -> Result<StoreOp, Error> {
+        Ok(StoreOp::Remove {
+            structure: self.settings.naming.structure(function),
+            member: key::member(function, args)?,
+        })
+    }
+}
+
+/// One call in progress.
+#[derive(Debug)]
+pub(crate) struct Call<'a> {
+    core: &'a Core,
+    function: &'a str,
+    mode: Mode,
+    /// Where the entry lives; `None` when no key could be derived (the cache is skipped).
+    target: Option<(Structure, Member)>,
+    rec: Recorder<'a>,
+}
+
+impl Call<'_> {
+    /// The lookup to perform, if the mode reads and a key exists.
+    pub(crate) fn lookup(&self) -> Option<StoreOp> {
+        let (structure, member) = self.target.as_ref()?;
+        self.mode.read.then(|| StoreOp::Get {
+            structure: structure.clone(),
+            member: *member,
+        })
+    }
+
+    /// Interprets the lookup: `Some(value)` on a hit. An undecodable value is a miss (and an
+    /// error in the stats); a backend failure too, unless the cache is strict.
+    pub(crate) fn on_lookup<T: DeserializeOwned>(
+        &self,
+        reply: Result<StoreReply, Error>,
+    ) -> Result<Option<T>, Error> {
+        match reply.and_then(StoreReply::into_entry) {
+            Ok(Some(bytes)) => match decode_entry::<T>(self.core.codec, &bytes) {
+                Ok(value) => {
+                    self.rec.add(Event::Hit);
+                    Ok(Some(value))
+                }
+                Err(e) => {
+                    self.rec.add(Event::Miss);
+                    self.rec.add(Event::Error);
+                    self.core.warnings.warn(
+                        &self.core.name,
+                        self.function,
+                        "a stored value does not decode and will be recomputed",
+                        &e,
+                    );
+                    Ok(None)
+                }
+            },
+            Ok(None) => {
+                self.rec.add(Event::Miss);
+                Ok(None)
+            }
+            Err(e) => {
+                self.fail(e, "the cache lookup failed")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Allows the function to run, or refuses with a miss error when the mode forbids it.
+    pub(crate) fn may_compute(&self) -> Result<(), Error> {
+        if !self.mode.exec {
+            return Err(Error::miss(self.function));
+        }
+        self.rec.add(Event::Exec);
+        Ok(())
+    }
+
+    /// The put for a computed value, if the mode writes.
+    pub(crate) fn store_op<T: Serialize>(&self, value: &T) -> Result<Option<StoreOp>, Error> {
+        let Some((structure, member)) = self.target.as_ref().filter(|_| self.mode.write) else {
+            return Ok(None);
+        };
+        match self.core.codec.encode(value) {
+            Ok(payload) => Ok(Some(StoreOp::Put {
+                structure: structure.clone(),
+                member: *member,
+                payload,
+                entry_ttl: self.core.entry_ttl,
+            })),
+            Err(e) => {
+                self.fail(e, "the value cannot be encoded, so it is not cached")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Interprets the put.
+    pub(crate) fn on_store(&self, reply: Result<StoreReply, Error>) -> Result<(), Error> {
+        match reply.and_then(StoreReply::into_stored) {
+            Ok((evicted, _reclaimed)) => {
+                self.rec.add(Event::Write);
+                if evicted > 0 {
+                    self.rec.add(Event::Evictions(evicted));
+                }
+                Ok(())
+            }
+            Err(e) => self.fail(e, "storing the value failed"),
+        }
+    }
+
+    /// Counts a failure; returns it when strict, logs it (throttled) otherwise.
+    fn fail(&self, error: Error, what: &str) -> Result<(), Error> {
+        self.rec.add(Event::Error);
+        if self.core.strict {
+            return Err(error);
+        }
+        self.core
+            .warnings
+            .warn(&self.core.name, self.function, what, &error);
+        Ok(())
+    }
+}
+
+impl Core {
+    /// The shared `Debug` rendering of both front-ends (no credentials: `store` is redacted).
+    pub(crate) fn describe(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        type_name: &str,
+        store: &dyn std::fmt::Debug,
+    ) -> std::fmt::Result {
+        f.debug_struct(type_name)
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .field("layout", &self.layout)
+            .field("codec", &self.codec)
+            .field("maxsize", &self.settings.maxsize)
+            .field("ttl", &self.settings.ttl)
+            .field("update_ttl", &self.settings.slide)
+            .field("entry_ttl", &self.entry_ttl)
+            .field("strict", &self.strict)
+            .field("store", store)
+            .finish()
+    }
+
+    /// Turns a count reply into a `usize`.
+    pub(crate) fn count(reply: Result<StoreReply, Error>) -> Result<usize, Error> {
+        Ok(usize::try_from(reply?.into_count()?).unwrap_or(usize::MAX))
+    }
+}

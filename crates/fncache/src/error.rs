@@ -1,0 +1,130 @@
+//! The one error type of fncache, with a kind to match on.
+
+use std::fmt;
+
+/// What went wrong, coarsely: match on this rather than on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The builder was given an invalid setting (empty name, zero size or TTL, bad URL...).
+    Config,
+    /// The mode forbids computing (`exec: false`) and the cache had no value.
+    Miss,
+    /// The backend could not be reached or failed to answer (I/O, timeout, server error).
+    Backend,
+    /// A key used by this cache holds a value of another Redis type; the message names the key.
+    WrongType,
+    /// Arguments or a value could not be serialized.
+    Encode,
+    /// A stored value could not be decoded (other codec, corrupt bytes, changed type).
+    Decode,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Config => "invalid configuration",
+            ErrorKind::Miss => "cache miss",
+            ErrorKind::Backend => "backend error",
+            ErrorKind::WrongType => "wrong key type",
+            ErrorKind::Encode => "encoding error",
+            ErrorKind::Decode => "decoding error",
+        })
+    }
+}
+
+/// The error of every fallible fncache operation.
+///
+/// Messages never contain credentials: URLs are redacted before they are put in a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn miss(function: &str) -> Self {
+        Error::new(
+            ErrorKind::Miss,
+            format!("no cached value for `{function}` and the mode forbids computing it"),
+        )
+    }
+
+    /// Maps a redis-rs error, recognizing the wrong-type error our scripts raise.
+    pub(crate) fn from_redis(err: redis::RedisError) -> Self {
+        let text = err.to_string();
+        if let Some(pos) = text.find("fncache key ") {
+            let detail = text[pos..]
+                .split(" script:")
+                .next()
+                .unwrap_or(&text[pos..])
+                .trim()
+                .to_owned();
+            return Error::with_source(ErrorKind::WrongType, detail, err);
+        }
+        if err.code() == Some("WRONGTYPE") {
+            return Error::with_source(
+                ErrorKind::WrongType,
+                "a key of this cache holds a value of the wrong type",
+                err,
+            );
+        }
+        Error::with_source(ErrorKind::Backend, "redis request failed", err)
+    }
+
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// True when the cache had no value and the mode forbade computing one.
+    pub fn is_miss(&self) -> bool {
+        self.kind == ErrorKind::Miss
+    }
+
+    /// True for backend failures (unreachable server, timeout, server error, wrong key type).
+    pub fn is_backend(&self) -> bool {
+        matches!(self.kind, ErrorKind::Backend | ErrorKind::WrongType)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_reported() {
+        let e = Error::miss("f");
+        assert!(e.is_miss());
+        assert_eq!(e.kind(), ErrorKind::Miss);
+        assert!(e.to_string().starts_with("cache miss: "));
+        assert!(!Error::config("x").is_backend());
+    }
+}

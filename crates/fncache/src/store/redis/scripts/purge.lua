@@ -1,0 +1,9 @@
+-- purge.lua: unlink whole structures; returns how many live entries they held.
+-- KEYS: index, values, expiry, index, values, expiry, ...
+-- ARGV: index kind (zset|set)
+local kind, total = ARGV[1], 0
+for i = 1, #KEYS, 3 do
+  total = total + live_count(kind, KEYS[i], KEYS[i + 2])
+  redis.call('UNLINK', KEYS[i], KEYS[i + 1], KEYS[i + 2])
+end
+return total
