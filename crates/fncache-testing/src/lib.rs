@@ -8,6 +8,9 @@
 //! A missing `redis-server` binary is a loud failure with an install hint, never a silent skip:
 //! a test that quietly passes without Redis would be a test that asserts nothing.
 
+// Test support fails loudly: a panic with an install hint is the intended outcome.
+#![allow(clippy::panic)]
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::thread;

@@ -21,7 +21,7 @@ impl Clock for SystemClock {
     fn now_micros(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| saturating_micros(d))
+            .map(saturating_micros)
             .unwrap_or(0)
     }
 }

@@ -10,7 +10,8 @@
 pub enum Policy {
     /// Least recently used, by a per-structure use counter.
     Lru,
-    /// Least recently used, by server time in microseconds (the default).
+    /// Least recently used, by server time in microseconds (the default). Uses within one
+    /// microsecond are kept in call order.
     #[default]
     LruT,
     /// First in, first out, by a per-structure insert counter; reads do not matter.
@@ -39,7 +40,7 @@ pub(crate) enum IndexKind {
 pub(crate) enum InsertRule {
     /// One more than the highest score in the index.
     Counter,
-    /// Server time in microseconds.
+    /// Server time in microseconds, kept above the highest score.
     Time,
     /// Always 1 (a use count).
     One,
@@ -54,7 +55,7 @@ pub(crate) enum TouchRule {
     None,
     /// Becomes one more than the highest score (unless already the highest).
     Counter,
-    /// Becomes the server time in microseconds.
+    /// Becomes the server time in microseconds, kept above the highest score.
     Time,
     /// Grows by one.
     Increment,

@@ -90,8 +90,8 @@ impl Index {
                 order.insert((score, member));
             }
             Index::Set { members, position } => {
-                if !position.contains_key(&member) {
-                    position.insert(member, members.len());
+                if let std::collections::hash_map::Entry::Vacant(slot) = position.entry(member) {
+                    slot.insert(members.len());
                     members.push(member);
                 }
             }
@@ -189,6 +189,15 @@ impl MemStructure {
     }
 }
 
+/// Time in microseconds, but always above the highest score (as `time_score` in the scripts):
+/// uses within one microsecond still order as they happened.
+fn time_score(index: &Index, now: u64) -> u64 {
+    match index.top() {
+        Some((top, _)) if top >= now => top + 1,
+        _ => now,
+    }
+}
+
 impl MemoryStore {
     pub(crate) fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> MemoryStore {
         MemoryStore {
@@ -268,7 +277,7 @@ impl MemoryStore {
                         .set_score(member, top.map_or(0, |(score, _)| score) + 1);
                 }
             }
-            TouchRule::Time => s.index.set_score(member, now),
+            TouchRule::Time => s.index.set_score(member, time_score(&s.index, now)),
             TouchRule::Increment => {
                 let score = s.index.score(&member).unwrap_or(0) + 1;
                 s.index.set_score(member, score);
@@ -333,7 +342,7 @@ impl MemoryStore {
             }
             let score = match rules.insert {
                 InsertRule::Counter => s.index.top().map_or(0, |(score, _)| score) + 1,
-                InsertRule::Time => now,
+                InsertRule::Time => time_score(&s.index, now),
                 InsertRule::One | InsertRule::Set => 1,
             };
             s.index.set_score(member, score);

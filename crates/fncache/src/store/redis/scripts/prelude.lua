@@ -58,25 +58,39 @@ local function remove_entry(kind, index, values, expiry, member)
   return redis.call('HDEL', values, member)
 end
 
--- Score for a member that is inserted or used, by the policy's rule:
--- 'counter' = one more than the highest score, 'time' = server microseconds, 'one' = 1.
+-- The highest score in the index, or nil when it is empty.
+local function top_of(index)
+  local top = rcall(index, 'ZREVRANGE', index, 0, 0, 'WITHSCORES')
+  return top[1], tonumber(top[2])
+end
+
+-- Server time in microseconds, but always above the highest score, so that two uses within
+-- one microsecond (or a clock stepping back) still order as they happened.
+local function time_score(index)
+  local _, top = top_of(index)
+  local now = now_us()
+  if top and top >= now then return top + 1 end
+  return now
+end
+
+-- Score for a new member, by the policy's insert rule:
+-- 'counter' = one more than the highest score, 'time' = time_score, 'one' = 1.
 local function fresh_score(rule, index)
-  if rule == 'time' then return now_us() end
+  if rule == 'time' then return time_score(index) end
   if rule == 'one' then return 1 end
-  local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
-  if top[2] then return tonumber(top[2]) + 1 end
-  return 1
+  local _, top = top_of(index)
+  return (top or 0) + 1
 end
 
 -- Applies the policy's rule for a use (hit, or overwrite of an existing entry).
 local function touch(rule, index, member)
   if rule == 'counter' then
-    local top = rcall(index, 'ZREVRANGE', index, 0, 0, 'WITHSCORES')
-    if top[1] ~= member then
-      rcall(index, 'ZADD', index, tonumber(top[2] or 0) + 1, member)
+    local first, top = top_of(index)
+    if first ~= member then
+      rcall(index, 'ZADD', index, (top or 0) + 1, member)
     end
   elseif rule == 'time' then
-    rcall(index, 'ZADD', index, now_us(), member)
+    rcall(index, 'ZADD', index, time_score(index), member)
   elseif rule == 'incr' then
     rcall(index, 'ZINCRBY', index, 1, member)
   end

@@ -1,0 +1,17 @@
+//! Integration tests of the fncache core against the embedded store and real Redis servers
+//! (one throwaway `redis-server` per scenario), through both front-ends.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
+mod behaviour;
+mod concurrency;
+mod corruption;
+mod model;
+mod support;
+mod traces;
+mod ttl;

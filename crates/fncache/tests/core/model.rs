@@ -1,0 +1,124 @@
+//! The embedded store is the reference model: random call sequences must give identical hits,
+//! answers and contents on it and on a real Redis server, for every deterministic policy.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fncache::{Cache, Layout, Mode, Policy, blocking};
+use fncache_testing::RedisServer;
+use proptest::prelude::*;
+
+use crate::support::unique_name;
+
+static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::spawn);
+
+#[derive(Debug, Clone)]
+enum Op {
+    Call { function: u8, x: u8 },
+    ReadOnlyCall { function: u8, x: u8 },
+    WriteOnlyCall { function: u8, x: u8 },
+    Contains { function: u8, x: u8 },
+    Invalidate { function: u8, x: u8 },
+    Len,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let fx = (0u8..3, 0u8..6);
+    prop_oneof![
+        8 => fx.clone().prop_map(|(function, x)| Op::Call { function, x }),
+        1 => fx.clone().prop_map(|(function, x)| Op::ReadOnlyCall { function, x }),
+        1 => fx.clone().prop_map(|(function, x)| Op::WriteOnlyCall { function, x }),
+        2 => fx.clone().prop_map(|(function, x)| Op::Contains { function, x }),
+        1 => fx.prop_map(|(function, x)| Op::Invalidate { function, x }),
+        1 => Just(Op::Len),
+    ]
+}
+
+/// What an op observably did: for calls, whether the function ran.
+fn apply(cache: &blocking::Cache, op: &Op) -> String {
+    let execs = AtomicU64::new(0);
+    let call = |mode: Mode, function: u8, x: u8| {
+        let v = cache
+            .with_mode(mode, || {
+                cache.get_or_compute(&format!("f{function}"), &(x,), || {
+                    execs.fetch_add(1, Ordering::SeqCst);
+                    u32::from(x) * 3
+                })
+            })
+            .unwrap();
+        assert_eq!(v, u32::from(x) * 3);
+        format!("ran={}", execs.load(Ordering::SeqCst))
+    };
+    match *op {
+        Op::Call { function, x } => call(Mode::DEFAULT, function, x),
+        Op::ReadOnlyCall { function, x } => call(Mode::READ_ONLY, function, x),
+        Op::WriteOnlyCall { function, x } => call(Mode::WRITE_ONLY, function, x),
+        Op::Contains { function, x } => cache
+            .contains(&format!("f{function}"), &(x,))
+            .unwrap()
+            .to_string(),
+        Op::Invalidate { function, x } => cache
+            .invalidate(&format!("f{function}"), &(x,))
+            .unwrap()
+            .to_string(),
+        Op::Len => cache.len().unwrap().to_string(),
+    }
+}
+
+fn contents(cache: &blocking::Cache) -> Vec<(u8, u8)> {
+    let mut out = Vec::new();
+    for function in 0..3u8 {
+        for x in 0..6u8 {
+            if cache.contains(&format!("f{function}"), &(x,)).unwrap() {
+                out.push((function, x));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_model_and_redis_agree(
+        policy in prop::sample::select(vec![Policy::Lru, Policy::LruT, Policy::Fifo, Policy::FifoT, Policy::Lfu, Policy::Mru]),
+        layout in prop::sample::select(vec![Layout::Shared, Layout::PerFunction]),
+        maxsize in 1usize..5,
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
+        let name = unique_name();
+        let configure = |b: fncache::Builder| b.policy(policy).layout(layout).maxsize(maxsize);
+        let model = configure(Cache::builder(&name)).build_blocking().unwrap();
+        let redis = configure(Cache::builder(&name)).redis(SERVER.url()).build_blocking().unwrap();
+        for (step, op) in ops.iter().enumerate() {
+            let (m, r) = (apply(&model, op), apply(&redis, op));
+            prop_assert_eq!(&m, &r, "step {} {:?}", step, op);
+        }
+        prop_assert_eq!(contents(&model), contents(&redis));
+        prop_assert_eq!(model.stats(), redis.stats());
+        prop_assert_eq!(model.purge().unwrap(), redis.purge().unwrap());
+    }
+}
+
+#[test]
+fn random_policy_agrees_on_sizes() {
+    let model = Cache::builder("rr")
+        .policy(Policy::Random)
+        .maxsize(4)
+        .build_blocking()
+        .unwrap();
+    let redis = Cache::builder("rr")
+        .policy(Policy::Random)
+        .maxsize(4)
+        .redis(SERVER.url())
+        .build_blocking()
+        .unwrap();
+    for x in 0..50u32 {
+        for cache in [&model, &redis] {
+            cache.get_or_compute("f", &(x % 9,), || x).unwrap();
+        }
+        assert_eq!(model.len().unwrap(), redis.len().unwrap());
+    }
+    assert_eq!(model.stats().calls, redis.stats().calls);
+}

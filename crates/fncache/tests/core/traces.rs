@@ -1,0 +1,112 @@
+//! The policy traces of the foundation issue, with maxsize 3, on every store and front-end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fncache::Policy;
+
+use crate::support::{all_fronts, describe};
+
+/// Runs `calls` (argument, expected hit) and checks the final contents among 0..=3.
+fn check_trace(policy: Policy, calls: &[(u64, bool)], expected_final: &[u64]) {
+    for (store, front) in all_fronts(|b| b.policy(policy).maxsize(3)) {
+        let who = format!("{policy:?} on {}", describe(&store, &front));
+        let execs = AtomicU64::new(0);
+        for (step, &(x, hit)) in calls.iter().enumerate() {
+            let before = execs.load(Ordering::SeqCst);
+            assert_eq!(front.call("f", x, &execs), x * 10, "{who}: value of f({x})");
+            let was_hit = execs.load(Ordering::SeqCst) == before;
+            assert_eq!(was_hit, hit, "{who}: step {step}, f({x}) hit");
+        }
+        let contents: Vec<u64> = (0..=3).filter(|&x| front.contains("f", x)).collect();
+        let mut want = expected_final.to_vec();
+        want.sort_unstable();
+        assert_eq!(contents, want, "{who}: final contents");
+        assert_eq!(front.len(), 3, "{who}: len");
+    }
+}
+
+const M: bool = false;
+const H: bool = true;
+
+#[test]
+fn lru_evicts_the_least_recently_used() {
+    let calls = [(0, M), (1, M), (2, M), (0, H), (3, M), (1, M)];
+    check_trace(Policy::Lru, &calls, &[0, 3, 1]);
+    check_trace(Policy::LruT, &calls, &[0, 3, 1]);
+}
+
+#[test]
+fn fifo_ignores_reads() {
+    let calls = [(0, M), (1, M), (2, M), (0, H), (1, H), (3, M), (0, M)];
+    check_trace(Policy::Fifo, &calls, &[2, 3, 0]);
+    check_trace(Policy::FifoT, &calls, &[2, 3, 0]);
+}
+
+#[test]
+fn lfu_evicts_the_least_frequently_used() {
+    let calls = [
+        (0, M),
+        (1, M),
+        (2, M),
+        (0, H),
+        (0, H),
+        (1, H),
+        (3, M),
+        (2, M),
+    ];
+    check_trace(Policy::Lfu, &calls, &[0, 1, 2]);
+}
+
+#[test]
+fn mru_evicts_the_most_recently_used() {
+    // The Python original silently behaves as LRU here; this must evict 0, not 1.
+    let calls = [(0, M), (1, M), (2, M), (0, H), (3, M)];
+    check_trace(Policy::Mru, &calls, &[1, 2, 3]);
+}
+
+#[test]
+fn random_keeps_maxsize_and_the_newest_entry() {
+    for (store, front) in all_fronts(|b| b.policy(Policy::Random).maxsize(3)) {
+        let who = describe(&store, &front);
+        let execs = AtomicU64::new(0);
+        for x in 0..20 {
+            front.call("f", x, &execs);
+            assert!(front.contains("f", x), "{who}: newest entry {x} is cached");
+            assert_eq!(front.len(), (x as usize + 1).min(3), "{who}: len after {x}");
+        }
+        assert_eq!(front.stats().evictions, 17, "{who}");
+    }
+}
+
+#[test]
+fn redis_keys_follow_the_documented_names() {
+    let server = fncache_testing::RedisServer::spawn();
+    for policy in Policy::ALL {
+        let cache = fncache::Cache::builder("names")
+            .policy(policy)
+            .redis(server.url())
+            .build_blocking()
+            .unwrap();
+        cache.get_or_compute("f", &(1u8,), || 1u8).unwrap();
+        let mut con = server.connection();
+        let tag = policy.tag();
+        let index_type: String = redis::cmd("TYPE")
+            .arg(format!("func-cache:names:{tag}:0"))
+            .query(&mut con)
+            .unwrap();
+        let values_type: String = redis::cmd("TYPE")
+            .arg(format!("func-cache:names:{tag}:1"))
+            .query(&mut con)
+            .unwrap();
+        let want = if policy == Policy::Random {
+            "set"
+        } else {
+            "zset"
+        };
+        assert_eq!(
+            (index_type.as_str(), values_type.as_str()),
+            (want, "hash"),
+            "{policy:?}"
+        );
+    }
+}
