@@ -106,10 +106,11 @@ impl Policy {
         }
     }
 
-    /// True when the evicted entry depends only on the sequence of calls (not on clocks or
-    /// chance), so two stores fed the same calls hold the same entries.
+    /// True when the evicted entry depends only on the sequence of calls, not on chance, so
+    /// two stores fed the same calls one after another hold the same entries. (Timestamp
+    /// scores are kept above the highest score, so they order as the calls did.)
     pub fn is_deterministic(self) -> bool {
-        matches!(self, Policy::Lru | Policy::Fifo | Policy::Lfu | Policy::Mru)
+        self != Policy::Random
     }
 
     pub(crate) fn rules(self) -> Rules {
