@@ -8,11 +8,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
-use crate::core::Core;
+use crate::core::{Core, Parts, Store};
 use crate::error::Error;
 use crate::mode::{Mode, in_thread_ambient, thread_ambient};
 use crate::stats::{Counters, Stats};
-use crate::store::memory::MemoryStore;
 use crate::store::redis::BlockingRedis;
 use crate::store::{StoreOp, StoreReply};
 
@@ -29,36 +28,12 @@ use crate::store::{StoreOp, StoreReply};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    core: Core,
-    io: Io,
-}
-
-/// The blocking driver of the store.
-enum Io {
-    Memory(MemoryStore),
-    Redis(BlockingRedis),
-}
-
-impl Io {
-    fn run(&self, core: &Core, op: StoreOp) -> Result<StoreReply, Error> {
-        match self {
-            Io::Memory(store) => Ok(store.apply(op)),
-            Io::Redis(redis) => redis.run(op, &core.settings),
-        }
-    }
+    inner: Arc<Parts<BlockingRedis>>,
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let store: &dyn fmt::Debug = match &self.inner.io {
-            Io::Memory(_) => &"memory",
-            Io::Redis(redis) => redis,
-        };
-        self.inner.core.describe(f, "blocking::Cache", store)
+        self.inner.describe(f, "blocking::Cache")
     }
 }
 
@@ -69,17 +44,16 @@ impl Cache {
     }
 
     pub(crate) fn from_parts(core: Core, backend: Backend) -> Cache {
-        let io = match backend {
-            Backend::Memory(clock) => Io::Memory(MemoryStore::new(core.settings.clone(), clock)),
-            Backend::Redis(target) => Io::Redis(BlockingRedis::new(target)),
-        };
         Cache {
-            inner: Arc::new(Inner { core, io }),
+            inner: Arc::new(Parts::new(core, backend, BlockingRedis::new)),
         }
     }
 
     fn run(&self, op: StoreOp) -> Result<StoreReply, Error> {
-        self.inner.io.run(&self.inner.core, op)
+        match &self.inner.store {
+            Store::Memory(store) => Ok(store.apply(op)),
+            Store::Redis(redis) => redis.run(op, &self.inner.core.settings),
+        }
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.

@@ -257,3 +257,48 @@ impl Core {
         Ok(usize::try_from(reply?.into_count()?).unwrap_or(usize::MAX))
     }
 }
+
+/// What a front-end holds: the core and its store, the Redis side driven by `R` (the blocking
+/// or the async driver).
+#[derive(Debug)]
+pub(crate) struct Parts<R> {
+    pub(crate) core: Core,
+    pub(crate) store: Store<R>,
+}
+
+/// The store of a front-end.
+#[derive(Debug)]
+pub(crate) enum Store<R> {
+    Memory(Box<crate::store::memory::MemoryStore>),
+    Redis(R),
+}
+
+impl<R: std::fmt::Debug> Parts<R> {
+    /// Opens the store chosen by the builder, making the Redis driver with `redis`.
+    pub(crate) fn new(
+        core: Core,
+        backend: crate::builder::Backend,
+        redis: impl FnOnce(crate::store::redis::RedisTarget) -> R,
+    ) -> Parts<R> {
+        let store = match backend {
+            crate::builder::Backend::Memory(clock) => Store::Memory(Box::new(
+                crate::store::memory::MemoryStore::new(core.settings.clone(), clock),
+            )),
+            crate::builder::Backend::Redis(target) => Store::Redis(redis(target)),
+        };
+        Parts { core, store }
+    }
+
+    /// `Debug` of a front-end named `type_name`.
+    pub(crate) fn describe(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        type_name: &str,
+    ) -> std::fmt::Result {
+        let store: &dyn std::fmt::Debug = match &self.store {
+            Store::Memory(_) => &"memory",
+            Store::Redis(redis) => redis,
+        };
+        self.core.describe(f, type_name, store)
+    }
+}

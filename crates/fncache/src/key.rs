@@ -67,7 +67,9 @@ mod tests {
         let m = member("app::square", &(3u64,)).unwrap();
         assert_eq!(
             m,
-            [86, 184, 41, 70, 23, 177, 34, 255, 32, 152, 168, 121, 94, 83, 85, 95]
+            [
+                86, 184, 41, 70, 23, 177, 34, 255, 32, 152, 168, 121, 94, 83, 85, 95
+            ]
         );
         assert_eq!(function_digest("app::square"), "mFPbk_kYzP_p");
     }

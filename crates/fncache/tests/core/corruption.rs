@@ -175,11 +175,24 @@ fn an_unreachable_server_does_not_take_the_caller_down() {
 #[test]
 fn scripts_are_reloaded_after_script_flush() {
     let server = RedisServer::spawn();
-    let cache = Cache::builder("flush").redis(server.url()).build_blocking().unwrap();
+    let cache = Cache::builder("flush")
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
     cache.get_or_compute("f", &1, || 1).unwrap();
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut server.connection()).unwrap();
-    assert_eq!(cache.get_or_compute("f", &1, || 2).unwrap(), 1, "a hit after NOSCRIPT");
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut server.connection()).unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(
+        cache.get_or_compute("f", &1, || 2).unwrap(),
+        1,
+        "a hit after NOSCRIPT"
+    );
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut server.connection())
+        .unwrap();
     assert_eq!(cache.get_or_compute("f", &2, || 2).unwrap(), 2);
     assert_eq!(cache.len().unwrap(), 2);
     assert_eq!(cache.stats().errors, 0);
