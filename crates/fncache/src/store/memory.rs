@@ -184,6 +184,11 @@ impl MemStructure {
             .collect()
     }
 
+    /// False once the structure's own TTL has passed.
+    fn is_alive(&self, now: u64) -> bool {
+        self.deadline_us.is_none_or(|d| now <= d)
+    }
+
     fn is_entry_expired(bytes: &[u8], now: u64) -> bool {
         Entry::parse(bytes).is_some_and(|e| e.is_expired(now))
     }
@@ -211,8 +216,19 @@ impl MemoryStore {
     pub(crate) fn apply(&self, op: StoreOp) -> StoreReply {
         let now = self.clock.now_micros();
         let mut all = self.structures.lock().unwrap_or_else(|e| e.into_inner());
-        // Structures whose TTL passed are gone, as Redis keys would be.
-        all.retain(|_, s| s.deadline_us.is_none_or(|d| now <= d));
+        // Structures whose TTL passed are gone, as Redis keys would be: the one this op
+        // touches, or all of them for whole-cache ops.
+        match &op {
+            StoreOp::Get { structure, .. }
+            | StoreOp::Put { structure, .. }
+            | StoreOp::Peek { structure, .. }
+            | StoreOp::Remove { structure, .. } => {
+                if all.get(&structure.index).is_some_and(|s| !s.is_alive(now)) {
+                    all.remove(&structure.index);
+                }
+            }
+            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => all.retain(|_, s| s.is_alive(now)),
+        }
         match op {
             StoreOp::Get { structure, member } => {
                 StoreReply::Entry(self.get(&mut all, &structure, member, now))
