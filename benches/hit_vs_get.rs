@@ -29,7 +29,7 @@
 //! network) a better one. Compare ratios from one run, not across machines.
 //!
 //! Run with `cargo bench --bench hit_vs_get`; with `-- --test` every benchmark runs once and the
-//! ratio pass is shortened to a smoke test.
+//! ratio pass is shortened to a smoke test; with `-- --ratios` only the ratio pass runs.
 
 #![allow(clippy::expect_used)]
 
@@ -416,6 +416,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let listing = args.iter().any(|a| a == "--list");
     let testing = args.iter().any(|a| a == "--test");
+    // `-- --ratios`: only the interleaved ratio pass (quick, for comparing changes).
+    let ratios_only = args.iter().any(|a| a == "--ratios");
 
     let server = RedisServer::spawn();
     let mut fixtures: Vec<Fixture> = SIZES
@@ -424,15 +426,9 @@ fn main() {
         .collect();
 
     // 12 benchmarks at ~4.5 s each, plus the ratio pass: about a minute and a half in all.
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-        .nresamples(20_000)
-        .configure_from_args();
-    criterion_groups(&mut c, &mut fixtures);
-    c.final_summary();
-
+    if !ratios_only {
+        run_criterion(&mut fixtures);
+    }
     if listing {
         return;
     }
@@ -446,4 +442,15 @@ fn main() {
     for fixture in &fixtures {
         fixture.check();
     }
+}
+
+fn run_criterion(fixtures: &mut [Fixture]) {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+        .nresamples(20_000)
+        .configure_from_args();
+    criterion_groups(&mut c, fixtures);
+    c.final_summary();
 }

@@ -77,18 +77,8 @@ impl Error {
         )
     }
 
-    /// Maps a redis-rs error, recognizing the wrong-type error our scripts raise.
+    /// Maps a redis-rs error (wrong-type errors are named by the Redis plan instead).
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
-        let text = err.to_string();
-        if let Some(pos) = text.find("fncache key ") {
-            let detail = text[pos..]
-                .split(" script:")
-                .next()
-                .unwrap_or(&text[pos..])
-                .trim()
-                .to_owned();
-            return Error::with_source(ErrorKind::WrongType, detail, err);
-        }
         if err.code() == Some("WRONGTYPE") {
             return Error::with_source(
                 ErrorKind::WrongType,

@@ -10,8 +10,7 @@
 pub enum Policy {
     /// Least recently used, by a per-structure use counter.
     Lru,
-    /// Least recently used, by server time in microseconds (the default). Uses within one
-    /// microsecond are kept in call order.
+    /// Least recently used, by server time in microseconds (the default).
     #[default]
     LruT,
     /// First in, first out, by a per-structure insert counter; reads do not matter.
@@ -40,7 +39,7 @@ pub(crate) enum IndexKind {
 pub(crate) enum InsertRule {
     /// One more than the highest score in the index.
     Counter,
-    /// Server time in microseconds, kept above the highest score.
+    /// Server time in microseconds.
     Time,
     /// Always 1 (a use count).
     One,
@@ -55,7 +54,7 @@ pub(crate) enum TouchRule {
     None,
     /// Becomes one more than the highest score (unless already the highest).
     Counter,
-    /// Becomes the server time in microseconds, kept above the highest score.
+    /// Becomes the server time in microseconds.
     Time,
     /// Grows by one.
     Increment,
@@ -108,7 +107,7 @@ impl Policy {
 
     /// True when the evicted entry depends only on the sequence of calls, not on chance, so
     /// two stores fed the same calls one after another hold the same entries. (Timestamp
-    /// scores are kept above the highest score, so they order as the calls did.)
+    /// policies count: each store's time strictly increases from one operation to the next.)
     pub fn is_deterministic(self) -> bool {
         self != Policy::Random
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::{StoreOp, StoreReply, StoreSettings};
-use crate::clock::{Clock, saturating_micros};
+use crate::clock::{Clock, saturating_micros, saturating_millis};
 use crate::codec::Entry;
 use crate::key::Member;
 use crate::layout::Structure;
@@ -23,8 +23,18 @@ const RECLAIM_BATCH: usize = 128;
 pub(crate) struct MemoryStore {
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
+    state: Mutex<State>,
+}
+
+/// Everything behind the store's lock.
+#[derive(Debug, Default)]
+struct State {
     /// Structures by index key name.
-    structures: Mutex<HashMap<String, MemStructure>>,
+    structures: HashMap<String, MemStructure>,
+    /// The time of the previous op: every op sees a later time, as every Redis script sees a
+    /// later `TIME` than the one before (scripts run one at a time and take over a
+    /// microsecond), so time scores order ops exactly as they happened.
+    last_us: u64,
 }
 
 /// One structure: index, values, expiry times, and the structure's own deadline.
@@ -194,28 +204,21 @@ impl MemStructure {
     }
 }
 
-/// Time in microseconds, but always above the highest score (as `time_score` in the scripts):
-/// uses within one microsecond still order as they happened.
-fn time_score(index: &Index, now: u64) -> u64 {
-    match index.top() {
-        Some((top, _)) if top >= now => top + 1,
-        _ => now,
-    }
-}
-
 impl MemoryStore {
     pub(crate) fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> MemoryStore {
         MemoryStore {
             clock,
             settings,
-            structures: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
     /// Carries out one op; the embedded store cannot fail.
     pub(crate) fn apply(&self, op: StoreOp) -> StoreReply {
-        let now = self.clock.now_micros();
-        let mut all = self.structures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now_micros().max(state.last_us + 1);
+        state.last_us = now;
+        let all = &mut state.structures;
         // Structures whose TTL passed are gone, as Redis keys would be: the one this op
         // touches, or all of them for whole-cache ops.
         match &op {
@@ -231,7 +234,7 @@ impl MemoryStore {
         }
         match op {
             StoreOp::Get { structure, member } => {
-                StoreReply::Entry(self.get(&mut all, &structure, member, now))
+                StoreReply::Entry(self.get(all, &structure, member, now))
             }
             StoreOp::Put {
                 structure,
@@ -240,7 +243,7 @@ impl MemoryStore {
                 entry_ttl,
             } => {
                 let expire = entry_ttl.map(|t| now.saturating_add(saturating_micros(t)));
-                self.put(&mut all, &structure, member, &payload, expire, now)
+                self.put(all, &structure, member, &payload, expire, now)
             }
             StoreOp::Peek { structure, member } => StoreReply::Flag(
                 all.get(&structure.index)
@@ -277,23 +280,34 @@ impl MemoryStore {
         }
     }
 
+    /// Renews the structure TTL once it has run down by a step (as `slide` in `prelude.lua`:
+    /// 1% of the TTL, at most a second).
     fn slide(&self, s: &mut MemStructure, now: u64) {
-        if let Some(ttl) = self.settings.ttl {
-            s.deadline_us = Some(now.saturating_add(saturating_micros(ttl)));
+        let Some(ttl) = self.settings.ttl else {
+            return;
+        };
+        let ttl_us = saturating_micros(ttl);
+        let step_us = (saturating_millis(ttl) / 100).min(1000) * 1000;
+        let remaining_us = s.deadline_us.map_or(0, |d| d.saturating_sub(now));
+        if s.deadline_us.is_none() || ttl_us.saturating_sub(remaining_us) >= step_us {
+            s.deadline_us = Some(now.saturating_add(ttl_us));
         }
     }
 
+    /// A use of `member`, by the policy's touch rule (as `touch` in `prelude.lua`): the counter
+    /// rule makes it the highest score unless it already is (only order matters).
     fn touch(&self, s: &mut MemStructure, member: Member, now: u64) {
         match self.settings.rules.touch {
             TouchRule::None => {}
             TouchRule::Counter => {
                 let top = s.index.top();
-                if top.map(|(_, m)| m) != Some(member) {
-                    s.index
-                        .set_score(member, top.map_or(0, |(score, _)| score) + 1);
+                if top.map(|(_, m)| m) == Some(member) {
+                    return;
                 }
+                s.index
+                    .set_score(member, top.map_or(0, |(score, _)| score) + 1);
             }
-            TouchRule::Time => s.index.set_score(member, time_score(&s.index, now)),
+            TouchRule::Time => s.index.set_score(member, now),
             TouchRule::Increment => {
                 let score = s.index.score(&member).unwrap_or(0) + 1;
                 s.index.set_score(member, score);
@@ -358,7 +372,7 @@ impl MemoryStore {
             }
             let score = match rules.insert {
                 InsertRule::Counter => s.index.top().map_or(0, |(score, _)| score) + 1,
-                InsertRule::Time => time_score(&s.index, now),
+                InsertRule::Time => now,
                 InsertRule::One | InsertRule::Set => 1,
             };
             s.index.set_score(member, score);

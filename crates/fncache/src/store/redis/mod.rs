@@ -75,23 +75,26 @@ impl BlockingRedis {
         let mut con = self.checkout()?;
         let mut plan = Plan::new(op, settings);
         let mut reply = None;
-        loop {
-            match plan.step(reply.take())? {
-                Step::Done(out) => {
-                    self.checkin(con);
-                    return Ok(out);
+        let mut healthy = true;
+        let result = loop {
+            let request = match plan.step(reply.take()) {
+                Ok(Step::Send(request)) => request,
+                Ok(Step::Done(out)) => break Ok(out),
+                Err(e) => break Err(e),
+            };
+            match send_blocking(&mut con.0, &request) {
+                // The connection is in an unknown state: drop it and fail this op.
+                Err(e) if !is_reusable_after(&e) => {
+                    healthy = false;
+                    break Err(Error::from_redis(e));
                 }
-                Step::Send(request) => match send_blocking(&mut con.0, &request) {
-                    Ok(value) => reply = Some(value),
-                    Err(e) => {
-                        if is_reusable_after(&e) {
-                            self.checkin(con);
-                        }
-                        return Err(Error::from_redis(e));
-                    }
-                },
+                sent => reply = Some(sent),
             }
+        };
+        if healthy {
+            self.checkin(con);
         }
+        result
     }
 
     fn checkout(&self) -> Result<Pooled, Error> {
@@ -123,6 +126,7 @@ fn send_blocking(con: &mut redis::Connection, request: &Request) -> redis::Redis
     match request {
         Request::Script(invocation) => invocation.invoke(con),
         Request::Cmd(cmd) => cmd.query(con),
+        Request::Pipe(pipe) => pipe.query(con),
     }
 }
 
@@ -163,17 +167,16 @@ impl AsyncRedis {
                     let sent = match &request {
                         Request::Script(invocation) => invocation.invoke_async(&mut con).await,
                         Request::Cmd(cmd) => cmd.query_async(&mut con).await,
+                        Request::Pipe(pipe) => pipe.query_async(&mut con).await,
                     };
                     match sent {
-                        Ok(value) => reply = Some(value),
-                        Err(e) => {
-                            if !is_reusable_after(&e) {
-                                // The manager reconnects by itself, but it is bound to the runtime
-                                // that created it: start afresh in the current one.
-                                self.reset();
-                            }
+                        // The manager reconnects by itself, but it is bound to the runtime that
+                        // created it: start afresh in the current one, and fail this op.
+                        Err(e) if !is_reusable_after(&e) => {
+                            self.reset();
                             return Err(Error::from_redis(e));
                         }
+                        sent => reply = Some(sent),
                     }
                 }
             }

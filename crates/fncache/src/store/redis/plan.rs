@@ -17,8 +17,10 @@ use crate::store::{StoreOp, StoreReply, StoreSettings};
 /// Keys returned per SCAN round trip (a hint to the server).
 const SCAN_COUNT: usize = 512;
 
+/// A script file with the shared prelude (and, for whole-structure scripts, the maintenance
+/// helpers) prepended at compile time.
 macro_rules! script {
-    ($file:literal) => {
+    (hot $file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("scripts/prelude.lua"),
@@ -26,15 +28,24 @@ macro_rules! script {
             ))
         })
     };
+    (maintenance $file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/prelude.lua"),
+                include_str!("scripts/maintenance.lua"),
+                include_str!($file)
+            ))
+        })
+    };
 }
 
-static GET: LazyLock<Script> = script!("scripts/get.lua");
-static PUT: LazyLock<Script> = script!("scripts/put.lua");
-static PEEK: LazyLock<Script> = script!("scripts/peek.lua");
-static REMOVE: LazyLock<Script> = script!("scripts/remove.lua");
-static LEN: LazyLock<Script> = script!("scripts/len.lua");
-static PURGE: LazyLock<Script> = script!("scripts/purge.lua");
-static VACUUM: LazyLock<Script> = script!("scripts/vacuum.lua");
+static GET: LazyLock<Script> = script!(hot "scripts/get.lua");
+static PUT: LazyLock<Script> = script!(hot "scripts/put.lua");
+static PEEK: LazyLock<Script> = script!(maintenance "scripts/peek.lua");
+static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
+static LEN: LazyLock<Script> = script!(maintenance "scripts/len.lua");
+static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
+static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
 
 /// One request for a driver to send.
 #[derive(Debug)]
@@ -43,6 +54,8 @@ pub(crate) enum Request {
     Script(ScriptInvocation<'static>),
     /// A plain command.
     Cmd(redis::Cmd),
+    /// Several commands in one round trip.
+    Pipe(redis::Pipeline),
 }
 
 /// What a plan wants next.
@@ -105,6 +118,10 @@ enum State {
 pub(crate) struct Plan {
     state: State,
     index_kind: &'static str,
+    /// Structures the request in flight touches, for naming a key of the wrong type.
+    touched: Vec<Structure>,
+    /// The wrong-type error being diagnosed with TYPE requests.
+    diagnosing: Option<redis::RedisError>,
 }
 
 impl Plan {
@@ -113,6 +130,13 @@ impl Plan {
         let rules = settings.rules;
         let kind = rules.index.script_word();
         let single = |request, shape| State::Single(Some(Request::Script(request)), shape);
+        let touched = match &op {
+            StoreOp::Get { structure, .. }
+            | StoreOp::Put { structure, .. }
+            | StoreOp::Peek { structure, .. }
+            | StoreOp::Remove { structure, .. } => vec![structure.clone()],
+            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => Vec::new(),
+        };
         let state = match op {
             StoreOp::Get { structure, member } => {
                 let mut inv = GET.prepare_invoke();
@@ -162,11 +186,71 @@ impl Plan {
         Plan {
             state,
             index_kind: kind,
+            touched,
+            diagnosing: None,
         }
     }
 
-    /// Advances the plan with the reply to the previous request (`None` at the start).
-    pub(crate) fn step(&mut self, reply: Option<Value>) -> Result<Step, Error> {
+    /// Advances the plan with the outcome of the previous request (`None` at the start).
+    pub(crate) fn step(&mut self, reply: Option<redis::RedisResult<Value>>) -> Result<Step, Error> {
+        match reply {
+            Some(Err(e)) => self.on_error(e),
+            Some(Ok(types)) if self.diagnosing.is_some() => Err(self.diagnosis(types)),
+            Some(Ok(value)) => self.advance(Some(value)),
+            None => self.advance(None),
+        }
+    }
+
+    /// A script failed. A wrong-type failure is worth one more round trip: ask the type of
+    /// each key involved, so that the error can name the culprit.
+    fn on_error(&mut self, e: redis::RedisError) -> Result<Step, Error> {
+        if e.code() != Some("WRONGTYPE") || self.diagnosing.is_some() || self.touched.is_empty() {
+            return Err(Error::from_redis(e));
+        }
+        let mut pipe = redis::pipe();
+        for (key, _) in self.expected_types() {
+            pipe.cmd("TYPE").arg(key);
+        }
+        self.diagnosing = Some(e);
+        Ok(Step::Send(Request::Pipe(pipe)))
+    }
+
+    fn expected_types(&self) -> Vec<(&str, &'static str)> {
+        self.touched
+            .iter()
+            .flat_map(|s| {
+                [
+                    (s.index.as_str(), self.index_kind),
+                    (s.values.as_str(), "hash"),
+                    (s.expiry.as_str(), "zset"),
+                ]
+            })
+            .collect()
+    }
+
+    fn diagnosis(&mut self, types: Value) -> Error {
+        let types: Vec<String> = redis::from_redis_value(types).unwrap_or_default();
+        let wrong: Vec<String> = self
+            .expected_types()
+            .into_iter()
+            .zip(types)
+            .filter(|((_, want), got)| got != "none" && got != want)
+            .map(|((key, want), got)| {
+                format!("key `{key}` holds a {got} where fncache keeps a {want}")
+            })
+            .collect();
+        let message = if wrong.is_empty() {
+            "a key of this cache holds a value of the wrong type".to_owned()
+        } else {
+            wrong.join("; ")
+        };
+        match self.diagnosing.take() {
+            Some(cause) => Error::with_source(ErrorKind::WrongType, message, cause),
+            None => Error::new(ErrorKind::WrongType, message),
+        }
+    }
+
+    fn advance(&mut self, reply: Option<Value>) -> Result<Step, Error> {
         let kind = self.index_kind;
         match &mut self.state {
             State::Single(request, shape) => match (request.take(), reply) {
@@ -175,7 +259,11 @@ impl Plan {
                 (None, None) => Err(protocol("a reply was expected")),
             },
             State::Fixed { sweep, structures } => match (structures.take(), reply) {
-                (Some(structures), _) => Ok(Step::Send(sweep_request(*sweep, kind, &structures))),
+                (Some(structures), _) => {
+                    let request = sweep_request(*sweep, kind, &structures);
+                    self.touched = structures;
+                    Ok(Step::Send(request))
+                }
                 (None, Some(reply)) => Ok(Step::Done(StoreReply::Count(count(reply)?))),
                 (None, None) => Err(protocol("a reply was expected")),
             },
@@ -207,7 +295,9 @@ impl Plan {
                         .collect();
                     if !fresh.is_empty() {
                         *awaiting_script = true;
-                        return Ok(Step::Send(sweep_request(*sweep, kind, &fresh)));
+                        let request = sweep_request(*sweep, kind, &fresh);
+                        self.touched = fresh;
+                        return Ok(Step::Send(request));
                     }
                 }
                 match next_cursor.take() {
@@ -324,7 +414,7 @@ mod tests {
             plan.step(None).unwrap(),
             Step::Send(Request::Script(_))
         ));
-        let done = plan.step(Some(Value::Nil)).unwrap();
+        let done = plan.step(Some(Ok(Value::Nil))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Entry(None))));
     }
 
@@ -347,12 +437,16 @@ mod tests {
             ])
         };
         // First batch finds one structure: a script call counts it.
-        let step = plan.step(Some(batch("5", &["p:n:lru-m:f#x:0"]))).unwrap();
+        let step = plan
+            .step(Some(Ok(batch("5", &["p:n:lru-m:f#x:0"]))))
+            .unwrap();
         assert!(matches!(step, Step::Send(Request::Script(_))));
-        let step = plan.step(Some(Value::Int(2))).unwrap();
+        let step = plan.step(Some(Ok(Value::Int(2)))).unwrap();
         assert!(matches!(step, Step::Send(Request::Cmd(_))));
         // The same key again (SCAN may repeat) is not counted twice.
-        let step = plan.step(Some(batch("0", &["p:n:lru-m:f#x:0"]))).unwrap();
+        let step = plan
+            .step(Some(Ok(batch("0", &["p:n:lru-m:f#x:0"]))))
+            .unwrap();
         assert!(matches!(step, Step::Done(StoreReply::Count(2))));
     }
 }

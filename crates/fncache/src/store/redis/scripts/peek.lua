@@ -1,7 +1,8 @@
 -- peek.lua: is a live entry stored? Changes nothing: no score, no ttl, no removal.
 -- KEYS: values
 -- ARGV: member
-local values, member = KEYS[1], ARGV[1]
-local entry = rcall(values, 'HGET', values, member)
-if not entry or is_expired(entry) then return 0 end
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return 0 end
+local at = expire_at(entry)
+if at ~= 0 and at <= now_us() then return 0 end
 return 1

@@ -1,105 +1,52 @@
--- prelude.lua: helpers shared by every fncache script (prepended at compile time).
+-- prelude.lua: the few helpers every fncache script shares (prepended at compile time).
 --
 -- A cache structure is three keys: an index (sorted set, or plain set for the random
 -- policy), a hash of entries, and a sorted set of per-entry expiry times (only entries
 -- that have a per-entry TTL appear in it). A stored entry is
 --   format (1 byte) | codec (1 byte) | written_at_us (8, BE) | expire_at_us (8, BE, 0 = never) | payload
 -- Times are server microseconds from TIME, so every client agrees on them.
+--
+-- The hit path runs this on every call, so it stays small: each helper defined here is a
+-- closure created per call. A key of the wrong type makes redis.call fail before anything is
+-- written; the client then names the key (it asks TYPE of each key of the failed script).
 
-local HEADER = 18
-
--- Calls redis and turns a type error into one that names the key, so the user knows
--- exactly which key somebody overwrote.
-local function rcall(key, ...)
-  local reply = redis.pcall(...)
-  if type(reply) == 'table' and reply.err then
-    if string.find(reply.err, 'WRONGTYPE', 1, true) then
-      error({err = 'WRONGTYPE fncache key ' .. key .. ' holds a value of the wrong type'})
-    end
-    error(reply)
-  end
-  return reply
-end
-
-local cached_now = nil
 local function now_us()
-  if not cached_now then
-    local t = redis.call('TIME')
-    cached_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  end
-  return cached_now
+  local t = redis.call('TIME')
+  return t[1] * 1000000 + t[2]
 end
 
--- 0 when the entry never expires (or is too short to carry a header: the client
--- then sees it as corrupt and overwrites it).
+-- 0 when the entry never expires (or is too short to carry a header: the client then sees
+-- it as corrupt and overwrites it).
 local function expire_at(entry)
-  if #entry < HEADER then return 0 end
+  if #entry < 18 then return 0 end
   return struct.unpack('>I8', entry, 11)
 end
 
-local function is_expired(entry)
-  local at = expire_at(entry)
-  return at ~= 0 and at <= now_us()
-end
-
-local function index_card(kind, index)
-  if kind == 'set' then return rcall(index, 'SCARD', index) end
-  return rcall(index, 'ZCARD', index)
-end
-
-local function index_remove(kind, index, member)
-  if kind == 'set' then return redis.call('SREM', index, member) end
-  return redis.call('ZREM', index, member)
-end
-
-local function remove_entry(kind, index, values, expiry, member)
-  index_remove(kind, index, member)
-  redis.call('ZREM', expiry, member)
-  return redis.call('HDEL', values, member)
-end
-
--- The highest score in the index, or nil when it is empty.
-local function top_of(index)
-  local top = rcall(index, 'ZREVRANGE', index, 0, 0, 'WITHSCORES')
-  return top[1], tonumber(top[2])
-end
-
--- Server time in microseconds, but always above the highest score, so that two uses within
--- one microsecond (or a clock stepping back) still order as they happened.
-local function time_score(index)
-  local _, top = top_of(index)
-  local now = now_us()
-  if top and top >= now then return top + 1 end
-  return now
-end
-
--- Score for a new member, by the policy's insert rule:
--- 'counter' = one more than the highest score, 'time' = time_score, 'one' = 1.
-local function fresh_score(rule, index)
-  if rule == 'time' then return time_score(index) end
-  if rule == 'one' then return 1 end
-  local _, top = top_of(index)
-  return (top or 0) + 1
-end
-
--- Applies the policy's rule for a use (hit, or overwrite of an existing entry).
-local function touch(rule, index, member)
-  if rule == 'counter' then
-    local first, top = top_of(index)
-    if first ~= member then
-      rcall(index, 'ZADD', index, (top or 0) + 1, member)
+-- Applies the policy's rule for a use (a hit, or an overwrite of an existing entry):
+-- 'counter' makes the member the highest score unless it already is (only the order
+-- matters), 'time' scores it with server time (strictly increasing across scripts, which run
+-- one at a time and each take more than a microsecond), 'incr' adds one.
+local function touch(rule, index, member, now)
+  if rule == 'time' then
+    redis.call('ZADD', index, now or now_us(), member)
+  elseif rule == 'counter' then
+    local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
+    if top[1] ~= member then
+      redis.call('ZADD', index, (tonumber(top[2]) or 0) + 1, member)
     end
-  elseif rule == 'time' then
-    rcall(index, 'ZADD', index, time_score(index), member)
   elseif rule == 'incr' then
-    rcall(index, 'ZINCRBY', index, 1, member)
+    redis.call('ZINCRBY', index, 1, member)
   end
 end
 
--- Counts the entries of one structure that are stored and not expired.
-local function live_count(kind, index, expiry)
-  local total = index_card(kind, index)
-  local dead = rcall(expiry, 'ZCOUNT', expiry, '-inf', now_us())
-  return total - dead
+-- Renews the structure TTL once it has run down by a step (1% of it, at most a second), so
+-- a hot structure costs one PTTL per call instead of a PEXPIRE per key.
+local function slide(index, values, expiry, ttl)
+  local step = math.min(1000, math.floor(ttl / 100))
+  if ttl - redis.call('PTTL', index) >= step then
+    redis.call('PEXPIRE', index, ttl)
+    redis.call('PEXPIRE', values, ttl)
+    redis.call('PEXPIRE', expiry, ttl)
+  end
 end
 

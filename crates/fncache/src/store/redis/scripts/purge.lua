@@ -1,9 +1,11 @@
 -- purge.lua: unlink whole structures; returns how many live entries they held.
 -- KEYS: index, values, expiry, index, values, expiry, ...
 -- ARGV: index kind (zset|set)
-local kind, total = ARGV[1], 0
+local kind, total, now = ARGV[1], 0, now_us()
 for i = 1, #KEYS, 3 do
-  total = total + live_count(kind, KEYS[i], KEYS[i + 2])
+  total = total + live_count(kind, KEYS[i], KEYS[i + 1], KEYS[i + 2], now)
+end
+for i = 1, #KEYS, 3 do
   redis.call('UNLINK', KEYS[i], KEYS[i + 1], KEYS[i + 2])
 end
 return total

@@ -4,40 +4,39 @@
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
 --       slide ('1' = every put renews the structure ttl), entry ttl ms (0 = none)
--- Returns {evicted, reclaimed}: entries evicted by policy, expired entries reclaimed.
-local index, values, expiry = KEYS[1], KEYS[2], KEYS[3]
-local member, head, payload = ARGV[1], ARGV[2], ARGV[3]
-local insert, rule, victim = ARGV[4], ARGV[5], ARGV[6]
-local maxsize, ttl, slide, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9] == '1', tonumber(ARGV[10])
-local kind = 'zset'
-if insert == 'set' then kind = 'set' end
-
--- Read every key first: a key of the wrong type fails here, before anything is written.
-local exists = rcall(values, 'HEXISTS', values, member) == 1
-local size = index_card(kind, index)
-local with_expiry = rcall(expiry, 'ZCARD', expiry)
-
+-- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
+local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local insert, victim = ARGV[4], ARGV[6]
+local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
+local is_set = insert == 'set'
+local now = now_us()
 local evicted, reclaimed = 0, 0
+
+-- Reads come first: a key of the wrong type fails here, before anything is written.
+local exists = redis.call('HEXISTS', values, member) == 1
 if exists then
-  touch(rule, index, member)
+  touch(ARGV[5], index, member, now)
 else
-  if size >= maxsize and with_expiry > 0 then
+  local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
+  if size >= maxsize then
     -- Expired entries go before any live entry is evicted.
-    local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now_us(), 'LIMIT', 0, 128)
-    for _, m in ipairs(dead) do
-      remove_entry(kind, index, values, expiry, m)
-      reclaimed = reclaimed + 1
+    local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 128)
+    if #dead > 0 then
+      redis.call(is_set and 'SREM' or 'ZREM', index, unpack(dead))
+      redis.call('HDEL', values, unpack(dead))
+      redis.call('ZREM', expiry, unpack(dead))
+      reclaimed = #dead
+      size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
     end
-    size = index_card(kind, index)
   end
   while size >= maxsize do
     local out
     if victim == 'random' then
       out = redis.call('SPOP', index)
+    elseif victim == 'max' then
+      out = redis.call('ZPOPMAX', index)[1]
     else
-      local popped
-      if victim == 'max' then popped = redis.call('ZPOPMAX', index) else popped = redis.call('ZPOPMIN', index) end
-      out = popped[1]
+      out = redis.call('ZPOPMIN', index)[1]
     end
     if not out then break end
     redis.call('HDEL', values, out)
@@ -45,27 +44,31 @@ else
     evicted = evicted + 1
     size = size - 1
   end
-  if kind == 'set' then
+  if is_set then
     redis.call('SADD', index, member)
   else
-    redis.call('ZADD', index, fresh_score(insert, index), member)
+    local score = 1
+    if insert == 'time' then
+      score = now
+    elseif insert == 'counter' then
+      score = (tonumber(redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')[2]) or 0) + 1
+    end
+    redis.call('ZADD', index, score, member)
   end
 end
 
 local expire = 0
 if entry_ttl > 0 then
-  expire = now_us() + entry_ttl * 1000
+  expire = now + entry_ttl * 1000
   redis.call('ZADD', expiry, expire, member)
-elseif with_expiry > 0 then
-  redis.call('ZREM', expiry, member)
+elseif exists then
+  redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
-redis.call('HSET', values, member, head .. struct.pack('>I8I8', now_us(), expire) .. payload)
+redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8', now, expire) .. ARGV[3])
 
 if ttl > 0 then
-  if slide then
-    redis.call('PEXPIRE', index, ttl)
-    redis.call('PEXPIRE', values, ttl)
-    redis.call('PEXPIRE', expiry, ttl)
+  if ARGV[9] == '1' then
+    slide(index, values, expiry, ttl)
   else
     -- Fixed lifetime: set once, when a key is created, from the index's remaining time.
     local left = redis.call('PTTL', index)
