@@ -3,12 +3,13 @@
 //! A stored entry is laid out as
 //!
 //! ```text
-//! format (1) | codec (1) | written_at_us (8, big-endian) | expire_at_us (8, big-endian) | payload
+//! format (1) | codec (1) | written_at_us (8) | expire_at_us (8) | keep_until_us (8) | payload
 //! ```
 //!
-//! The client produces the first two bytes and the payload; the store (the Redis script, or the
-//! embedded store) inserts the two timestamps from its own clock, so that all processes sharing
-//! a server agree on them. `expire_at_us == 0` means the entry has no per-entry TTL.
+//! (integers big-endian). The client produces the first two bytes and the payload; the store
+//! (the Redis script, or the embedded store) inserts the timestamps from its own clock, so that
+//! all processes sharing a server agree on them. Past `expire_at_us` the entry is no longer
+//! served normally; it stays until `keep_until_us` as a fail-safe fallback. 0 means never.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,7 @@ use crate::error::{Error, ErrorKind};
 /// The envelope layout version written today.
 pub(crate) const FORMAT_V1: u8 = 1;
 /// Bytes before the payload in a stored entry.
-pub(crate) const HEADER_LEN: usize = 18;
+pub(crate) const HEADER_LEN: usize = 26;
 
 /// How values are serialized inside the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -90,8 +91,10 @@ pub(crate) struct Entry<'a> {
     pub(crate) codec: u8,
     /// Store time of the write, in microseconds since the Unix epoch.
     pub(crate) written_at_us: u64,
-    /// Store time after which the entry is gone; 0 for never.
+    /// Store time after which the entry is no longer served normally; 0 for never.
     pub(crate) expire_at_us: u64,
+    /// Store time at which the entry is deleted; 0 for never.
+    pub(crate) keep_until_us: u64,
     pub(crate) payload: &'a [u8],
 }
 
@@ -109,21 +112,18 @@ impl<'a> Entry<'a> {
             codec: bytes[1],
             written_at_us: word(2)?,
             expire_at_us: word(10)?,
+            keep_until_us: word(18)?,
             payload: &bytes[HEADER_LEN..],
         })
     }
 
     /// Builds stored bytes, as the store does when it writes (used by the embedded store).
-    pub(crate) fn assemble(
-        head: [u8; 2],
-        written_at_us: u64,
-        expire_at_us: u64,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    pub(crate) fn assemble(head: [u8; 2], times: Times, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(&head);
-        out.extend_from_slice(&written_at_us.to_be_bytes());
-        out.extend_from_slice(&expire_at_us.to_be_bytes());
+        out.extend_from_slice(&times.written_at_us.to_be_bytes());
+        out.extend_from_slice(&times.expire_at_us.to_be_bytes());
+        out.extend_from_slice(&times.keep_until_us.to_be_bytes());
         out.extend_from_slice(payload);
         out
     }
@@ -132,21 +132,31 @@ impl<'a> Entry<'a> {
     pub(crate) fn is_expired(&self, now_us: u64) -> bool {
         self.expire_at_us != 0 && self.expire_at_us <= now_us
     }
+
+    /// True when the entry is to be deleted at `now_us` (not even a fallback any more).
+    pub(crate) fn is_gone(&self, now_us: u64) -> bool {
+        self.keep_until_us != 0 && self.keep_until_us <= now_us
+    }
 }
 
-/// Decodes stored bytes into a value, requiring the expected codec.
-pub(crate) fn decode_entry<T: DeserializeOwned>(codec: Codec, bytes: &[u8]) -> Result<T, Error> {
-    let entry = Entry::parse(bytes).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Decode,
-            "stored bytes are not an fncache envelope (format 1)",
-        )
-    })?;
+/// The timestamps a store writes into an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Times {
+    pub(crate) written_at_us: u64,
+    pub(crate) expire_at_us: u64,
+    pub(crate) keep_until_us: u64,
+}
+
+/// Decodes a value from an entry, requiring the expected codec.
+pub(crate) fn decode_value<T: DeserializeOwned>(
+    codec: Codec,
+    entry: &Entry<'_>,
+) -> Result<T, Error> {
     if entry.codec != codec.id() {
         return Err(Error::new(
             ErrorKind::Decode,
             format!(
-                "stored value uses codec id {}, this cache reads {codec:?} (id {})",
+                "stored value uses codec id {}, this call reads {codec:?} (id {})",
                 entry.codec,
                 codec.id()
             ),
@@ -158,6 +168,17 @@ pub(crate) fn decode_entry<T: DeserializeOwned>(codec: Codec, bytes: &[u8]) -> R
             format!("cannot decode stored value: {e}"),
         )
     })
+}
+
+/// Decodes stored bytes into a value, requiring the expected codec.
+pub(crate) fn decode_entry<T: DeserializeOwned>(codec: Codec, bytes: &[u8]) -> Result<T, Error> {
+    let entry = Entry::parse(bytes).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Decode,
+            "stored bytes are not an fncache envelope (format 1)",
+        )
+    })?;
+    decode_value(codec, &entry)
 }
 
 #[cfg(test)]
@@ -174,7 +195,11 @@ mod tests {
     }
 
     fn stored<T: Serialize>(codec: Codec, value: &T) -> Vec<u8> {
-        Entry::assemble(codec.head(), 1, 0, &codec.encode(value).unwrap())
+        let times = Times {
+            written_at_us: 1,
+            ..Times::default()
+        };
+        Entry::assemble(codec.head(), times, &codec.encode(value).unwrap())
     }
 
     #[test]
@@ -204,7 +229,7 @@ mod tests {
         let json = stored(Codec::Json, &5u32);
         let err = decode_entry::<u32>(Codec::MessagePack, &json).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
-        for garbage in [&b""[..], b"\x01", b"not an envelope at all", &[1u8; 18]] {
+        for garbage in [&b""[..], b"\x01", b"not an envelope at all", &[1u8; 26]] {
             assert!(decode_entry::<String>(Codec::MessagePack, garbage).is_err());
         }
         let changed = stored(Codec::MessagePack, &"text");
@@ -213,12 +238,24 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let bytes = Entry::assemble([1, 2], 123, 456, b"xy");
+        let times = Times {
+            written_at_us: 123,
+            expire_at_us: 456,
+            keep_until_us: 789,
+        };
+        let bytes = Entry::assemble([1, 2], times, b"xy");
         let e = Entry::parse(&bytes).unwrap();
         assert_eq!(
-            (e.codec, e.written_at_us, e.expire_at_us, e.payload),
-            (2, 123, 456, &b"xy"[..])
+            (
+                e.codec,
+                e.written_at_us,
+                e.expire_at_us,
+                e.keep_until_us,
+                e.payload
+            ),
+            (2, 123, 456, 789, &b"xy"[..])
         );
         assert!(e.is_expired(456) && !e.is_expired(455));
+        assert!(e.is_gone(789) && !e.is_gone(788));
     }
 }

@@ -19,7 +19,7 @@ use crate::layout::{Layout, Structure};
 use crate::mode::{Ambient, CacheId, Mode};
 use crate::policy::Policy;
 use crate::stats::{Event, Recorder, StatsRegistry};
-use crate::store::{StoreOp, StoreReply, StoreSettings};
+use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
 
 /// Minimum time between two warnings logged by one cache.
 const WARN_INTERVAL_US: u64 = 1_000_000;
@@ -137,6 +137,8 @@ impl Call<'_> {
         self.mode.read.then(|| StoreOp::Get {
             structure: structure.clone(),
             member: *member,
+            refresh_after: None,
+            lease: None,
         })
     }
 
@@ -146,7 +148,13 @@ impl Call<'_> {
         &self,
         reply: Result<StoreReply, Error>,
     ) -> Result<Option<T>, Error> {
-        match reply.and_then(StoreReply::into_entry) {
+        let entry = reply
+            .and_then(StoreReply::into_lookup)
+            .map(|l| match l.freshness {
+                Freshness::Fresh | Freshness::Stale => l.entry,
+                Freshness::Missing | Freshness::Expired => None,
+            });
+        match entry {
             Ok(Some(bytes)) => match decode_entry::<T>(self.core.codec, &bytes) {
                 Ok(value) => {
                     self.rec.add(Event::Hit);
@@ -195,6 +203,8 @@ impl Call<'_> {
                 member: *member,
                 payload,
                 entry_ttl: self.core.entry_ttl,
+                keep: None,
+                release: None,
             })),
             Err(e) => {
                 self.fail(e, "the value cannot be encoded, so it is not cached")?;

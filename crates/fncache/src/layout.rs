@@ -33,6 +33,19 @@ impl Structure {
         }
     }
 
+    /// The key of the lease (compute lock) of one member, next to the structure's keys (so a
+    /// cluster layout's hash tag puts it in the same slot).
+    pub(crate) fn lease_key(&self, member: &[u8; 16]) -> String {
+        let base = self.index.strip_suffix(":0").unwrap_or(&self.index);
+        let mut key = String::with_capacity(base.len() + 40);
+        key.push_str(base);
+        key.push_str(":lock:");
+        for byte in member {
+            key.push_str(&format!("{byte:02x}"));
+        }
+        key
+    }
+
     /// The structure whose index key is `index` (a key ending in `:0`), if it is one.
     pub(crate) fn from_index_key(index: &str) -> Option<Structure> {
         index.strip_suffix(":0").map(Structure::from_base)

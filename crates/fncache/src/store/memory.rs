@@ -7,10 +7,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use super::{StoreOp, StoreReply, StoreSettings};
+use super::{
+    Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings, Token,
+};
 use crate::clock::{Clock, saturating_micros, saturating_millis};
-use crate::codec::Entry;
+use crate::codec::{Entry, Times};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::policy::{IndexKind, InsertRule, TouchRule, VictimRule};
@@ -35,6 +38,35 @@ struct State {
     /// later `TIME` than the one before (scripts run one at a time and take over a
     /// microsecond), so time scores order ops exactly as they happened.
     last_us: u64,
+    /// Leases by key: token and end time.
+    leases: HashMap<String, (Token, u64)>,
+}
+
+impl State {
+    /// As `take_lease` in `prelude.lua`.
+    fn take_lease(&mut self, key: String, request: &LeaseRequest, now: u64) -> LeaseState {
+        match self.leases.get(&key) {
+            Some((token, until)) if *until > now => {
+                if *token == request.token {
+                    LeaseState::Mine
+                } else {
+                    LeaseState::Theirs
+                }
+            }
+            _ => {
+                let until = now.saturating_add(saturating_micros(request.ttl));
+                self.leases.insert(key, (request.token.clone(), until));
+                LeaseState::Mine
+            }
+        }
+    }
+
+    /// True when `token` holds the lease at `key` (an expired lease is nobody's).
+    fn holds(&self, key: &str, token: &str, now: u64) -> bool {
+        self.leases
+            .get(key)
+            .is_some_and(|(held, until)| held == token && *until > now)
+    }
 }
 
 /// One structure: index, values, expiry times, and the structure's own deadline.
@@ -44,7 +76,8 @@ struct MemStructure {
     deadline_us: Option<u64>,
     index: Index,
     values: HashMap<Member, Vec<u8>>,
-    /// `(expire_at_us, member)`, ordered as Redis orders a sorted set.
+    /// `(keep_until_us, member)`: when entries are deleted, ordered as Redis orders a
+    /// sorted set.
     expiry: BTreeSet<(u64, Member)>,
     expiry_of: HashMap<Member, u64>,
 }
@@ -204,6 +237,29 @@ impl MemStructure {
     }
 }
 
+/// The timestamps of an entry written at `now` (as `put.lua`): times are kept in whole
+/// milliseconds of TTL, as Redis receives them.
+fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) -> Times {
+    let Some(ttl) = entry_ttl.filter(|t| !t.is_zero()) else {
+        return Times {
+            written_at_us: now,
+            ..Times::default()
+        };
+    };
+    let (ttl_ms, keep_ms) = (saturating_millis(ttl), keep.map_or(0, saturating_millis));
+    let expire = now.saturating_add(ttl_ms.saturating_mul(1000));
+    let keep_until = if keep_ms > ttl_ms {
+        now.saturating_add(keep_ms.saturating_mul(1000))
+    } else {
+        expire
+    };
+    Times {
+        written_at_us: now,
+        expire_at_us: expire,
+        keep_until_us: keep_until,
+    }
+}
+
 impl MemoryStore {
     pub(crate) fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> MemoryStore {
         MemoryStore {
@@ -218,14 +274,20 @@ impl MemoryStore {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.now_micros().max(state.last_us + 1);
         state.last_us = now;
-        let all = &mut state.structures;
+        state.leases.retain(|_, (_, until)| *until > now);
+        let State {
+            structures: all,
+            leases: _,
+            ..
+        } = &mut *state;
         // Structures whose TTL passed are gone, as Redis keys would be: the one this op
         // touches, or all of them for whole-cache ops.
         match &op {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
-            | StoreOp::Remove { structure, .. } => {
+            | StoreOp::Remove { structure, .. }
+            | StoreOp::Lease { structure, .. } => {
                 if all.get(&structure.index).is_some_and(|s| !s.is_alive(now)) {
                     all.remove(&structure.index);
                 }
@@ -233,17 +295,63 @@ impl MemoryStore {
             StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => all.retain(|_, s| s.is_alive(now)),
         }
         match op {
-            StoreOp::Get { structure, member } => {
-                StoreReply::Entry(self.get(all, &structure, member, now))
+            StoreOp::Get {
+                structure,
+                member,
+                refresh_after,
+                lease,
+            } => {
+                let (freshness, entry) = self.get(all, &structure, member, refresh_after, now);
+                let lease = match (&lease, freshness) {
+                    (None, _) | (_, Freshness::Fresh) => LeaseState::NotAsked,
+                    (Some(request), _) => {
+                        state.take_lease(structure.lease_key(&member), request, now)
+                    }
+                };
+                StoreReply::Looked(Lookup {
+                    freshness,
+                    lease,
+                    entry,
+                })
             }
             StoreOp::Put {
                 structure,
                 member,
                 payload,
                 entry_ttl,
+                keep,
+                release,
             } => {
-                let expire = entry_ttl.map(|t| now.saturating_add(saturating_micros(t)));
-                self.put(all, &structure, member, &payload, expire, now)
+                let times = entry_times(now, entry_ttl, keep);
+                let reply = self.put(all, &structure, member, &payload, times, now);
+                if let Some(token) = release {
+                    let key = structure.lease_key(&member);
+                    if state.holds(&key, &token, now) {
+                        state.leases.remove(&key);
+                    }
+                }
+                reply
+            }
+            StoreOp::Lease {
+                structure,
+                member,
+                token,
+                hold,
+            } => {
+                let key = structure.lease_key(&member);
+                if !state.holds(&key, &token, now) {
+                    return StoreReply::Flag(false);
+                }
+                match hold {
+                    Some(hold) => {
+                        let until = now.saturating_add(saturating_micros(hold));
+                        state.leases.insert(key, (token, until));
+                    }
+                    None => {
+                        state.leases.remove(&key);
+                    }
+                }
+                StoreReply::Flag(true)
             }
             StoreOp::Peek { structure, member } => StoreReply::Flag(
                 all.get(&structure.index)
@@ -315,27 +423,50 @@ impl MemoryStore {
         }
     }
 
+    /// As `get.lua` (the lease is taken by the caller).
     fn get(
         &self,
         all: &mut HashMap<String, MemStructure>,
         structure: &Structure,
         member: Member,
+        refresh_after: Option<Duration>,
         now: u64,
-    ) -> Option<Vec<u8>> {
-        let s = all.get_mut(&structure.index)?;
-        let entry = s.values.get(&member)?.clone();
-        if MemStructure::is_entry_expired(&entry, now) {
+    ) -> (Freshness, Option<Vec<u8>>) {
+        let Some(s) = all.get_mut(&structure.index) else {
+            return (Freshness::Missing, None);
+        };
+        let Some(entry) = s.values.get(&member).cloned() else {
+            return (Freshness::Missing, None);
+        };
+        let parsed = Entry::parse(&entry);
+        if parsed.is_some_and(|e| e.is_gone(now)) {
             s.remove_entry(&member);
             if s.values.is_empty() {
                 all.remove(&structure.index);
             }
-            return None;
+            return (Freshness::Missing, None);
+        }
+        if parsed.is_some_and(|e| e.is_expired(now)) {
+            return (Freshness::Expired, Some(entry));
         }
         self.touch(s, member, now);
         if self.settings.slide {
             self.slide(s, now);
         }
-        Some(entry)
+        let stale = match (refresh_after, parsed) {
+            (Some(after), Some(e)) if !after.is_zero() => {
+                now.saturating_sub(e.written_at_us) >= saturating_millis(after) * 1000
+            }
+            _ => false,
+        };
+        (
+            if stale {
+                Freshness::Stale
+            } else {
+                Freshness::Fresh
+            },
+            Some(entry),
+        )
     }
 
     fn put(
@@ -344,7 +475,7 @@ impl MemoryStore {
         structure: &Structure,
         member: Member,
         payload: &[u8],
-        expire: Option<u64>,
+        times: Times,
         now: u64,
     ) -> StoreReply {
         let rules = self.settings.rules;
@@ -377,11 +508,12 @@ impl MemoryStore {
             };
             s.index.set_score(member, score);
         }
-        s.set_expiry(member, expire);
-        s.values.insert(
+        s.set_expiry(
             member,
-            Entry::assemble(self.settings.head, now, expire.unwrap_or(0), payload),
+            (times.keep_until_us != 0).then_some(times.keep_until_us),
         );
+        s.values
+            .insert(member, Entry::assemble(self.settings.head, times, payload));
         if self.settings.slide || is_new {
             self.slide(s, now);
         }

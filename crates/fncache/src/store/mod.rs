@@ -32,10 +32,15 @@ pub(crate) struct StoreSettings {
 /// One request to a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoreOp {
-    /// Look an entry up, recording the use by policy and sliding the TTL.
+    /// Look an entry up, recording the use by policy and sliding the TTL; judge its
+    /// freshness; and take the key's lease when the entry is missing, stale or expired and
+    /// `lease` asks for it.
     Get {
         structure: Structure,
         member: Member,
+        /// An entry older than this is stale (`None`: never).
+        refresh_after: Option<Duration>,
+        lease: Option<LeaseRequest>,
     },
     /// Store an entry, evicting by policy when full.
     Put {
@@ -43,6 +48,19 @@ pub(crate) enum StoreOp {
         member: Member,
         payload: Vec<u8>,
         entry_ttl: Option<Duration>,
+        /// Keep the entry this long after the write as a fail-safe fallback, when that is
+        /// longer than its entry TTL.
+        keep: Option<Duration>,
+        /// Release the key's lease if it is held with this token.
+        release: Option<Token>,
+    },
+    /// Release the key's lease (`hold: None`), or make it end `hold` from now, if `token`
+    /// holds it.
+    Lease {
+        structure: Structure,
+        member: Member,
+        token: Token,
+        hold: Option<Duration>,
     },
     /// Is a live entry there? Changes nothing.
     Peek {
@@ -62,11 +80,64 @@ pub(crate) enum StoreOp {
     Vacuum,
 }
 
+/// A caller's random lease token.
+pub(crate) type Token = String;
+
+/// Asks a lookup to take the key's lease for `ttl` with `token` when it finds no fresh entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseRequest {
+    pub(crate) token: Token,
+    pub(crate) ttl: Duration,
+}
+
+impl LeaseRequest {
+    /// A request with a new random token.
+    pub(crate) fn new(ttl: Duration) -> LeaseRequest {
+        LeaseRequest {
+            token: format!("{:032x}", fastrand::u128(..)),
+            ttl,
+        }
+    }
+}
+
+/// How fresh a looked-up entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// No entry.
+    Missing,
+    /// Younger than refresh-after.
+    Fresh,
+    /// Older than refresh-after: served, worth refreshing.
+    Stale,
+    /// Past its entry TTL, kept only as a fail-safe fallback: recompute.
+    Expired,
+}
+
+/// Who holds a key's lease after a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// Not asked for (or not needed: a fresh hit).
+    NotAsked,
+    /// The caller holds it: the caller computes.
+    Mine,
+    /// Another caller holds it: that caller computes.
+    Theirs,
+}
+
+/// The answer to a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lookup {
+    pub(crate) freshness: Freshness,
+    pub(crate) lease: LeaseState,
+    /// The stored entry (envelope with timestamps) unless missing.
+    pub(crate) entry: Option<Vec<u8>>,
+}
+
 /// What a store answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoreReply {
-    /// The stored entry (envelope with timestamps), or `None` on a miss.
-    Entry(Option<Vec<u8>>),
+    /// A lookup's finding.
+    Looked(Lookup),
     /// A put happened: live entries evicted by policy, expired entries reclaimed.
     Stored { evicted: u64, reclaimed: u64 },
     /// Yes or no (peek, remove).
@@ -83,10 +154,10 @@ impl StoreReply {
         )
     }
 
-    pub(crate) fn into_entry(self) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) fn into_lookup(self) -> Result<Lookup, Error> {
         match self {
-            StoreReply::Entry(e) => Ok(e),
-            other => Err(other.mismatch("an entry")),
+            StoreReply::Looked(l) => Ok(l),
+            other => Err(other.mismatch("a lookup")),
         }
     }
 

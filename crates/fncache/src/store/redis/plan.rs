@@ -12,7 +12,7 @@ use redis::{Script, ScriptInvocation, Value};
 use crate::clock::saturating_millis;
 use crate::error::{Error, ErrorKind};
 use crate::layout::Structure;
-use crate::store::{StoreOp, StoreReply, StoreSettings};
+use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
 
 /// Keys returned per SCAN round trip (a hint to the server).
 const SCAN_COUNT: usize = 512;
@@ -46,6 +46,7 @@ static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
 static LEN: LazyLock<Script> = script!(maintenance "scripts/len.lua");
 static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/lease.lua")));
 
 /// One request for a driver to send.
 #[derive(Debug)]
@@ -68,7 +69,7 @@ pub(crate) enum Step {
 /// How the reply of a single-request op is read.
 #[derive(Debug, Clone, Copy)]
 enum ReplyShape {
-    Entry,
+    Lookup,
     Stored,
     Flag,
 }
@@ -134,28 +135,43 @@ impl Plan {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
-            | StoreOp::Remove { structure, .. } => vec![structure.clone()],
+            | StoreOp::Remove { structure, .. }
+            | StoreOp::Lease { structure, .. } => vec![structure.clone()],
             StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => Vec::new(),
         };
         let state = match op {
-            StoreOp::Get { structure, member } => {
+            StoreOp::Get {
+                structure,
+                member,
+                refresh_after,
+                lease,
+            } => {
                 let mut inv = GET.prepare_invoke();
                 keys(&mut inv, &structure);
+                inv.key(structure.lease_key(&member));
+                let (lease_ms, token) =
+                    lease.map_or((0, String::new()), |l| (saturating_millis(l.ttl), l.token));
                 inv.arg(&member[..])
                     .arg(rules.touch.script_word())
                     .arg(kind)
                     .arg(ttl_ms(settings))
-                    .arg(flag(settings.slide));
-                single(inv, ReplyShape::Entry)
+                    .arg(flag(settings.slide))
+                    .arg(refresh_after.map_or(0, saturating_millis))
+                    .arg(lease_ms)
+                    .arg(token);
+                single(inv, ReplyShape::Lookup)
             }
             StoreOp::Put {
                 structure,
                 member,
                 payload,
                 entry_ttl,
+                keep,
+                release,
             } => {
                 let mut inv = PUT.prepare_invoke();
                 keys(&mut inv, &structure);
+                inv.key(structure.lease_key(&member));
                 inv.arg(&member[..])
                     .arg(&settings.head[..])
                     .arg(payload)
@@ -165,8 +181,22 @@ impl Plan {
                     .arg(settings.maxsize)
                     .arg(ttl_ms(settings))
                     .arg(flag(settings.slide))
-                    .arg(entry_ttl.map_or(0, saturating_millis));
+                    .arg(entry_ttl.map_or(0, saturating_millis))
+                    .arg(keep.map_or(0, saturating_millis))
+                    .arg(release.unwrap_or_default());
                 single(inv, ReplyShape::Stored)
+            }
+            StoreOp::Lease {
+                structure,
+                member,
+                token,
+                hold,
+            } => {
+                let mut inv = LEASE.prepare_invoke();
+                inv.key(structure.lease_key(&member))
+                    .arg(token)
+                    .arg(hold.map_or(0, saturating_millis));
+                single(inv, ReplyShape::Flag)
             }
             StoreOp::Peek { structure, member } => {
                 let mut inv = PEEK.prepare_invoke();
@@ -371,11 +401,7 @@ fn count(reply: Value) -> Result<u64, Error> {
 
 fn parse(shape: ReplyShape, reply: Value) -> Result<StoreReply, Error> {
     match shape {
-        ReplyShape::Entry => match reply {
-            Value::Nil => Ok(StoreReply::Entry(None)),
-            Value::BulkString(bytes) => Ok(StoreReply::Entry(Some(bytes))),
-            other => Err(protocol(&format!("expected an entry, got {other:?}"))),
-        },
+        ReplyShape::Lookup => parse_lookup(reply).map(StoreReply::Looked),
         ReplyShape::Stored => {
             let (evicted, reclaimed): (u64, u64) = redis::from_redis_value(reply)
                 .map_err(|e| protocol(&format!("expected a put result: {e}")))?;
@@ -383,6 +409,43 @@ fn parse(shape: ReplyShape, reply: Value) -> Result<StoreReply, Error> {
         }
         ReplyShape::Flag => Ok(StoreReply::Flag(count(reply)? != 0)),
     }
+}
+
+/// Reads `get.lua`'s `{state, lease, entry}`.
+fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
+    let Value::Array(parts) = reply else {
+        return Err(protocol("expected a lookup array"));
+    };
+    let mut parts = parts.into_iter();
+    let (state, lease, entry) = (parts.next(), parts.next(), parts.next());
+    let code = |v: Option<Value>| match v {
+        Some(Value::Int(n)) => Ok(n),
+        other => Err(protocol(&format!("expected a lookup code, got {other:?}"))),
+    };
+    let freshness = match code(state)? {
+        0 => Freshness::Missing,
+        1 => Freshness::Fresh,
+        2 => Freshness::Stale,
+        3 => Freshness::Expired,
+        n => return Err(protocol(&format!("unknown lookup state {n}"))),
+    };
+    let lease = match code(lease)? {
+        0 => LeaseState::NotAsked,
+        1 => LeaseState::Mine,
+        2 => LeaseState::Theirs,
+        n => return Err(protocol(&format!("unknown lease state {n}"))),
+    };
+    let entry = match entry {
+        Some(Value::BulkString(bytes)) => Some(bytes),
+        // Lua's false arrives as nil.
+        Some(Value::Nil) | None => None,
+        Some(other) => return Err(protocol(&format!("expected an entry, got {other:?}"))),
+    };
+    Ok(Lookup {
+        freshness,
+        lease,
+        entry,
+    })
 }
 
 #[cfg(test)]
@@ -408,14 +471,23 @@ mod tests {
         let op = StoreOp::Get {
             structure: s.naming.structure("f"),
             member: [7; 16],
+            refresh_after: None,
+            lease: None,
         };
         let mut plan = Plan::new(op, &s);
         assert!(matches!(
             plan.step(None).unwrap(),
             Step::Send(Request::Script(_))
         ));
-        let done = plan.step(Some(Ok(Value::Nil))).unwrap();
-        assert!(matches!(done, Step::Done(StoreReply::Entry(None))));
+        let miss = Value::Array(vec![Value::Int(0), Value::Int(0), Value::Nil]);
+        let done = plan.step(Some(Ok(miss))).unwrap();
+        let Step::Done(StoreReply::Looked(lookup)) = done else {
+            panic!("a lookup was expected")
+        };
+        assert_eq!(
+            (lookup.freshness, lookup.lease, lookup.entry),
+            (Freshness::Missing, LeaseState::NotAsked, None)
+        );
     }
 
     #[test]

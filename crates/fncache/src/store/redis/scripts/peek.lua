@@ -3,6 +3,6 @@
 -- ARGV: member
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 if not entry then return 0 end
-local at = expire_at(entry)
+local _, at = times(entry)
 if at ~= 0 and at <= now_us() then return 0 end
 return 1

@@ -2,8 +2,11 @@
 --
 -- A cache structure is three keys: an index (sorted set, or plain set for the random
 -- policy), a hash of entries, and a sorted set of per-entry expiry times (only entries
--- that have a per-entry TTL appear in it). A stored entry is
---   format (1 byte) | codec (1 byte) | written_at_us (8, BE) | expire_at_us (8, BE, 0 = never) | payload
+-- that have a per-entry TTL appear in it, scored by the time they are deleted). A stored
+-- entry is
+--   format (1) | codec (1) | written_at_us (8) | expire_at_us (8) | keep_until_us (8) | payload
+-- (big-endian; 0 = never): past expire_at the entry is no longer served normally, but it is
+-- kept until keep_until as a fail-safe fallback for when recomputing it fails.
 -- Times are server microseconds from TIME, so every client agrees on them.
 --
 -- The hit path runs this on every call, so it stays small: each helper defined here is a
@@ -15,11 +18,11 @@ local function now_us()
   return t[1] * 1000000 + t[2]
 end
 
--- 0 when the entry never expires (or is too short to carry a header: the client then sees
--- it as corrupt and overwrites it).
-local function expire_at(entry)
-  if #entry < 18 then return 0 end
-  return struct.unpack('>I8', entry, 11)
+-- The entry's write time, logical expiry and physical expiry (0 = never). An entry too short
+-- to carry a header never expires here: the client sees it as corrupt and overwrites it.
+local function times(entry)
+  if #entry < 26 then return 0, 0, 0 end
+  return struct.unpack('>I8I8I8', entry, 3)
 end
 
 -- Applies the policy's rule for a use (a hit, or an overwrite of an existing entry):
@@ -41,6 +44,14 @@ end
 
 -- Renews the structure TTL once it has run down by a step (1% of it, at most a second), so
 -- a hot structure costs one PTTL per call instead of a PEXPIRE per key.
+-- Takes the lease of one key (`SET NX PX` with the caller's random token): 1 when the caller
+-- holds it (now or already), 2 when another caller does.
+local function take_lease(lease, token, ms)
+  if redis.call('SET', lease, token, 'NX', 'PX', ms) then return 1 end
+  if redis.call('GET', lease) == token then return 1 end
+  return 2
+end
+
 local function slide(index, values, expiry, ttl)
   local step = math.min(1000, math.floor(ttl / 100))
   if ttl - redis.call('PTTL', index) >= step then

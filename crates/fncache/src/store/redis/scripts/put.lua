@@ -1,9 +1,11 @@
 -- put.lua: store one entry, evicting by policy when the index is full, atomically.
--- KEYS: index, values, expiry
+-- KEYS: index, values, expiry, lease
 -- ARGV: member, envelope head (format+codec, 2 bytes), payload,
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
---       slide ('1' = every put renews the structure ttl), entry ttl ms (0 = none)
+--       slide ('1' = every put renews the structure ttl), entry ttl ms (0 = none),
+--       keep ms (how long past the write a fallback is kept; 0 = until the entry TTL),
+--       lease token ('' = none: a lease held with this token is released)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local insert, victim = ARGV[4], ARGV[6]
@@ -57,14 +59,21 @@ else
   end
 end
 
-local expire = 0
+-- The entry is deleted at keep_until: its entry TTL, or later when a fallback is kept.
+local expire, keep = 0, 0
+local keep_ms = tonumber(ARGV[11])
 if entry_ttl > 0 then
   expire = now + entry_ttl * 1000
-  redis.call('ZADD', expiry, expire, member)
+  keep = expire
+  if keep_ms > entry_ttl then keep = now + keep_ms * 1000 end
+end
+if keep > 0 then
+  redis.call('ZADD', expiry, keep, member)
 elseif exists then
   redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
-redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8', now, expire) .. ARGV[3])
+redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
+if ARGV[12] ~= '' and redis.call('GET', KEYS[4]) == ARGV[12] then redis.call('DEL', KEYS[4]) end
 
 if ttl > 0 then
   if ARGV[9] == '1' then

@@ -6,7 +6,7 @@ local entry = redis.call('HGET', values, member)
 index_card(kind, index)
 redis.call('ZCARD', expiry)
 if not entry then return 0 end
-local at = expire_at(entry)
+local _, at = times(entry)
 local live = at == 0 or at > now_us()
 remove_entry(kind, index, values, expiry, member)
 if live then return 1 end
