@@ -1,1 +1,3 @@
+//! Placeholder: the benchmark described in the README is not written yet.
+
 fn main() {}
