@@ -220,11 +220,13 @@ impl MemoryStore {
             StoreOp::Put {
                 structure,
                 member,
+                head,
                 payload,
                 entry_ttl,
             } => {
                 let expire = entry_ttl.map(|t| now.saturating_add(saturating_micros(t)));
-                self.put(&mut all, &structure, member, &payload, expire, now)
+                let entry = Entry::assemble(head, now, expire.unwrap_or(0), &payload);
+                self.put(&mut all, &structure, member, entry, expire, now)
             }
             StoreOp::Peek { structure, member } => StoreReply::Flag(
                 all.get(&structure.index)
@@ -247,6 +249,10 @@ impl MemoryStore {
                 all.clear();
                 StoreReply::Count(live)
             }
+            StoreOp::PurgeStructure { structure } => StoreReply::Count(
+                all.remove(&structure.index)
+                    .map_or(0, |s| s.live_count(now)),
+            ),
             StoreOp::Vacuum => {
                 let mut total = 0;
                 for s in all.values_mut() {
@@ -313,7 +319,7 @@ impl MemoryStore {
         all: &mut HashMap<String, MemStructure>,
         structure: &Structure,
         member: Member,
-        payload: &[u8],
+        entry: Vec<u8>,
         expire: Option<u64>,
         now: u64,
     ) -> StoreReply {
@@ -348,10 +354,7 @@ impl MemoryStore {
             s.index.set_score(member, score);
         }
         s.set_expiry(member, expire);
-        s.values.insert(
-            member,
-            Entry::assemble(self.settings.head, now, expire.unwrap_or(0), payload),
-        );
+        s.values.insert(member, entry);
         if self.settings.slide || is_new {
             self.slide(s, now);
         }
