@@ -8,9 +8,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
-use crate::core::{Core, Parts, Store};
+use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
+use crate::key::{self, Member};
 use crate::mode::{Mode, in_thread_ambient, thread_ambient};
+use crate::options::CallOptions;
 use crate::stats::{Counters, Stats};
 use crate::store::redis::BlockingRedis;
 use crate::store::{StoreOp, StoreReply};
@@ -67,7 +69,25 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let result = self.try_get_or_compute(function, args, || Ok::<T, Infallible>(compute()))?;
+        self.get_or_compute_with(&CallOptions::new(), function, args, compute)
+    }
+
+    /// [`Cache::get_or_compute`] with the function's own [`CallOptions`] (entry TTL, codec,
+    /// whether `None` is cached) in place of the cache's defaults.
+    pub fn get_or_compute_with<A, T, F>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let result = self
+            .try_get_or_compute_with(options, function, args, || Ok::<T, Infallible>(compute()))?;
         Ok(result.unwrap_or_else(|never| match never {}))
     }
 
@@ -84,8 +104,40 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
+        self.try_get_or_compute_with(&CallOptions::new(), function, args, compute)
+    }
+
+    /// [`Cache::try_get_or_compute`] with the function's own [`CallOptions`].
+    pub fn try_get_or_compute_with<A, T, E, F>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.call(options, function, key::member(function, args), compute)
+    }
+
+    /// The one call path of this front-end; `S` says how failures surface (see
+    /// `core::Surface`).
+    pub(crate) fn call<S: Surface, T, E, F>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        member: Result<Member, Error>,
+        compute: F,
+    ) -> Result<Result<T, E>, S>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
         let core = &self.inner.core;
-        let call = core.begin(function, args, &thread_ambient())?;
+        let call = core.begin::<S>(function, member, options, &thread_ambient())?;
         if let Some(op) = call.lookup()
             && let Some(value) = call.on_lookup(self.run(op))?
         {
@@ -103,7 +155,11 @@ impl Cache {
 
     /// Is a live entry cached for `function(args)`? Changes no order, score or TTL.
     pub fn contains<A: Serialize + ?Sized>(&self, function: &str, args: &A) -> Result<bool, Error> {
-        self.run(self.inner.core.peek_op(function, args)?)?
+        self.contains_member(function, key::member(function, args)?)
+    }
+
+    pub(crate) fn contains_member(&self, function: &str, member: Member) -> Result<bool, Error> {
+        self.run(self.inner.core.peek_op(function, member))?
             .into_flag()
     }
 
@@ -113,7 +169,11 @@ impl Cache {
         function: &str,
         args: &A,
     ) -> Result<bool, Error> {
-        self.run(self.inner.core.remove_op(function, args)?)?
+        self.invalidate_member(function, key::member(function, args)?)
+    }
+
+    pub(crate) fn invalidate_member(&self, function: &str, member: Member) -> Result<bool, Error> {
+        self.run(self.inner.core.remove_op(function, member))?
             .into_flag()
     }
 
@@ -130,6 +190,15 @@ impl Cache {
     /// Removes everything of this cache; returns how many live entries were removed.
     pub fn purge(&self) -> Result<usize, Error> {
         Core::count(self.run(StoreOp::Purge))
+    }
+
+    /// Removes every entry of one function; returns how many live entries were removed.
+    ///
+    /// Needs [`Layout::PerFunction`](crate::Layout::PerFunction): with the `Shared` layout the
+    /// entries of all functions are mixed in one structure, and this returns an error of kind
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) (use [`Cache::purge`] there).
+    pub fn purge_function(&self, function: &str) -> Result<usize, Error> {
+        Core::count(self.run(self.inner.core.purge_function_op(function)?))
     }
 
     /// Reclaims the space of entries whose per-entry TTL has passed; returns how many.

@@ -211,7 +211,6 @@ impl Builder {
                 maxsize: u64::try_from(self.maxsize).unwrap_or(u64::MAX),
                 ttl: self.ttl,
                 slide: self.update_ttl,
-                head: self.codec.head(),
                 naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
             },
             name: self.name,

@@ -9,9 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
-use crate::core::{Core, Parts, Store};
+use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
+use crate::key::{self, Member};
 use crate::mode::{Mode, in_task_ambient, task_ambient};
+use crate::options::CallOptions;
 use crate::stats::{Counters, Stats};
 use crate::store::redis::AsyncRedis;
 use crate::store::{StoreOp, StoreReply};
@@ -76,8 +78,27 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
+        self.get_or_compute_with(&CallOptions::new(), function, args, compute)
+            .await
+    }
+
+    /// [`Cache::get_or_compute`] with the function's own [`CallOptions`] (entry TTL, codec,
+    /// whether `None` is cached) in place of the cache's defaults.
+    pub async fn get_or_compute_with<A, T, F, Fut>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
         let result = self
-            .try_get_or_compute(function, args, || async {
+            .try_get_or_compute_with(options, function, args, || async {
                 Ok::<T, Infallible>(compute().await)
             })
             .await?;
@@ -98,8 +119,44 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.try_get_or_compute_with(&CallOptions::new(), function, args, compute)
+            .await
+    }
+
+    /// [`Cache::try_get_or_compute`] with the function's own [`CallOptions`].
+    pub async fn try_get_or_compute_with<A, T, E, F, Fut>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call(options, function, key::member(function, args), compute)
+            .await
+    }
+
+    /// The one call path of this front-end; `S` says how failures surface (see
+    /// `core::Surface`).
+    pub(crate) async fn call<S: Surface, T, E, F, Fut>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        member: Result<Member, Error>,
+        compute: F,
+    ) -> Result<Result<T, E>, S>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let core = &self.inner.core;
-        let call = core.begin(function, args, &task_ambient())?;
+        let call = core.begin::<S>(function, member, options, &task_ambient())?;
         if let Some(op) = call.lookup()
             && let Some(value) = call.on_lookup(self.run(op).await)?
         {
@@ -121,7 +178,16 @@ impl Cache {
         function: &str,
         args: &A,
     ) -> Result<bool, Error> {
-        let op = self.inner.core.peek_op(function, args)?;
+        let member = key::member(function, args)?;
+        self.contains_member(function, member).await
+    }
+
+    pub(crate) async fn contains_member(
+        &self,
+        function: &str,
+        member: Member,
+    ) -> Result<bool, Error> {
+        let op = self.inner.core.peek_op(function, member);
         self.run(op).await?.into_flag()
     }
 
@@ -131,7 +197,16 @@ impl Cache {
         function: &str,
         args: &A,
     ) -> Result<bool, Error> {
-        let op = self.inner.core.remove_op(function, args)?;
+        let member = key::member(function, args)?;
+        self.invalidate_member(function, member).await
+    }
+
+    pub(crate) async fn invalidate_member(
+        &self,
+        function: &str,
+        member: Member,
+    ) -> Result<bool, Error> {
+        let op = self.inner.core.remove_op(function, member);
         self.run(op).await?.into_flag()
     }
 
@@ -148,6 +223,15 @@ impl Cache {
     /// Removes everything of this cache; returns how many live entries were removed.
     pub async fn purge(&self) -> Result<usize, Error> {
         Core::count(self.run(StoreOp::Purge).await)
+    }
+
+    /// Removes every entry of one function; returns how many live entries were removed.
+    ///
+    /// Needs [`Layout::PerFunction`](crate::Layout::PerFunction): see
+    /// [`crate::blocking::Cache::purge_function`].
+    pub async fn purge_function(&self, function: &str) -> Result<usize, Error> {
+        let op = self.inner.core.purge_function_op(function)?;
+        Core::count(self.run(op).await)
     }
 
     /// Reclaims the space of entries whose per-entry TTL has passed; returns how many.

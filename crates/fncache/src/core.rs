@@ -5,6 +5,8 @@
 //! `lookup -> on_lookup -> may_compute -> store_op -> on_store`, sending each op with its own
 //! driver, so the blocking and async paths differ only in how bytes move.
 
+use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,9 +16,10 @@ use serde::de::DeserializeOwned;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, decode_entry};
 use crate::error::Error;
-use crate::key::{self, Member};
+use crate::key::Member;
 use crate::layout::{Layout, Structure};
 use crate::mode::{Ambient, CacheId, Mode};
+use crate::options::{CallOptions, serializes_as_none};
 use crate::policy::Policy;
 use crate::stats::{Event, Recorder, StatsRegistry};
 use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
@@ -70,14 +73,38 @@ impl WarnThrottle {
     }
 }
 
+/// How a call hands back the failures it does not absorb.
+///
+/// The explicit API surfaces [`Error`]: a miss the mode forbids computing, and backend failures
+/// when the cache is strict. Decorated functions keep their own return type, so their calls use
+/// `Infallible`: every failure is counted and logged, and the function runs.
+pub(crate) trait Surface: Sized {
+    /// `Ok` when this surface can return `error`, `Err(error)` back when it cannot.
+    fn raise(error: Error) -> Result<Self, Error>;
+}
+
+impl Surface for Error {
+    fn raise(error: Error) -> Result<Error, Error> {
+        Ok(error)
+    }
+}
+
+impl Surface for Infallible {
+    fn raise(error: Error) -> Result<Infallible, Error> {
+        Err(error)
+    }
+}
+
 impl Core {
-    /// Starts a call of `function` with `args` under the thread's or task's `ambient`.
-    pub(crate) fn begin<'a, A: Serialize + ?Sized>(
+    /// Starts a call of `function` whose arguments gave `member`, under the thread's or task's
+    /// `ambient`, with the function's own `options`.
+    pub(crate) fn begin<'a, S: Surface>(
         &'a self,
         function: &'a str,
-        args: &A,
+        member: Result<Member, Error>,
+        options: &CallOptions,
         ambient: &Ambient,
-    ) -> Result<Call<'a>, Error> {
+    ) -> Result<Call<'a, S>, S> {
         let rec = self.stats.recorder(function, ambient.collectors(self.id));
         rec.add(Event::Call);
         let mut call = Call {
@@ -85,9 +112,18 @@ impl Core {
             function,
             mode: ambient.mode(self.id),
             target: None,
+            codec: options.codec.unwrap_or(self.codec),
+            entry_ttl: options.entry_ttl.or(self.entry_ttl),
+            cache_none: options.cache_none,
             rec,
+            surface: PhantomData,
         };
-        match key::member(function, args) {
+        if options.entry_ttl.is_some_and(|t| t.is_zero()) {
+            let e = Error::config("the entry_ttl of a call must be greater than zero");
+            call.fail(e, "the call's options are invalid, so the cache is skipped")?;
+            return Ok(call);
+        }
+        match member {
             Ok(member) => call.target = Some((self.settings.naming.structure(function), member)),
             Err(e) => call.fail(e, "the arguments cannot be turned into a key")?,
         }
@@ -95,42 +131,56 @@ impl Core {
     }
 
     /// The op behind `contains`.
-    pub(crate) fn peek_op<A: Serialize + ?Sized>(
-        &self,
-        function: &str,
-        args: &A,
-    ) -> Result<StoreOp, Error> {
-        Ok(StoreOp::Peek {
+    pub(crate) fn peek_op(&self, function: &str, member: Member) -> StoreOp {
+        StoreOp::Peek {
             structure: self.settings.naming.structure(function),
-            member: key::member(function, args)?,
-        })
+            member,
+        }
     }
 
     /// The op behind `invalidate`.
-    pub(crate) fn remove_op<A: Serialize + ?Sized>(
-        &self,
-        function: &str,
-        args: &A,
-    ) -> Result<StoreOp, Error> {
-        Ok(StoreOp::Remove {
+    pub(crate) fn remove_op(&self, function: &str, member: Member) -> StoreOp {
+        StoreOp::Remove {
             structure: self.settings.naming.structure(function),
-            member: key::member(function, args)?,
-        })
+            member,
+        }
+    }
+
+    /// The op behind `purge_function`: only the `PerFunction` layout keeps a function's
+    /// entries apart (in `Shared`, a member is a digest of function and arguments together,
+    /// so nothing tells one function's entries from another's).
+    pub(crate) fn purge_function_op(&self, function: &str) -> Result<StoreOp, Error> {
+        match self.layout {
+            Layout::PerFunction => Ok(StoreOp::PurgeStructure {
+                structure: self.settings.naming.structure(function),
+            }),
+            Layout::Shared => Err(Error::config(format!(
+                "cannot purge the entries of `{function}` alone: cache `{}` uses Layout::Shared, \
+                 where all functions share one structure keyed by digests of function and \
+                 arguments; build it with `.layout(Layout::PerFunction)`, or purge the whole cache",
+                self.name
+            ))),
+        }
     }
 }
 
-/// One call in progress.
+/// One call in progress; `S` is how it surfaces failures.
 #[derive(Debug)]
-pub(crate) struct Call<'a> {
+pub(crate) struct Call<'a, S> {
     core: &'a Core,
     function: &'a str,
     mode: Mode,
     /// Where the entry lives; `None` when no key could be derived (the cache is skipped).
     target: Option<(Structure, Member)>,
+    /// The call's codec, entry TTL and `None` rule: its options over the cache's defaults.
+    codec: Codec,
+    entry_ttl: Option<Duration>,
+    cache_none: bool,
     rec: Recorder<'a>,
+    surface: PhantomData<fn() -> S>,
 }
 
-impl Call<'_> {
+impl<S: Surface> Call<'_, S> {
     /// The lookup to perform, if the mode reads and a key exists.
     pub(crate) fn lookup(&self) -> Option<StoreOp> {
         let (structure, member) = self.target.as_ref()?;
@@ -147,7 +197,7 @@ impl Call<'_> {
     pub(crate) fn on_lookup<T: DeserializeOwned>(
         &self,
         reply: Result<StoreReply, Error>,
-    ) -> Result<Option<T>, Error> {
+    ) -> Result<Option<T>, S> {
         let entry = reply
             .and_then(StoreReply::into_lookup)
             .map(|l| match l.freshness {
@@ -155,7 +205,7 @@ impl Call<'_> {
                 Freshness::Missing | Freshness::Expired => None,
             });
         match entry {
-            Ok(Some(bytes)) => match decode_entry::<T>(self.core.codec, &bytes) {
+            Ok(Some(bytes)) => match decode_entry::<T>(self.codec, &bytes) {
                 Ok(value) => {
                     self.rec.add(Event::Hit);
                     Ok(Some(value))
@@ -183,26 +233,34 @@ impl Call<'_> {
         }
     }
 
-    /// Allows the function to run, or refuses with a miss error when the mode forbids it.
-    pub(crate) fn may_compute(&self) -> Result<(), Error> {
-        if !self.mode.exec {
-            return Err(Error::miss(self.function));
+    /// Allows the function to run, or refuses with a miss error when the mode forbids it
+    /// (a surface that cannot return the error runs the function anyway).
+    pub(crate) fn may_compute(&self) -> Result<(), S> {
+        if !self.mode.exec
+            && let Ok(miss) = S::raise(Error::miss(self.function))
+        {
+            return Err(miss);
         }
         self.rec.add(Event::Exec);
         Ok(())
     }
 
-    /// The put for a computed value, if the mode writes.
-    pub(crate) fn store_op<T: Serialize>(&self, value: &T) -> Result<Option<StoreOp>, Error> {
+    /// The put for a computed value, if the mode writes (and the value is not a `None` the
+    /// options say not to cache).
+    pub(crate) fn store_op<T: Serialize>(&self, value: &T) -> Result<Option<StoreOp>, S> {
         let Some((structure, member)) = self.target.as_ref().filter(|_| self.mode.write) else {
             return Ok(None);
         };
-        match self.core.codec.encode(value) {
+        if !self.cache_none && serializes_as_none(value) {
+            return Ok(None);
+        }
+        match self.codec.encode(value) {
             Ok(payload) => Ok(Some(StoreOp::Put {
                 structure: structure.clone(),
                 member: *member,
+                head: self.codec.head(),
                 payload,
-                entry_ttl: self.core.entry_ttl,
+                entry_ttl: self.entry_ttl,
                 keep: None,
                 release: None,
             })),
@@ -214,7 +272,7 @@ impl Call<'_> {
     }
 
     /// Interprets the put.
-    pub(crate) fn on_store(&self, reply: Result<StoreReply, Error>) -> Result<(), Error> {
+    pub(crate) fn on_store(&self, reply: Result<StoreReply, Error>) -> Result<(), S> {
         match reply.and_then(StoreReply::into_stored) {
             Ok((evicted, _reclaimed)) => {
                 self.rec.add(Event::Write);
@@ -227,12 +285,17 @@ impl Call<'_> {
         }
     }
 
-    /// Counts a failure; returns it when strict, logs it (throttled) otherwise.
-    fn fail(&self, error: Error, what: &str) -> Result<(), Error> {
+    /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
+    /// otherwise.
+    fn fail(&self, error: Error, what: &str) -> Result<(), S> {
         self.rec.add(Event::Error);
-        if self.core.strict {
-            return Err(error);
-        }
+        let error = match self.core.strict {
+            true => match S::raise(error) {
+                Ok(surfaced) => return Err(surfaced),
+                Err(error) => error,
+            },
+            false => error,
+        };
         self.core
             .warnings
             .warn(&self.core.name, self.function, what, &error);

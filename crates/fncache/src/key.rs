@@ -22,19 +22,51 @@ pub(crate) type Member = [u8; 16];
 
 /// Derives the member of `function` called with `args`.
 pub(crate) fn member<A: Serialize + ?Sized>(function: &str, args: &A) -> Result<Member, Error> {
-    let encoded = postcard::to_allocvec(args).map_err(|e| {
-        Error::new(
-            ErrorKind::Encode,
-            format!("cannot serialize the arguments of `{function}` into a key: {e}"),
-        )
-    })?;
-    let mut hasher = blake3::Hasher::new_derive_key(KEY_CONTEXT);
-    hasher.update(&(function.len() as u64).to_le_bytes());
-    hasher.update(function.as_bytes());
-    hasher.update(&encoded);
-    let mut out = [0u8; 16];
-    hasher.finalize_xof().fill(&mut out);
-    Ok(out)
+    let mut encoder = ArgsEncoder::new();
+    encoder.push(args);
+    encoder.finish(function)
+}
+
+/// Encodes the arguments of one call part by part. Postcard writes a tuple as its elements
+/// one after the other, so pushing `a` then `b` gives the member of the tuple `(a, b)`.
+#[derive(Debug, Default)]
+pub(crate) struct ArgsEncoder {
+    encoded: Vec<u8>,
+    error: Option<postcard::Error>,
+}
+
+impl ArgsEncoder {
+    pub(crate) fn new() -> ArgsEncoder {
+        ArgsEncoder::default()
+    }
+
+    /// Appends the encoding of one part; the first failure is kept for `finish`.
+    pub(crate) fn push<T: Serialize + ?Sized>(&mut self, part: &T) {
+        if self.error.is_some() {
+            return;
+        }
+        match postcard::to_extend(part, std::mem::take(&mut self.encoded)) {
+            Ok(encoded) => self.encoded = encoded,
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// The member of `function` called with the parts pushed so far.
+    pub(crate) fn finish(self, function: &str) -> Result<Member, Error> {
+        if let Some(e) = self.error {
+            return Err(Error::new(
+                ErrorKind::Encode,
+                format!("cannot serialize the arguments of `{function}` into a key: {e}"),
+            ));
+        }
+        let mut hasher = blake3::Hasher::new_derive_key(KEY_CONTEXT);
+        hasher.update(&(function.len() as u64).to_le_bytes());
+        hasher.update(function.as_bytes());
+        hasher.update(&self.encoded);
+        let mut out = [0u8; 16];
+        hasher.finalize_xof().fill(&mut out);
+        Ok(out)
+    }
 }
 
 /// A short, key-safe digest of a function identity (12 base64url characters, 72 bits).
@@ -86,5 +118,30 @@ mod tests {
         }
         let err = member("f", &Unsized).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Encode);
+        let mut parts = ArgsEncoder::new();
+        parts.push(&1u8);
+        parts.push(&Unsized);
+        parts.push(&2u8);
+        assert_eq!(parts.finish("f").unwrap_err().kind(), ErrorKind::Encode);
+    }
+
+    #[test]
+    fn parts_pushed_one_by_one_are_the_tuple_of_them() {
+        let mut parts = ArgsEncoder::new();
+        parts.push(&7u64);
+        parts.push("seven");
+        parts.push(&Some(7i8));
+        let by_parts = parts.finish("f").unwrap();
+        assert_eq!(by_parts, member("f", &(7u64, "seven", Some(7i8))).unwrap());
+        assert_eq!(
+            by_parts,
+            member("f", &(&7u64, &"seven", &Some(7i8))).unwrap()
+        );
+        let mut one = ArgsEncoder::new();
+        one.push(&3u64);
+        assert_eq!(
+            one.finish("app::square").unwrap(),
+            member("app::square", &(3u64,)).unwrap()
+        );
     }
 }

@@ -287,7 +287,8 @@ impl MemoryStore {
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
             | StoreOp::Remove { structure, .. }
-            | StoreOp::Lease { structure, .. } => {
+            | StoreOp::Lease { structure, .. }
+            | StoreOp::PurgeStructure { structure } => {
                 if all.get(&structure.index).is_some_and(|s| !s.is_alive(now)) {
                     all.remove(&structure.index);
                 }
@@ -317,13 +318,14 @@ impl MemoryStore {
             StoreOp::Put {
                 structure,
                 member,
+                head,
                 payload,
                 entry_ttl,
                 keep,
                 release,
             } => {
                 let times = entry_times(now, entry_ttl, keep);
-                let reply = self.put(all, &structure, member, &payload, times, now);
+                let reply = self.put(all, &structure, member, head, &payload, times, now);
                 if let Some(token) = release {
                     let key = structure.lease_key(&member);
                     if state.holds(&key, &token, now) {
@@ -374,6 +376,10 @@ impl MemoryStore {
                 all.clear();
                 StoreReply::Count(live)
             }
+            StoreOp::PurgeStructure { structure } => StoreReply::Count(
+                all.remove(&structure.index)
+                    .map_or(0, |s| s.live_count(now)),
+            ),
             StoreOp::Vacuum => {
                 let mut total = 0;
                 for s in all.values_mut() {
@@ -474,6 +480,7 @@ impl MemoryStore {
         all: &mut HashMap<String, MemStructure>,
         structure: &Structure,
         member: Member,
+        head: [u8; 2],
         payload: &[u8],
         times: Times,
         now: u64,
@@ -513,7 +520,7 @@ impl MemoryStore {
             (times.keep_until_us != 0).then_some(times.keep_until_us),
         );
         s.values
-            .insert(member, Entry::assemble(self.settings.head, times, payload));
+            .insert(member, Entry::assemble(head, times, payload));
         if self.settings.slide || is_new {
             self.slide(s, now);
         }

@@ -24,8 +24,6 @@ pub(crate) struct StoreSettings {
     pub(crate) ttl: Option<Duration>,
     /// A hit or a put renews the structure TTL.
     pub(crate) slide: bool,
-    /// The envelope head (format and codec bytes) of values this cache writes.
-    pub(crate) head: [u8; 2],
     pub(crate) naming: Naming,
 }
 
@@ -42,10 +40,12 @@ pub(crate) enum StoreOp {
         refresh_after: Option<Duration>,
         lease: Option<LeaseRequest>,
     },
-    /// Store an entry, evicting by policy when full.
+    /// Store an entry, evicting by policy when full. `head` is the envelope's format and
+    /// codec bytes (the codec is chosen per call).
     Put {
         structure: Structure,
         member: Member,
+        head: [u8; 2],
         payload: Vec<u8>,
         entry_ttl: Option<Duration>,
         /// Keep the entry this long after the write as a fail-safe fallback, when that is
@@ -76,6 +76,8 @@ pub(crate) enum StoreOp {
     Len,
     /// Remove every structure of the cache.
     Purge,
+    /// Remove one structure (all entries of one function in the `PerFunction` layout).
+    PurgeStructure { structure: Structure },
     /// Reclaim expired entries of the whole cache.
     Vacuum,
 }
@@ -142,7 +144,7 @@ pub(crate) enum StoreReply {
     Stored { evicted: u64, reclaimed: u64 },
     /// Yes or no (peek, remove).
     Flag(bool),
-    /// A count (len, purge, vacuum).
+    /// A count (len, purge, purge of a structure, vacuum).
     Count(u64),
 }
 

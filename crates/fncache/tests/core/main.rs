@@ -12,6 +12,7 @@ mod behaviour;
 mod concurrency;
 mod corruption;
 mod model;
+mod options;
 mod support;
 mod traces;
 mod ttl;

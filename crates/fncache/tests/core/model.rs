@@ -19,6 +19,7 @@ enum Op {
     WriteOnlyCall { function: u8, x: u8 },
     Contains { function: u8, x: u8 },
     Invalidate { function: u8, x: u8 },
+    PurgeFunction { function: u8 },
     Len,
 }
 
@@ -30,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => fx.clone().prop_map(|(function, x)| Op::WriteOnlyCall { function, x }),
         2 => fx.clone().prop_map(|(function, x)| Op::Contains { function, x }),
         1 => fx.prop_map(|(function, x)| Op::Invalidate { function, x }),
+        1 => (0u8..3).prop_map(|function| Op::PurgeFunction { function }),
         1 => Just(Op::Len),
     ]
 }
@@ -61,6 +63,15 @@ fn apply(cache: &blocking::Cache, op: &Op) -> String {
             .invalidate(&format!("f{function}"), &(x,))
             .unwrap()
             .to_string(),
+        Op::PurgeFunction { function } => {
+            // Shared layout: a configuration error on both stores.
+            format!(
+                "{:?}",
+                cache
+                    .purge_function(&format!("f{function}"))
+                    .map_err(|e| e.kind())
+            )
+        }
         Op::Len => cache.len().unwrap().to_string(),
     }
 }

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fncache::{Builder, Cache, Mode, Stats, blocking};
+use fncache::{Builder, Cache, CallOptions, Mode, Stats, blocking};
 use fncache_testing::RedisServer;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Which store a scenario runs on.
 pub enum Store {
@@ -55,6 +57,13 @@ impl Front {
         Front::Async(builder.build().unwrap(), rt)
     }
 
+    pub fn name(&self) -> &str {
+        match self {
+            Front::Blocking(c) => c.name(),
+            Front::Async(c, _) => c.name(),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Front::Blocking(_) => "blocking",
@@ -93,6 +102,29 @@ impl Front {
                 mode,
                 c.get_or_compute(function, &(x,), || async { compute() }),
             )),
+        }
+    }
+
+    /// Calls `function(x)` with per-call `options`, computing with `compute` on a miss.
+    pub fn call_with<T: Serialize + DeserializeOwned>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        x: u64,
+        compute: impl FnOnce() -> T,
+    ) -> Result<T, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.get_or_compute_with(options, function, &(x,), compute),
+            Front::Async(c, rt) => {
+                rt.block_on(c.get_or_compute_with(options, function, &(x,), || async { compute() }))
+            }
+        }
+    }
+
+    pub fn purge_function(&self, function: &str) -> Result<usize, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.purge_function(function),
+            Front::Async(c, rt) => rt.block_on(c.purge_function(function)),
         }
     }
 

@@ -136,7 +136,8 @@ impl Plan {
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
             | StoreOp::Remove { structure, .. }
-            | StoreOp::Lease { structure, .. } => vec![structure.clone()],
+            | StoreOp::Lease { structure, .. }
+            | StoreOp::PurgeStructure { structure } => vec![structure.clone()],
             StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => Vec::new(),
         };
         let state = match op {
@@ -164,6 +165,7 @@ impl Plan {
             StoreOp::Put {
                 structure,
                 member,
+                head,
                 payload,
                 entry_ttl,
                 keep,
@@ -173,7 +175,7 @@ impl Plan {
                 keys(&mut inv, &structure);
                 inv.key(structure.lease_key(&member));
                 inv.arg(&member[..])
-                    .arg(&settings.head[..])
+                    .arg(&head[..])
                     .arg(payload)
                     .arg(rules.insert.script_word())
                     .arg(rules.touch.script_word())
@@ -211,6 +213,11 @@ impl Plan {
             }
             StoreOp::Len => sweep(Sweep::Len, settings),
             StoreOp::Purge => sweep(Sweep::Purge, settings),
+            // One structure, known by name: the purge script over just its three keys.
+            StoreOp::PurgeStructure { structure } => State::Fixed {
+                sweep: Sweep::Purge,
+                structures: Some(vec![structure]),
+            },
             StoreOp::Vacuum => sweep(Sweep::Vacuum, settings),
         };
         Plan {
@@ -460,7 +467,6 @@ mod tests {
             maxsize: 3,
             ttl: None,
             slide: true,
-            head: [1, 1],
             naming: Naming::new("p:", "n", Policy::Lru, layout),
         }
     }
@@ -488,6 +494,24 @@ mod tests {
             (lookup.freshness, lookup.lease, lookup.entry),
             (Freshness::Missing, LeaseState::NotAsked, None)
         );
+    }
+
+    #[test]
+    fn purging_one_structure_is_one_purge_script_over_its_three_keys() {
+        let s = settings(Layout::PerFunction);
+        let structure = s.naming.structure("f");
+        let mut plan = Plan::new(StoreOp::PurgeStructure { structure }, &s);
+        let Step::Send(Request::Script(invocation)) = plan.step(None).unwrap() else {
+            panic!("a script call was expected");
+        };
+        let rendered = format!("{invocation:?}");
+        assert!(rendered.contains("-- purge.lua"), "the purge script");
+        assert!(
+            rendered.ends_with("args: 1, keys: 3 }"),
+            "three keys (index, values, expiry) and the index kind"
+        );
+        let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
+        assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }
 
     #[test]

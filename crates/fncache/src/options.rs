@@ -1,0 +1,243 @@
+//! Per-call options: settings of one function that override the cache's defaults.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+
+use crate::codec::Codec;
+
+/// Options of one cached function, overriding the cache's defaults for its calls. Pass them to
+/// `get_or_compute_with` / `try_get_or_compute_with`; `#[fncache::cached]` builds them from
+/// its `entry_ttl`, `codec` and `cache_none` options.
+///
+/// ```
+/// use std::time::Duration;
+/// use fncache::{CallOptions, Codec};
+///
+/// let cache = fncache::Cache::builder("doc").build_blocking()?;
+/// let options = CallOptions::new()
+///     .entry_ttl(Duration::from_secs(90))
+///     .codec(Codec::Json)
+///     .cache_none(false);
+/// let found: Option<u64> = cache.get_or_compute_with(&options, "find", &(7u64,), || None)?;
+/// assert_eq!(found, None);
+/// assert!(!cache.contains("find", &(7u64,))?); // `None` was not stored
+/// # Ok::<(), fncache::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[must_use]
+pub struct CallOptions {
+    /// Time-to-live of each entry this function stores; `None` uses the cache's `entry_ttl`.
+    pub entry_ttl: Option<Duration>,
+    /// How this function's values are serialized; `None` uses the cache's codec.
+    pub codec: Option<Codec>,
+    /// `true` (default): a value that serializes as `None` is cached like any other.
+    /// `false`: it is returned but not stored, so the next call computes again.
+    pub cache_none: bool,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        CallOptions::new()
+    }
+}
+
+impl CallOptions {
+    /// The cache's defaults: no override, `None` is cached.
+    pub const fn new() -> CallOptions {
+        CallOptions {
+            entry_ttl: None,
+            codec: None,
+            cache_none: true,
+        }
+    }
+
+    /// Entries of this function live `ttl` (must be greater than zero; a zero TTL makes the
+    /// call skip the cache, counted as an error).
+    pub const fn entry_ttl(mut self, ttl: Duration) -> CallOptions {
+        self.entry_ttl = Some(ttl);
+        self
+    }
+
+    /// Values of this function are serialized with `codec`.
+    pub const fn codec(mut self, codec: Codec) -> CallOptions {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Whether a value that serializes as `None` (an `Option::None`, also inside an `Ok`) is
+    /// stored.
+    pub const fn cache_none(mut self, cache_none: bool) -> CallOptions {
+        self.cache_none = cache_none;
+        self
+    }
+}
+
+/// True when `value` serializes as a bare `none` (an `Option::None`, possibly behind
+/// references), whatever its type; no bytes are produced.
+pub(crate) fn serializes_as_none<T: Serialize + ?Sized>(value: &T) -> bool {
+    matches!(value.serialize(NoneProbe), Ok(true))
+}
+
+/// A serializer that answers `true` for `none` and `false` for any other first event.
+struct NoneProbe;
+
+/// Never produced: the probe answers every event without failing.
+#[derive(Debug)]
+struct ProbeError;
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("none probe")
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+impl ser::Error for ProbeError {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        ProbeError
+    }
+}
+
+/// The answer of the probe to events that are not `none`.
+macro_rules! not_none {
+    ($($method:ident($($arg:ty),*)),* $(,)?) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<bool, ProbeError> { Ok(false) })*
+    };
+}
+
+impl ser::Serializer for NoneProbe {
+    type Ok = bool;
+    type Error = ProbeError;
+    type SerializeSeq = Impossible<bool, ProbeError>;
+    type SerializeTuple = Impossible<bool, ProbeError>;
+    type SerializeTupleStruct = Impossible<bool, ProbeError>;
+    type SerializeTupleVariant = Impossible<bool, ProbeError>;
+    type SerializeMap = Impossible<bool, ProbeError>;
+    type SerializeStruct = Impossible<bool, ProbeError>;
+    type SerializeStructVariant = Impossible<bool, ProbeError>;
+
+    fn serialize_none(self) -> Result<bool, ProbeError> {
+        Ok(true)
+    }
+
+    not_none!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<bool, ProbeError> {
+        Ok(false)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<bool, ProbeError> {
+        Ok(false)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<bool, ProbeError> {
+        Ok(false)
+    }
+
+    // Compound values are not `none`: refuse them before any element is visited.
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, ProbeError> {
+        Err(ProbeError)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, ProbeError> {
+        Err(ProbeError)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, ProbeError> {
+        Err(ProbeError)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, ProbeError> {
+        Err(ProbeError)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, ProbeError> {
+        Err(ProbeError)
+    }
+
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, ProbeError> {
+        Err(ProbeError)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, ProbeError> {
+        Err(ProbeError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_none_is_none() {
+        assert!(serializes_as_none(&None::<u8>));
+        assert!(serializes_as_none(&&None::<String>));
+        assert!(!serializes_as_none(&Some(0u8)));
+        assert!(!serializes_as_none(&Some(None::<u8>)));
+        assert!(!serializes_as_none(&()));
+        assert!(!serializes_as_none(&0u64));
+        assert!(!serializes_as_none(""));
+        assert!(!serializes_as_none(&Vec::<Option<u8>>::new()));
+        assert!(!serializes_as_none(&(None::<u8>,)));
+    }
+
+    #[test]
+    fn defaults_override_nothing() {
+        let o = CallOptions::default();
+        assert_eq!((o.entry_ttl, o.codec, o.cache_none), (None, None, true));
+    }
+}
