@@ -2,12 +2,17 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
+use crate::call::{Action, Call, Computed, Input, Ticket};
 use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
@@ -52,10 +57,34 @@ impl Cache {
     }
 
     fn run(&self, op: StoreOp) -> Result<StoreReply, Error> {
+        self.run_timed(op, self.inner.core.behaviour.op_timeout)
+    }
+
+    /// Sends one op within `timeout`, through the circuit breaker.
+    fn run_timed(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, Error> {
+        let core = &self.inner.core;
         match &self.inner.store {
             Store::Memory(store) => Ok(store.apply(op)),
-            Store::Redis(redis) => redis.run(op, &self.inner.core.settings),
+            Store::Redis(redis) => {
+                core.gate()?;
+                let result = redis.run(op, &core.settings, timeout);
+                core.report(&result);
+                result
+            }
         }
+    }
+
+    /// Ends background work: stores its value (or keeps its lease for the fail-safe
+    /// throttle) and counts what happened.
+    fn finish_ticket<T: Serialize>(&self, ticket: &Ticket, value: Option<&T>) {
+        let stored = ticket
+            .finish(value)
+            .map(|op| self.run_timed(op, ticket.op_timeout()));
+        if let Some(Err(e)) = &stored {
+            self.inner.core.warn_background(&ticket.function, e);
+        }
+        let events = ticket.events(stored.as_ref(), value.is_some());
+        self.inner.core.record(&ticket.function, &events);
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.
@@ -123,6 +152,71 @@ impl Cache {
         self.call(options, function, key::member(function, args), compute)
     }
 
+    /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`), which lets the
+    /// cache run it in the background: a stale entry (see
+    /// [`Builder::refresh_after`](crate::Builder::refresh_after)) is served at once while a
+    /// worker thread refreshes it, and a recomputation can be abandoned after
+    /// [`Builder::compute_timeout`](crate::Builder::compute_timeout) in favour of a stale
+    /// fallback (it finishes and stores its value in the background).
+    pub fn get_or_compute_owned<A, T, F>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let result =
+            self.try_get_or_compute_owned(function, args, move || Ok::<T, Infallible>(compute()))?;
+        Ok(result.unwrap_or_else(|never| match never {}))
+    }
+
+    /// [`Cache::get_or_compute_owned`] for a fallible function.
+    pub fn try_get_or_compute_owned<A, T, E, F>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+    {
+        self.try_get_or_compute_owned_with(&CallOptions::new(), None, function, args, compute)
+    }
+
+    /// [`Cache::try_get_or_compute_owned`] with the function's own [`CallOptions`] and a
+    /// `default`: with `wait(false)`, a cold miss answers the default at once and fills the
+    /// cache in the background.
+    pub fn try_get_or_compute_owned_with<A, T, E, F>(
+        &self,
+        options: &CallOptions,
+        default: Option<T>,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+    {
+        let runner = Owned::new(compute);
+        self.drive(
+            options,
+            function,
+            key::member(function, args),
+            runner,
+            default,
+        )
+    }
+
     /// The one call path of this front-end; `S` says how failures surface (see
     /// `core::Surface`).
     pub(crate) fn call<S: Surface, T, E, F>(
@@ -136,21 +230,64 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
+        self.drive(options, function, member, Borrowed(Some(compute)), None)
+    }
+
+    /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
+    /// function.
+    pub(crate) fn drive<S: Surface, T, E, R>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        member: Result<Member, Error>,
+        mut runner: R,
+        default: Option<T>,
+    ) -> Result<Result<T, E>, S>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Runner<T, E>,
+    {
         let core = &self.inner.core;
-        let call = core.begin::<S>(function, member, options, &thread_ambient())?;
-        if let Some(op) = call.lookup()
-            && let Some(value) = call.on_lookup(self.run(op))?
-        {
-            return Ok(Ok(value));
+        let ambient = thread_ambient();
+        let mut call: Call<'_, S, T> =
+            core.begin(function, member, options, &ambient, R::OWNED, default)?;
+        let mut outcome: Option<thread::Result<Result<T, E>>> = None;
+        let mut action = call.next(Input::Start)?;
+        loop {
+            action = match action {
+                Action::Store(op, timeout) => {
+                    call.next(Input::Stored(self.run_timed(op, timeout)))?
+                }
+                Action::Follow(flight, timeout) => {
+                    call.next(Input::Followed(flight.wait_blocking(timeout)))?
+                }
+                Action::Sleep(pause) => {
+                    thread::sleep(pause);
+                    call.next(Input::Woke)?
+                }
+                Action::Compute { timeout, ticket } => {
+                    let ran = runner.run(self, timeout, ticket);
+                    let elsewhere = ran.stored_elsewhere;
+                    outcome = ran.result;
+                    call.next(Input::Computed(computed(outcome.as_ref(), elsewhere)))?
+                }
+                Action::Background(ticket) => {
+                    call.next(Input::Spawned(runner.spawn(self, ticket)))?
+                }
+                Action::Return(value) => return Ok(Ok(value)),
+                Action::ReturnComputed => {
+                    let result = match outcome.take() {
+                        Some(result) => result,
+                        // A computation abandoned at its timeout: wait for it after all.
+                        None => runner.rejoin(),
+                    };
+                    return match result {
+                        Ok(result) => Ok(result),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                }
+            };
         }
-        call.may_compute()?;
-        let result = compute();
-        if let Ok(value) = &result
-            && let Some(op) = call.store_op(value)?
-        {
-            call.on_store(self.run(op))?;
-        }
-        Ok(result)
     }
 
     /// Is a live entry cached for `function(args)`? Changes no order, score or TTL.
@@ -234,5 +371,166 @@ impl Cache {
     /// The cache's name.
     pub fn name(&self) -> &str {
         &self.inner.core.name
+    }
+}
+
+/// Maps what the runner saw to what the call is told.
+fn computed<T, E>(
+    outcome: Option<&thread::Result<Result<T, E>>>,
+    elsewhere: bool,
+) -> Computed<'_, T> {
+    match outcome {
+        Some(Ok(Ok(value))) if elsewhere => Computed::StoredElsewhere(value),
+        Some(Ok(Ok(value))) => Computed::Value(value),
+        Some(Ok(Err(_))) => Computed::Failed,
+        Some(Err(_)) => Computed::Panicked,
+        None => Computed::TimedOut,
+    }
+}
+
+/// What a runner's computation came to.
+pub(crate) struct Ran<T, E> {
+    /// `None` when it ran past the timeout (it goes on in the background).
+    result: Option<thread::Result<Result<T, E>>>,
+    /// Background work already stored the value and released the lease.
+    stored_elsewhere: bool,
+}
+
+/// How this front-end runs a function: inline only (borrowed), or also on worker threads
+/// (owned).
+pub(crate) trait Runner<T, E> {
+    /// The function may outlive the call.
+    const OWNED: bool;
+    /// Runs the function, waiting at most `timeout` when it runs under a `ticket`.
+    fn run(
+        &mut self,
+        cache: &Cache,
+        timeout: Option<Duration>,
+        ticket: Option<Ticket>,
+    ) -> Ran<T, E>;
+    /// Runs the function on a worker under `ticket`; false when the pool refused it.
+    fn spawn(&mut self, cache: &Cache, ticket: Ticket) -> bool;
+    /// Waits for a computation that ran past its timeout.
+    fn rejoin(&mut self) -> thread::Result<Result<T, E>>;
+}
+
+/// A borrowed function: runs inline, once. A running closure cannot be abandoned, so it has
+/// no timeout.
+pub(crate) struct Borrowed<F>(pub(crate) Option<F>);
+
+impl<T, E, F: FnOnce() -> Result<T, E>> Runner<T, E> for Borrowed<F> {
+    const OWNED: bool = false;
+
+    fn run(&mut self, _: &Cache, _: Option<Duration>, _: Option<Ticket>) -> Ran<T, E> {
+        Ran {
+            result: Some(run_inline(self.0.take())),
+            stored_elsewhere: false,
+        }
+    }
+
+    fn spawn(&mut self, _: &Cache, _: Ticket) -> bool {
+        false
+    }
+
+    fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+        run_inline(self.0.take())
+    }
+}
+
+/// Runs the function on this thread, catching a panic (it is resumed once the call has
+/// released its lease and followers).
+fn run_inline<T, E, F: FnOnce() -> Result<T, E>>(f: Option<F>) -> thread::Result<Result<T, E>> {
+    match f {
+        Some(f) => std::panic::catch_unwind(AssertUnwindSafe(f)),
+        None => Err(Box::new("fncache: the function was already consumed")),
+    }
+}
+
+/// An owned function: may run on the cache's worker threads.
+pub(crate) struct Owned<F, T, E> {
+    f: Option<F>,
+    pending: Option<Receiver<thread::Result<Result<T, E>>>>,
+}
+
+impl<F, T, E> Owned<F, T, E> {
+    pub(crate) fn new(f: F) -> Self {
+        Owned {
+            f: Some(f),
+            pending: None,
+        }
+    }
+}
+
+impl<T, E, F> Runner<T, E> for Owned<F, T, E>
+where
+    T: Serialize + Send + 'static,
+    E: Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    const OWNED: bool = true;
+
+    fn run(
+        &mut self,
+        cache: &Cache,
+        timeout: Option<Duration>,
+        ticket: Option<Ticket>,
+    ) -> Ran<T, E> {
+        let (Some(timeout), Some(ticket), Some(f)) = (timeout, ticket, self.f.take()) else {
+            return Ran {
+                result: Some(run_inline(self.f.take())),
+                stored_elsewhere: false,
+            };
+        };
+        // Run as background work that stores its own value, and wait for it a while.
+        let (tx, rx) = sync_channel(1);
+        let worker = cache.clone();
+        let job: crate::workers::Job = Box::new(move || {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+            let value = match &result {
+                Ok(Ok(value)) => Some(value),
+                _ => None,
+            };
+            worker.finish_ticket(&ticket, value);
+            let _ = tx.send(result);
+        });
+        if let Err(job) = cache.inner.core.workers.submit(job) {
+            job(); // no worker free: run it here, then the answer is waiting
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(result) => Ran {
+                result: Some(result),
+                stored_elsewhere: true,
+            },
+            Err(_) => {
+                self.pending = Some(rx);
+                Ran {
+                    result: None,
+                    stored_elsewhere: true,
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, cache: &Cache, ticket: Ticket) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let worker = cache.clone();
+        let job: crate::workers::Job = Box::new(move || {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+            let value = match &result {
+                Ok(Ok(value)) => Some(value),
+                _ => None,
+            };
+            worker.finish_ticket(&ticket, value);
+        });
+        cache.inner.core.workers.submit(job).is_ok()
+    }
+
+    fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+        match self.pending.take().map(|rx| rx.recv()) {
+            Some(Ok(result)) => result,
+            _ => run_inline(self.f.take()),
+        }
     }
 }

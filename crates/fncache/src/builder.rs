@@ -5,15 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::circuit::{Breaker, CircuitBreaker};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::core::Core;
 use crate::error::Error;
 use crate::layout::{Layout, Naming};
+use crate::options::Behaviour;
 use crate::policy::Policy;
 use crate::stats::StatsRegistry;
 use crate::store::StoreSettings;
 use crate::store::redis::{RedisTarget, redact_url};
+use crate::workers::Workers;
 use crate::{Cache, blocking};
 
 /// Default number of entries per structure.
@@ -47,13 +50,13 @@ pub struct Builder {
     maxsize: usize,
     ttl: Option<Duration>,
     update_ttl: bool,
-    entry_ttl: Option<Duration>,
+    behaviour: Behaviour,
+    circuit_breaker: CircuitBreaker,
     prefix: String,
     layout: Layout,
     codec: Codec,
     redis: Option<String>,
     clock: Arc<dyn Clock>,
-    strict: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -64,12 +67,12 @@ impl fmt::Debug for Builder {
             .field("maxsize", &self.maxsize)
             .field("ttl", &self.ttl)
             .field("update_ttl", &self.update_ttl)
-            .field("entry_ttl", &self.entry_ttl)
+            .field("behaviour", &self.behaviour)
+            .field("circuit_breaker", &self.circuit_breaker)
             .field("prefix", &self.prefix)
             .field("layout", &self.layout)
             .field("codec", &self.codec)
             .field("redis", &self.redis.as_deref().map(redact_url))
-            .field("strict", &self.strict)
             .finish()
     }
 }
@@ -82,13 +85,13 @@ impl Builder {
             maxsize: DEFAULT_MAXSIZE,
             ttl: Some(DEFAULT_TTL),
             update_ttl: true,
-            entry_ttl: None,
+            behaviour: Behaviour::DEFAULT,
+            circuit_breaker: CircuitBreaker::DEFAULT,
             prefix: DEFAULT_PREFIX.to_owned(),
             layout: Layout::default(),
             codec: Codec::default(),
             redis: None,
             clock: Arc::new(SystemClock),
-            strict: false,
         }
     }
 
@@ -126,7 +129,7 @@ impl Builder {
 
     /// A default time-to-live for each entry; an expired entry is never served.
     pub fn entry_ttl(mut self, ttl: Duration) -> Self {
-        self.entry_ttl = Some(ttl);
+        self.behaviour.entry_ttl = Some(ttl);
         self
     }
 
@@ -165,7 +168,73 @@ impl Builder {
     /// `false` (default): when the backend fails, calls still return the function's value and
     /// the failure is counted and logged. `true`: calls return the backend error.
     pub fn strict(mut self, strict: bool) -> Self {
-        self.strict = strict;
+        self.behaviour.strict = strict;
+        self
+    }
+
+    /// Entries older than `after` are stale: still served, and the first caller to see one
+    /// starts a single refresh (in the background for owned functions, see
+    /// `get_or_compute_owned`). The entry TTL stays the hard limit.
+    pub fn refresh_after(mut self, after: Duration) -> Self {
+        self.behaviour.refresh_after = Some(after);
+        self
+    }
+
+    /// How long a caller's lease on a key lives, and how long other callers (threads, tasks,
+    /// processes) wait for its value before computing themselves (default 5 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.behaviour.lock_timeout = timeout;
+        self
+    }
+
+    /// `true` (default): a cold miss waits for the value. `false`: a call with a default (see
+    /// `get_or_compute_owned_or`) answers the default at once and fills the cache in the
+    /// background.
+    pub fn wait(mut self, wait: bool) -> Self {
+        self.behaviour.wait = wait;
+        self
+    }
+
+    /// How long a recomputation may run while a stale fallback exists; past it the fallback is
+    /// served (async: the computation is dropped, or continues in the background for owned
+    /// functions; blocking: owned functions only, as a running closure cannot be abandoned).
+    pub fn compute_timeout(mut self, timeout: Duration) -> Self {
+        self.behaviour.compute_timeout = Some(timeout);
+        self
+    }
+
+    /// Fail-safe: keep entries up to `max_stale` after they were written (beyond their entry
+    /// TTL) and serve them when recomputing fails, instead of the error.
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.behaviour.max_stale = Some(max_stale);
+        self
+    }
+
+    /// After a failed refresh or recomputation, how long before anyone tries again, serving
+    /// the stale value meanwhile (default 1 s).
+    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
+        self.behaviour.fail_safe_throttle = throttle;
+        self
+    }
+
+    /// How long one backend operation may take before the call goes on without the cache
+    /// (default 250 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.behaviour.op_timeout = timeout;
+        self
+    }
+
+    /// `true` (default): concurrent misses of one key share one computation, within the
+    /// process and, with Redis, across processes (a lease in Redis).
+    pub fn stampede_protection(mut self, on: bool) -> Self {
+        self.behaviour.stampede_protection = on;
+        self
+    }
+
+    /// When the backend is skipped after consecutive failures, and for how long
+    /// ([`CircuitBreaker::DEFAULT`]: 5 failures, 1 s; [`CircuitBreaker::DISABLED`]).
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = breaker;
         self
     }
 
@@ -196,9 +265,7 @@ impl Builder {
                 "ttl must be greater than zero (use `no_ttl()` for structures that never expire)",
             ));
         }
-        if self.entry_ttl.is_some_and(|t| t.is_zero()) {
-            return Err(Error::config("entry_ttl must be greater than zero"));
-        }
+        self.behaviour.validate()?;
         let backend = match &self.redis {
             Some(url) => Backend::Redis(RedisTarget::open(url)?),
             None => Backend::Memory(Arc::clone(&self.clock)),
@@ -217,8 +284,10 @@ impl Builder {
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,
-            entry_ttl: self.entry_ttl,
-            strict: self.strict,
+            behaviour: self.behaviour,
+            breaker: Breaker::new(self.circuit_breaker),
+            flights: Default::default(),
+            workers: Workers::new(4, 256),
             stats: StatsRegistry::default(),
             warnings: Default::default(),
         };

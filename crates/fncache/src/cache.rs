@@ -3,12 +3,20 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
+use crate::call::{Action, Call, Computed, Input, Ticket};
 use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
@@ -57,10 +65,37 @@ impl Cache {
     }
 
     async fn run(&self, op: StoreOp) -> Result<StoreReply, Error> {
+        self.run_timed(op, self.inner.core.behaviour.op_timeout)
+            .await
+    }
+
+    /// Sends one op within `timeout`, through the circuit breaker.
+    async fn run_timed(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, Error> {
+        let core = &self.inner.core;
         match &self.inner.store {
             Store::Memory(store) => Ok(store.apply(op)),
-            Store::Redis(redis) => redis.run(op, &self.inner.core.settings).await,
+            Store::Redis(redis) => {
+                core.gate()?;
+                let result = redis.run(op, &core.settings, timeout).await;
+                core.report(&result);
+                result
+            }
         }
+    }
+
+    /// Ends background work: stores its value (or keeps its lease for the fail-safe
+    /// throttle) and counts what happened.
+    /// `op` is the ticket's finishing op, `ok` whether the work produced a value.
+    async fn finish_ticket(&self, ticket: &Ticket, op: Option<StoreOp>, ok: bool) {
+        let stored = match op {
+            Some(op) => Some(self.run_timed(op, ticket.op_timeout()).await),
+            None => None,
+        };
+        if let Some(Err(e)) = &stored {
+            self.inner.core.warn_background(&ticket.function, e);
+        }
+        let events = ticket.events(stored.as_ref(), ok);
+        self.inner.core.record(&ticket.function, &events);
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.
@@ -141,6 +176,73 @@ impl Cache {
             .await
     }
 
+    /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`, returning a
+    /// `Send + 'static` future), which lets the cache run it as a background task: a stale
+    /// entry (see [`Builder::refresh_after`](crate::Builder::refresh_after)) is served at once
+    /// while one task refreshes it, and a recomputation that runs past
+    /// [`Builder::compute_timeout`](crate::Builder::compute_timeout) while a stale fallback
+    /// exists goes on in the background while the fallback is served.
+    pub async fn get_or_compute_owned<A, T, F, Fut>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let result = self
+            .try_get_or_compute_owned(function, args, move || async move {
+                Ok::<T, Infallible>(compute().await)
+            })
+            .await?;
+        Ok(result.unwrap_or_else(|never| match never {}))
+    }
+
+    /// [`Cache::get_or_compute_owned`] for a fallible function.
+    pub async fn try_get_or_compute_owned<A, T, E, F, Fut>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.try_get_or_compute_owned_with(&CallOptions::new(), None, function, args, compute)
+            .await
+    }
+
+    /// [`Cache::try_get_or_compute_owned`] with the function's own [`CallOptions`] and a
+    /// `default`: with `wait(false)`, a cold miss answers the default at once and fills the
+    /// cache in the background.
+    pub async fn try_get_or_compute_owned_with<A, T, E, F, Fut>(
+        &self,
+        options: &CallOptions,
+        default: Option<T>,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let member = key::member(function, args);
+        self.drive(options, function, member, Owned::new(compute), default)
+            .await
+    }
+
     /// The one call path of this front-end; `S` says how failures surface (see
     /// `core::Surface`).
     pub(crate) async fn call<S: Surface, T, E, F, Fut>(
@@ -155,21 +257,65 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.drive(options, function, member, Borrowed::new(compute), None)
+            .await
+    }
+
+    /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
+    /// function.
+    pub(crate) async fn drive<S: Surface, T, E, R>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        member: Result<Member, Error>,
+        mut runner: R,
+        default: Option<T>,
+    ) -> Result<Result<T, E>, S>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Runner<T, E>,
+    {
         let core = &self.inner.core;
-        let call = core.begin::<S>(function, member, options, &task_ambient())?;
-        if let Some(op) = call.lookup()
-            && let Some(value) = call.on_lookup(self.run(op).await)?
-        {
-            return Ok(Ok(value));
+        let ambient = task_ambient();
+        let mut call: Call<'_, S, T> =
+            core.begin(function, member, options, &ambient, R::OWNED, default)?;
+        let mut outcome: Option<thread::Result<Result<T, E>>> = None;
+        let mut action = call.next(Input::Start)?;
+        loop {
+            action = match action {
+                Action::Store(op, timeout) => {
+                    call.next(Input::Stored(self.run_timed(op, timeout).await))?
+                }
+                Action::Follow(flight, timeout) => {
+                    call.next(Input::Followed(flight.wait_async(timeout).await))?
+                }
+                Action::Sleep(pause) => {
+                    tokio::time::sleep(pause).await;
+                    call.next(Input::Woke)?
+                }
+                Action::Compute { timeout, ticket } => {
+                    let ran = runner.run(self, timeout, ticket).await;
+                    let elsewhere = ran.stored_elsewhere;
+                    outcome = ran.result;
+                    call.next(Input::Computed(computed(outcome.as_ref(), elsewhere)))?
+                }
+                Action::Background(ticket) => {
+                    call.next(Input::Spawned(runner.spawn(self, ticket)))?
+                }
+                Action::Return(value) => return Ok(Ok(value)),
+                Action::ReturnComputed => {
+                    let result = match outcome.take() {
+                        Some(result) => result,
+                        // A computation abandoned at its timeout: wait for it after all.
+                        None => runner.rejoin().await,
+                    };
+                    return match result {
+                        Ok(result) => Ok(result),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                }
+            };
         }
-        call.may_compute()?;
-        let result = compute().await;
-        if let Ok(value) = &result
-            && let Some(op) = call.store_op(value)?
-        {
-            call.on_store(self.run(op).await)?;
-        }
-        Ok(result)
     }
 
     /// Is a live entry cached for `function(args)`? Changes no order, score or TTL.
@@ -266,5 +412,206 @@ impl Cache {
     /// The cache's name.
     pub fn name(&self) -> &str {
         &self.inner.core.name
+    }
+}
+
+/// Maps what the runner saw to what the call is told.
+fn computed<T, E>(
+    outcome: Option<&thread::Result<Result<T, E>>>,
+    elsewhere: bool,
+) -> Computed<'_, T> {
+    match outcome {
+        Some(Ok(Ok(value))) if elsewhere => Computed::StoredElsewhere(value),
+        Some(Ok(Ok(value))) => Computed::Value(value),
+        Some(Ok(Err(_))) => Computed::Failed,
+        Some(Err(_)) => Computed::Panicked,
+        None => Computed::TimedOut,
+    }
+}
+
+/// What a runner's computation came to.
+pub(crate) struct Ran<T, E> {
+    /// `None` when it ran past the timeout.
+    result: Option<thread::Result<Result<T, E>>>,
+    /// Background work already stored the value and released the lease.
+    stored_elsewhere: bool,
+}
+
+/// How this front-end runs a function: as part of the call's future (borrowed), or also as
+/// tasks of its own (owned).
+pub(crate) trait Runner<T, E> {
+    /// The function may outlive the call.
+    const OWNED: bool;
+    /// Runs the function, waiting at most `timeout` when given.
+    async fn run(
+        &mut self,
+        cache: &Cache,
+        timeout: Option<Duration>,
+        ticket: Option<Ticket>,
+    ) -> Ran<T, E>;
+    /// Runs the function as a task under `ticket`.
+    fn spawn(&mut self, cache: &Cache, ticket: Ticket) -> bool;
+    /// Waits for a computation that ran past its timeout.
+    async fn rejoin(&mut self) -> thread::Result<Result<T, E>>;
+}
+
+type Guarded<Fut> = Pin<Box<CatchUnwind<AssertUnwindSafe<Fut>>>>;
+
+/// A borrowed function: its future runs inside the call's. Past a timeout it is kept, not
+/// polled, and dropped with the call (or awaited if the call needs it after all).
+pub(crate) struct Borrowed<F, Fut> {
+    f: Option<F>,
+    pending: Option<Guarded<Fut>>,
+}
+
+impl<F, Fut> Borrowed<F, Fut> {
+    pub(crate) fn new(f: F) -> Self {
+        Borrowed {
+            f: Some(f),
+            pending: None,
+        }
+    }
+}
+
+impl<T, E, F, Fut> Runner<T, E> for Borrowed<F, Fut>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    const OWNED: bool = false;
+
+    async fn run(&mut self, _: &Cache, timeout: Option<Duration>, _: Option<Ticket>) -> Ran<T, E> {
+        let Some(f) = self.f.take() else {
+            return Ran {
+                result: Some(Err(Box::new("fncache: the function was already consumed"))),
+                stored_elsewhere: false,
+            };
+        };
+        let mut fut: Guarded<Fut> = Box::pin(AssertUnwindSafe(f()).catch_unwind());
+        let result = match timeout {
+            None => Some(fut.as_mut().await),
+            Some(t) => match tokio::time::timeout(t, fut.as_mut()).await {
+                Ok(result) => Some(result),
+                Err(_) => {
+                    self.pending = Some(fut);
+                    None
+                }
+            },
+        };
+        Ran {
+            result,
+            stored_elsewhere: false,
+        }
+    }
+
+    fn spawn(&mut self, _: &Cache, _: Ticket) -> bool {
+        false
+    }
+
+    async fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+        match self.pending.take() {
+            Some(fut) => fut.await,
+            None => Err(Box::new("fncache: no computation to wait for")),
+        }
+    }
+}
+
+/// An owned function: may run as a task of its own.
+pub(crate) struct Owned<F, T, E> {
+    f: Option<F>,
+    pending: Option<tokio::task::JoinHandle<Result<T, E>>>,
+}
+
+impl<F, T, E> Owned<F, T, E> {
+    pub(crate) fn new(f: F) -> Self {
+        Owned {
+            f: Some(f),
+            pending: None,
+        }
+    }
+}
+
+/// A task's end as a computation's outcome (a panic keeps its payload).
+fn joined<T, E>(
+    joined: Result<Result<T, E>, tokio::task::JoinError>,
+) -> thread::Result<Result<T, E>> {
+    joined.map_err(|e| match e.try_into_panic() {
+        Ok(panic) => panic,
+        Err(_) => Box::new("fncache: the background task was cancelled"),
+    })
+}
+
+impl<T, E, F, Fut> Runner<T, E> for Owned<F, T, E>
+where
+    T: Serialize + Send + 'static,
+    E: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    const OWNED: bool = true;
+
+    async fn run(
+        &mut self,
+        cache: &Cache,
+        timeout: Option<Duration>,
+        ticket: Option<Ticket>,
+    ) -> Ran<T, E> {
+        let Some(f) = self.f.take() else {
+            return Ran {
+                result: Some(Err(Box::new("fncache: the function was already consumed"))),
+                stored_elsewhere: false,
+            };
+        };
+        let (Some(timeout), Some(ticket)) = (timeout, ticket) else {
+            return Ran {
+                result: Some(AssertUnwindSafe(f()).catch_unwind().await),
+                stored_elsewhere: false,
+            };
+        };
+        // A task that stores its own value, so that it can outlive this call's wait.
+        let worker = cache.clone();
+        let mut task = tokio::spawn(async move {
+            let result = f().await;
+            let op = ticket.finish(result.as_ref().ok());
+            worker.finish_ticket(&ticket, op, result.is_ok()).await;
+            result
+        });
+        match tokio::time::timeout(timeout, &mut task).await {
+            Ok(done) => Ran {
+                result: Some(joined(done)),
+                stored_elsewhere: true,
+            },
+            Err(_) => {
+                self.pending = Some(task);
+                Ran {
+                    result: None,
+                    stored_elsewhere: true,
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, cache: &Cache, ticket: Ticket) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let worker = cache.clone();
+        tokio::spawn(async move {
+            let result = AssertUnwindSafe(f()).catch_unwind().await;
+            let (op, ok) = match &result {
+                Ok(Ok(value)) => (ticket.finish(Some(value)), true),
+                _ => (ticket.finish::<T>(None), false),
+            };
+            drop(result);
+            worker.finish_ticket(&ticket, op, ok).await;
+        });
+        true
+    }
+
+    async fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+        match self.pending.take() {
+            Some(task) => joined(task.await),
+            None => Err(Box::new("fncache: no computation to wait for")),
+        }
     }
 }

@@ -1,28 +1,27 @@
-//! The decision logic of a cached call, shared by both front-ends.
-//!
-//! A [`Call`] knows what to ask the store and what to make of its answers (modes, decoding,
-//! stats, fail-open or strict); it performs no I/O. A front-end walks it through
-//! `lookup -> on_lookup -> may_compute -> store_op -> on_store`, sending each op with its own
-//! driver, so the blocking and async paths differ only in how bytes move.
+//! What both front-ends share: the cache's settings, stats, breaker and flights, how a call
+//! starts (the call itself is the state machine in `call.rs`), and the store a front-end
+//! holds. Nothing here performs I/O.
 
 use std::convert::Infallible;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::call::{Call, Setup};
+use crate::circuit::Breaker;
 use crate::clock::{Clock, SystemClock};
-use crate::codec::{Codec, decode_entry};
+use crate::codec::Codec;
 use crate::error::Error;
+use crate::flight::Flights;
 use crate::key::Member;
-use crate::layout::{Layout, Structure};
-use crate::mode::{Ambient, CacheId, Mode};
-use crate::options::{CallOptions, serializes_as_none};
+use crate::layout::Layout;
+use crate::mode::{Ambient, CacheId};
+use crate::options::{Behaviour, CallOptions};
 use crate::policy::Policy;
-use crate::stats::{Event, Recorder, StatsRegistry};
-use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
+use crate::stats::{Event, StatsRegistry};
+use crate::store::{StoreOp, StoreReply, StoreSettings};
+use crate::workers::Workers;
 
 /// Minimum time between two warnings logged by one cache.
 const WARN_INTERVAL_US: u64 = 1_000_000;
@@ -35,11 +34,16 @@ pub(crate) struct Core {
     pub(crate) policy: Policy,
     pub(crate) layout: Layout,
     pub(crate) codec: Codec,
-    pub(crate) entry_ttl: Option<Duration>,
-    pub(crate) strict: bool,
+    /// Freshness, stampede and failure settings: the defaults of every call.
+    pub(crate) behaviour: Behaviour,
     pub(crate) settings: StoreSettings,
     pub(crate) stats: StatsRegistry,
     pub(crate) warnings: WarnThrottle,
+    pub(crate) breaker: Breaker,
+    /// Computations in progress in this process, for single-flight.
+    pub(crate) flights: Flights,
+    /// Background threads of the blocking front-end (started on first use).
+    pub(crate) workers: Workers,
 }
 
 /// Logs backend trouble at most once per interval, counting what it held back.
@@ -50,7 +54,7 @@ pub(crate) struct WarnThrottle {
 }
 
 impl WarnThrottle {
-    fn warn(&self, cache: &str, function: &str, what: &str, error: &Error) {
+    pub(crate) fn warn(&self, cache: &str, function: &str, what: &str, error: &Error) {
         let now = SystemClock.now_micros();
         let last = self.last_us.load(Ordering::Relaxed);
         if now.saturating_sub(last) < WARN_INTERVAL_US
@@ -97,37 +101,47 @@ impl Surface for Infallible {
 
 impl Core {
     /// Starts a call of `function` whose arguments gave `member`, under the thread's or task's
-    /// `ambient`, with the function's own `options`.
-    pub(crate) fn begin<'a, S: Surface>(
+    /// `ambient`, with the function's own `options`; `owned` when the function may run in the
+    /// background, with the `default` to answer when `wait` is off.
+    pub(crate) fn begin<'a, S: Surface, T: Serialize + DeserializeOwned>(
         &'a self,
         function: &'a str,
         member: Result<Member, Error>,
         options: &CallOptions,
         ambient: &Ambient,
-    ) -> Result<Call<'a, S>, S> {
-        let rec = self.stats.recorder(function, ambient.collectors(self.id));
-        rec.add(Event::Call);
-        let mut call = Call {
-            core: self,
-            function,
-            mode: ambient.mode(self.id),
-            target: None,
-            codec: options.codec.unwrap_or(self.codec),
-            entry_ttl: options.entry_ttl.or(self.entry_ttl),
-            cache_none: options.cache_none,
-            rec,
-            surface: PhantomData,
-        };
-        if options.entry_ttl.is_some_and(|t| t.is_zero()) {
-            let e = Error::config("the entry_ttl of a call must be greater than zero");
-            call.fail(e, "the call's options are invalid, so the cache is skipped")?;
-            return Ok(call);
+        owned: bool,
+        default: Option<T>,
+    ) -> Result<Call<'a, S, T>, S> {
+        let behaviour = options.resolve(&self.behaviour);
+        Call::new(
+            self,
+            Setup {
+                function,
+                member,
+                mode: ambient.mode(self.id),
+                codec: options.codec.unwrap_or(self.codec),
+                cache_none: options.cache_none,
+                behaviour,
+                rec: self.stats.recorder(function, ambient.collectors(self.id)),
+                owned,
+                default,
+                invalid: behaviour.validate().err(),
+            },
+        )
+    }
+
+    /// Records the end of background work (a refresh, or a fill after a default).
+    pub(crate) fn record(&self, function: &str, events: &[Event]) {
+        let rec = self.stats.recorder(function, Vec::new());
+        for event in events {
+            rec.add(*event);
         }
-        match member {
-            Ok(member) => call.target = Some((self.settings.naming.structure(function), member)),
-            Err(e) => call.fail(e, "the arguments cannot be turned into a key")?,
-        }
-        Ok(call)
+    }
+
+    /// Logs a failure of background work (throttled).
+    pub(crate) fn warn_background(&self, function: &str, error: &Error) {
+        self.warnings
+            .warn(&self.name, function, "background work failed", error);
     }
 
     /// The op behind `contains`.
@@ -164,145 +178,6 @@ impl Core {
     }
 }
 
-/// One call in progress; `S` is how it surfaces failures.
-#[derive(Debug)]
-pub(crate) struct Call<'a, S> {
-    core: &'a Core,
-    function: &'a str,
-    mode: Mode,
-    /// Where the entry lives; `None` when no key could be derived (the cache is skipped).
-    target: Option<(Structure, Member)>,
-    /// The call's codec, entry TTL and `None` rule: its options over the cache's defaults.
-    codec: Codec,
-    entry_ttl: Option<Duration>,
-    cache_none: bool,
-    rec: Recorder<'a>,
-    surface: PhantomData<fn() -> S>,
-}
-
-impl<S: Surface> Call<'_, S> {
-    /// The lookup to perform, if the mode reads and a key exists.
-    pub(crate) fn lookup(&self) -> Option<StoreOp> {
-        let (structure, member) = self.target.as_ref()?;
-        self.mode.read.then(|| StoreOp::Get {
-            structure: structure.clone(),
-            member: *member,
-            refresh_after: None,
-            lease: None,
-        })
-    }
-
-    /// Interprets the lookup: `Some(value)` on a hit. An undecodable value is a miss (and an
-    /// error in the stats); a backend failure too, unless the cache is strict.
-    pub(crate) fn on_lookup<T: DeserializeOwned>(
-        &self,
-        reply: Result<StoreReply, Error>,
-    ) -> Result<Option<T>, S> {
-        let entry = reply
-            .and_then(StoreReply::into_lookup)
-            .map(|l| match l.freshness {
-                Freshness::Fresh | Freshness::Stale => l.entry,
-                Freshness::Missing | Freshness::Expired => None,
-            });
-        match entry {
-            Ok(Some(bytes)) => match decode_entry::<T>(self.codec, &bytes) {
-                Ok(value) => {
-                    self.rec.add(Event::Hit);
-                    Ok(Some(value))
-                }
-                Err(e) => {
-                    self.rec.add(Event::Miss);
-                    self.rec.add(Event::Error);
-                    self.core.warnings.warn(
-                        &self.core.name,
-                        self.function,
-                        "a stored value does not decode and will be recomputed",
-                        &e,
-                    );
-                    Ok(None)
-                }
-            },
-            Ok(None) => {
-                self.rec.add(Event::Miss);
-                Ok(None)
-            }
-            Err(e) => {
-                self.fail(e, "the cache lookup failed")?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Allows the function to run, or refuses with a miss error when the mode forbids it
-    /// (a surface that cannot return the error runs the function anyway).
-    pub(crate) fn may_compute(&self) -> Result<(), S> {
-        if !self.mode.exec
-            && let Ok(miss) = S::raise(Error::miss(self.function))
-        {
-            return Err(miss);
-        }
-        self.rec.add(Event::Exec);
-        Ok(())
-    }
-
-    /// The put for a computed value, if the mode writes (and the value is not a `None` the
-    /// options say not to cache).
-    pub(crate) fn store_op<T: Serialize>(&self, value: &T) -> Result<Option<StoreOp>, S> {
-        let Some((structure, member)) = self.target.as_ref().filter(|_| self.mode.write) else {
-            return Ok(None);
-        };
-        if !self.cache_none && serializes_as_none(value) {
-            return Ok(None);
-        }
-        match self.codec.encode(value) {
-            Ok(payload) => Ok(Some(StoreOp::Put {
-                structure: structure.clone(),
-                member: *member,
-                head: self.codec.head(),
-                payload,
-                entry_ttl: self.entry_ttl,
-                keep: None,
-                release: None,
-            })),
-            Err(e) => {
-                self.fail(e, "the value cannot be encoded, so it is not cached")?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Interprets the put.
-    pub(crate) fn on_store(&self, reply: Result<StoreReply, Error>) -> Result<(), S> {
-        match reply.and_then(StoreReply::into_stored) {
-            Ok((evicted, _reclaimed)) => {
-                self.rec.add(Event::Write);
-                if evicted > 0 {
-                    self.rec.add(Event::Evictions(evicted));
-                }
-                Ok(())
-            }
-            Err(e) => self.fail(e, "storing the value failed"),
-        }
-    }
-
-    /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
-    /// otherwise.
-    fn fail(&self, error: Error, what: &str) -> Result<(), S> {
-        self.rec.add(Event::Error);
-        let error = match self.core.strict {
-            true => match S::raise(error) {
-                Ok(surfaced) => return Err(surfaced),
-                Err(error) => error,
-            },
-            false => error,
-        };
-        self.core
-            .warnings
-            .warn(&self.core.name, self.function, what, &error);
-        Ok(())
-    }
-}
-
 impl Core {
     /// The shared `Debug` rendering of both front-ends (no credentials: `store` is redacted).
     pub(crate) fn describe(
@@ -319,8 +194,7 @@ impl Core {
             .field("maxsize", &self.settings.maxsize)
             .field("ttl", &self.settings.ttl)
             .field("update_ttl", &self.settings.slide)
-            .field("entry_ttl", &self.entry_ttl)
-            .field("strict", &self.strict)
+            .field("behaviour", &self.behaviour)
             .field("store", store)
             .finish()
     }
@@ -373,5 +247,32 @@ impl<R: std::fmt::Debug> Parts<R> {
             Store::Redis(redis) => redis,
         };
         self.core.describe(f, type_name, store)
+    }
+}
+
+impl Core {
+    /// May the next backend op go out? An open circuit answers with an error at once.
+    pub(crate) fn gate(&self) -> Result<(), Error> {
+        match self.breaker.admit(SystemClock.now_micros()) {
+            crate::circuit::Admission::Skip => Err(Error::new(
+                crate::ErrorKind::Backend,
+                "the circuit breaker is open after consecutive backend failures; skipping the backend",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tells the breaker how a backend op went.
+    pub(crate) fn report<R>(&self, result: &Result<R, Error>) {
+        let failed = result.as_ref().err().is_some_and(Error::is_backend);
+        if self.breaker.report(!failed, SystemClock.now_micros())
+            && let Err(e) = result
+        {
+            tracing::warn!(
+                cache = %self.name,
+                error = %e,
+                "fncache: backend failing, circuit breaker open: calls skip it for a while"
+            );
+        }
     }
 }

@@ -29,10 +29,13 @@
 pub mod blocking;
 mod builder;
 mod cache;
+mod call;
+mod circuit;
 pub mod clock;
 mod codec;
 mod core;
 mod error;
+mod flight;
 mod key;
 mod layout;
 mod mode;
@@ -40,9 +43,11 @@ mod options;
 mod policy;
 mod stats;
 mod store;
+mod workers;
 
 pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL};
 pub use cache::Cache;
+pub use circuit::CircuitBreaker;
 pub use codec::Codec;
 pub use error::{Error, ErrorKind};
 pub use layout::Layout;

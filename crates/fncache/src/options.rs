@@ -36,6 +36,24 @@ pub struct CallOptions {
     /// `true` (default): a value that serializes as `None` is cached like any other.
     /// `false`: it is returned but not stored, so the next call computes again.
     pub cache_none: bool,
+    /// Overrides [`Builder::refresh_after`](crate::Builder::refresh_after).
+    pub refresh_after: Option<Duration>,
+    /// Overrides [`Builder::lock_timeout`](crate::Builder::lock_timeout).
+    pub lock_timeout: Option<Duration>,
+    /// Overrides [`Builder::wait`](crate::Builder::wait).
+    pub wait: Option<bool>,
+    /// Overrides [`Builder::compute_timeout`](crate::Builder::compute_timeout).
+    pub compute_timeout: Option<Duration>,
+    /// Overrides [`Builder::max_stale`](crate::Builder::max_stale).
+    pub max_stale: Option<Duration>,
+    /// Overrides [`Builder::fail_safe_throttle`](crate::Builder::fail_safe_throttle).
+    pub fail_safe_throttle: Option<Duration>,
+    /// Overrides [`Builder::op_timeout`](crate::Builder::op_timeout).
+    pub op_timeout: Option<Duration>,
+    /// Overrides [`Builder::strict`](crate::Builder::strict).
+    pub strict: Option<bool>,
+    /// Overrides [`Builder::stampede_protection`](crate::Builder::stampede_protection).
+    pub stampede_protection: Option<bool>,
 }
 
 impl Default for CallOptions {
@@ -51,6 +69,15 @@ impl CallOptions {
             entry_ttl: None,
             codec: None,
             cache_none: true,
+            refresh_after: None,
+            lock_timeout: None,
+            wait: None,
+            compute_timeout: None,
+            max_stale: None,
+            fail_safe_throttle: None,
+            op_timeout: None,
+            strict: None,
+            stampede_protection: None,
         }
     }
 
@@ -72,6 +99,139 @@ impl CallOptions {
     pub const fn cache_none(mut self, cache_none: bool) -> CallOptions {
         self.cache_none = cache_none;
         self
+    }
+
+    /// Entries of this function become stale (served, and refreshed) after `after`.
+    pub const fn refresh_after(mut self, after: Duration) -> CallOptions {
+        self.refresh_after = Some(after);
+        self
+    }
+
+    /// How long this function's lease lives and callers wait for another's computation.
+    pub const fn lock_timeout(mut self, timeout: Duration) -> CallOptions {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// `false`: a cold miss answers the default at once and fills the cache in the background.
+    pub const fn wait(mut self, wait: bool) -> CallOptions {
+        self.wait = Some(wait);
+        self
+    }
+
+    /// How long a recomputation may take before a stale fallback is served instead.
+    pub const fn compute_timeout(mut self, timeout: Duration) -> CallOptions {
+        self.compute_timeout = Some(timeout);
+        self
+    }
+
+    /// How old (since written) a value may be when fail-safe serves it instead of an error.
+    pub const fn max_stale(mut self, max_stale: Duration) -> CallOptions {
+        self.max_stale = Some(max_stale);
+        self
+    }
+
+    /// After a failed refresh, how long before anyone tries again.
+    pub const fn fail_safe_throttle(mut self, throttle: Duration) -> CallOptions {
+        self.fail_safe_throttle = Some(throttle);
+        self
+    }
+
+    /// How long one backend operation of this function may take.
+    pub const fn op_timeout(mut self, timeout: Duration) -> CallOptions {
+        self.op_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether backend failures of this function surface as errors.
+    pub const fn strict(mut self, strict: bool) -> CallOptions {
+        self.strict = Some(strict);
+        self
+    }
+
+    /// Whether concurrent misses of one key share one computation.
+    pub const fn stampede_protection(mut self, on: bool) -> CallOptions {
+        self.stampede_protection = Some(on);
+        self
+    }
+
+    /// These options over a cache's `defaults`.
+    pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
+        Behaviour {
+            entry_ttl: self.entry_ttl.or(defaults.entry_ttl),
+            refresh_after: self.refresh_after.or(defaults.refresh_after),
+            lock_timeout: self.lock_timeout.unwrap_or(defaults.lock_timeout),
+            wait: self.wait.unwrap_or(defaults.wait),
+            compute_timeout: self.compute_timeout.or(defaults.compute_timeout),
+            max_stale: self.max_stale.or(defaults.max_stale),
+            fail_safe_throttle: self
+                .fail_safe_throttle
+                .unwrap_or(defaults.fail_safe_throttle),
+            op_timeout: self.op_timeout.unwrap_or(defaults.op_timeout),
+            strict: self.strict.unwrap_or(defaults.strict),
+            stampede_protection: self
+                .stampede_protection
+                .unwrap_or(defaults.stampede_protection),
+        }
+    }
+}
+
+/// How calls behave around freshness, stampedes and failures: a cache's defaults, or one
+/// call's resolved settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Behaviour {
+    pub(crate) entry_ttl: Option<Duration>,
+    pub(crate) refresh_after: Option<Duration>,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) wait: bool,
+    pub(crate) compute_timeout: Option<Duration>,
+    pub(crate) max_stale: Option<Duration>,
+    pub(crate) fail_safe_throttle: Duration,
+    pub(crate) op_timeout: Duration,
+    pub(crate) strict: bool,
+    pub(crate) stampede_protection: bool,
+}
+
+impl Behaviour {
+    /// The defaults of a new builder.
+    pub(crate) const DEFAULT: Behaviour = Behaviour {
+        entry_ttl: None,
+        refresh_after: None,
+        lock_timeout: Duration::from_secs(5),
+        wait: true,
+        compute_timeout: None,
+        max_stale: None,
+        fail_safe_throttle: Duration::from_secs(1),
+        op_timeout: Duration::from_millis(250),
+        strict: false,
+        stampede_protection: true,
+    };
+
+    /// Durations that must not be zero, with their names, for validation.
+    pub(crate) fn durations(&self) -> [(&'static str, Option<Duration>); 7] {
+        [
+            ("entry_ttl", self.entry_ttl),
+            ("refresh_after", self.refresh_after),
+            ("lock_timeout", Some(self.lock_timeout)),
+            ("compute_timeout", self.compute_timeout),
+            ("max_stale", self.max_stale),
+            ("fail_safe_throttle", Some(self.fail_safe_throttle)),
+            ("op_timeout", Some(self.op_timeout)),
+        ]
+    }
+
+    /// The first zero duration, as a configuration error.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        match self
+            .durations()
+            .into_iter()
+            .find(|(_, d)| d.is_some_and(|d| d.is_zero()))
+        {
+            Some((name, _)) => Err(crate::Error::config(format!(
+                "{name} must be greater than zero"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -26,6 +26,20 @@ pub struct Stats {
     pub errors: u64,
     /// Live entries evicted by the policy to make room.
     pub evictions: u64,
+    /// Calls served a value older than `refresh_after` (or, by fail-safe, past its entry TTL).
+    pub stale_served: u64,
+    /// Refreshes of stale entries that stored a new value.
+    pub refreshes: u64,
+    /// Refreshes or recomputations of stale entries that failed (error, panic, timeout).
+    pub refresh_failures: u64,
+    /// Calls that waited for another caller (thread, task or process) to compute a value.
+    pub lock_waits: u64,
+    /// Waits that gave up after `lock_timeout` and computed themselves.
+    pub lock_timeouts: u64,
+    /// Calls that ran the function because the backend failed, timed out, or the circuit was open.
+    pub fail_open: u64,
+    /// Calls answered with the function's default value (`wait(false)` on a cold miss).
+    pub defaults_served: u64,
 }
 
 /// One thing that happened during a call.
@@ -38,6 +52,13 @@ pub(crate) enum Event {
     Write,
     Error,
     Evictions(u64),
+    StaleServed,
+    Refresh,
+    RefreshFailure,
+    LockWait,
+    LockTimeout,
+    FailOpen,
+    DefaultServed,
 }
 
 /// Live counters.
@@ -50,6 +71,13 @@ pub(crate) struct Counters {
     writes: AtomicU64,
     errors: AtomicU64,
     evictions: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
+    refresh_failures: AtomicU64,
+    lock_waits: AtomicU64,
+    lock_timeouts: AtomicU64,
+    fail_open: AtomicU64,
+    defaults_served: AtomicU64,
 }
 
 impl Counters {
@@ -62,6 +90,13 @@ impl Counters {
             Event::Write => (&self.writes, 1),
             Event::Error => (&self.errors, 1),
             Event::Evictions(n) => (&self.evictions, n),
+            Event::StaleServed => (&self.stale_served, 1),
+            Event::Refresh => (&self.refreshes, 1),
+            Event::RefreshFailure => (&self.refresh_failures, 1),
+            Event::LockWait => (&self.lock_waits, 1),
+            Event::LockTimeout => (&self.lock_timeouts, 1),
+            Event::FailOpen => (&self.fail_open, 1),
+            Event::DefaultServed => (&self.defaults_served, 1),
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -76,6 +111,13 @@ impl Counters {
             writes: get(&self.writes),
             errors: get(&self.errors),
             evictions: get(&self.evictions),
+            stale_served: get(&self.stale_served),
+            refreshes: get(&self.refreshes),
+            refresh_failures: get(&self.refresh_failures),
+            lock_waits: get(&self.lock_waits),
+            lock_timeouts: get(&self.lock_timeouts),
+            fail_open: get(&self.fail_open),
+            defaults_served: get(&self.defaults_served),
         }
     }
 }

@@ -325,7 +325,9 @@ impl MemoryStore {
                 release,
             } => {
                 let times = entry_times(now, entry_ttl, keep);
-                let reply = self.put(all, &structure, member, head, &payload, times, now);
+                let entry = Entry::assemble(head, times, &payload);
+                let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
+                let reply = self.put(all, &structure, member, entry, keep_until, now);
                 if let Some(token) = release {
                     let key = structure.lease_key(&member);
                     if state.holds(&key, &token, now) {
@@ -480,9 +482,8 @@ impl MemoryStore {
         all: &mut HashMap<String, MemStructure>,
         structure: &Structure,
         member: Member,
-        head: [u8; 2],
-        payload: &[u8],
-        times: Times,
+        entry: Vec<u8>,
+        keep_until: Option<u64>,
         now: u64,
     ) -> StoreReply {
         let rules = self.settings.rules;
@@ -515,12 +516,8 @@ impl MemoryStore {
             };
             s.index.set_score(member, score);
         }
-        s.set_expiry(
-            member,
-            (times.keep_until_us != 0).then_some(times.keep_until_us),
-        );
-        s.values
-            .insert(member, Entry::assemble(head, times, payload));
+        s.set_expiry(member, keep_until);
+        s.values.insert(member, entry);
         if self.settings.slide || is_new {
             self.slide(s, now);
         }

@@ -14,9 +14,10 @@ use self::plan::{Plan, Request, Step};
 use crate::error::Error;
 use crate::store::{StoreOp, StoreReply, StoreSettings};
 
-/// How long establishing a connection may take.
+/// How long establishing a connection may take, at most (a call's op timeout may be shorter).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one request may wait for its reply.
+/// How long one request may wait for its reply inside the async connection manager (calls
+/// bound each op by their own op timeout on top).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle blocking connections kept for reuse.
 const MAX_IDLE: usize = 64;
@@ -53,8 +54,9 @@ pub(crate) struct BlockingRedis {
     idle: Mutex<Vec<Pooled>>,
 }
 
-/// A pooled connection (its `Debug` says nothing about the server's credentials).
-struct Pooled(redis::Connection);
+/// A pooled connection, with the read/write timeout it is set to (its `Debug` says nothing
+/// about the server's credentials).
+struct Pooled(redis::Connection, Option<Duration>);
 
 impl fmt::Debug for Pooled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,8 +73,21 @@ impl BlockingRedis {
     }
 
     /// Runs one store op to completion.
-    pub(crate) fn run(&self, op: StoreOp, settings: &StoreSettings) -> Result<StoreReply, Error> {
-        let mut con = self.checkout()?;
+    /// Runs one store op to completion, each request bounded by `timeout`.
+    pub(crate) fn run(
+        &self,
+        op: StoreOp,
+        settings: &StoreSettings,
+        timeout: Duration,
+    ) -> Result<StoreReply, Error> {
+        let mut con = self.checkout(timeout)?;
+        if con.1 != Some(timeout) {
+            con.0
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| con.0.set_write_timeout(Some(timeout)))
+                .map_err(Error::from_redis)?;
+            con.1 = Some(timeout);
+        }
         let mut plan = Plan::new(op, settings);
         let mut reply = None;
         let mut healthy = true;
@@ -97,21 +112,16 @@ impl BlockingRedis {
         result
     }
 
-    fn checkout(&self) -> Result<Pooled, Error> {
+    fn checkout(&self, timeout: Duration) -> Result<Pooled, Error> {
         if let Some(con) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(con);
         }
         let con = self
             .target
             .client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .and_then(|con| {
-                con.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
-                con.set_write_timeout(Some(RESPONSE_TIMEOUT))?;
-                Ok(con)
-            })
+            .get_connection_with_timeout(timeout.min(CONNECT_TIMEOUT))
             .map_err(Error::from_redis)?;
-        Ok(Pooled(con))
+        Ok(Pooled(con, None))
     }
 
     fn checkin(&self, con: Pooled) {
@@ -151,8 +161,24 @@ impl AsyncRedis {
         }
     }
 
-    /// Runs one store op to completion.
+    /// Runs one store op to completion within `timeout` (a late op is dropped; the
+    /// multiplexed connection discards its reply).
     pub(crate) async fn run(
+        &self,
+        op: StoreOp,
+        settings: &StoreSettings,
+        timeout: Duration,
+    ) -> Result<StoreReply, Error> {
+        match tokio::time::timeout(timeout, self.run_unbounded(op, settings)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                crate::ErrorKind::Backend,
+                format!("the backend did not answer within the op timeout ({timeout:?})"),
+            )),
+        }
+    }
+
+    async fn run_unbounded(
         &self,
         op: StoreOp,
         settings: &StoreSettings,

@@ -1,0 +1,820 @@
+//! The decisions of one cached call, as a state machine that performs no I/O.
+//!
+//! A front-end creates a [`Call`] and feeds it [`Input`]s; the call answers with the next
+//! [`Action`]: send a store op, wait for this process's leader of the same key, sleep before
+//! polling again, run the function (in the foreground or the background), or return. Both
+//! front-ends drive the same machine, so freshness, stampede protection, fail-safe and
+//! fail-open behave identically; they differ only in how they wait and run things.
+//!
+//! The flow of a normal call (mode read, write, exec; stampede protection on):
+//!
+//! 1. Join this process's flight for the key. A follower waits for the leader's value.
+//! 2. The leader looks the key up; the lookup also takes the key's lease when the entry is
+//!    missing, stale or expired (one lease across every process sharing the store).
+//! 3. Fresh: return it. Stale: return it; the lease holder refreshes (in the background when
+//!    the function is owned, else inline). Expired (kept as a fallback) or missing: the lease
+//!    holder computes; others poll with a short backoff until the value appears, the lease
+//!    frees up (its holder died), or `lock_timeout` passes.
+//! 4. A computed value is stored, releasing the lease. A failed recomputation serves the
+//!    fallback when there is one (fail-safe) and keeps the lease for `fail_safe_throttle`.
+//!
+//! Backend failures never stop a call unless it is strict: it computes instead (fail-open).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{Codec, Entry, Times, decode_entry};
+use crate::core::{Core, Surface};
+use crate::error::Error;
+use crate::flight::{Flight, Leader, Role};
+use crate::key::Member;
+use crate::layout::Structure;
+use crate::mode::Mode;
+use crate::options::{Behaviour, serializes_as_none};
+use crate::stats::{Event, Recorder};
+use crate::store::{Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, Token};
+
+/// First pause between two polls for another caller's value; it doubles up to [`POLL_MAX`].
+const POLL_FIRST: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(50);
+/// How often a follower whose leader gave up starts over before going it alone.
+const MAX_RESTARTS: u8 = 3;
+
+/// What a front-end feeds the call.
+#[derive(Debug)]
+pub(crate) enum Input<'v, T> {
+    /// The first step.
+    Start,
+    /// The reply to [`Action::Store`].
+    Stored(Result<StoreReply, Error>),
+    /// The outcome of [`Action::Follow`]: the leader's entry, `Some(None)` when it gave up,
+    /// `None` when the wait timed out.
+    Followed(Option<Option<Arc<Vec<u8>>>>),
+    /// [`Action::Sleep`] is over.
+    Woke,
+    /// The outcome of [`Action::Compute`].
+    Computed(Computed<'v, T>),
+    /// [`Action::Background`] was queued (`true`) or refused (`false`).
+    Spawned(bool),
+}
+
+/// How a computation ended.
+#[derive(Debug)]
+pub(crate) enum Computed<'v, T> {
+    /// It returned a value (to be stored).
+    Value(&'v T),
+    /// It returned a value, and the background work it ran under (an owned computation
+    /// given a [`Ticket`] with its timeout) already stored it and released the lease.
+    StoredElsewhere(&'v T),
+    /// It returned the user's error.
+    Failed,
+    /// It panicked.
+    Panicked,
+    /// It ran past the compute timeout (owned computations go on in the background).
+    TimedOut,
+}
+
+impl<T> Computed<'_, T> {
+    fn describe(&self) -> &'static str {
+        match self {
+            Computed::Value(_) | Computed::StoredElsewhere(_) => "the function returned a value",
+            Computed::Failed => "the function returned an error",
+            Computed::Panicked => "the function panicked",
+            Computed::TimedOut => "the function ran past compute_timeout",
+        }
+    }
+}
+
+impl<T> Input<'_, T> {
+    fn name(&self) -> &'static str {
+        match self {
+            Input::Start => "start",
+            Input::Stored(_) => "stored",
+            Input::Followed(_) => "followed",
+            Input::Woke => "woke",
+            Input::Computed(_) => "computed",
+            Input::Spawned(_) => "spawned",
+        }
+    }
+}
+
+/// What the front-end does next.
+#[derive(Debug)]
+pub(crate) enum Action<T> {
+    /// Send this op to the store (within `timeout`), then feed [`Input::Stored`].
+    Store(StoreOp, Duration),
+    /// Wait up to the duration for this process's leader of the key: [`Input::Followed`].
+    Follow(Arc<Flight>, Duration),
+    /// Sleep, then feed [`Input::Woke`].
+    Sleep(Duration),
+    /// Run the function, then feed [`Input::Computed`]. With a timeout, stop waiting after it
+    /// (owned functions then finish in the background under `ticket`).
+    Compute {
+        timeout: Option<Duration>,
+        ticket: Option<Ticket>,
+    },
+    /// Run the function in the background under `ticket`, then feed [`Input::Spawned`].
+    Background(Ticket),
+    /// Return this value (from the store, a leader, or the default).
+    Return(T),
+    /// Return what the function returned (its value, its error, or its panic).
+    ReturnComputed,
+}
+
+/// What background work needs to store its result and account for it, owned so that it can
+/// outlive the call.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    pub(crate) function: String,
+    structure: Structure,
+    member: Member,
+    codec: Codec,
+    cache_none: bool,
+    behaviour: Behaviour,
+    /// The lease this work holds, released (or kept for the throttle) when it ends.
+    lease: Option<Token>,
+    /// True when the work refreshes an entry that exists (a failure is a refresh failure).
+    refresh: bool,
+}
+
+impl Ticket {
+    /// The op that finishes the work: store the value (releasing the lease), or, after a
+    /// failure, keep the lease for the fail-safe throttle so nobody retries sooner.
+    pub(crate) fn finish<T: Serialize>(&self, value: Option<&T>) -> Option<StoreOp> {
+        match value {
+            Some(value) if self.cache_none || !serializes_as_none(value) => {
+                let payload = self.codec.encode(value).ok()?;
+                Some(put_op(
+                    &self.structure,
+                    self.member,
+                    self.codec,
+                    payload,
+                    &self.behaviour,
+                    self.lease.clone(),
+                ))
+            }
+            Some(_) => self.lease.clone().map(|token| self.lease_op(token, None)),
+            None => self.lease.clone().map(|token| {
+                let hold = self.refresh.then_some(self.behaviour.fail_safe_throttle);
+                self.lease_op(token, hold)
+            }),
+        }
+    }
+
+    /// The events of the work's end (its store reply already in).
+    pub(crate) fn events(
+        &self,
+        stored: Option<&Result<StoreReply, Error>>,
+        ok: bool,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        if ok {
+            if matches!(stored, Some(Ok(StoreReply::Stored { .. }))) {
+                events.push(Event::Write);
+                if self.refresh {
+                    events.push(Event::Refresh);
+                }
+            }
+        } else if self.refresh {
+            events.push(Event::RefreshFailure);
+        }
+        if matches!(stored, Some(Err(_))) {
+            events.push(Event::Error);
+        }
+        events
+    }
+
+    /// The op timeout of the work's store ops.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.behaviour.op_timeout
+    }
+
+    fn lease_op(&self, token: Token, hold: Option<Duration>) -> StoreOp {
+        StoreOp::Lease {
+            structure: self.structure.clone(),
+            member: self.member,
+            token,
+            hold,
+        }
+    }
+}
+
+fn put_op(
+    structure: &Structure,
+    member: Member,
+    codec: Codec,
+    payload: Vec<u8>,
+    behaviour: &Behaviour,
+    release: Option<Token>,
+) -> StoreOp {
+    StoreOp::Put {
+        structure: structure.clone(),
+        member,
+        head: codec.head(),
+        payload,
+        entry_ttl: behaviour.entry_ttl,
+        keep: behaviour.max_stale,
+        release,
+    }
+}
+
+/// Where the call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    Following,
+    LookingUp,
+    Sleeping,
+    Computing,
+    Spawning,
+    Storing,
+    Releasing,
+    Done,
+}
+
+/// What is returned once the pending store op (a put or a lease release) is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Computed,
+    Fallback,
+    Stale,
+    Default,
+}
+
+/// One cached call in progress; `S` says how failures surface, `T` is the value type.
+pub(crate) struct Call<'a, S, T> {
+    core: &'a Core,
+    function: &'a str,
+    mode: Mode,
+    target: Option<(Structure, Member)>,
+    codec: Codec,
+    cache_none: bool,
+    b: Behaviour,
+    rec: Recorder<'a>,
+    /// The function may run in the background (it is owned: `Send + 'static`).
+    owned: bool,
+    default: Option<T>,
+    stage: Stage,
+    leader: Option<Leader<'a>>,
+    restarts: u8,
+    /// The lease this call holds.
+    lease: Option<Token>,
+    /// The lease this call asks for at its lookups.
+    request: Option<LeaseRequest>,
+    /// A stale or expired value, with its entry, to serve if computing fails.
+    fallback: Option<(T, Vec<u8>)>,
+    /// Polling for another caller's value: give up at this instant; the next pause.
+    poll: Option<(Instant, Duration)>,
+    /// The entry handed to this process's followers when the call ends.
+    shared: Option<Arc<Vec<u8>>>,
+    then: Then,
+    /// The function has run (or runs in the background for this call).
+    computed: bool,
+    /// The function runs as background work that stores its own value.
+    in_background: bool,
+    surface: PhantomData<fn() -> S>,
+}
+
+impl<S, T> std::fmt::Debug for Call<'_, S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("function", &self.function)
+            .field("stage", &self.stage)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a call a front-end passes to [`Call::new`].
+#[derive(Debug)]
+pub(crate) struct Setup<'a, T> {
+    pub(crate) function: &'a str,
+    pub(crate) member: Result<Member, Error>,
+    pub(crate) mode: Mode,
+    pub(crate) codec: Codec,
+    pub(crate) cache_none: bool,
+    pub(crate) behaviour: Behaviour,
+    pub(crate) rec: Recorder<'a>,
+    pub(crate) owned: bool,
+    pub(crate) default: Option<T>,
+    /// The per-call options were invalid: skip the cache (counted as an error).
+    pub(crate) invalid: Option<Error>,
+}
+
+impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
+    /// Starts a call; fails only when a strict call cannot use the cache at all.
+    pub(crate) fn new(core: &'a Core, setup: Setup<'a, T>) -> Result<Call<'a, S, T>, S> {
+        setup.rec.add(Event::Call);
+        let mut call = Call {
+            core,
+            function: setup.function,
+            mode: setup.mode,
+            target: None,
+            codec: setup.codec,
+            cache_none: setup.cache_none,
+            b: setup.behaviour,
+            rec: setup.rec,
+            owned: setup.owned,
+            default: setup.default,
+            stage: Stage::Start,
+            leader: None,
+            restarts: 0,
+            lease: None,
+            request: None,
+            fallback: None,
+            poll: None,
+            shared: None,
+            then: Then::Computed,
+            computed: false,
+            in_background: false,
+            surface: PhantomData,
+        };
+        if let Some(e) = setup.invalid {
+            call.fail(e, "the call's options are invalid, so the cache is skipped")?;
+            return Ok(call);
+        }
+        match setup.member {
+            Ok(member) => {
+                call.target = Some((core.settings.naming.structure(call.function), member))
+            }
+            Err(e) => call.fail(e, "the arguments cannot be turned into a key")?,
+        }
+        // Only a call that reads, computes and writes takes part in stampede protection: a
+        // reader that will not store must not make others wait for it.
+        let protect = call.b.stampede_protection && call.mode == Mode::DEFAULT;
+        call.request = protect.then(|| LeaseRequest::new(call.b.lock_timeout));
+        Ok(call)
+    }
+
+    /// The next action, given the outcome of the previous one.
+    pub(crate) fn next(&mut self, input: Input<'_, T>) -> Result<Action<T>, S> {
+        match (self.stage, input) {
+            (Stage::Start, Input::Start) => self.start(),
+            (Stage::Following, Input::Followed(outcome)) => self.followed(outcome),
+            (Stage::LookingUp, Input::Stored(reply)) => self.looked_up(reply),
+            (Stage::Sleeping, Input::Woke) => Ok(self.lookup()),
+            (Stage::Computing, Input::Computed(outcome)) => self.computed(outcome),
+            (Stage::Spawning, Input::Spawned(queued)) => self.spawned(queued),
+            (Stage::Storing, Input::Stored(reply)) => self.stored(reply),
+            (Stage::Releasing, Input::Stored(reply)) => {
+                if let Err(e) = reply {
+                    self.fail(e, "releasing the key's lease failed")?;
+                }
+                self.finish()
+            }
+            (stage, input) => {
+                // A front-end bug: count it, and still give the caller a value.
+                let e = Error::new(
+                    crate::ErrorKind::Backend,
+                    format!(
+                        "fncache internal: a call at {stage:?} was fed `{}`",
+                        input.name()
+                    ),
+                );
+                self.fail(e, "internal error")?;
+                if self.computed {
+                    self.stage = Stage::Done;
+                    Ok(Action::ReturnComputed)
+                } else {
+                    Ok(self.compute_now(None))
+                }
+            }
+        }
+    }
+
+    fn start(&mut self) -> Result<Action<T>, S> {
+        if self.target.is_none() || !self.mode.read {
+            return self.compute_or_refuse();
+        }
+        if self.request.is_some()
+            && let Some((_, member)) = &self.target
+        {
+            match self.core.flights.join(*member) {
+                Role::Leader(leader) => {
+                    // A borrow of the core's flights, which outlive the call.
+                    self.leader = Some(leader);
+                }
+                Role::Follower(flight) => {
+                    self.stage = Stage::Following;
+                    self.rec.add(Event::LockWait);
+                    return Ok(Action::Follow(flight, self.b.lock_timeout));
+                }
+            }
+        }
+        Ok(self.lookup())
+    }
+
+    fn followed(&mut self, outcome: Option<Option<Arc<Vec<u8>>>>) -> Result<Action<T>, S> {
+        match outcome {
+            Some(Some(entry)) => match decode_entry::<T>(self.codec, &entry) {
+                Ok(value) => {
+                    self.rec.add(Event::Hit);
+                    self.stage = Stage::Done;
+                    Ok(Action::Return(value))
+                }
+                Err(_) => self.restart(),
+            },
+            Some(None) => self.restart(),
+            None => {
+                // The leader is slow: stop waiting for it, go to the store like anyone.
+                self.rec.add(Event::LockTimeout);
+                Ok(self.lookup())
+            }
+        }
+    }
+
+    fn restart(&mut self) -> Result<Action<T>, S> {
+        self.restarts += 1;
+        if self.restarts > MAX_RESTARTS {
+            return Ok(self.lookup());
+        }
+        self.stage = Stage::Start;
+        self.start()
+    }
+
+    fn lookup(&mut self) -> Action<T> {
+        let Some((structure, member)) = &self.target else {
+            return self.compute_now(None);
+        };
+        self.stage = Stage::LookingUp;
+        Action::Store(
+            StoreOp::Get {
+                structure: structure.clone(),
+                member: *member,
+                refresh_after: self.b.refresh_after,
+                lease: self.request.clone(),
+            },
+            self.b.op_timeout,
+        )
+    }
+
+    fn looked_up(&mut self, reply: Result<StoreReply, Error>) -> Result<Action<T>, S> {
+        let lookup = match reply.and_then(StoreReply::into_lookup) {
+            Ok(lookup) => lookup,
+            Err(e) => {
+                self.fail(e, "the cache lookup failed")?;
+                self.rec.add(Event::FailOpen);
+                // Without the store there is nothing to wait for and no lease to hold.
+                self.request = None;
+                return self.compute_or_refuse();
+            }
+        };
+        let Lookup {
+            freshness,
+            lease,
+            entry,
+        } = lookup;
+        if lease == LeaseState::Mine
+            && let Some(request) = &self.request
+        {
+            self.lease = Some(request.token.clone());
+        }
+        let value = match entry.as_deref().map(|e| decode_entry::<T>(self.codec, e)) {
+            Some(Ok(value)) => entry.map(|e| (value, e)),
+            Some(Err(e)) => {
+                self.rec.add(Event::Error);
+                self.core.warnings.warn(
+                    &self.core.name,
+                    self.function,
+                    "a stored value does not decode and will be recomputed",
+                    &e,
+                );
+                None
+            }
+            None => None,
+        };
+        match (freshness, value) {
+            (Freshness::Fresh, Some((value, entry))) => {
+                self.rec.add(Event::Hit);
+                self.shared = Some(Arc::new(entry));
+                self.stage = Stage::Done;
+                self.release_followers();
+                Ok(Action::Return(value))
+            }
+            (Freshness::Stale, Some((value, entry))) => {
+                self.rec.add(Event::Hit);
+                self.rec.add(Event::StaleServed);
+                self.shared = Some(Arc::new(entry.clone()));
+                if self.lease.is_some() && self.mode.exec {
+                    if self.owned {
+                        self.fallback = Some((value, entry));
+                        self.stage = Stage::Spawning;
+                        return Ok(Action::Background(self.ticket(true)));
+                    }
+                    // A borrowed function cannot outlive the call: the caller who won the
+                    // lease refreshes inline, everyone else keeps getting the stale value.
+                    self.fallback = Some((value, entry));
+                    return self.compute_or_refuse();
+                }
+                self.stage = Stage::Done;
+                self.release_followers();
+                Ok(Action::Return(value))
+            }
+            (Freshness::Expired, Some((value, entry))) => {
+                self.rec.add(Event::Miss);
+                self.fallback = Some((value, entry));
+                self.after_miss(lease)
+            }
+            (_, _) => {
+                self.rec.add(Event::Miss);
+                self.after_miss(lease)
+            }
+        }
+    }
+
+    /// A miss (or an expired entry with a fallback): compute, wait for another caller, or
+    /// answer the default.
+    fn after_miss(&mut self, lease: LeaseState) -> Result<Action<T>, S> {
+        if !self.b.wait
+            && self.fallback.is_none()
+            && self.mode.exec
+            && self.owned
+            && let Some(default) = self.default.take()
+        {
+            self.rec.add(Event::DefaultServed);
+            if lease == LeaseState::Theirs {
+                self.stage = Stage::Done;
+                return Ok(Action::Return(default));
+            }
+            self.default = Some(default);
+            self.stage = Stage::Spawning;
+            return Ok(Action::Background(self.ticket(false)));
+        }
+        if lease != LeaseState::Theirs || !self.mode.exec {
+            return self.compute_or_refuse();
+        }
+        // Another caller computes: poll until its value shows, its lease frees up (then this
+        // call's lookup takes it), or the lock timeout passes.
+        let now = Instant::now();
+        let (until, pause) = match self.poll {
+            None => {
+                self.rec.add(Event::LockWait);
+                (now + self.b.lock_timeout, POLL_FIRST)
+            }
+            Some((until, pause)) => (until, (pause * 2).min(POLL_MAX)),
+        };
+        if now >= until {
+            self.rec.add(Event::LockTimeout);
+            if let Some((value, _)) = self.fallback.take() {
+                // Rather than join a stampede, serve the fallback.
+                self.rec.add(Event::StaleServed);
+                self.stage = Stage::Done;
+                return Ok(Action::Return(value));
+            }
+            // Compute without the lease: the holder is stuck or gone.
+            self.request = None;
+            return self.compute_or_refuse();
+        }
+        self.poll = Some((until, pause));
+        self.stage = Stage::Sleeping;
+        Ok(Action::Sleep(pause.min(until - now)))
+    }
+
+    fn compute_or_refuse(&mut self) -> Result<Action<T>, S> {
+        if !self.mode.exec
+            && let Ok(miss) = S::raise(Error::miss(self.function))
+        {
+            self.stage = Stage::Done;
+            return Err(miss);
+        }
+        // A compute timeout matters only when there is a fallback to serve instead.
+        let timeout = self.fallback.as_ref().and(self.b.compute_timeout);
+        match timeout {
+            Some(t) if self.owned => {
+                // The computation runs as background work that stores its own value, so it
+                // can go on if this call stops waiting for it.
+                let ticket = self.ticket(true);
+                self.lease = None;
+                self.in_background = true;
+                Ok(self.compute_now(Some((t, Some(ticket)))))
+            }
+            Some(t) => Ok(self.compute_now(Some((t, None)))),
+            None => Ok(self.compute_now(None)),
+        }
+    }
+
+    fn compute_now(&mut self, timeout: Option<(Duration, Option<Ticket>)>) -> Action<T> {
+        self.rec.add(Event::Exec);
+        self.computed = true;
+        self.stage = Stage::Computing;
+        let (timeout, ticket) = match timeout {
+            Some((t, ticket)) => (Some(t), ticket),
+            None => (None, None),
+        };
+        Action::Compute { timeout, ticket }
+    }
+
+    fn computed(&mut self, outcome: Computed<'_, T>) -> Result<Action<T>, S> {
+        match outcome {
+            Computed::Value(value) => match self.store_op(value)? {
+                Some(op) => {
+                    self.stage = Stage::Storing;
+                    self.then = Then::Computed;
+                    Ok(Action::Store(op, self.b.op_timeout))
+                }
+                None => self.release_then(Then::Computed),
+            },
+            Computed::StoredElsewhere(value) => {
+                self.share_computed(value);
+                self.then = Then::Computed;
+                self.finish()
+            }
+            Computed::TimedOut if self.in_background && self.fallback.is_some() => {
+                // The computation goes on in the background and will store its value.
+                self.rec.add(Event::StaleServed);
+                self.then = Then::Fallback;
+                self.finish()
+            }
+            Computed::Failed | Computed::Panicked | Computed::TimedOut => {
+                if self.fallback.is_some() {
+                    self.rec.add(Event::RefreshFailure);
+                    self.rec.add(Event::StaleServed);
+                    self.core.warnings.warn(
+                        &self.core.name,
+                        self.function,
+                        "recomputing a stale entry failed; fail-safe serves the stale value",
+                        &Error::new(crate::ErrorKind::Backend, outcome.describe()),
+                    );
+                    return self.hold_then(Then::Fallback);
+                }
+                self.release_then(Then::Computed)
+            }
+        }
+    }
+
+    fn spawned(&mut self, queued: bool) -> Result<Action<T>, S> {
+        if queued {
+            // The background work now owns the lease.
+            self.lease = None;
+        }
+        self.stage = Stage::Done;
+        if let Some(default) = self.default.take().filter(|_| self.fallback.is_none()) {
+            self.release_followers();
+            if !queued {
+                return self
+                    .release_then(Then::Default)
+                    .map(|_| Action::Return(default));
+            }
+            return Ok(Action::Return(default));
+        }
+        self.then = Then::Stale;
+        if !queued && self.lease.is_some() {
+            return self.release_then(Then::Stale);
+        }
+        self.finish()
+    }
+
+    fn stored(&mut self, reply: Result<StoreReply, Error>) -> Result<Action<T>, S> {
+        match reply.and_then(StoreReply::into_stored) {
+            Ok((evicted, _reclaimed)) => {
+                self.lease = None; // the put released it
+                self.rec.add(Event::Write);
+                if self.fallback.is_some() {
+                    self.rec.add(Event::Refresh);
+                }
+                if evicted > 0 {
+                    self.rec.add(Event::Evictions(evicted));
+                }
+            }
+            Err(e) => self.fail(e, "storing the value failed")?,
+        }
+        self.release_then(self.then)
+    }
+
+    /// Releases the lease (if still held) and then returns per `then`.
+    fn release_then(&mut self, then: Then) -> Result<Action<T>, S> {
+        self.then = then;
+        match self.lease_op(None) {
+            Some(op) => {
+                self.stage = Stage::Releasing;
+                Ok(Action::Store(op, self.b.op_timeout))
+            }
+            None => self.finish(),
+        }
+    }
+
+    /// Keeps the lease for the fail-safe throttle (if held) and then returns per `then`.
+    fn hold_then(&mut self, then: Then) -> Result<Action<T>, S> {
+        self.then = then;
+        match self.lease_op(Some(self.b.fail_safe_throttle)) {
+            Some(op) => {
+                self.stage = Stage::Releasing;
+                Ok(Action::Store(op, self.b.op_timeout))
+            }
+            None => self.finish(),
+        }
+    }
+
+    fn lease_op(&mut self, hold: Option<Duration>) -> Option<StoreOp> {
+        let token = self.lease.take()?;
+        let (structure, member) = self.target.as_ref()?;
+        Some(StoreOp::Lease {
+            structure: structure.clone(),
+            member: *member,
+            token,
+            hold,
+        })
+    }
+
+    fn finish(&mut self) -> Result<Action<T>, S> {
+        self.stage = Stage::Done;
+        self.release_followers();
+        match self.then {
+            Then::Computed => Ok(Action::ReturnComputed),
+            Then::Fallback | Then::Stale => match self.fallback.take() {
+                Some((value, _)) => Ok(Action::Return(value)),
+                None => Ok(Action::ReturnComputed),
+            },
+            Then::Default => match self.default.take() {
+                Some(value) => Ok(Action::Return(value)),
+                None => Ok(Action::ReturnComputed),
+            },
+        }
+    }
+
+    /// Hands this process's followers what the call ends with (nothing: they start over).
+    fn release_followers(&mut self) {
+        if let Some(leader) = self.leader.take() {
+            let shared = self
+                .shared
+                .take()
+                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::new(e.clone())));
+            leader.finish(shared);
+        }
+    }
+
+    fn share_computed(&mut self, value: &T) {
+        if self.leader.is_some()
+            && let Ok(payload) = self.codec.encode(value)
+        {
+            let entry = Entry::assemble(self.codec.head(), Times::default(), &payload);
+            self.shared = Some(Arc::new(entry));
+        }
+    }
+
+    /// The put for a computed value, if the mode writes (and the value is not a `None` the
+    /// options say not to cache).
+    fn store_op(&mut self, value: &T) -> Result<Option<StoreOp>, S> {
+        self.share_computed(value);
+        let Some((structure, member)) = self.target.as_ref().filter(|_| self.mode.write) else {
+            return Ok(None);
+        };
+        if !self.cache_none && serializes_as_none(value) {
+            return Ok(None);
+        }
+        match self.codec.encode(value) {
+            Ok(payload) => Ok(Some(put_op(
+                structure,
+                *member,
+                self.codec,
+                payload,
+                &self.b,
+                self.lease.clone(),
+            ))),
+            Err(e) => {
+                self.fail(e, "the value cannot be encoded, so it is not cached")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Background work for this call's key, taking over the call's lease.
+    fn ticket(&mut self, refresh: bool) -> Ticket {
+        let (structure, member) = match &self.target {
+            Some((s, m)) => (s.clone(), *m),
+            None => (self.core.settings.naming.structure(self.function), [0; 16]),
+        };
+        Ticket {
+            function: self.function.to_owned(),
+            structure,
+            member,
+            codec: self.codec,
+            cache_none: self.cache_none,
+            behaviour: self.b,
+            lease: self.lease.clone(),
+            refresh,
+        }
+    }
+
+    /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
+    /// otherwise.
+    fn fail(&self, error: Error, what: &str) -> Result<(), S> {
+        self.rec.add(Event::Error);
+        let error = if self.b.strict {
+            match S::raise(error) {
+                Ok(surfaced) => return Err(surfaced),
+                Err(error) => error,
+            }
+        } else {
+            error
+        };
+        self.core
+            .warnings
+            .warn(&self.core.name, self.function, what, &error);
+        Ok(())
+    }
+}
