@@ -544,6 +544,19 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.stage = Stage::Spawning;
             return Ok(Action::Background(self.ticket(false)));
         }
+        if lease == LeaseState::Throttled {
+            if let Some((value, entry)) = self.fallback.take() {
+                // A recomputation just failed: serve the fallback until the throttle passes.
+                self.shared = Some(Arc::new(entry));
+                self.rec.add(Event::StaleServed);
+                self.stage = Stage::Done;
+                self.release_followers();
+                return Ok(Action::Return(value));
+            }
+            // Nothing to serve: compute, without the lease.
+            self.request = None;
+            return self.compute_or_refuse();
+        }
         if lease != LeaseState::Theirs || !self.mode.exec {
             return self.compute_or_refuse();
         }
@@ -559,10 +572,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         };
         if now >= until {
             self.rec.add(Event::LockTimeout);
-            if let Some((value, _)) = self.fallback.take() {
+            if let Some((value, entry)) = self.fallback.take() {
                 // Rather than join a stampede, serve the fallback.
+                self.shared = Some(Arc::new(entry));
                 self.rec.add(Event::StaleServed);
                 self.stage = Stage::Done;
+                self.release_followers();
                 return Ok(Action::Return(value));
             }
             // Compute without the lease: the holder is stuck or gone.

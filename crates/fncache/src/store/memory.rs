@@ -38,7 +38,8 @@ struct State {
     /// later `TIME` than the one before (scripts run one at a time and take over a
     /// microsecond), so time scores order ops exactly as they happened.
     last_us: u64,
-    /// Leases by key: token and end time.
+    /// Leases by key: holder and end time. A held-back lease (after a failed recomputation)
+    /// is `!` and the token, as in `lease.lua`.
     leases: HashMap<String, (Token, u64)>,
 }
 
@@ -46,9 +47,11 @@ impl State {
     /// As `take_lease` in `prelude.lua`.
     fn take_lease(&mut self, key: String, request: &LeaseRequest, now: u64) -> LeaseState {
         match self.leases.get(&key) {
-            Some((token, until)) if *until > now => {
-                if *token == request.token {
+            Some((holder, until)) if *until > now => {
+                if *holder == request.token {
                     LeaseState::Mine
+                } else if holder.starts_with('!') {
+                    LeaseState::Throttled
                 } else {
                     LeaseState::Theirs
                 }
@@ -349,7 +352,7 @@ impl MemoryStore {
                 match hold {
                     Some(hold) => {
                         let until = now.saturating_add(saturating_micros(hold));
-                        state.leases.insert(key, (token, until));
+                        state.leases.insert(key, (format!("!{token}"), until));
                     }
                     None => {
                         state.leases.remove(&key);

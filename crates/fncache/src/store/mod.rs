@@ -124,6 +124,8 @@ pub(crate) enum LeaseState {
     Mine,
     /// Another caller holds it: that caller computes.
     Theirs,
+    /// Held back after a failed recomputation: serve the fallback, do not retry yet.
+    Throttled,
 }
 
 /// The answer to a lookup.

@@ -440,6 +440,7 @@ fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
         0 => LeaseState::NotAsked,
         1 => LeaseState::Mine,
         2 => LeaseState::Theirs,
+        3 => LeaseState::Throttled,
         n => return Err(protocol(&format!("unknown lease state {n}"))),
     };
     let entry = match entry {

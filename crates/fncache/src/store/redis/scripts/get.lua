@@ -7,7 +7,8 @@
 -- Returns {state, lease, entry}:
 --   state 0 miss, 1 fresh, 2 stale (older than refresh-after: served, worth refreshing),
 --         3 expired (past its entry TTL, kept only as a fallback: recompute);
---   lease 0 not asked (fresh hits never ask), 1 the caller holds it, 2 another caller does.
+--   lease 0 not asked (fresh hits never ask), 1 the caller holds it, 2 another caller does,
+--         3 held back after a failed recomputation (serve the fallback, do not retry).
 local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local refresh_after, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 

@@ -45,10 +45,13 @@ end
 -- Renews the structure TTL once it has run down by a step (1% of it, at most a second), so
 -- a hot structure costs one PTTL per call instead of a PEXPIRE per key.
 -- Takes the lease of one key (`SET NX PX` with the caller's random token): 1 when the caller
--- holds it (now or already), 2 when another caller does.
+-- holds it (now or already), 2 when another caller does, 3 when it is held back after a failed
+-- recomputation (fail-safe throttle: its value is '!' and the failed caller's token).
 local function take_lease(lease, token, ms)
   if redis.call('SET', lease, token, 'NX', 'PX', ms) then return 1 end
-  if redis.call('GET', lease) == token then return 1 end
+  local holder = redis.call('GET', lease)
+  if holder == token then return 1 end
+  if holder and string.sub(holder, 1, 1) == '!' then return 3 end
   return 2
 end
 
