@@ -88,6 +88,35 @@ pub mod hashed_changed {
     }
 }
 
+/// The same rules for `async fn`s.
+pub mod asynchronous {
+    use crate::support::{asynchronous, ran};
+
+    #[fncache::cached(cache = asynchronous(), name = "async-shared", code_hash = false)]
+    pub async fn first(x: u64) -> u64 {
+        ran();
+        x + 1
+    }
+
+    #[fncache::cached(cache = asynchronous(), name = "async-shared", code_hash = false)]
+    pub async fn second(x: u64) -> u64 {
+        ran();
+        x + 100
+    }
+
+    #[fncache::cached(cache = asynchronous(), name = "async-shared", code_hash = false, version = 3)]
+    pub async fn third(x: u64) -> u64 {
+        ran();
+        x + 1
+    }
+
+    #[fncache::cached(cache = asynchronous(), name = "async-shared")]
+    pub async fn hashed(x: u64) -> u64 {
+        ran();
+        x + 1
+    }
+}
+
 #[test]
 fn identities_have_the_documented_form() {
     let here = module_path!();
@@ -129,6 +158,24 @@ fn name_version_and_code_hash_decide_which_functions_share_entries() {
                 runs(|| hashed_changed::compute(1)),
                 (3, 1),
                 "{who}: changed body"
+            );
+
+            let (first, second) = (asynchronous::first, asynchronous::second);
+            assert_eq!(runs(|| s.block_on(first(1))), (2, 1), "{who}");
+            assert_eq!(
+                runs(|| s.block_on(second(1))),
+                (2, 0),
+                "{who}: async, shared"
+            );
+            assert_eq!(
+                runs(|| s.block_on(asynchronous::third(1))).1,
+                1,
+                "{who}: version"
+            );
+            assert_eq!(
+                runs(|| s.block_on(asynchronous::hashed(1))).1,
+                1,
+                "{who}: hash"
             );
 
             let stats = blocking().stats_for(hashed_a::__fncache_identity_compute);

@@ -1,7 +1,7 @@
 //! The attribute keeps the signature, visibility, attributes and doc comments, and stacks with
 //! other attributes (in either order).
 
-use crate::support::{blocking, on_every_store, ran, runs};
+use crate::support::{asynchronous, blocking, on_every_store, ran, runs};
 
 pub mod inner {
     use crate::support::{blocking, ran};
@@ -29,6 +29,20 @@ fn instrumented_outside(x: u64) -> u64 {
 fn instrumented_inside(x: u64) -> u64 {
     ran();
     x + 2
+}
+
+#[tracing::instrument(level = "debug")]
+#[fncache::cached(cache = asynchronous())]
+async fn instrumented_async_outside(x: u64) -> u64 {
+    ran();
+    x + 3
+}
+
+#[fncache::cached(cache = asynchronous())]
+#[tracing::instrument(level = "debug")]
+async fn instrumented_async_inside(x: u64) -> u64 {
+    ran();
+    x + 4
 }
 
 #[cfg(any(test, not(test)))]
@@ -62,6 +76,10 @@ fn other_attributes_stack_in_either_order() {
             assert_eq!(runs(|| instrumented_outside(1)), (2, 0), "{who}");
             assert_eq!(runs(|| instrumented_inside(1)), (3, 1), "{who}");
             assert_eq!(runs(|| instrumented_inside(1)), (3, 0), "{who}");
+            let outside = || s.block_on(instrumented_async_outside(1));
+            assert_eq!((runs(outside), runs(outside)), ((4, 1), (4, 0)), "{who}");
+            let inside = || s.block_on(instrumented_async_inside(1));
+            assert_eq!((runs(inside), runs(inside)), ((5, 1), (5, 0)), "{who}");
 
             assert_eq!(
                 runs(|| fibonacci(30)),

@@ -22,6 +22,9 @@ fn parse(text: &str) -> Result<u64, String> {
 async fn parse_async(text: &str) -> Result<u64, std::num::ParseIntError> {
     ran();
     tokio::task::yield_now().await;
+    if text == "zero" {
+        return Ok(0);
+    }
     let n = text.parse::<u64>()?;
     Ok(n * 2)
 }
@@ -30,6 +33,12 @@ async fn parse_async(text: &str) -> Result<u64, std::num::ParseIntError> {
 fn find(id: u64) -> Option<String> {
     ran();
     id.is_multiple_of(2).then(|| format!("#{id}"))
+}
+
+#[fncache::cached(cache = asynchronous())]
+async fn find_async(id: u64) -> Option<u64> {
+    ran();
+    id.is_multiple_of(2).then_some(id)
 }
 
 #[fncache::cached(cache = blocking(), cache_none = false)]
@@ -79,6 +88,16 @@ fn results_cache_only_ok_and_pass_errors_through() {
             assert_eq!(runs(|| s.block_on(parse_async("4"))), (Ok(8), 0), "{who}");
             assert!(s.block_on(parse_async("y")).is_err(), "{who}");
             assert_eq!(runs(|| s.block_on(parse_async("y"))).1, 1, "{who}");
+            assert_eq!(
+                runs(|| s.block_on(parse_async("zero"))),
+                (Ok(0), 1),
+                "{who}: return"
+            );
+            assert_eq!(
+                runs(|| s.block_on(parse_async("zero"))),
+                (Ok(0), 0),
+                "{who}"
+            );
         },
     );
 }
@@ -92,6 +111,12 @@ fn none_is_a_cached_value_unless_cache_none_is_false() {
             assert_eq!(runs(|| find(1)), (None, 1), "{who}");
             assert_eq!(runs(|| find(1)), (None, 0), "{who}: None is a hit");
             assert!(find_is_cached(&1).unwrap(), "{who}");
+            assert_eq!(runs(|| s.block_on(find_async(1))), (None, 1), "{who}");
+            assert_eq!(
+                runs(|| s.block_on(find_async(1))),
+                (None, 0),
+                "{who}: async hit"
+            );
 
             assert_eq!(runs(|| find_fresh(1)), (None, 1), "{who}");
             assert_eq!(runs(|| find_fresh(1)), (None, 1), "{who}: None not stored");
