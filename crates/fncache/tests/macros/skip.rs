@@ -28,6 +28,15 @@ async fn load_async(pool: &Pool, id: u64, _trace_id: String) -> String {
     format!("{}:{id}", pool.name)
 }
 
+/// An `impl Trait` argument is fine once skipped; `mut` bindings are kept.
+#[fncache::cached(cache = blocking(), skip(out))]
+fn render(out: &mut impl std::fmt::Write, mut count: u64) -> u64 {
+    ran();
+    count += 1;
+    let _ = write!(out, "{count}");
+    count
+}
+
 /// A custom key replaces the argument tuple: only the user's id matters.
 #[derive(serde::Serialize)]
 pub struct Request {
@@ -68,6 +77,22 @@ fn skipped_arguments_give_hits_when_they_differ_and_kept_ones_give_misses() {
             assert_eq!((v.as_str(), n), ("a:1", 0), "{who}: async hit");
             let (v, n) = runs(|| s.block_on(load_async(&b, 2, "t2".into())));
             assert_eq!((v.as_str(), n), ("b:2", 1), "{who}: async miss");
+        },
+    );
+}
+
+#[test]
+fn skipped_impl_trait_arguments_and_mut_bindings_work() {
+    on_every_store(
+        |b| b,
+        |s| {
+            let who = s.label;
+            let mut text = String::new();
+            assert_eq!(runs(|| render(&mut text, 1)), (2, 1), "{who}");
+            assert_eq!(runs(|| render(&mut text, 1)), (2, 0), "{who}");
+            assert_eq!(text, "2", "{who}: the body ran once");
+            assert!(render_is_cached(&1).unwrap(), "{who}");
+            assert_eq!(render_uncached(&mut text, 5), 6, "{who}");
         },
     );
 }
