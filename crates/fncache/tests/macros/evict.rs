@@ -59,6 +59,24 @@ async fn reset_async() -> usize {
     7
 }
 
+/// Evicting from methods: `Self::` paths, and a cache reached through `self`.
+pub struct Prices {
+    cache: fncache::blocking::Cache,
+}
+
+impl Prices {
+    #[fncache::cached(cache = self.cache, skip(self))]
+    fn quote(&self, item: u64) -> u64 {
+        ran();
+        item * 3
+    }
+
+    #[fncache::cache_evict(cache = self.cache, functions = [Self::quote])]
+    fn reprice(&mut self) -> bool {
+        true
+    }
+}
+
 fn fill() {
     for item in 1..=2 {
         price(item);
@@ -84,6 +102,16 @@ fn named_functions_are_purged_after_success_only() {
             }
             assert_eq!(runs(|| price(1)), (100, 1), "{who}: computed again");
             assert_eq!(s.blocking.stats().errors, 0, "{who}");
+
+            let mut prices = Prices {
+                cache: s.blocking.clone(),
+            };
+            prices.quote(1);
+            assert!(prices.reprice(), "{who}");
+            assert!(
+                !prices.quote_is_cached(&1).unwrap(),
+                "{who}: Self::quote purged"
+            );
 
             s.block_on(async {
                 catalog::title(1).await;
