@@ -1,4 +1,4 @@
-//! A slow function made fast.
+//! A slow function made fast with one attribute.
 //!
 //! ```text
 //! cargo run --example quickstart                                   # embedded in-memory store
@@ -7,51 +7,65 @@
 //!
 //! With Redis, run it twice: the second process is served the first one's results.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use fncache::{Cache, Policy};
 
+/// The cache, built on first use: on Redis when `REDIS_URL` is set, embedded otherwise.
+// A static cannot return an error: an invalid `REDIS_URL` stops the example at first use.
+#[allow(clippy::expect_used)]
+static CACHE: LazyLock<fncache::blocking::Cache> = LazyLock::new(|| {
+    let builder = Cache::builder("quickstart")
+        .policy(Policy::Lru)
+        .maxsize(100)
+        .ttl(Duration::from_secs(600));
+    let builder = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => builder.redis(url),
+        _ => builder,
+    };
+    builder
+        .build_blocking()
+        .expect("a valid cache configuration")
+});
+
 /// Stands in for a slow query or computation.
+#[fncache::cached(cache = CACHE)]
 fn slow_square(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(200));
     x * x
 }
 
 fn main() -> Result<(), fncache::Error> {
-    let mut builder = Cache::builder("quickstart")
-        .policy(Policy::Lru)
-        .maxsize(100)
-        .ttl(Duration::from_secs(600));
     let store = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            builder = builder.redis(url);
-            "Redis (REDIS_URL)"
-        }
+        Ok(url) if !url.is_empty() => "Redis (REDIS_URL)",
         _ => "the embedded in-memory store",
     };
-    let cache = builder.build_blocking()?;
     println!("fncache quickstart on {store}\n");
 
     for round in 1..=2 {
         let started = Instant::now();
-        let mut total = 0;
-        for x in 1..=5u64 {
-            total += cache.get_or_compute("quickstart::slow_square", &(x,), || slow_square(x))?;
-        }
+        let total: u64 = (1..=5).map(slow_square).sum();
         println!(
             "round {round}: sum of squares 1..=5 = {total} in {:>7.1} ms",
             started.elapsed().as_secs_f64() * 1e3
         );
     }
 
-    let stats = cache.stats();
+    println!("\nis slow_square(3) cached? {}", slow_square_is_cached(&3)?);
+    println!(
+        "slow_square_uncached(3) = {} (no cache)",
+        slow_square_uncached(3)
+    );
+
+    let stats = CACHE.stats();
     println!(
         "\ncalls {}, hits {}, misses {}, executions {}, entries cached {}",
         stats.calls,
         stats.hits,
         stats.misses,
         stats.execs,
-        cache.len()?
+        CACHE.len()?
     );
     Ok(())
 }

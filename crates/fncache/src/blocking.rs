@@ -343,6 +343,13 @@ impl Cache {
         Core::count(self.run(StoreOp::Vacuum))
     }
 
+    /// Counts and logs a failure that has no caller to return it to (see `Core::absorb`).
+    pub(crate) fn absorb(&self, function: &str, what: &str, error: &Error) {
+        self.inner
+            .core
+            .absorb(function, &thread_ambient(), what, error);
+    }
+
     /// Counters since the cache was built.
     pub fn stats(&self) -> Stats {
         self.inner.core.stats.total()
@@ -475,9 +482,15 @@ where
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
     ) -> Ran<T, E> {
-        let (Some(timeout), Some(ticket), Some(f)) = (timeout, ticket, self.f.take()) else {
+        let (Some(timeout), Some(ticket)) = (timeout, ticket) else {
             return Ran {
                 result: Some(run_inline(self.f.take())),
+                stored_elsewhere: false,
+            };
+        };
+        let Some(f) = self.f.take() else {
+            return Ran {
+                result: Some(run_inline(None::<F>)),
                 stored_elsewhere: false,
             };
         };

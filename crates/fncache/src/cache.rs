@@ -385,6 +385,13 @@ impl Cache {
         Core::count(self.run(StoreOp::Vacuum).await)
     }
 
+    /// Counts and logs a failure that has no caller to return it to (see `Core::absorb`).
+    pub(crate) fn absorb(&self, function: &str, what: &str, error: &Error) {
+        self.inner
+            .core
+            .absorb(function, &task_ambient(), what, error);
+    }
+
     /// Counters since the cache was built.
     pub fn stats(&self) -> Stats {
         self.inner.core.stats.total()

@@ -139,6 +139,9 @@ pub(crate) struct Ticket {
     lease: Option<Token>,
     /// True when the work refreshes an entry that exists (a failure is a refresh failure).
     refresh: bool,
+    /// The work's execution of the function is not counted yet (the call counted it when it
+    /// ran the function itself and only waits under this ticket).
+    count_exec: bool,
 }
 
 impl Ticket {
@@ -172,6 +175,9 @@ impl Ticket {
         ok: bool,
     ) -> Vec<Event> {
         let mut events = Vec::new();
+        if self.count_exec {
+            events.push(Event::Exec);
+        }
         if ok {
             if matches!(stored, Some(Ok(StoreReply::Stored { .. }))) {
                 events.push(Event::Write);
@@ -602,7 +608,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             Some(t) if self.owned => {
                 // The computation runs as background work that stores its own value, so it
                 // can go on if this call stops waiting for it.
-                let ticket = self.ticket(true);
+                let mut ticket = self.ticket(true);
+                ticket.count_exec = false;
                 self.lease = None;
                 self.in_background = true;
                 Ok(self.compute_now(Some((t, Some(ticket)))))
@@ -812,6 +819,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             behaviour: self.b,
             lease: self.lease.clone(),
             refresh,
+            count_exec: true,
         }
     }
 

@@ -176,6 +176,15 @@ impl Core {
             ))),
         }
     }
+
+    /// Counts (for `function`, as an error) and logs (throttled) a failure of work done on
+    /// behalf of a decorated function, which has no way to return it.
+    pub(crate) fn absorb(&self, function: &str, ambient: &Ambient, what: &str, error: &Error) {
+        self.stats
+            .recorder(function, ambient.collectors(self.id))
+            .add(Event::Error);
+        self.warnings.warn(&self.name, function, what, error);
+    }
 }
 
 impl Core {

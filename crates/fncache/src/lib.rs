@@ -14,6 +14,24 @@
 //! # Ok::<(), fncache::Error>(())
 //! ```
 //!
+//! One attribute caches a function (see [`cached`] and [`cache_evict`]):
+//!
+//! ```
+//! use std::sync::LazyLock;
+//!
+//! static CACHE: LazyLock<fncache::blocking::Cache> =
+//!     LazyLock::new(|| fncache::Cache::builder("doc").build_blocking().expect("valid config"));
+//!
+//! #[fncache::cached(cache = CACHE)]
+//! fn slow_cube(x: u64) -> u64 {
+//!     x * x * x
+//! }
+//!
+//! assert_eq!(slow_cube(3), 27); // computed and stored
+//! assert_eq!(slow_cube(3), 27); // served from the cache
+//! assert_eq!(CACHE.stats().hits, 1);
+//! ```
+//!
 //! - [`Cache`] is the async front-end (tokio), [`blocking::Cache`] the blocking one; both are
 //!   built by [`Cache::builder`] and share one core.
 //! - [`Policy`] chooses what leaves when a structure is full; [`Layout`] whether functions
@@ -26,6 +44,9 @@
 //! listed with their expiry time in a sorted set at `…:2`. The member of a call is a 16-byte
 //! BLAKE3 digest of the function identity and the postcard encoding of its arguments.
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod blocking;
 mod builder;
 mod cache;
@@ -50,6 +71,7 @@ pub use cache::Cache;
 pub use circuit::CircuitBreaker;
 pub use codec::Codec;
 pub use error::{Error, ErrorKind};
+pub use fncache_macros::{cache_evict, cached};
 pub use layout::Layout;
 pub use mode::Mode;
 pub use options::CallOptions;

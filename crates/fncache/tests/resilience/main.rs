@@ -6,8 +6,8 @@
 
 mod failsafe;
 mod freshness;
-mod outage;
-mod stampede;
+// mod outage;
+// mod stampede;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,352 @@
+//! Parsing the options of `#[cached(...)]` and `#[cache_evict(...)]`.
+//!
+//! Options are first read generically (`name = expr` or `name(a, b)`), then interpreted one by
+//! one, so that every unknown, duplicate or malformed option gets its own error at its own span
+//! instead of stopping at the first.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
+
+use crate::errors::Errors;
+
+/// One option as written: `name = value` or `name(list)`.
+struct RawOption {
+    name: Ident,
+    value: RawValue,
+}
+
+enum RawValue {
+    Expr(Expr),
+    List(Punctuated<Ident, Token![,]>),
+}
+
+impl Parse for RawOption {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let name = Ident::parse_any(input)?;
+        if input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            let list = content.parse_terminated(Ident::parse_any, Token![,])?;
+            return Ok(RawOption {
+                name,
+                value: RawValue::List(list),
+            });
+        }
+        input.parse::<Token![=]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                format!("expected `=` after `{name}`: options are written `{name} = value`"),
+            )
+        })?;
+        Ok(RawOption {
+            name,
+            value: RawValue::Expr(input.parse()?),
+        })
+    }
+}
+
+/// All options, parsed generically.
+struct RawOptions(Vec<RawOption>);
+
+impl Parse for RawOptions {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let list = Punctuated::<RawOption, Token![,]>::parse_terminated(input)?;
+        Ok(RawOptions(list.into_iter().collect()))
+    }
+}
+
+/// The options of `#[cached]`.
+pub(crate) struct CachedArgs {
+    pub(crate) cache: Expr,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<(u64, LitInt)>,
+    pub(crate) skip: Vec<Ident>,
+    pub(crate) key: Option<Expr>,
+    pub(crate) codec: Option<Expr>,
+    pub(crate) entry_ttl: Option<Expr>,
+    pub(crate) cache_none: Option<LitBool>,
+    pub(crate) code_hash: bool,
+}
+
+const CACHED_OPTIONS: &str =
+    "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, code_hash";
+
+/// What a user probably meant by an unknown option (names from other caching libraries).
+fn hint(unknown: &str) -> Option<&'static str> {
+    Some(match unknown {
+        "ttl" | "expire" | "expires" | "time" | "lifetime" => "entry_ttl",
+        "exclude" | "excludes" | "excludes_positional" | "ignore" | "ignores" => "skip",
+        "serializer" | "serializers" | "serde" | "format" => "codec",
+        "cache_name" | "function" | "id" | "identity" | "prefix" => "name",
+        "convert" | "key_fn" | "keys" => "key",
+        "functions" | "evict" => "#[fncache::cache_evict(cache = .., functions = [..])]",
+        "skip_none" | "option" | "none" => "cache_none",
+        _ => return None,
+    })
+}
+
+fn unknown(name: &Ident, known: &str) -> syn::Error {
+    let text = name.to_string();
+    let mut message = format!("unknown option `{text}`; the options are: {known}");
+    if let Some(meant) = hint(&text) {
+        message.push_str(&format!(" (did you mean `{meant}`?)"));
+    }
+    syn::Error::new(name.span(), message)
+}
+
+fn expect_expr(option: RawOption, errors: &mut Errors) -> Option<Expr> {
+    match option.value {
+        RawValue::Expr(expr) => Some(expr),
+        RawValue::List(list) => {
+            let name = &option.name;
+            errors.push(syn::Error::new(
+                list.first().map_or(name.span(), Ident::span),
+                format!("`{name}` takes a value: write `{name} = ...`"),
+            ));
+            None
+        }
+    }
+}
+
+fn expect_str(expr: Expr, what: &str, errors: &mut Errors) -> Option<LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s),
+        other => {
+            errors.push(syn::Error::new_spanned(
+                other,
+                format!("`{what}` must be a string literal, e.g. `{what} = \"users::load\"`"),
+            ));
+            None
+        }
+    }
+}
+
+fn expect_bool(expr: Expr, what: &str, errors: &mut Errors) -> Option<LitBool> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b),
+        other => {
+            errors.push(syn::Error::new_spanned(
+                other,
+                format!("`{what}` must be `true` or `false`"),
+            ));
+            None
+        }
+    }
+}
+
+fn expect_version(expr: Expr, errors: &mut Errors) -> Option<(u64, LitInt)> {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Int(int), ..
+    }) = &expr
+        && let Ok(value) = int.base10_parse::<u64>()
+    {
+        return Some((value, int.clone()));
+    }
+    errors.push(syn::Error::new_spanned(
+        expr,
+        "`version` must be an unsigned integer literal, e.g. `version = 2`",
+    ));
+    None
+}
+
+/// Records `name` as seen; an error at the second occurrence of an option.
+fn first_time(seen: &mut Vec<String>, name: &Ident, errors: &mut Errors) -> bool {
+    let text = name.to_string();
+    if seen.contains(&text) {
+        errors.push(syn::Error::new(
+            name.span(),
+            format!("duplicate option `{text}`: give it once"),
+        ));
+        return false;
+    }
+    seen.push(text);
+    true
+}
+
+fn missing_cache(example: &str) -> syn::Error {
+    syn::Error::new(
+        Span::call_site(),
+        format!(
+            "missing `cache = ...`: name the cache to use, e.g. `#[fncache::{example}]` \
+             with `static CACHE: LazyLock<fncache::blocking::Cache>` (or a `fncache::Cache` for an `async fn`)"
+        ),
+    )
+}
+
+impl CachedArgs {
+    /// Parses and interprets the options; every problem is recorded in `errors`.
+    pub(crate) fn parse(tokens: proc_macro2::TokenStream, errors: &mut Errors) -> Option<Self> {
+        let raw: RawOptions = match syn::parse2(tokens) {
+            Ok(raw) => raw,
+            Err(e) => {
+                errors.push(e);
+                return None;
+            }
+        };
+        let mut seen = Vec::new();
+        let mut cache = None;
+        let mut args = CachedArgs {
+            cache: Expr::Verbatim(proc_macro2::TokenStream::new()),
+            name: None,
+            version: None,
+            skip: Vec::new(),
+            key: None,
+            codec: None,
+            entry_ttl: None,
+            cache_none: None,
+            code_hash: true,
+        };
+        for option in raw.0 {
+            let name = option.name.to_string();
+            if !CACHED_OPTIONS
+                .split(", ")
+                .any(|known| known.trim_end_matches("(..)") == name)
+            {
+                errors.push(unknown(&option.name, CACHED_OPTIONS));
+                continue;
+            }
+            if !first_time(&mut seen, &option.name, errors) {
+                continue;
+            }
+            if name == "skip" {
+                match option.value {
+                    RawValue::List(list) => args.skip = list.into_iter().collect(),
+                    RawValue::Expr(expr) => errors.push(syn::Error::new_spanned(
+                        expr,
+                        "`skip` takes a list of arguments: `skip(db, self)`",
+                    )),
+                }
+                continue;
+            }
+            let Some(expr) = expect_expr(option, errors) else {
+                continue;
+            };
+            match name.as_str() {
+                "cache" => cache = Some(expr),
+                "name" => args.name = expect_str(expr, "name", errors),
+                "version" => args.version = expect_version(expr, errors),
+                "key" => args.key = Some(expr),
+                "codec" => args.codec = Some(expr),
+                "entry_ttl" => args.entry_ttl = Some(expr),
+                "cache_none" => args.cache_none = expect_bool(expr, "cache_none", errors),
+                "code_hash" => {
+                    if let Some(b) = expect_bool(expr, "code_hash", errors) {
+                        args.code_hash = b.value;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(name) = &args.name
+            && name.value().is_empty()
+        {
+            errors.push(syn::Error::new_spanned(name, "`name` must not be empty"));
+        }
+        match cache {
+            Some(cache) => args.cache = cache,
+            None => errors.push(missing_cache("cached(cache = CACHE)")),
+        }
+        Some(args)
+    }
+}
+
+/// What `#[cache_evict]` removes.
+pub(crate) enum Functions {
+    /// The entries of these cached functions.
+    Listed(Vec<Path>),
+    /// The whole cache.
+    All,
+}
+
+/// The options of `#[cache_evict]`.
+pub(crate) struct EvictArgs {
+    pub(crate) cache: Expr,
+    pub(crate) functions: Functions,
+}
+
+const EVICT_OPTIONS: &str = "cache, functions";
+
+fn parse_functions(expr: Expr, errors: &mut Errors) -> Option<Functions> {
+    match expr {
+        Expr::Path(p) if p.path.is_ident("all") => Some(Functions::All),
+        Expr::Array(ExprArray { elems, .. }) if !elems.is_empty() => {
+            let mut paths = Vec::new();
+            for elem in elems {
+                match elem {
+                    Expr::Path(p) if p.qself.is_none() => paths.push(p.path),
+                    other => errors.push(syn::Error::new_spanned(
+                        other,
+                        "expected the path of a function decorated with `#[fncache::cached]`, \
+                         e.g. `load_user` or `Self::load`",
+                    )),
+                }
+            }
+            Some(Functions::Listed(paths))
+        }
+        other => {
+            errors.push(syn::Error::new_spanned(
+                other,
+                "`functions` is a list of cached functions, `functions = [load_user, users::find]`, \
+                 or `functions = all` for the whole cache",
+            ));
+            None
+        }
+    }
+}
+
+impl EvictArgs {
+    /// Parses and interprets the options; every problem is recorded in `errors`.
+    pub(crate) fn parse(tokens: proc_macro2::TokenStream, errors: &mut Errors) -> Option<Self> {
+        let raw: RawOptions = match syn::parse2(tokens) {
+            Ok(raw) => raw,
+            Err(e) => {
+                errors.push(e);
+                return None;
+            }
+        };
+        let mut seen = Vec::new();
+        let (mut cache, mut functions) = (None, None);
+        for option in raw.0 {
+            let name = option.name.to_string();
+            if !EVICT_OPTIONS.split(", ").any(|known| known == name) {
+                errors.push(unknown(&option.name, EVICT_OPTIONS));
+                continue;
+            }
+            if !first_time(&mut seen, &option.name, errors) {
+                continue;
+            }
+            let Some(expr) = expect_expr(option, errors) else {
+                continue;
+            };
+            if name == "cache" {
+                cache = Some(expr);
+            } else {
+                functions = parse_functions(expr, errors);
+            }
+        }
+        let cache = cache.or_else(|| {
+            errors.push(missing_cache(
+                "cache_evict(cache = CACHE, functions = [..])",
+            ));
+            None
+        });
+        if functions.is_none() && !seen.iter().any(|s| s == "functions") {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing `functions = [...]`: list the cached functions whose entries to remove, \
+                 or write `functions = all` to empty the whole cache",
+            ));
+        }
+        Some(EvictArgs {
+            cache: cache?,
+            functions: functions?,
+        })
+    }
+}

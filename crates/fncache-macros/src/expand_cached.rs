@@ -1,0 +1,360 @@
+//! Generating the code of `#[cached]`: the wrapper, its companions and its identity.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, Ident, ItemFn, ReturnType};
+
+use crate::args::CachedArgs;
+use crate::code_hash::code_hash;
+use crate::errors::Errors;
+use crate::validate::{self, Function, Receiver};
+
+/// `#[cached(attr)] item`.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let item: ItemFn = syn::parse2(item)?;
+    let mut errors = Errors::default();
+    let args = CachedArgs::parse(attr, &mut errors);
+    let function = args
+        .as_ref()
+        .map(|args| validate::analyze(&item, args, &mut errors));
+    errors.finish()?;
+    match (args, function) {
+        (Some(args), Some(function)) => Ok(generate(&item, &args, &function)),
+        _ => Err(syn::Error::new(Span::call_site(), "invalid options")),
+    }
+}
+
+/// The name of the hidden constant that holds the identity of `function`, which
+/// `#[cache_evict(functions = [..])]` refers to.
+pub(crate) fn identity_const(function: &Ident) -> Ident {
+    format_ident!(
+        "__fncache_identity_{}",
+        function.unraw(),
+        span = function.span()
+    )
+}
+
+/// The function identity: name (default `module_path!()::fn`), version, code hash.
+fn identity(item: &ItemFn, args: &CachedArgs) -> TokenStream {
+    let mut parts = Vec::new();
+    match &args.name {
+        Some(name) => parts.push(name.to_token_stream()),
+        None => {
+            let name = item.sig.ident.unraw().to_string();
+            parts.push(quote!(::core::module_path!()));
+            parts.push(quote!("::"));
+            parts.push(quote!(#name));
+        }
+    }
+    if let Some((version, _)) = &args.version {
+        let version = format!("@v{version}");
+        parts.push(quote!(#version));
+    }
+    if args.code_hash {
+        let sig = &item.sig;
+        let block = &item.block;
+        let hash = format!("#{}", code_hash(quote!(#sig #block)));
+        parts.push(quote!(#hash));
+    }
+    quote!(::core::concat!(#(#parts),*))
+}
+
+/// Statements that bind `__fncache_cache` to the `&Cache` of `cache = ...`, of the right
+/// front-end; a compile error at the user's expression says which cache type is needed.
+///
+/// The expression's value is borrowed (a temporary lives to the end of the function), unless
+/// it borrows from the arguments or `self` in code that then moves them into the body
+/// (`args` given): then the cache is cloned (an `Arc` clone), which ends the borrow.
+pub(crate) fn cache_handle(
+    cache: &Expr,
+    asynchronous: bool,
+    args: Option<&HashSet<String>>,
+) -> TokenStream {
+    let span = cache.span();
+    let helper = if asynchronous {
+        quote_spanned!(span=> ::fncache::__private::async_cache)
+    } else {
+        quote_spanned!(span=> ::fncache::__private::blocking_cache)
+    };
+    let tokens = cache.to_token_stream();
+    let borrows_arguments = |args: &HashSet<String>| {
+        validate::mentions(tokens.clone(), "self")
+            || args.iter().any(|a| validate::mentions(tokens.clone(), a))
+    };
+    if args.is_some_and(borrows_arguments) {
+        quote_spanned!(span=>
+            let __fncache_cache = &::core::clone::Clone::clone(#helper(&(#cache)));
+        )
+    } else {
+        quote_spanned!(span=>
+            let __fncache_cache = &(#cache);
+            let __fncache_cache = #helper(__fncache_cache);
+        )
+    }
+}
+
+/// Attributes that must follow the function onto its companions: conditional compilation and
+/// lint levels (`expect` becomes `allow`, since a companion may not trigger the lint).
+pub(crate) fn companion_attrs(attrs: &[Attribute]) -> Vec<TokenStream> {
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            let path = attr.path();
+            if path.is_ident("cfg") || path.is_ident("cfg_attr") || path.is_ident("allow") {
+                Some(attr.to_token_stream())
+            } else if path.is_ident("expect") {
+                let syn::Meta::List(list) = &attr.meta else {
+                    return None;
+                };
+                let lints = &list.tokens;
+                Some(quote!(#[allow(#lints)]))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Builds the key of one call: type names (methods, generics), const generics, then the kept
+/// arguments (or the custom key). In a companion, the arguments are already references.
+fn key(function: &Function, args: &CachedArgs, companion: bool) -> TokenStream {
+    let mut parts = Vec::new();
+    if function.in_impl {
+        parts.push(quote!(__fncache_key.type_of::<Self>();));
+    }
+    for ty in &function.tagged_types {
+        parts.push(quote!(__fncache_key.type_of::<#ty>();));
+    }
+    for param in &function.const_params {
+        parts.push(quote!(__fncache_key.part(&#param);));
+    }
+    let kept = function.args.iter().filter(|a| !a.skipped);
+    match &args.key {
+        Some(expr) => {
+            // In the wrapper as in the companions, each argument is a reference here.
+            let shadows = kept.filter(|_| !companion).map(|a| {
+                let ident = &a.ident;
+                quote!(#[allow(unused_variables)] let #ident = &#ident;)
+            });
+            parts.push(quote_spanned!(expr.span()=> {
+                #(#shadows)*
+                __fncache_key.part(&(#expr));
+            }));
+        }
+        None => {
+            if let Some((kind, false)) = function.receiver {
+                let span = function.receiver_span;
+                let this = if companion || kind == Receiver::Ref {
+                    quote_spanned!(span=> self)
+                } else {
+                    quote_spanned!(span=> &self)
+                };
+                parts.push(quote_spanned!(span=> __fncache_key.part(#this);));
+            }
+            for arg in kept {
+                let ident = &arg.ident;
+                let value = if companion {
+                    quote!(#ident)
+                } else {
+                    quote!(&#ident)
+                };
+                parts.push(quote_spanned!(arg.ty.span()=> __fncache_key.part(#value);));
+            }
+        }
+    }
+    quote!({
+        #[allow(unused_mut)]
+        let mut __fncache_key = ::fncache::__private::Key::new();
+        #(#parts)*
+        __fncache_key
+    })
+}
+
+/// The per-call options: entry TTL, codec, `None` rule.
+fn options(args: &CachedArgs) -> TokenStream {
+    let mut options = quote!(::fncache::__private::CallOptions::new());
+    if let Some(ttl) = &args.entry_ttl {
+        options = quote_spanned!(ttl.span()=> #options.entry_ttl(#ttl));
+    }
+    if let Some(codec) = &args.codec {
+        options = quote_spanned!(codec.span()=> #options.codec({
+            #[allow(unused_imports)]
+            use ::fncache::__private::Codec;
+            #codec
+        }));
+    }
+    if let Some(cache_none) = &args.cache_none {
+        options = quote!(#options.cache_none(#cache_none));
+    }
+    options
+}
+
+/// The wrapper's body: build cache handle, options and key, then call through the cache with
+/// the original body as the computation.
+fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStream {
+    let asynchronous = item.sig.asyncness.is_some();
+    let names: HashSet<String> = function.args.iter().map(|a| a.ident.to_string()).collect();
+    let identity = identity(item, args);
+    let cache = cache_handle(&args.cache, asynchronous, Some(&names));
+    let options = options(args);
+    let key = key(function, args, false);
+    let block = &item.block;
+    let (span, ret) = match &item.sig.output {
+        ReturnType::Type(_, ty) => (ty.span(), Some(ty)),
+        ReturnType::Default => (item.sig.ident.span(), None),
+    };
+    let helper = match (asynchronous, function.returns_result) {
+        (false, false) => quote_spanned!(span=> ::fncache::__private::call_blocking),
+        (false, true) => quote_spanned!(span=> ::fncache::__private::try_call_blocking),
+        (true, false) => quote_spanned!(span=> ::fncache::__private::call_async),
+        (true, true) => quote_spanned!(span=> ::fncache::__private::try_call_async),
+    };
+    let compute = match (asynchronous, ret) {
+        (false, Some(ty)) => quote!(move || -> #ty #block),
+        (false, None) => quote!(move || #block),
+        (true, Some(ty)) => quote!(move || async move {
+            let __fncache_value: #ty = #block;
+            __fncache_value
+        }),
+        (true, None) => quote!(move || async move #block),
+    };
+    let call = quote_spanned!(span=> #helper(
+        __fncache_cache,
+        &__fncache_options,
+        __FNCACHE_FUNCTION,
+        __fncache_key,
+        #compute,
+    ));
+    let call = if asynchronous {
+        quote!(#call.await)
+    } else {
+        call
+    };
+    // The braces are the user's: the function keeps its own span (lints such as `dead_code`
+    // treat it as the user's code, not as the macro's).
+    let mut body = Group::new(
+        Delimiter::Brace,
+        quote!(
+            const __FNCACHE_FUNCTION: &str = #identity;
+            #cache
+            let __fncache_options = #options;
+            let __fncache_key = #key;
+            #call
+        ),
+    );
+    body.set_span(block.brace_token.span.join());
+    body.into_token_stream()
+}
+
+/// `{fn}_invalidate` or `{fn}_is_cached`: a reference to each kept argument (and `&self`).
+fn key_companion(
+    item: &ItemFn,
+    args: &CachedArgs,
+    function: &Function,
+    suffix: &str,
+    doc: &str,
+) -> TokenStream {
+    let sig = &item.sig;
+    let asynchronous = sig.asyncness.is_some();
+    let name = format_ident!("{}_{}", sig.ident.unraw(), suffix, span = sig.ident.span());
+    let vis = &item.vis;
+    let attrs = companion_attrs(&item.attrs);
+    let asyncness = &sig.asyncness;
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let receiver = function.receiver.map(|_| quote!(&self,));
+    let params = function.args.iter().filter(|a| !a.skipped).map(|a| {
+        let ident = &a.ident;
+        let ty = &a.ty;
+        quote!(#ident: &#ty)
+    });
+    let identity = identity(item, args);
+    let cache = cache_handle(&args.cache, asynchronous, None);
+    let key = key(function, args, true);
+    let helper = match (asynchronous, suffix) {
+        (false, "invalidate") => quote!(::fncache::__private::invalidate_blocking),
+        (false, _) => quote!(::fncache::__private::is_cached_blocking),
+        (true, "invalidate") => quote!(::fncache::__private::invalidate_async),
+        (true, _) => quote!(::fncache::__private::is_cached_async),
+    };
+    let call = quote!(#helper(__fncache_cache, __FNCACHE_FUNCTION, __fncache_key));
+    let call = if asynchronous {
+        quote!(#call.await)
+    } else {
+        call
+    };
+    let doc = format!(
+        "{doc} (generated by `#[fncache::cached]` for `{}`).",
+        sig.ident.unraw()
+    );
+    quote! {
+        #(#attrs)*
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #vis #asyncness fn #name #generics (#receiver #(#params),*)
+            -> ::core::result::Result<bool, ::fncache::__private::Error>
+            #where_clause
+        {
+            const __FNCACHE_FUNCTION: &str = #identity;
+            #cache
+            let __fncache_key = #key;
+            #call
+        }
+    }
+}
+
+fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let body = wrapper_body(item, args, function);
+    let companion_attrs = companion_attrs(attrs);
+    let mut uncached = sig.clone();
+    uncached.ident = format_ident!("{}_uncached", sig.ident.unraw(), span = sig.ident.span());
+    let uncached_doc = format!(
+        "Runs the body of `{}` without reading or writing the cache (generated by `#[fncache::cached]`).",
+        sig.ident.unraw()
+    );
+    let invalidate = key_companion(
+        item,
+        args,
+        function,
+        "invalidate",
+        "Removes the cached entry of this call; `Ok(true)` if there was one",
+    );
+    let is_cached = key_companion(
+        item,
+        args,
+        function,
+        "is_cached",
+        "Is this call cached? A peek: changes no eviction order, score or TTL",
+    );
+    let identity_const = identity_const(&sig.ident);
+    let identity = identity(item, args);
+    quote! {
+        #(#attrs)*
+        #vis #sig #body
+
+        #(#companion_attrs)*
+        #[doc = #uncached_doc]
+        // The body is also compiled inside the wrapper, which reports its warnings once.
+        #[allow(unused, clippy::all, clippy::pedantic, clippy::nursery)]
+        #vis #uncached #block
+
+        #invalidate
+
+        #is_cached
+
+        #(#companion_attrs)*
+        #[doc(hidden)]
+        #[allow(dead_code, non_upper_case_globals)]
+        #vis const #identity_const: &str = #identity;
+    }
+}

@@ -1,0 +1,168 @@
+//! `#[fncache::cache_evict]`: purge named cached functions, or the whole cache, after the
+//! function returns (returns `Ok`, for a `Result`).
+
+use fncache::Layout;
+
+use crate::support::{asynchronous, blocking, on_every_store, ran, runs};
+
+#[fncache::cached(cache = blocking())]
+fn price(item: u64) -> u64 {
+    ran();
+    item * 100
+}
+
+#[fncache::cached(cache = blocking())]
+fn stock(item: u64) -> u64 {
+    ran();
+    item + 1
+}
+
+#[fncache::cached(cache = blocking())]
+fn unrelated(item: u64) -> u64 {
+    ran();
+    item
+}
+
+pub mod catalog {
+    use crate::support::{asynchronous, ran};
+
+    #[fncache::cached(cache = asynchronous())]
+    pub async fn title(item: u64) -> String {
+        ran();
+        format!("item {item}")
+    }
+}
+
+#[fncache::cache_evict(cache = blocking(), functions = [price, stock])]
+fn update_prices(fail: bool) -> Result<u64, String> {
+    if fail {
+        return Err("refused".to_owned());
+    }
+    Ok(2)
+}
+
+#[fncache::cache_evict(cache = blocking(), functions = all)]
+fn reset() {}
+
+#[fncache::cache_evict(cache = asynchronous(), functions = [catalog::title])]
+async fn rename(fail: bool) -> Result<(), String> {
+    tokio::task::yield_now().await;
+    if fail {
+        Err("refused".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+#[fncache::cache_evict(cache = asynchronous(), functions = all)]
+async fn reset_async() -> usize {
+    7
+}
+
+/// Evicting from methods: `Self::` paths, and a cache reached through `self`.
+pub struct Prices {
+    cache: fncache::blocking::Cache,
+}
+
+impl Prices {
+    #[fncache::cached(cache = self.cache, skip(self))]
+    fn quote(&self, item: u64) -> u64 {
+        ran();
+        item * 3
+    }
+
+    #[fncache::cache_evict(cache = self.cache, functions = [Self::quote])]
+    fn reprice(&mut self) -> bool {
+        true
+    }
+}
+
+fn fill() {
+    for item in 1..=2 {
+        price(item);
+        stock(item);
+        unrelated(item);
+    }
+}
+
+#[test]
+fn named_functions_are_purged_after_success_only() {
+    on_every_store(
+        |b| b.layout(Layout::PerFunction),
+        |s| {
+            let who = s.label;
+            fill();
+            assert_eq!(update_prices(true), Err("refused".to_owned()), "{who}");
+            assert!(price_is_cached(&1).unwrap(), "{who}: an Err purges nothing");
+            assert_eq!(update_prices(false), Ok(2), "{who}");
+            for item in 1..=2 {
+                assert!(!price_is_cached(&item).unwrap(), "{who}");
+                assert!(!stock_is_cached(&item).unwrap(), "{who}");
+                assert!(unrelated_is_cached(&item).unwrap(), "{who}: not named");
+            }
+            assert_eq!(runs(|| price(1)), (100, 1), "{who}: computed again");
+            assert_eq!(s.blocking.stats().errors, 0, "{who}");
+
+            let mut prices = Prices {
+                cache: s.blocking.clone(),
+            };
+            prices.quote(1);
+            assert!(prices.reprice(), "{who}");
+            assert!(
+                !prices.quote_is_cached(&1).unwrap(),
+                "{who}: Self::quote purged"
+            );
+
+            s.block_on(async {
+                catalog::title(1).await;
+                assert_eq!(rename(true).await, Err("refused".to_owned()));
+                assert!(catalog::title_is_cached(&1).await.unwrap(), "{who}");
+                assert_eq!(rename(false).await, Ok(()));
+                assert!(!catalog::title_is_cached(&1).await.unwrap(), "{who}");
+            });
+        },
+    );
+}
+
+#[test]
+fn all_empties_the_whole_cache() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        on_every_store(
+            |b| b.layout(layout),
+            |s| {
+                let who = format!("{layout:?} {}", s.label);
+                fill();
+                reset();
+                assert_eq!(s.blocking.len().unwrap(), 0, "{who}");
+                s.block_on(async {
+                    catalog::title(1).await;
+                    assert_eq!(reset_async().await, 7);
+                    assert_eq!(s.asynchronous.len().await.unwrap(), 0, "{who}");
+                });
+            },
+        );
+    }
+}
+
+#[test]
+fn purging_named_functions_in_the_shared_layout_is_counted_and_logged_not_fatal() {
+    on_every_store(
+        |b| b.layout(Layout::Shared),
+        |s| {
+            let who = s.label;
+            fill();
+            assert_eq!(update_prices(false), Ok(2), "{who}: the value is returned");
+            assert!(
+                price_is_cached(&1).unwrap(),
+                "{who}: nothing could be purged"
+            );
+            let by = concat!(module_path!(), "::update_prices");
+            assert_eq!(
+                s.blocking.stats_for(by).errors,
+                2,
+                "{who}: one per function"
+            );
+            assert_eq!(s.blocking.stats().errors, 2, "{who}");
+        },
+    );
+}
