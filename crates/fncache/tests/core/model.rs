@@ -1,16 +1,14 @@
 //! The embedded store is the reference model: random call sequences must give identical hits,
 //! answers and contents on it and on a real Redis server, for every deterministic policy.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fncache::{Cache, Layout, Mode, Policy, blocking};
 use fncache_testing::RedisServer;
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 use crate::support::unique_name;
-
-static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::spawn);
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -88,20 +86,36 @@ fn contents(cache: &blocking::Cache) -> Vec<(u8, u8)> {
     out
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    #[test]
-    fn memory_model_and_redis_agree(
-        policy in prop::sample::select(vec![Policy::Lru, Policy::LruT, Policy::Fifo, Policy::FifoT, Policy::Lfu, Policy::Mru]),
-        layout in prop::sample::select(vec![Layout::Shared, Layout::PerFunction]),
-        maxsize in 1usize..5,
-        ops in prop::collection::vec(op(), 1..60),
-    ) {
+/// One server for all cases (each case uses its own cache name), owned by the test so that it
+/// is killed when the test ends.
+#[test]
+fn memory_model_and_redis_agree() {
+    let server = RedisServer::spawn();
+    let strategy = (
+        prop::sample::select(vec![
+            Policy::Lru,
+            Policy::LruT,
+            Policy::Fifo,
+            Policy::FifoT,
+            Policy::Lfu,
+            Policy::Mru,
+        ]),
+        prop::sample::select(vec![Layout::Shared, Layout::PerFunction]),
+        1usize..5,
+        prop::collection::vec(op(), 1..60),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let outcome = runner.run(&strategy, |(policy, layout, maxsize, ops)| {
         let name = unique_name();
         let configure = |b: fncache::Builder| b.policy(policy).layout(layout).maxsize(maxsize);
         let model = configure(Cache::builder(&name)).build_blocking().unwrap();
-        let redis = configure(Cache::builder(&name)).redis(SERVER.url()).build_blocking().unwrap();
+        let redis = configure(Cache::builder(&name))
+            .redis(server.url())
+            .build_blocking()
+            .unwrap();
         for (step, op) in ops.iter().enumerate() {
             let (m, r) = (apply(&model, op), apply(&redis, op));
             prop_assert_eq!(&m, &r, "step {} {:?}", step, op);
@@ -109,11 +123,16 @@ proptest! {
         prop_assert_eq!(contents(&model), contents(&redis));
         prop_assert_eq!(model.stats(), redis.stats());
         prop_assert_eq!(model.purge().unwrap(), redis.purge().unwrap());
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("the model and Redis disagree: {failure}");
     }
 }
 
 #[test]
 fn random_policy_agrees_on_sizes() {
+    let server = RedisServer::spawn();
     let model = Cache::builder("rr")
         .policy(Policy::Random)
         .maxsize(4)
@@ -122,7 +141,7 @@ fn random_policy_agrees_on_sizes() {
     let redis = Cache::builder("rr")
         .policy(Policy::Random)
         .maxsize(4)
-        .redis(SERVER.url())
+        .redis(server.url())
         .build_blocking()
         .unwrap();
     for x in 0..50u32 {

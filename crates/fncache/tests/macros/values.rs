@@ -151,7 +151,11 @@ fn the_function_codec_is_used_for_its_values() {
                     .unwrap();
                 assert_eq!(values.len(), 1);
                 assert_eq!(values[0][1], 2, "the JSON codec id");
-                assert_eq!(&values[0][26..], b"[3,4]", "the payload after the 26-byte header");
+                assert_eq!(
+                    &values[0][26..],
+                    b"[3,4]",
+                    "the payload after the 26-byte header"
+                );
             }
         },
     );

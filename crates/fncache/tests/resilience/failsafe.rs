@@ -31,14 +31,22 @@ fn memory_serves_stale_until_max_stale_then_the_error() {
         cache
             .try_get_or_compute("f", &1u8, || {
                 attempts.fetch_add(1, Ordering::SeqCst);
-                if failing.load(Ordering::SeqCst) { Err("down") } else { Ok(5u32) }
+                if failing.load(Ordering::SeqCst) {
+                    Err("down")
+                } else {
+                    Ok(5u32)
+                }
             })
             .unwrap()
     };
     assert_eq!(call(), Ok(5));
     failing.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(11)); // past the entry TTL
-    assert_eq!(call(), Ok(5), "fail-safe: the stale value instead of the error");
+    assert_eq!(
+        call(),
+        Ok(5),
+        "fail-safe: the stale value instead of the error"
+    );
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
     assert_eq!(call(), Ok(5), "within the throttle: no retry");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
@@ -69,7 +77,11 @@ fn a_panicking_recomputation_is_served_stale_too() {
         cache.get_or_compute("g", &1u8, || -> u32 { panic!("no fallback") })
     }));
     assert!(other.is_err());
-    assert_eq!(cache.get_or_compute("g", &1u8, || 9u32).unwrap(), 9, "no lease left behind");
+    assert_eq!(
+        cache.get_or_compute("g", &1u8, || 9u32).unwrap(),
+        9,
+        "no lease left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +94,13 @@ async fn redis_serves_stale_with_server_time_and_a_compute_timeout() {
         .compute_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
-    assert_eq!(cache.get_or_compute("f", &1u8, || async { 1u32 }).await.unwrap(), 1);
+    assert_eq!(
+        cache
+            .get_or_compute("f", &1u8, || async { 1u32 })
+            .await
+            .unwrap(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(250)).await; // server time passes the entry TTL
     let slow = cache
         .get_or_compute("f", &1u8, || async {
@@ -102,7 +120,13 @@ async fn redis_serves_stale_with_server_time_and_a_compute_timeout() {
         .compute_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
-    assert_eq!(owned.get_or_compute_owned("f", &1u8, || async { 1u32 }).await.unwrap(), 1);
+    assert_eq!(
+        owned
+            .get_or_compute_owned("f", &1u8, || async { 1u32 })
+            .await
+            .unwrap(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
     let v = owned
         .get_or_compute_owned("f", &1u8, || async {
@@ -113,8 +137,16 @@ async fn redis_serves_stale_with_server_time_and_a_compute_timeout() {
         .unwrap();
     assert_eq!(v, 1, "stale while the recomputation goes on");
     let c = owned.clone();
-    tokio::task::spawn_blocking(move || crate::eventually("background store", || c.stats().writes == 2))
-        .await
-        .unwrap();
-    assert_eq!(owned.get_or_compute_owned("f", &1u8, || async { 3u32 }).await.unwrap(), 2);
+    tokio::task::spawn_blocking(move || {
+        crate::eventually("background store", || c.stats().writes == 2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        owned
+            .get_or_compute_owned("f", &1u8, || async { 3u32 })
+            .await
+            .unwrap(),
+        2
+    );
 }

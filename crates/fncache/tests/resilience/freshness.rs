@@ -39,15 +39,25 @@ fn memory_timeline_fresh_stale_refreshed_expired() {
     assert_eq!(call(false), 1, "fresh hit");
     clock.advance(Duration::from_secs(6));
     for _ in 0..5 {
-        assert_eq!(call(true), 1, "stale: served at once, while one refresh runs");
+        assert_eq!(
+            call(true),
+            1,
+            "stale: served at once, while one refresh runs"
+        );
     }
     gate.wait(); // let the single refresh finish
-    eventually("the refresh stored its value", || cache.stats().refreshes == 1);
+    eventually("the refresh stored its value", || {
+        cache.stats().refreshes == 1
+    });
     assert_eq!(call(false), 2, "the refreshed value");
     let s = cache.stats();
     assert_eq!((s.stale_served, s.refreshes, s.execs), (5, 1, 2), "{s:?}");
     clock.advance(Duration::from_secs(61));
-    assert_eq!(call(false), 3, "past the entry TTL the value is gone, not stale");
+    assert_eq!(
+        call(false),
+        3,
+        "past the entry TTL the value is gone, not stale"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +96,11 @@ async fn redis_timeline_with_server_time() {
     assert_eq!(call().await, 2, "refreshed");
     assert_eq!(version.load(Ordering::SeqCst), 2, "exactly one refresh");
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(call().await, 3, "past the entry TTL: recomputed in the foreground");
+    assert_eq!(
+        call().await,
+        3,
+        "past the entry TTL: recomputed in the foreground"
+    );
 }
 
 async fn futures_join<F: std::future::Future<Output = u64>>(a: F, b: F, c: F) -> [u64; 3] {
@@ -111,14 +125,21 @@ fn a_borrowed_function_refreshes_inline_for_the_lease_winner() {
     };
     assert_eq!(call(), 1);
     clock.advance(Duration::from_secs(11));
-    assert_eq!(call(), 2, "no background for a borrowed closure: the winner refreshes inline");
+    assert_eq!(
+        call(),
+        2,
+        "no background for a borrowed closure: the winner refreshes inline"
+    );
     assert_eq!(call(), 2, "fresh again");
     assert_eq!(cache.stats().refreshes, 1);
 }
 
 #[tokio::test]
 async fn wait_false_answers_the_default_and_fills_in_the_background() {
-    let cache = Cache::builder(unique_name("default")).wait(false).build().unwrap();
+    let cache = Cache::builder(unique_name("default"))
+        .wait(false)
+        .build()
+        .unwrap();
     let options = fncache::CallOptions::new();
     let first: Result<u32, String> = cache
         .try_get_or_compute_owned_with(&options, Some(0), "slow", &1u8, || async {

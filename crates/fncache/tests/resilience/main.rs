@@ -2,7 +2,12 @@
 //! processes (stopped, paused, flushed and tampered with mid-workload) and the embedded store
 //! (with a manual clock). No mocks.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
 
 mod failsafe;
 mod freshness;
@@ -25,5 +30,9 @@ pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 pub fn unique_name(tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{tag}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
