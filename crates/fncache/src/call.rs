@@ -282,6 +282,8 @@ pub(crate) struct Call<'a, S, T> {
     computed: bool,
     /// The function runs as background work that stores its own value.
     in_background: bool,
+    /// The lookup failed: the call does not try the backend again (one op timeout at most).
+    backend_down: bool,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -337,6 +339,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             then: Then::Computed,
             computed: false,
             in_background: false,
+            backend_down: false,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -464,8 +467,10 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             Err(e) => {
                 self.fail(e, "the cache lookup failed")?;
                 self.rec.add(Event::FailOpen);
-                // Without the store there is nothing to wait for and no lease to hold.
+                // Without the store there is nothing to wait for and no lease to hold, and
+                // no point in a second op timeout for the put.
                 self.request = None;
+                self.backend_down = true;
                 return self.compute_or_refuse();
             }
         };
@@ -782,7 +787,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     /// options say not to cache).
     fn store_op(&mut self, value: &T) -> Result<Option<StoreOp>, S> {
         self.share_computed(value);
-        let Some((structure, member)) = self.target.as_ref().filter(|_| self.mode.write) else {
+        let writes = self.mode.write && !self.backend_down;
+        let Some((structure, member)) = self.target.as_ref().filter(|_| writes) else {
             return Ok(None);
         };
         if !self.cache_none && serializes_as_none(value) {

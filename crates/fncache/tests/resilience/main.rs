@@ -11,8 +11,8 @@
 
 mod failsafe;
 mod freshness;
-// mod outage;
-// mod stampede;
+mod outage;
+mod stampede;
 
 use std::time::{Duration, Instant};
 

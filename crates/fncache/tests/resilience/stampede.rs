@@ -1,0 +1,206 @@
+//! Stampede protection: one computation for a crowd of callers of a cold key, within a
+//! process (threads, tasks) and across processes sharing a `redis-server`, including when the
+//! lease holder dies mid-computation.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fncache::Cache;
+use fncache_testing::RedisServer;
+
+use crate::{eventually, unique_name};
+
+#[test]
+fn threads_on_one_cold_key_run_the_function_once() {
+    let server = RedisServer::spawn();
+    for redis in [false, true] {
+        let mut builder = Cache::builder(unique_name("threads"));
+        if redis {
+            builder = builder.redis(server.url());
+        }
+        let cache = builder.build_blocking().unwrap();
+        let runs = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    let v = cache
+                        .get_or_compute("cold", &1u8, || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(200));
+                            42u32
+                        })
+                        .unwrap();
+                    assert_eq!(v, 42);
+                });
+            }
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "redis={redis}");
+        assert_eq!(cache.stats().execs, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_on_one_cold_key_run_the_function_once() {
+    let server = RedisServer::spawn();
+    for redis in [false, true] {
+        let mut builder = Cache::builder(unique_name("tasks"));
+        if redis {
+            builder = builder.redis(server.url());
+        }
+        let cache = builder.build().unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_compute("cold", &1u8, || async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        42u32
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 42);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "redis={redis}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_does_not_strand_its_followers() {
+    let cache = Cache::builder(unique_name("cancel")).build().unwrap();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_compute("k", &1u8, || async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    1u32
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await; // the leader is computing
+    let follower = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get_or_compute("k", &1u8, || async { 2u32 }).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await; // the follower is waiting
+    leader.abort();
+    assert_eq!(
+        follower.await.unwrap().unwrap(),
+        2,
+        "the follower computed after all"
+    );
+}
+
+/// The counter every child process's function increments, in Redis.
+const RUNS_KEY: &str = "stampede:runs";
+
+/// Starts this test binary again as a child that calls the shared cold key.
+fn child(url: &str, name: &str, role: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "stampede::child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FNCACHE_CHILD_ROLE", role)
+        .env("FNCACHE_CHILD_URL", url)
+        .env("FNCACHE_CHILD_NAME", name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn value_of(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "child failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The test harness prints its own words around ours, on the same line.
+    text.split("VALUE=")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_else(|| panic!("no value in child output: {text}"))
+}
+
+fn runs(server: &RedisServer) -> u64 {
+    redis::cmd("GET")
+        .arg(RUNS_KEY)
+        .query::<Option<u64>>(&mut server.connection())
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[test]
+fn processes_on_one_cold_key_run_the_function_once() {
+    let server = RedisServer::spawn();
+    let name = unique_name("procs");
+    let children: Vec<Child> = (0..4)
+        .map(|_| child(&server.url(), &name, "normal"))
+        .collect();
+    let values: Vec<String> = children.into_iter().map(value_of).collect();
+    assert!(values.iter().all(|v| v == "42"), "{values:?}");
+    let executions = runs(&server);
+    println!("cross-process stampede: 4 processes, {executions} execution(s)");
+    assert_eq!(executions, 1);
+}
+
+#[test]
+fn a_dead_lease_holder_is_taken_over_when_its_lease_expires() {
+    let server = RedisServer::spawn();
+    let name = unique_name("dead");
+    let mut victim = child(&server.url(), &name, "victim");
+    eventually("the victim started computing", || runs(&server) == 1);
+    let survivor = child(&server.url(), &name, "normal");
+    std::thread::sleep(Duration::from_millis(100)); // the survivor is waiting on the lease
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    assert_eq!(
+        value_of(survivor),
+        "42",
+        "the survivor computed once the lease expired"
+    );
+    assert_eq!(runs(&server), 2);
+}
+
+/// Not a test of its own: the body of the child processes above (it does nothing unless run
+/// by them).
+#[test]
+#[ignore = "run as a child process by the cross-process stampede tests"]
+fn child_process() {
+    let (Ok(role), Ok(url), Ok(name)) = (
+        std::env::var("FNCACHE_CHILD_ROLE"),
+        std::env::var("FNCACHE_CHILD_URL"),
+        std::env::var("FNCACHE_CHILD_NAME"),
+    ) else {
+        return;
+    };
+    let cache = Cache::builder(name)
+        .redis(url.clone())
+        .lock_timeout(Duration::from_secs(1))
+        .build_blocking()
+        .unwrap();
+    let value = cache
+        .get_or_compute("shared", &1u8, || {
+            let mut con = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let _: u64 = redis::cmd("INCR").arg(RUNS_KEY).query(&mut con).unwrap();
+            let slow = if role == "victim" { 60_000 } else { 500 };
+            std::thread::sleep(Duration::from_millis(slow));
+            42u32
+        })
+        .unwrap();
+    println!("VALUE={value}");
+}
