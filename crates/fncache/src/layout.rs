@@ -37,11 +37,13 @@ impl Structure {
     /// cluster layout's hash tag puts it in the same slot).
     pub(crate) fn lease_key(&self, member: &[u8; 16]) -> String {
         let base = self.index.strip_suffix(":0").unwrap_or(&self.index);
-        let mut key = String::with_capacity(base.len() + 40);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key = String::with_capacity(base.len() + 38);
         key.push_str(base);
         key.push_str(":lock:");
         for byte in member {
-            key.push_str(&format!("{byte:02x}"));
+            key.push(char::from(HEX[usize::from(byte >> 4)]));
+            key.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         key
     }
@@ -131,6 +133,13 @@ mod tests {
         assert_eq!(s.index, format!("p:app:rr-m:mod::f#{digest}:0"));
         assert_eq!(Structure::from_index_key(&s.index), Some(s));
         assert_eq!(n.scan_pattern(), "p:app:rr-m:*:0");
+        let mut member = [0u8; 16];
+        member[0] = 0xab;
+        member[15] = 0x01;
+        assert_eq!(
+            s.lease_key(&member),
+            format!("p:app:rr-m:mod::f#{digest}:lock:ab000000000000000000000000000001")
+        );
     }
 
     #[test]

@@ -418,10 +418,18 @@ fn parse(shape: ReplyShape, reply: Value) -> Result<StoreReply, Error> {
     }
 }
 
-/// Reads `get.lua`'s `{state, lease, entry}`.
+/// Reads `get.lua`'s answer: a bare entry for a fresh hit, else `{state, lease, entry}`.
 fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
-    let Value::Array(parts) = reply else {
-        return Err(protocol("expected a lookup array"));
+    let parts = match reply {
+        Value::BulkString(entry) => {
+            return Ok(Lookup {
+                freshness: Freshness::Fresh,
+                lease: LeaseState::NotAsked,
+                entry: Some(entry),
+            });
+        }
+        Value::Array(parts) => parts,
+        other => return Err(protocol(&format!("expected a lookup, got {other:?}"))),
     };
     let mut parts = parts.into_iter();
     let (state, lease, entry) = (parts.next(), parts.next(), parts.next());

@@ -4,8 +4,9 @@
 -- ARGV: member, touch rule (none|counter|time|incr), index kind (zset|set),
 --       structure ttl ms (0 = none), slide ('1' = a hit renews the structure ttl),
 --       refresh after ms (0 = never stale), lease ms (0 = take no lease), lease token
--- Returns {state, lease, entry}:
---   state 0 miss, 1 fresh, 2 stale (older than refresh-after: served, worth refreshing),
+-- Returns the bare entry for a fresh hit (the hot path: no table to build), else
+-- {state, lease, entry}:
+--   state 0 miss, 2 stale (older than refresh-after: served, worth refreshing),
 --         3 expired (past its entry TTL, kept only as a fallback: recompute);
 --   lease 0 not asked (fresh hits never ask), 1 the caller holds it, 2 another caller does,
 --         3 held back after a failed recomputation (serve the fallback, do not retry).
@@ -21,9 +22,11 @@ local entry = redis.call('HGET', values, member)
 if not entry then return leased(0, false) end
 
 local now
-local written, expire_at, keep_until = times(entry)
-if expire_at ~= 0 or refresh_after > 0 then
+-- An entry without a per-entry TTL has expire_at = keep_until = 0: one unpack tells.
+local expire_at = #entry >= 26 and struct.unpack('>I8', entry, 11) or 0
+if expire_at ~= 0 then
   now = now_us()
+  local keep_until = struct.unpack('>I8', entry, 19)
   if keep_until ~= 0 and keep_until <= now then
     if ARGV[3] == 'set' then redis.call('SREM', index, member) else redis.call('ZREM', index, member) end
     redis.call('ZREM', expiry, member)
@@ -36,5 +39,8 @@ end
 touch(ARGV[2], index, member, now)
 local ttl = tonumber(ARGV[4])
 if ARGV[5] == '1' and ttl > 0 then slide(index, values, expiry, ttl) end
-if refresh_after > 0 and now - written >= refresh_after * 1000 then return leased(2, entry) end
-return {1, 0, entry}
+if refresh_after > 0 and #entry >= 26 then
+  now = now or now_us()
+  if now - struct.unpack('>I8', entry, 3) >= refresh_after * 1000 then return leased(2, entry) end
+end
+return entry
