@@ -131,7 +131,7 @@ mod tests {
         let s = n.structure("mod::f");
         let digest = function_digest("mod::f");
         assert_eq!(s.index, format!("p:app:rr-m:mod::f#{digest}:0"));
-        assert_eq!(Structure::from_index_key(&s.index), Some(s));
+        assert_eq!(Structure::from_index_key(&s.index), Some(s.clone()));
         assert_eq!(n.scan_pattern(), "p:app:rr-m:*:0");
         let mut member = [0u8; 16];
         member[0] = 0xab;
