@@ -284,6 +284,10 @@ pub(crate) struct Call<'a, S, T> {
     in_background: bool,
     /// The lookup failed: the call does not try the backend again (one op timeout at most).
     backend_down: bool,
+    /// A lookup answered: the call ends as a hit or a miss.
+    looked: bool,
+    /// The value returned is the function's default.
+    serving_default: bool,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -340,6 +344,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             computed: false,
             in_background: false,
             backend_down: false,
+            looked: false,
+            serving_default: false,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -361,6 +367,18 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
     /// The next action, given the outcome of the previous one.
     pub(crate) fn next(&mut self, input: Input<'_, T>) -> Result<Action<T>, S> {
+        let action = self.step(input)?;
+        // A call counts one outcome, when it returns: a value from the store (or from this
+        // process's leader) is a hit; the function's own result, or its default, a miss.
+        match &action {
+            Action::Return(_) if !self.serving_default => self.rec.add(Event::Hit),
+            Action::Return(_) | Action::ReturnComputed if self.looked => self.rec.add(Event::Miss),
+            _ => {}
+        }
+        Ok(action)
+    }
+
+    fn step(&mut self, input: Input<'_, T>) -> Result<Action<T>, S> {
         match (self.stage, input) {
             (Stage::Start, Input::Start) => self.start(),
             (Stage::Following, Input::Followed(outcome)) => self.followed(outcome),
@@ -421,7 +439,6 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         match outcome {
             Some(Some(entry)) => match decode_entry::<T>(self.codec, &entry) {
                 Ok(value) => {
-                    self.rec.add(Event::Hit);
                     self.stage = Stage::Done;
                     Ok(Action::Return(value))
                 }
@@ -479,6 +496,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             lease,
             entry,
         } = lookup;
+        self.looked = true;
         if lease == LeaseState::Mine
             && let Some(request) = &self.request
         {
@@ -500,18 +518,16 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         };
         match (freshness, value) {
             (Freshness::Fresh, Some((value, entry))) => {
-                self.rec.add(Event::Hit);
                 self.shared = Some(Arc::new(entry));
                 self.stage = Stage::Done;
                 self.release_followers();
                 Ok(Action::Return(value))
             }
             (Freshness::Stale, Some((value, entry))) => {
-                self.rec.add(Event::Hit);
-                self.rec.add(Event::StaleServed);
                 self.shared = Some(Arc::new(entry.clone()));
                 if self.lease.is_some() && self.mode.exec {
                     if self.owned {
+                        self.rec.add(Event::StaleServed);
                         self.fallback = Some((value, entry));
                         self.stage = Stage::Spawning;
                         return Ok(Action::Background(self.ticket(true)));
@@ -521,19 +537,16 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                     self.fallback = Some((value, entry));
                     return self.compute_or_refuse();
                 }
+                self.rec.add(Event::StaleServed);
                 self.stage = Stage::Done;
                 self.release_followers();
                 Ok(Action::Return(value))
             }
             (Freshness::Expired, Some((value, entry))) => {
-                self.rec.add(Event::Miss);
                 self.fallback = Some((value, entry));
                 self.after_miss(lease)
             }
-            (_, _) => {
-                self.rec.add(Event::Miss);
-                self.after_miss(lease)
-            }
+            (_, _) => self.after_miss(lease),
         }
     }
 
@@ -547,6 +560,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             && let Some(default) = self.default.take()
         {
             self.rec.add(Event::DefaultServed);
+            self.serving_default = true;
             if lease == LeaseState::Theirs {
                 self.stage = Stage::Done;
                 return Ok(Action::Return(default));
@@ -604,6 +618,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if !self.mode.exec
             && let Ok(miss) = S::raise(Error::miss(self.function))
         {
+            if self.looked {
+                self.rec.add(Event::Miss);
+            }
             self.stage = Stage::Done;
             return Err(miss);
         }
