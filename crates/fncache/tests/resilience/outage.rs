@@ -221,3 +221,63 @@ fn an_open_circuit_skips_the_server_then_probes_and_recovers() {
         cache.stats().writes > 0
     });
 }
+
+#[test]
+fn read_only_and_out_of_memory_servers_fail_open() {
+    let server = RedisServer::spawn();
+    let cache = Cache::builder(unique_name("errors"))
+        .redis(server.url())
+        .circuit_breaker(CircuitBreaker::DISABLED)
+        .build_blocking()
+        .unwrap();
+    let mut con = server.connection();
+    // OOM: no memory for writes.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .exec(&mut con)
+        .unwrap();
+    for x in 0..3u8 {
+        assert_eq!(
+            cache.get_or_compute("f", &x, || u32::from(x) + 1).unwrap(),
+            u32::from(x) + 1
+        );
+    }
+    let after_oom = cache.stats();
+    assert!(after_oom.errors >= 3, "{after_oom:?}");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .exec(&mut con)
+        .unwrap();
+    // READONLY: the server becomes a replica of nothing reachable.
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg("1")
+        .exec(&mut con)
+        .unwrap();
+    for x in 0..3u8 {
+        assert_eq!(
+            cache.get_or_compute("g", &x, || u32::from(x) + 2).unwrap(),
+            u32::from(x) + 2
+        );
+    }
+    assert!(
+        cache.stats().errors > after_oom.errors,
+        "{:?}",
+        cache.stats()
+    );
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .exec(&mut con)
+        .unwrap();
+    cache.get_or_compute("h", &1u8, || 3u32).unwrap();
+    assert_eq!(
+        cache.get_or_compute("h", &1u8, || 4u32).unwrap(),
+        3,
+        "works again"
+    );
+}

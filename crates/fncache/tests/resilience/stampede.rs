@@ -205,3 +205,61 @@ fn child_process() {
         .unwrap();
     println!("VALUE={value}");
 }
+
+#[test]
+fn tasks_and_threads_together_run_the_function_once() {
+    // Two front-ends of one cache name on one server: in-process flights are per cache, so
+    // the lease in Redis is what keeps the 80 callers to one computation.
+    let server = RedisServer::spawn();
+    let name = unique_name("mixed");
+    let blocking = Cache::builder(name.clone())
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let asynchronous = Cache::builder(name).redis(server.url()).build().unwrap();
+    let runs = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        let tasks = s.spawn(|| {
+            rt.block_on(async {
+                let mut handles = Vec::new();
+                for _ in 0..64 {
+                    let (cache, runs) = (asynchronous.clone(), runs.clone());
+                    handles.push(tokio::spawn(async move {
+                        cache
+                            .get_or_compute("cold", &1u8, || async move {
+                                runs.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                42u32
+                            })
+                            .await
+                            .unwrap()
+                    }));
+                }
+                for h in handles {
+                    assert_eq!(h.await.unwrap(), 42);
+                }
+            });
+        });
+        for _ in 0..16 {
+            s.spawn(|| {
+                let v = blocking
+                    .get_or_compute("cold", &1u8, || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(300));
+                        42u32
+                    })
+                    .unwrap();
+                assert_eq!(v, 42);
+            });
+        }
+        tasks.join().unwrap();
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let waits = blocking.stats().lock_waits + asynchronous.stats().lock_waits;
+    assert!(waits >= 79, "everyone else waited: {waits}");
+}
