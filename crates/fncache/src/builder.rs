@@ -188,7 +188,7 @@ impl Builder {
     }
 
     /// `true` (default): a cold miss waits for the value. `false`: a call with a default (see
-    /// `get_or_compute_owned_or`) answers the default at once and fills the cache in the
+    /// `try_get_or_compute_owned_with`) answers the default at once and fills the cache in the
     /// background.
     pub fn wait(mut self, wait: bool) -> Self {
         self.behaviour.wait = wait;
