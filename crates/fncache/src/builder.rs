@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::core::Core;
 use crate::error::Error;
-use crate::layout::{Layout, Naming};
+use crate::layout::{Layout, Naming, check_hash_tag_free};
 use crate::policy::Policy;
 use crate::stats::StatsRegistry;
 use crate::store::StoreSettings;
@@ -98,8 +98,9 @@ impl Builder {
         self
     }
 
-    /// Entries per structure (the whole cache for [`Layout::Shared`], each function for
-    /// [`Layout::PerFunction`]); default 1024, must be greater than 0.
+    /// Entries per structure (the whole cache for [`Layout::Shared`] and [`Layout::Cluster`],
+    /// each function for [`Layout::PerFunction`] and [`Layout::ClusterPerFunction`]); default
+    /// 1024, must be greater than 0.
     pub fn maxsize(mut self, maxsize: usize) -> Self {
         self.maxsize = maxsize;
         self
@@ -130,7 +131,8 @@ impl Builder {
         self
     }
 
-    /// Prefix of every key (default `"func-cache:"`), non-empty.
+    /// Prefix of every key (default `"func-cache:"`), non-empty; without `{` or `}` for the
+    /// cluster layouts.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -198,6 +200,10 @@ impl Builder {
         }
         if self.entry_ttl.is_some_and(|t| t.is_zero()) {
             return Err(Error::config("entry_ttl must be greater than zero"));
+        }
+        if self.layout.is_cluster() {
+            check_hash_tag_free("cache name", &self.name)?;
+            check_hash_tag_free("key prefix", &self.prefix)?;
         }
         let backend = match &self.redis {
             Some(url) => Backend::Redis(RedisTarget::open(url)?),
