@@ -6,6 +6,11 @@
 //! ```
 //!
 //! With Redis, run it twice: the second process is served the first one's results.
+//!
+//! A builder that names no store reads `FNCACHE_REDIS_URL`, then `REDIS_URL`, by itself. This
+//! example names the store explicitly because cargo runs it with `FNCACHE_REDIS_URL` blanked
+//! (this workspace's `.cargo/config.toml` does so to keep tests off your Redis), which would
+//! otherwise make it ignore `REDIS_URL`.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +32,10 @@ fn main() -> Result<(), fncache::Error> {
             builder = builder.redis(url);
             "Redis (REDIS_URL)"
         }
-        _ => "the embedded in-memory store",
+        _ => {
+            builder = builder.memory();
+            "the embedded in-memory store"
+        }
     };
     let cache = builder.build_blocking()?;
     println!("fncache quickstart on {store}\n");

@@ -9,8 +9,9 @@ use crate::policy::Policy;
 ///
 /// The two cluster layouts put a Redis hash tag (the part between literal braces) in every key
 /// name, so that the keys of one structure (index `:0`, values `:1`, expiry times `:2`) hash
-/// to the same slot, which a Redis Cluster requires of the keys of one script. A cache on a
-/// cluster needs one of them; on a single server or the embedded store they work too. With them the cache name and the prefix must
+/// to the same slot, which a Redis Cluster requires of the keys of one script. A store built
+/// with [`crate::Builder::redis_cluster`] (or a cluster client) needs one of them; on a single
+/// server or the embedded store they work too. With them the cache name and the prefix must
 /// not contain `{` or `}` (the builder refuses them), and braces in a function identity are
 /// written as `%7B` and `%7D` in key names (the digest still tells such functions apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
