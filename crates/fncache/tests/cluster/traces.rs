@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fncache::{Cache, Layout, Policy};
-use fncache_testing::RedisCluster;
+use fncache_testing::{RedisCluster, RedisServer};
 
 use crate::support::{Front, unique_name};
 
@@ -50,14 +50,26 @@ fn table() -> Vec<Trace> {
     ]
 }
 
+/// Where the caches of a run live.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    Cluster(&'a RedisCluster),
+    Server(&'a RedisServer),
+    Memory,
+}
+
 /// A fresh cache (its own name) through each front-end.
-fn fronts(cluster: &RedisCluster, policy: Policy, layout: Layout) -> [Front; 2] {
+fn fronts(store: Store<'_>, policy: Policy, layout: Layout) -> [Front; 2] {
     let builder = || {
-        Cache::builder(unique_name())
+        let builder = Cache::builder(unique_name())
             .policy(policy)
             .maxsize(3)
-            .layout(layout)
-            .redis_cluster(cluster.seed_urls())
+            .layout(layout);
+        match store {
+            Store::Cluster(cluster) => builder.redis_cluster(cluster.seed_urls()),
+            Store::Server(server) => builder.redis(server.url()),
+            Store::Memory => builder.memory(),
+        }
     };
     [Front::blocking(builder()), Front::asynchronous(builder())]
 }
@@ -65,10 +77,23 @@ fn fronts(cluster: &RedisCluster, policy: Policy, layout: Layout) -> [Front; 2] 
 #[test]
 fn every_policy_trace_on_both_cluster_layouts_and_front_ends() {
     let cluster = RedisCluster::spawn();
+    run_traces(Store::Cluster(&cluster));
+}
+
+/// The cluster layouts are ordinary layouts elsewhere: same traces on a single server and on
+/// the embedded store (the model).
+#[test]
+fn cluster_layouts_behave_the_same_on_a_single_server_and_in_memory() {
+    let server = RedisServer::spawn();
+    run_traces(Store::Server(&server));
+    run_traces(Store::Memory);
+}
+
+fn run_traces(store: Store<'_>) {
     for layout in [Layout::Cluster, Layout::ClusterPerFunction] {
         for (policies, calls, expected_final) in table() {
             for policy in policies {
-                for front in fronts(&cluster, policy, layout) {
+                for front in fronts(store, policy, layout) {
                     let who = format!("{policy:?} {layout:?} {}", front.label());
                     let execs = AtomicU64::new(0);
                     for (step, &(x, hit)) in calls.iter().enumerate() {
@@ -85,7 +110,7 @@ fn every_policy_trace_on_both_cluster_layouts_and_front_ends() {
             }
         }
         // Random keeps maxsize and the newest entry.
-        for front in fronts(&cluster, Policy::Random, layout) {
+        for front in fronts(store, Policy::Random, layout) {
             let who = format!("Random {layout:?} {}", front.label());
             let execs = AtomicU64::new(0);
             for x in 0..20 {
