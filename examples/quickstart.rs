@@ -6,6 +6,11 @@
 //! ```
 //!
 //! With Redis, run it twice: the second process is served the first one's results.
+//!
+//! A builder that names no store reads `FNCACHE_REDIS_URL`, then `REDIS_URL`, by itself. This
+//! example names the store explicitly because cargo runs it with `FNCACHE_REDIS_URL` blanked
+//! (this workspace's `.cargo/config.toml` does so to keep tests off your Redis), which would
+//! otherwise make it ignore `REDIS_URL`.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -22,7 +27,7 @@ static CACHE: LazyLock<fncache::blocking::Cache> = LazyLock::new(|| {
         .ttl(Duration::from_secs(600));
     let builder = match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => builder.redis(url),
-        _ => builder,
+        _ => builder.memory(),
     };
     builder
         .build_blocking()

@@ -26,7 +26,7 @@ use crate::store::{StoreOp, StoreReply};
 /// everything. Built with [`crate::Cache::builder`]`(..).build_blocking()`.
 ///
 /// ```
-/// let cache = fncache::Cache::builder("doc").build_blocking()?;
+/// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
 /// let square = |x: u64| cache.get_or_compute("square", &(x,), || x * x);
 /// assert_eq!(square(12)?, 144); // computed
 /// assert_eq!(square(12)?, 144); // served from the cache

@@ -10,14 +10,17 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::core::Core;
 use crate::error::Error;
-use crate::layout::{Layout, Naming};
+use crate::layout::{Layout, Naming, check_hash_tag_free};
 use crate::options::Behaviour;
 use crate::policy::Policy;
 use crate::stats::StatsRegistry;
 use crate::store::StoreSettings;
-use crate::store::redis::{RedisTarget, redact_url};
+use crate::store::redis::RedisTarget;
+use crate::store::redis::connect::{self, ConnectOptions, Front, Resolved, StoreChoice};
 use crate::workers::Workers;
 use crate::{Cache, blocking};
+
+mod store;
 
 /// Default number of entries per structure.
 pub const DEFAULT_MAXSIZE: usize = 1024;
@@ -39,6 +42,7 @@ pub const DEFAULT_PREFIX: &str = "func-cache:";
 ///     .entry_ttl(Duration::from_secs(60))
 ///     .layout(Layout::PerFunction)
 ///     .codec(Codec::Json)
+///     .memory() // the embedded store, whatever FNCACHE_REDIS_URL or REDIS_URL say
 ///     .build_blocking()?;
 /// # Ok::<(), fncache::Error>(())
 /// ```
@@ -55,7 +59,8 @@ pub struct Builder {
     prefix: String,
     layout: Layout,
     codec: Codec,
-    redis: Option<String>,
+    store: StoreChoice,
+    connect: ConnectOptions,
     clock: Arc<dyn Clock>,
 }
 
@@ -72,7 +77,8 @@ impl fmt::Debug for Builder {
             .field("prefix", &self.prefix)
             .field("layout", &self.layout)
             .field("codec", &self.codec)
-            .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("store", &self.store)
+            .field("connect", &self.connect)
             .finish()
     }
 }
@@ -90,7 +96,8 @@ impl Builder {
             prefix: DEFAULT_PREFIX.to_owned(),
             layout: Layout::default(),
             codec: Codec::default(),
-            redis: None,
+            store: StoreChoice::default(),
+            connect: ConnectOptions::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -101,8 +108,9 @@ impl Builder {
         self
     }
 
-    /// Entries per structure (the whole cache for [`Layout::Shared`], each function for
-    /// [`Layout::PerFunction`]); default 1024, must be greater than 0.
+    /// Entries per structure (the whole cache for [`Layout::Shared`] and [`Layout::Cluster`],
+    /// each function for [`Layout::PerFunction`] and [`Layout::ClusterPerFunction`]); default
+    /// 1024, must be greater than 0.
     pub fn maxsize(mut self, maxsize: usize) -> Self {
         self.maxsize = maxsize;
         self
@@ -133,7 +141,8 @@ impl Builder {
         self
     }
 
-    /// Prefix of every key (default `"func-cache:"`), non-empty.
+    /// Prefix of every key (default `"func-cache:"`), non-empty; without `{` or `}` for the
+    /// cluster layouts.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -148,13 +157,6 @@ impl Builder {
     /// How values are serialized (default [`Codec::MessagePack`]).
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
-        self
-    }
-
-    /// Use the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) instead of
-    /// the embedded store. Nothing connects until the first call.
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(url.into());
         self
     }
 
@@ -240,17 +242,17 @@ impl Builder {
 
     /// Builds the async front-end. No connection is made and no runtime is needed yet.
     pub fn build(self) -> Result<Cache, Error> {
-        let (core, backend) = self.validate()?;
+        let (core, backend) = self.validate(Front::Async)?;
         Ok(Cache::from_parts(core, backend))
     }
 
     /// Builds the blocking front-end. No connection is made; it never needs a runtime.
     pub fn build_blocking(self) -> Result<blocking::Cache, Error> {
-        let (core, backend) = self.validate()?;
+        let (core, backend) = self.validate(Front::Blocking)?;
         Ok(blocking::Cache::from_parts(core, backend))
     }
 
-    fn validate(self) -> Result<(Core, Backend), Error> {
+    fn validate(self, front: Front) -> Result<(Core, Backend), Error> {
         if self.name.is_empty() {
             return Err(Error::config("the cache name must not be empty"));
         }
@@ -266,9 +268,20 @@ impl Builder {
             ));
         }
         self.behaviour.validate()?;
-        let backend = match &self.redis {
-            Some(url) => Backend::Redis(RedisTarget::open(url)?),
-            None => Backend::Memory(Arc::clone(&self.clock)),
+        if self.layout.is_cluster() {
+            check_hash_tag_free("cache name", &self.name)?;
+            check_hash_tag_free("key prefix", &self.prefix)?;
+        }
+        let resolved = connect::resolve(
+            &self.store,
+            &self.connect,
+            self.layout,
+            front,
+            connect::process_env,
+        )?;
+        let backend = match resolved {
+            Resolved::Redis(target) => Backend::Redis(target),
+            Resolved::Memory => Backend::Memory(Arc::clone(&self.clock)),
         };
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let core = Core {

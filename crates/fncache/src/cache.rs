@@ -33,7 +33,7 @@ use crate::store::{StoreOp, StoreReply};
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), fncache::Error> {
-/// let cache = fncache::Cache::builder("doc").build()?;
+/// let cache = fncache::Cache::builder("doc").memory().build()?;
 /// let v = cache.get_or_compute("square", &(12u64,), || async { 144u64 }).await?;
 /// assert_eq!(v, 144);
 /// assert!(cache.contains("square", &(12u64,)).await?);

@@ -160,19 +160,20 @@ impl Core {
         }
     }
 
-    /// The op behind `purge_function`: only the `PerFunction` layout keeps a function's
-    /// entries apart (in `Shared`, a member is a digest of function and arguments together,
-    /// so nothing tells one function's entries from another's).
+    /// The op behind `purge_function`: only the per-function layouts keep a function's
+    /// entries apart (in the shared ones, a member is a digest of function and arguments
+    /// together, so nothing tells one function's entries from another's).
     pub(crate) fn purge_function_op(&self, function: &str) -> Result<StoreOp, Error> {
         match self.layout {
-            Layout::PerFunction => Ok(StoreOp::PurgeStructure {
+            Layout::PerFunction | Layout::ClusterPerFunction => Ok(StoreOp::PurgeStructure {
                 structure: self.settings.naming.structure(function),
             }),
-            Layout::Shared => Err(Error::config(format!(
-                "cannot purge the entries of `{function}` alone: cache `{}` uses Layout::Shared, \
+            Layout::Shared | Layout::Cluster => Err(Error::config(format!(
+                "cannot purge the entries of `{function}` alone: cache `{}` uses Layout::{:?}, \
                  where all functions share one structure keyed by digests of function and \
-                 arguments; build it with `.layout(Layout::PerFunction)`, or purge the whole cache",
-                self.name
+                 arguments; build it with `.layout(Layout::PerFunction)` (or \
+                 `Layout::ClusterPerFunction`), or purge the whole cache",
+                self.name, self.layout
             ))),
         }
     }

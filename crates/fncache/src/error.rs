@@ -14,6 +14,9 @@ pub enum ErrorKind {
     Backend,
     /// A key used by this cache holds a value of another Redis type; the message names the key.
     WrongType,
+    /// The server refused the credentials, or the ACL user lacks a permission fncache needs
+    /// (the message names the command or key that was denied).
+    Denied,
     /// Arguments or a value could not be serialized.
     Encode,
     /// A stored value could not be decoded (other codec, corrupt bytes, changed type).
@@ -27,6 +30,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Miss => "cache miss",
             ErrorKind::Backend => "backend error",
             ErrorKind::WrongType => "wrong key type",
+            ErrorKind::Denied => "access denied",
             ErrorKind::Encode => "encoding error",
             ErrorKind::Decode => "decoding error",
         })
@@ -78,11 +82,35 @@ impl Error {
     }
 
     /// Maps a redis-rs error (wrong-type errors are named by the Redis plan instead).
+    ///
+    /// Server messages are quoted only for permission errors, whose text names a command or a
+    /// key, never a credential.
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
         if err.code() == Some("WRONGTYPE") {
             return Error::with_source(
                 ErrorKind::WrongType,
                 "a key of this cache holds a value of the wrong type",
+                err,
+            );
+        }
+        if err.code() == Some("NOPERM") {
+            let detail = err.detail().unwrap_or("no details").to_owned();
+            return Error::with_source(
+                ErrorKind::Denied,
+                format!(
+                    "the Redis user lacks a permission fncache needs (NOPERM {detail}); see the \
+                     README for the ACL rules a cache needs"
+                ),
+                err,
+            );
+        }
+        if err.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
+        {
+            return Error::with_source(
+                ErrorKind::Denied,
+                "Redis refused the credentials (wrong username or password, a disabled user, \
+                 or a password required but not given)",
                 err,
             );
         }
@@ -99,9 +127,13 @@ impl Error {
         self.kind == ErrorKind::Miss
     }
 
-    /// True for backend failures (unreachable server, timeout, server error, wrong key type).
+    /// True for backend failures (unreachable server, timeout, server error, wrong key type,
+    /// access denied).
     pub fn is_backend(&self) -> bool {
-        matches!(self.kind, ErrorKind::Backend | ErrorKind::WrongType)
+        matches!(
+            self.kind,
+            ErrorKind::Backend | ErrorKind::WrongType | ErrorKind::Denied
+        )
     }
 }
 

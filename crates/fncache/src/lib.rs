@@ -7,7 +7,11 @@
 //! ```
 //! use fncache::{Cache, Policy};
 //!
-//! let cache = Cache::builder("my-app").policy(Policy::Lru).maxsize(1000).build_blocking()?;
+//! let cache = Cache::builder("my-app")
+//!     .policy(Policy::Lru)
+//!     .maxsize(1000)
+//!     .memory() // the embedded store, even where FNCACHE_REDIS_URL or REDIS_URL is set
+//!     .build_blocking()?;
 //! let slow_square = |x: u64| cache.get_or_compute("slow_square", &(x,), || x * x);
 //! assert_eq!(slow_square(7)?, 49); // computed and stored
 //! assert_eq!(slow_square(7)?, 49); // served from the cache
@@ -38,11 +42,22 @@
 //!   share one structure; [`Codec`] how values are serialized.
 //! - [`Mode`] switches reading, writing and executing for a scope; [`Stats`] counts calls.
 //!
+//! ## Stores
+//! A builder that names no store uses the embedded one, unless the environment names a Redis
+//! URL: `FNCACHE_REDIS_URL`, else `REDIS_URL` (an empty value means the embedded store).
+//! Explicit settings always win: [`Builder::memory`], [`Builder::redis`] (also `rediss://`
+//! for TLS), [`Builder::redis_cluster`], or a client of your own ([`Builder::redis_client`],
+//! [`Builder::redis_cluster_client`], [`Builder::redis_connection_manager`],
+//! [`Builder::redis_pool`]); [`Builder::redis_username`], [`Builder::redis_password`] and
+//! [`Builder::redis_database`] override the URL's, even with empty values. The redis-rs and
+//! r2d2 versions those methods take are re-exported as [`redis`] and [`r2d2`].
+//!
 //! ## Keys in Redis
 //! A structure is an index at `{prefix}{name}:{policy}:0` (a sorted set, or a set for
 //! [`Policy::Random`]) and a hash of entries at `…:1`; entries with a per-entry TTL are also
 //! listed with their expiry time in a sorted set at `…:2`. The member of a call is a 16-byte
-//! BLAKE3 digest of the function identity and the postcard encoding of its arguments.
+//! BLAKE3 digest of the function identity and the postcard encoding of its arguments. The
+//! cluster layouts add a hash tag so that the keys of a structure share a slot: see [`Layout`].
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -77,3 +92,11 @@ pub use mode::Mode;
 pub use options::CallOptions;
 pub use policy::Policy;
 pub use stats::Stats;
+pub use store::redis::connect::{REDIS_URL_ENV, REDIS_URL_ENV_FALLBACK};
+
+/// The redis-rs crate whose types [`Builder::redis_client`] and the other bring-your-own
+/// methods take, re-exported so that versions match.
+pub use redis;
+
+/// The r2d2 crate of [`Builder::redis_pool`], re-exported so that versions match.
+pub use r2d2;

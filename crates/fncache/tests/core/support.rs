@@ -25,7 +25,8 @@ impl Store {
 
     pub fn apply(&self, builder: Builder) -> Builder {
         match self {
-            Store::Memory => builder,
+            // Explicitly: a developer's FNCACHE_REDIS_URL or REDIS_URL must not move the test.
+            Store::Memory => builder.memory(),
             Store::Redis(server) => builder.redis(server.url()),
         }
     }

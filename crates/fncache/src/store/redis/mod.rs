@@ -1,6 +1,9 @@
 //! The Redis store: pure request planning ([`plan`]) and two thin drivers that send the
-//! planned requests, one blocking and one async.
+//! planned requests, one blocking and one async, to a server or a cluster ([`cluster`]);
+//! [`connect`] resolves where they connect.
 
+pub(crate) mod cluster;
+pub(crate) mod connect;
 pub(crate) mod plan;
 
 use std::fmt;
@@ -10,57 +13,77 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use self::plan::{Plan, Request, Step};
-use crate::error::Error;
+pub(crate) use self::connect::RedisTarget;
+use self::plan::{Plan, Request, Step, Topology};
+use crate::error::{Error, ErrorKind};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
 
 /// How long establishing a connection may take, at most (a call's op timeout may be shorter).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one request may wait for its reply inside the async connection manager (calls
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one request may wait for its reply inside the connections fncache builds (calls
 /// bound each op by their own op timeout on top).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle blocking connections kept for reuse.
 const MAX_IDLE: usize = 64;
+/// Idle blocking cluster connections kept for reuse (each holds a socket per node).
+const MAX_IDLE_CLUSTER: usize = 16;
 
-/// Where a Redis-backed cache connects, with credentials kept out of `Debug`.
-#[derive(Clone)]
-pub(crate) struct RedisTarget {
-    client: redis::Client,
-    redacted: String,
-}
-
-impl fmt::Debug for RedisTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RedisTarget").field(&self.redacted).finish()
+fn topology(target: &RedisTarget) -> Topology {
+    if target.is_cluster() {
+        Topology::Cluster
+    } else {
+        Topology::Server
     }
 }
 
-impl RedisTarget {
-    /// Validates a URL without connecting.
-    pub(crate) fn open(url: &str) -> Result<RedisTarget, Error> {
-        let redacted = redact_url(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            // The redis error may quote the URL: report only its kind with our redacted copy.
-            Error::config(format!("invalid Redis URL `{redacted}` ({:?})", e.kind()))
-        })?;
-        Ok(RedisTarget { client, redacted })
-    }
-}
-
-/// The blocking driver: a small pool of synchronous connections, no runtime needed.
+/// The blocking driver: a small pool of synchronous connections (to a server or a cluster),
+/// or the user's r2d2 pool; no runtime needed.
 #[derive(Debug)]
 pub(crate) struct BlockingRedis {
     target: RedisTarget,
     idle: Mutex<Vec<Pooled>>,
 }
 
-/// A pooled connection, with the read/write timeout it is set to (its `Debug` says nothing
-/// about the server's credentials).
-struct Pooled(redis::Connection, Option<Duration>);
+/// A checked-out connection (its `Debug` says nothing about the server's credentials).
+enum Pooled {
+    /// With the read/write timeout it is set to.
+    Server(redis::Connection, Option<Duration>),
+    /// Its timeouts are the cluster client's (fncache sets them on the clients it builds).
+    Cluster(Box<redis::cluster::ClusterConnection>),
+    /// From the user's r2d2 pool, which takes it back on drop; its settings are the user's.
+    Shared(r2d2::PooledConnection<redis::Client>),
+}
 
 impl fmt::Debug for Pooled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Connection")
+        f.write_str(match self {
+            Pooled::Server(..) => "Connection",
+            Pooled::Cluster(_) => "ClusterConnection",
+            Pooled::Shared(_) => "PooledConnection",
+        })
+    }
+}
+
+impl Pooled {
+    /// Bounds each request of a connection fncache made by `timeout`.
+    fn bound(&mut self, timeout: Duration) -> Result<(), Error> {
+        if let Pooled::Server(con, current) = self
+            && *current != Some(timeout)
+        {
+            con.set_read_timeout(Some(timeout))
+                .and_then(|()| con.set_write_timeout(Some(timeout)))
+                .map_err(Error::from_redis)?;
+            *current = Some(timeout);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, request: &Request) -> redis::RedisResult<Value> {
+        match self {
+            Pooled::Server(con, _) => send_blocking(con, request),
+            Pooled::Shared(con) => send_blocking(con, request),
+            Pooled::Cluster(con) => cluster::send_blocking(con, request),
+        }
     }
 }
 
@@ -72,7 +95,6 @@ impl BlockingRedis {
         }
     }
 
-    /// Runs one store op to completion.
     /// Runs one store op to completion, each request bounded by `timeout`.
     pub(crate) fn run(
         &self,
@@ -80,15 +102,9 @@ impl BlockingRedis {
         settings: &StoreSettings,
         timeout: Duration,
     ) -> Result<StoreReply, Error> {
-        let mut con = self.checkout(timeout)?;
-        if con.1 != Some(timeout) {
-            con.0
-                .set_read_timeout(Some(timeout))
-                .and_then(|()| con.0.set_write_timeout(Some(timeout)))
-                .map_err(Error::from_redis)?;
-            con.1 = Some(timeout);
-        }
-        let mut plan = Plan::new(op, settings);
+        let mut con = self.checkout()?;
+        con.bound(timeout)?;
+        let mut plan = Plan::new(op, settings, topology(&self.target));
         let mut reply = None;
         let mut healthy = true;
         let result = loop {
@@ -97,7 +113,7 @@ impl BlockingRedis {
                 Ok(Step::Done(out)) => break Ok(out),
                 Err(e) => break Err(e),
             };
-            match send_blocking(&mut con.0, &request) {
+            match con.send(&request) {
                 // The connection is in an unknown state: drop it and fail this op.
                 Err(e) if !is_reusable_after(&e) => {
                     healthy = false;
@@ -112,21 +128,39 @@ impl BlockingRedis {
         result
     }
 
-    fn checkout(&self, timeout: Duration) -> Result<Pooled, Error> {
+    fn checkout(&self) -> Result<Pooled, Error> {
         if let Some(con) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(con);
         }
-        let con = self
-            .target
-            .client
-            .get_connection_with_timeout(timeout.min(CONNECT_TIMEOUT))
-            .map_err(Error::from_redis)?;
-        Ok(Pooled(con, None))
+        match &self.target {
+            // Connecting has its own bound (see `AsyncRedis::run`).
+            RedisTarget::Server { client, .. } => client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .map(|con| Pooled::Server(con, None))
+                .map_err(Error::from_redis),
+            // Timeouts are the cluster client's (fncache sets them on the clients it builds).
+            RedisTarget::Cluster { client, .. } => client
+                .get_connection()
+                .map(|con| Pooled::Cluster(Box::new(con)))
+                .map_err(Error::from_redis),
+            RedisTarget::Pool(pool) => pool.get().map(Pooled::Shared).map_err(|e| {
+                Error::with_source(ErrorKind::Backend, "no connection from your r2d2 pool", e)
+            }),
+            RedisTarget::Manager(_) => Err(Error::config(
+                "a ConnectionManager cannot serve the blocking front-end",
+            )),
+        }
     }
 
     fn checkin(&self, con: Pooled) {
+        let max = match con {
+            Pooled::Server(..) => MAX_IDLE,
+            Pooled::Cluster(_) => MAX_IDLE_CLUSTER,
+            // Dropping it hands it back to the user's pool.
+            Pooled::Shared(_) => return,
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
+        if idle.len() < max {
             idle.push(con);
         }
     }
@@ -137,6 +171,7 @@ fn send_blocking(con: &mut redis::Connection, request: &Request) -> redis::Redis
         Request::Script(invocation) => invocation.invoke(con),
         Request::Cmd(cmd) => cmd.query(con),
         Request::Pipe(pipe) => pipe.query(con),
+        Request::AllPrimaries(_) | Request::OnNode(..) => Err(cluster::not_a_cluster()),
     }
 }
 
@@ -145,19 +180,37 @@ fn is_reusable_after(e: &redis::RedisError) -> bool {
     !(e.is_unrecoverable_error() || e.is_timeout() || e.is_io_error() || e.is_connection_dropped())
 }
 
-/// The async driver: a redis-rs `ConnectionManager` (multiplexed, reconnecting), created on
-/// first use inside the caller's runtime so a cache can be built outside any runtime.
+/// The async driver: a redis-rs `ConnectionManager` (multiplexed, reconnecting) for a server,
+/// or an async cluster connection, created on first use inside the caller's runtime so a
+/// cache can be built outside any runtime; or the user's own connection manager.
 #[derive(Debug)]
 pub(crate) struct AsyncRedis {
     target: RedisTarget,
-    manager: Mutex<Option<ConnectionManager>>,
+    /// The connection, and the runtime it was made in (its I/O lives there).
+    connection: Mutex<Option<(AsyncConnection, Option<tokio::runtime::Id>)>>,
+}
+
+/// A shared async connection (cheap to clone).
+#[derive(Clone)]
+enum AsyncConnection {
+    Manager(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl fmt::Debug for AsyncConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AsyncConnection::Manager(_) => "ConnectionManager",
+            AsyncConnection::Cluster(_) => "ClusterConnection",
+        })
+    }
 }
 
 impl AsyncRedis {
     pub(crate) fn new(target: RedisTarget) -> AsyncRedis {
         AsyncRedis {
             target,
-            manager: Mutex::new(None),
+            connection: Mutex::new(None),
         }
     }
 
@@ -169,7 +222,18 @@ impl AsyncRedis {
         settings: &StoreSettings,
         timeout: Duration,
     ) -> Result<StoreReply, Error> {
-        match tokio::time::timeout(timeout, self.run_unbounded(op, settings)).await {
+        // Connecting has its own bound: cutting a slow (TLS) handshake at the op timeout would
+        // never let a cache connect at all.
+        let con = match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
+            Ok(con) => con?,
+            Err(_) => {
+                return Err(Error::new(
+                    crate::ErrorKind::Backend,
+                    format!("could not connect within {CONNECT_TIMEOUT:?}"),
+                ));
+            }
+        };
+        match tokio::time::timeout(timeout, self.run_on(con, op, settings)).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 crate::ErrorKind::Backend,
@@ -178,26 +242,33 @@ impl AsyncRedis {
         }
     }
 
-    async fn run_unbounded(
+    async fn run_on(
         &self,
+        mut con: AsyncConnection,
         op: StoreOp,
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
-        let mut con = self.manager()?;
-        let mut plan = Plan::new(op, settings);
+        let mut plan = Plan::new(op, settings, topology(&self.target));
         let mut reply = None;
         loop {
             match plan.step(reply.take())? {
                 Step::Done(out) => return Ok(out),
                 Step::Send(request) => {
-                    let sent = match &request {
-                        Request::Script(invocation) => invocation.invoke_async(&mut con).await,
-                        Request::Cmd(cmd) => cmd.query_async(&mut con).await,
-                        Request::Pipe(pipe) => pipe.query_async(&mut con).await,
+                    let sent = match &mut con {
+                        AsyncConnection::Manager(con) => match &request {
+                            Request::Script(invocation) => invocation.invoke_async(con).await,
+                            Request::Cmd(cmd) => cmd.query_async(con).await,
+                            Request::Pipe(pipe) => pipe.query_async(con).await,
+                            Request::AllPrimaries(_) | Request::OnNode(..) => {
+                                Err(cluster::not_a_cluster())
+                            }
+                        },
+                        AsyncConnection::Cluster(con) => cluster::send_async(con, &request).await,
                     };
                     match sent {
-                        // The manager reconnects by itself, but it is bound to the runtime that
-                        // created it: start afresh in the current one, and fail this op.
+                        // Our connections reconnect by themselves, but they are bound to the
+                        // runtime that created them: start afresh in the current one (with a
+                        // fresh view of a cluster's topology), and fail this op.
                         Err(e) if !is_reusable_after(&e) => {
                             self.reset();
                             return Err(Error::from_redis(e));
@@ -209,91 +280,55 @@ impl AsyncRedis {
         }
     }
 
-    fn manager(&self) -> Result<ConnectionManager, Error> {
-        let mut slot = self.manager.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(manager) = slot.as_ref() {
-            return Ok(manager.clone());
+    async fn connection(&self) -> Result<AsyncConnection, Error> {
+        let runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+        if let Some((con, _)) = self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            // A connection made in another runtime dies with it: make one in this runtime
+            // (the user's own manager is kept whatever happens).
+            .filter(|(_, made_in)| {
+                *made_in == runtime || matches!(self.target, RedisTarget::Manager(_))
+            })
+        {
+            return Ok(con.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1);
-        let manager = ConnectionManager::new_lazy_with_config(self.target.client.clone(), config)
-            .map_err(Error::from_redis)?;
-        *slot = Some(manager.clone());
-        Ok(manager)
+        let con = match &self.target {
+            RedisTarget::Server { client, .. } => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(1);
+                AsyncConnection::Manager(
+                    ConnectionManager::new_lazy_with_config((**client).clone(), config)
+                        .map_err(Error::from_redis)?,
+                )
+            }
+            // Connecting here (rather than lazily) keeps the cluster client's own timeouts.
+            RedisTarget::Cluster { client, .. } => AsyncConnection::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(Error::from_redis)?,
+            ),
+            RedisTarget::Manager(manager) => AsyncConnection::Manager(manager.clone()),
+            RedisTarget::Pool(_) => {
+                return Err(Error::config(
+                    "an r2d2 pool cannot serve the async front-end",
+                ));
+            }
+        };
+        // Two tasks may have connected at once: either connection serves.
+        *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some((con.clone(), runtime));
+        Ok(con)
     }
 
     fn reset(&self) {
-        *self.manager.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-/// Replaces the password (and any `password`/`pass` query value) of a URL with `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let (without_query, query) = match url.split_once('?') {
-        Some((head, q)) => (head, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match without_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                    let masked = if userinfo.contains(':') {
-                        format!("{user}:***")
-                    } else {
-                        // `redis://secret@host`: redis-rs reads a lone userinfo as a password.
-                        "***".to_owned()
-                    };
-                    format!("{scheme}://{masked}@{host}{path}")
-                }
-                None => without_query.to_owned(),
-            }
+        // The user's manager is theirs to keep: it reconnects by itself.
+        if !matches!(self.target, RedisTarget::Manager(_)) {
+            *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        None => without_query.to_owned(),
-    };
-    if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if matches!(k, "password" | "pass") => format!("{k}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("redis://u:s3cret@h:6379/0"),
-            "redis://u:***@h:6379/0"
-        );
-        assert_eq!(redact_url("rediss://:s3cret@h"), "rediss://:***@h");
-        assert_eq!(redact_url("redis://s3cret@h/"), "redis://***@h/");
-        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-        assert_eq!(
-            redact_url("redis+unix:///tmp/r.sock?db=1&pass=s3cret"),
-            "redis+unix:///tmp/r.sock?db=1&pass=***"
-        );
-    }
-
-    #[test]
-    fn an_invalid_url_is_a_config_error_without_the_secret() {
-        let err = RedisTarget::open("nope://u:s3cret@h").unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Config);
-        assert!(!err.to_string().contains("s3cret"), "{err}");
-        let target = RedisTarget::open("redis://u:s3cret@127.0.0.1:1/").unwrap();
-        assert!(!format!("{target:?}").contains("s3cret"));
     }
 }

@@ -4,9 +4,10 @@
 //! request to send or with the final [`StoreReply`]. The blocking and async drivers only move
 //! bytes; everything that decides what to send lives here, once.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::LazyLock;
 
+use redis::cluster_routing::Slot;
 use redis::{Script, ScriptInvocation, Value};
 
 use crate::clock::saturating_millis;
@@ -55,8 +56,13 @@ pub(crate) enum Request {
     Script(ScriptInvocation<'static>),
     /// A plain command.
     Cmd(redis::Cmd),
-    /// Several commands in one round trip.
+    /// Several commands in one round trip (on a cluster: keys of one slot).
     Pipe(redis::Pipeline),
+    /// A cluster only: one command for every primary; the reply maps each primary's address
+    /// to its own reply.
+    AllPrimaries(redis::Cmd),
+    /// A cluster only: a command for one node.
+    OnNode(redis::Cmd, Node),
 }
 
 /// What a plan wants next.
@@ -96,22 +102,69 @@ impl Sweep {
 enum State {
     /// One request, then read its reply.
     Single(Option<Request>, ReplyShape),
-    /// A whole-cache op over structures known up front.
-    Fixed {
-        sweep: Sweep,
-        structures: Option<Vec<Structure>>,
-    },
-    /// A whole-cache op over structures found with SCAN.
-    Scan {
-        sweep: Sweep,
-        pattern: String,
-        /// Cursor to continue from once the pending script reply is in.
-        next_cursor: Option<u64>,
-        awaiting_script: bool,
-        seen: HashSet<String>,
-        total: u64,
-        started: bool,
-    },
+    /// A whole-cache op: run the sweep script over every structure of the cache.
+    Sweep(SweepState),
+}
+
+/// A whole-cache op in progress. Structures come either up front (the shared layouts) or from
+/// SCAN over every primary; they are swept in batches, one script per batch, and a batch never
+/// spans two hash slots on a cluster.
+#[derive(Debug)]
+struct SweepState {
+    sweep: Sweep,
+    topology: Topology,
+    /// `Some` when the structures must be found with SCAN MATCH this pattern.
+    pattern: Option<String>,
+    started: bool,
+    /// SCAN cursors still to follow, per node (`None`: the one server).
+    cursors: VecDeque<(Option<Node>, u64)>,
+    /// Structures found and not yet swept, batched.
+    batches: VecDeque<Vec<Structure>>,
+    /// What the request in flight was.
+    awaiting: Awaiting,
+    /// Index keys already batched (SCAN may return a key more than once).
+    seen: HashSet<String>,
+    total: u64,
+}
+
+/// What the reply in flight of a sweep answers.
+#[derive(Debug)]
+enum Awaiting {
+    Nothing,
+    /// `SCAN 0` on every primary: a map from node address to `[cursor, keys]`.
+    Primaries,
+    /// `SCAN cursor` on one node.
+    Scan(Option<Node>),
+    /// A sweep script: a count.
+    Script,
+}
+
+/// Whether requests go to one server or to a Redis Cluster (which only changes how the
+/// structures of a whole-cache op are found and batched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topology {
+    Server,
+    Cluster,
+}
+
+/// One node of a cluster, as redis-rs names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Node {
+    fn parse(address: &str) -> Option<Node> {
+        let (host, port) = address.rsplit_once(':')?;
+        Some(Node {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: port.parse().ok()?,
+        })
+    }
 }
 
 /// The requests of one store op.
@@ -126,8 +179,8 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Plans `op` for a cache with `settings`.
-    pub(crate) fn new(op: StoreOp, settings: &StoreSettings) -> Plan {
+    /// Plans `op` for a cache with `settings`, whose store has `topology`.
+    pub(crate) fn new(op: StoreOp, settings: &StoreSettings, topology: Topology) -> Plan {
         let rules = settings.rules;
         let kind = rules.index.script_word();
         let single = |request, shape| State::Single(Some(Request::Script(request)), shape);
@@ -149,7 +202,11 @@ impl Plan {
             } => {
                 let mut inv = GET.prepare_invoke();
                 keys(&mut inv, &structure);
-                inv.key(structure.lease_key(&member));
+                // The lease key only when a lease is asked for: on a cluster, every declared key
+                // must be on the node (a missing one mid-migration means TRYAGAIN).
+                if lease.is_some() {
+                    inv.key(structure.lease_key(&member));
+                }
                 let (lease_ms, token) =
                     lease.map_or((0, String::new()), |l| (saturating_millis(l.ttl), l.token));
                 inv.arg(&member[..])
@@ -173,7 +230,9 @@ impl Plan {
             } => {
                 let mut inv = PUT.prepare_invoke();
                 keys(&mut inv, &structure);
-                inv.key(structure.lease_key(&member));
+                if release.is_some() {
+                    inv.key(structure.lease_key(&member));
+                }
                 inv.arg(&member[..])
                     .arg(&head[..])
                     .arg(payload)
@@ -211,14 +270,13 @@ impl Plan {
                 inv.arg(&member[..]).arg(kind);
                 single(inv, ReplyShape::Flag)
             }
-            StoreOp::Len => sweep(Sweep::Len, settings),
-            StoreOp::Purge => sweep(Sweep::Purge, settings),
+            StoreOp::Len => sweep(Sweep::Len, settings, topology),
+            StoreOp::Purge => sweep(Sweep::Purge, settings, topology),
             // One structure, known by name: the purge script over just its three keys.
-            StoreOp::PurgeStructure { structure } => State::Fixed {
-                sweep: Sweep::Purge,
-                structures: Some(vec![structure]),
-            },
-            StoreOp::Vacuum => sweep(Sweep::Vacuum, settings),
+            StoreOp::PurgeStructure { structure } => {
+                sweep_over(Sweep::Purge, topology, None, vec![structure])
+            }
+            StoreOp::Vacuum => sweep(Sweep::Vacuum, settings, topology),
         };
         Plan {
             state,
@@ -244,6 +302,8 @@ impl Plan {
         if e.code() != Some("WRONGTYPE") || self.diagnosing.is_some() || self.touched.is_empty() {
             return Err(Error::from_redis(e));
         }
+        // The touched keys share one slot (one structure, or a batch of one slot), so on a
+        // cluster this pipeline goes to one node.
         let mut pipe = redis::pipe();
         for (key, _) in self.expected_types() {
             pipe.cmd("TYPE").arg(key);
@@ -295,73 +355,142 @@ impl Plan {
                 (None, Some(reply)) => parse(*shape, reply).map(Step::Done),
                 (None, None) => Err(protocol("a reply was expected")),
             },
-            State::Fixed { sweep, structures } => match (structures.take(), reply) {
-                (Some(structures), _) => {
-                    let request = sweep_request(*sweep, kind, &structures);
-                    self.touched = structures;
-                    Ok(Step::Send(request))
-                }
-                (None, Some(reply)) => Ok(Step::Done(StoreReply::Count(count(reply)?))),
-                (None, None) => Err(protocol("a reply was expected")),
-            },
-            State::Scan {
-                sweep,
-                pattern,
-                next_cursor,
-                awaiting_script,
-                seen,
-                total,
-                started,
-            } => {
-                if !*started {
-                    *started = true;
-                    return Ok(Step::Send(scan(0, pattern)));
-                }
-                let reply = reply.ok_or_else(|| protocol("a reply was expected"))?;
-                if *awaiting_script {
-                    *awaiting_script = false;
-                    *total += count(reply)?;
+            State::Sweep(state) => {
+                if !state.started {
+                    state.started = true;
+                    if let Some(pattern) = &state.pattern {
+                        return Ok(Step::Send(match state.topology {
+                            Topology::Server => {
+                                state.awaiting = Awaiting::Scan(None);
+                                Request::Cmd(scan(0, pattern))
+                            }
+                            Topology::Cluster => {
+                                state.awaiting = Awaiting::Primaries;
+                                Request::AllPrimaries(scan(0, pattern))
+                            }
+                        }));
+                    }
                 } else {
-                    let (cursor, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
-                        .map_err(|e| protocol(&format!("bad SCAN reply: {e}")))?;
-                    *next_cursor = Some(cursor);
-                    let fresh: Vec<Structure> = keys
-                        .into_iter()
-                        .filter(|k| seen.insert(k.clone()))
-                        .filter_map(|k| Structure::from_index_key(&k))
-                        .collect();
-                    if !fresh.is_empty() {
-                        *awaiting_script = true;
-                        let request = sweep_request(*sweep, kind, &fresh);
-                        self.touched = fresh;
-                        return Ok(Step::Send(request));
+                    let reply = reply.ok_or_else(|| protocol("a reply was expected"))?;
+                    match std::mem::replace(&mut state.awaiting, Awaiting::Nothing) {
+                        Awaiting::Script => state.total += count(reply)?,
+                        Awaiting::Scan(node) => state.take_scan(node, reply)?,
+                        Awaiting::Primaries => {
+                            for (address, reply) in per_node(reply)? {
+                                let node = Node::parse(&address).ok_or_else(|| {
+                                    protocol(&format!("bad node address `{address}`"))
+                                })?;
+                                state.take_scan(Some(node), reply)?;
+                            }
+                        }
+                        Awaiting::Nothing => return Err(protocol("no reply was expected")),
                     }
                 }
-                match next_cursor.take() {
-                    Some(0) | None => Ok(Step::Done(StoreReply::Count(*total))),
-                    Some(cursor) => Ok(Step::Send(scan(cursor, pattern))),
+                if let Some(batch) = state.batches.pop_front() {
+                    state.awaiting = Awaiting::Script;
+                    let request = sweep_request(state.sweep, kind, &batch);
+                    self.touched = batch;
+                    return Ok(Step::Send(request));
                 }
+                let (Some((node, cursor)), Some(pattern)) =
+                    (state.cursors.pop_front(), &state.pattern)
+                else {
+                    return Ok(Step::Done(StoreReply::Count(state.total)));
+                };
+                let request = match &node {
+                    Some(node) => Request::OnNode(scan(cursor, pattern), node.clone()),
+                    None => Request::Cmd(scan(cursor, pattern)),
+                };
+                state.awaiting = Awaiting::Scan(node);
+                Ok(Step::Send(request))
             }
         }
     }
 }
 
-fn sweep(sweep: Sweep, settings: &StoreSettings) -> State {
-    match settings.naming.fixed_structures() {
-        Some(structures) => State::Fixed {
-            sweep,
-            structures: Some(structures),
-        },
-        None => State::Scan {
-            sweep,
-            pattern: settings.naming.scan_pattern(),
-            next_cursor: None,
-            awaiting_script: false,
-            seen: HashSet::new(),
-            total: 0,
-            started: false,
-        },
+impl SweepState {
+    /// Takes one node's SCAN reply: keeps following its cursor, batches the new structures.
+    fn take_scan(&mut self, node: Option<Node>, reply: Value) -> Result<(), Error> {
+        let (cursor, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+            .map_err(|e| protocol(&format!("bad SCAN reply: {e}")))?;
+        if cursor != 0 {
+            self.cursors.push_back((node, cursor));
+        }
+        let fresh: Vec<Structure> = keys
+            .into_iter()
+            .filter(|k| self.seen.insert(k.clone()))
+            .filter_map(|k| Structure::from_index_key(&k))
+            .collect();
+        self.batches.extend(batches(self.topology, fresh));
+        Ok(())
     }
+}
+
+/// Splits the replies of a command sent to every primary (a map from node address to reply).
+fn per_node(reply: Value) -> Result<Vec<(String, Value)>, Error> {
+    let Value::Map(entries) = reply else {
+        return Err(protocol(&format!(
+            "expected one reply per primary, got {reply:?}"
+        )));
+    };
+    entries
+        .into_iter()
+        .map(|(address, reply)| {
+            let address: String = redis::from_redis_value(address)
+                .map_err(|e| protocol(&format!("bad node address: {e}")))?;
+            // A node's own failure may arrive as a value rather than as the request's error.
+            let reply = reply.extract_error().map_err(Error::from_redis)?;
+            Ok((address, reply))
+        })
+        .collect()
+}
+
+/// Groups structures for sweep scripts: all in one script on a server; on a cluster, one
+/// script per hash slot, since a script's keys must share a slot.
+fn batches(topology: Topology, structures: Vec<Structure>) -> Vec<Vec<Structure>> {
+    if structures.is_empty() {
+        return Vec::new();
+    }
+    match topology {
+        Topology::Server => vec![structures],
+        Topology::Cluster => {
+            let mut groups: Vec<(Slot, Vec<Structure>)> = Vec::new();
+            for s in structures {
+                let slot = Slot::for_key(&s.index);
+                match groups.iter_mut().find(|(g, _)| *g == slot) {
+                    Some((_, group)) => group.push(s),
+                    None => groups.push((slot, vec![s])),
+                }
+            }
+            groups.into_iter().map(|(_, group)| group).collect()
+        }
+    }
+}
+
+fn sweep(sweep: Sweep, settings: &StoreSettings, topology: Topology) -> State {
+    let fixed = settings.naming.fixed_structures();
+    let pattern = fixed.is_none().then(|| settings.naming.scan_pattern());
+    sweep_over(sweep, topology, pattern, fixed.unwrap_or_default())
+}
+
+/// A sweep over `structures`, and over what SCAN MATCH `pattern` finds when given.
+fn sweep_over(
+    sweep: Sweep,
+    topology: Topology,
+    pattern: Option<String>,
+    structures: Vec<Structure>,
+) -> State {
+    State::Sweep(SweepState {
+        sweep,
+        topology,
+        pattern,
+        started: false,
+        cursors: VecDeque::new(),
+        batches: batches(topology, structures).into(),
+        awaiting: Awaiting::Nothing,
+        seen: HashSet::new(),
+        total: 0,
+    })
 }
 
 fn keys(inv: &mut ScriptInvocation<'static>, s: &Structure) {
@@ -377,14 +506,14 @@ fn sweep_request(sweep: Sweep, kind: &str, structures: &[Structure]) -> Request 
     Request::Script(inv)
 }
 
-fn scan(cursor: u64, pattern: &str) -> Request {
+fn scan(cursor: u64, pattern: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("SCAN");
     cmd.arg(cursor)
         .arg("MATCH")
         .arg(pattern)
         .arg("COUNT")
         .arg(SCAN_COUNT);
-    Request::Cmd(cmd)
+    cmd
 }
 
 fn ttl_ms(settings: &StoreSettings) -> u64 {
@@ -470,6 +599,17 @@ mod tests {
     use crate::layout::{Layout, Naming};
     use crate::policy::Policy;
 
+    fn batch(cursor: &str, keys: &[&str]) -> Value {
+        Value::Array(vec![
+            Value::BulkString(cursor.as_bytes().to_vec()),
+            Value::Array(
+                keys.iter()
+                    .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+                    .collect(),
+            ),
+        ])
+    }
+
     fn settings(layout: Layout) -> StoreSettings {
         StoreSettings {
             rules: Policy::Lru.rules(),
@@ -489,7 +629,7 @@ mod tests {
             refresh_after: None,
             lease: None,
         };
-        let mut plan = Plan::new(op, &s);
+        let mut plan = Plan::new(op, &s, Topology::Server);
         assert!(matches!(
             plan.step(None).unwrap(),
             Step::Send(Request::Script(_))
@@ -509,7 +649,7 @@ mod tests {
     fn purging_one_structure_is_one_purge_script_over_its_three_keys() {
         let s = settings(Layout::PerFunction);
         let structure = s.naming.structure("f");
-        let mut plan = Plan::new(StoreOp::PurgeStructure { structure }, &s);
+        let mut plan = Plan::new(StoreOp::PurgeStructure { structure }, &s, Topology::Server);
         let Step::Send(Request::Script(invocation)) = plan.step(None).unwrap() else {
             panic!("a script call was expected");
         };
@@ -526,21 +666,11 @@ mod tests {
     #[test]
     fn per_function_len_scans_until_cursor_zero_and_skips_repeats() {
         let s = settings(Layout::PerFunction);
-        let mut plan = Plan::new(StoreOp::Len, &s);
+        let mut plan = Plan::new(StoreOp::Len, &s, Topology::Server);
         assert!(matches!(
             plan.step(None).unwrap(),
             Step::Send(Request::Cmd(_))
         ));
-        let batch = |cursor: &str, keys: &[&str]| {
-            Value::Array(vec![
-                Value::BulkString(cursor.as_bytes().to_vec()),
-                Value::Array(
-                    keys.iter()
-                        .map(|k| Value::BulkString(k.as_bytes().to_vec()))
-                        .collect(),
-                ),
-            ])
-        };
         // First batch finds one structure: a script call counts it.
         let step = plan
             .step(Some(Ok(batch("5", &["p:n:lru-m:f#x:0"]))))
@@ -553,5 +683,89 @@ mod tests {
             .step(Some(Ok(batch("0", &["p:n:lru-m:f#x:0"]))))
             .unwrap();
         assert!(matches!(step, Step::Done(StoreReply::Count(2))));
+    }
+
+    #[test]
+    fn cluster_sweeps_scan_every_primary_and_batch_by_slot() {
+        let s = settings(Layout::ClusterPerFunction);
+        let a = s.naming.structure("a");
+        let b = s.naming.structure("b");
+        let c = s.naming.structure("c");
+        assert_ne!(Slot::for_key(&a.index), Slot::for_key(&b.index));
+        let mut plan = Plan::new(StoreOp::Purge, &s, Topology::Cluster);
+        let Step::Send(Request::AllPrimaries(_)) = plan.step(None).unwrap() else {
+            panic!("a cluster sweep starts with SCAN on every primary");
+        };
+        let per_node = Value::Map(vec![
+            (
+                Value::BulkString(b"127.0.0.1:7000".to_vec()),
+                batch("7", &[&a.index, &b.index]),
+            ),
+            (
+                Value::BulkString(b"127.0.0.1:7001".to_vec()),
+                batch("0", &[&c.index, "unrelated:key"]),
+            ),
+        ]);
+        // One script per structure here (their slots differ), none for a key that is no
+        // structure's index.
+        let mut scripts = 0;
+        let mut step = plan.step(Some(Ok(per_node))).unwrap();
+        while let Step::Send(Request::Script(_)) = step {
+            assert_eq!(plan.touched.len(), 1);
+            scripts += 1;
+            step = plan.step(Some(Ok(Value::Int(2)))).unwrap();
+        }
+        assert_eq!(scripts, 3);
+        // Then the first node's cursor is followed on that node only.
+        let Step::Send(Request::OnNode(_, node)) = step else {
+            panic!("expected a SCAN on one node, got {step:?}");
+        };
+        assert_eq!(
+            node,
+            Node {
+                host: "127.0.0.1".into(),
+                port: 7000
+            }
+        );
+        let done = plan.step(Some(Ok(batch("0", &[&a.index])))).unwrap();
+        assert!(matches!(done, Step::Done(StoreReply::Count(6))), "{done:?}");
+    }
+
+    #[test]
+    fn cluster_batches_keep_one_slot_per_script() {
+        let s = settings(Layout::Cluster);
+        let shared = s.naming.structure("f");
+        // Structures of one slot share a script; others get their own.
+        let same_slot = Structure::from_index_key("x:{my-tag}:0").unwrap();
+        let same_slot_too = Structure::from_index_key("y:{my-tag}:0").unwrap();
+        let out = batches(
+            Topology::Cluster,
+            vec![same_slot.clone(), shared.clone(), same_slot_too.clone()],
+        );
+        assert_eq!(out, vec![vec![same_slot, same_slot_too], vec![shared]]);
+        assert_eq!(
+            batches(Topology::Server, Vec::new()),
+            Vec::<Vec<Structure>>::new()
+        );
+    }
+
+    #[test]
+    fn a_failed_primary_fails_the_sweep() {
+        let s = settings(Layout::ClusterPerFunction);
+        let mut plan = Plan::new(StoreOp::Len, &s, Topology::Cluster);
+        plan.step(None).unwrap();
+        let failed = Value::Map(vec![(
+            Value::BulkString(b"127.0.0.1:7000".to_vec()),
+            redis::parse_redis_value(b"-CLUSTERDOWN the cluster is down\r\n").unwrap(),
+        )]);
+        let Value::Map(entries) = &failed else {
+            unreachable!()
+        };
+        assert!(matches!(entries[0].1, Value::ServerError(_)));
+        let failed = Value::Map(vec![(
+            Value::BulkString(b"127.0.0.1:7000".to_vec()),
+            redis::parse_redis_value(b"-CLUSTERDOWN the cluster is down\r\n").unwrap(),
+        )]);
+        assert!(plan.step(Some(Ok(failed))).is_err());
     }
 }

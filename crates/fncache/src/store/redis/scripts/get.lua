@@ -1,6 +1,6 @@
 -- get.lua: look one entry up, record the use, and (when asked) take the key's lease,
 -- atomically. The hit path: kept lean.
--- KEYS: index, values, expiry, lease
+-- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0)
 -- ARGV: member, touch rule (none|counter|time|incr), index kind (zset|set),
 --       structure ttl ms (0 = none), slide ('1' = a hit renews the structure ttl),
 --       refresh after ms (0 = never stale), lease ms (0 = take no lease), lease token

@@ -1,5 +1,5 @@
 -- put.lua: store one entry, evicting by policy when the index is full, atomically.
--- KEYS: index, values, expiry, lease
+-- KEYS: index, values, expiry, and the lease only when a token is given to release it
 -- ARGV: member, envelope head (format+codec, 2 bytes), payload,
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
