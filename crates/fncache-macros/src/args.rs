@@ -66,13 +66,47 @@ pub(crate) struct CachedArgs {
     pub(crate) skip: Vec<Ident>,
     pub(crate) key: Option<Expr>,
     pub(crate) codec: Option<Expr>,
-    pub(crate) entry_ttl: Option<Expr>,
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) code_hash: bool,
+    /// `Duration` options, in the order written: (`refresh_after`, its expression), ...
+    pub(crate) durations: Vec<(Ident, Expr)>,
+    pub(crate) wait: Option<LitBool>,
+    pub(crate) strict: Option<LitBool>,
+    pub(crate) stampede_protection: Option<LitBool>,
+    /// The value answered on a cold miss when the function does not wait.
+    pub(crate) default: Option<Expr>,
 }
 
-const CACHED_OPTIONS: &str =
-    "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, code_hash";
+impl CachedArgs {
+    /// The name of the `Duration` option `name` as written, if given.
+    pub(crate) fn duration_option(&self, name: &str) -> Option<&Ident> {
+        self.durations
+            .iter()
+            .find(|(option, _)| option == name)
+            .map(|(option, _)| option)
+    }
+
+    /// Was `wait = false` written?
+    pub(crate) fn no_wait(&self) -> Option<&LitBool> {
+        self.wait.as_ref().filter(|wait| !wait.value)
+    }
+}
+
+const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
+     code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
+     fail_safe_throttle, op_timeout, strict, stampede_protection";
+
+/// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
+/// method of the same name.
+const DURATION_OPTIONS: [&str; 7] = [
+    "entry_ttl",
+    "refresh_after",
+    "lock_timeout",
+    "compute_timeout",
+    "max_stale",
+    "fail_safe_throttle",
+    "op_timeout",
+];
 
 /// What a user probably meant by an unknown option (names from other caching libraries).
 fn hint(unknown: &str) -> Option<&'static str> {
@@ -84,6 +118,18 @@ fn hint(unknown: &str) -> Option<&'static str> {
         "convert" | "key_fn" | "keys" => "key",
         "functions" | "evict" => "#[fncache::cache_evict(cache = .., functions = [..])]",
         "skip_none" | "option" | "none" => "cache_none",
+        "refresh" | "refresh_ttl" | "stale_after" | "stale_ttl" | "stale_while_revalidate" => {
+            "refresh_after"
+        }
+        "lock" | "lock_ttl" | "lock_wait" | "wait_timeout" => "lock_timeout",
+        "block" | "blocking" | "wait_for_value" => "wait",
+        "default_value" | "fallback" | "placeholder" => "default",
+        "timeout" | "soft_timeout" | "factory_timeout" => "compute_timeout",
+        "stale" | "fail_safe" | "fail_safe_max_duration" => "max_stale",
+        "throttle" | "fail_safe_throttle_duration" => "fail_safe_throttle",
+        "op_ttl" | "redis_timeout" | "backend_timeout" | "socket_timeout" => "op_timeout",
+        "fail_open" | "raise" | "errors" => "strict",
+        "stampede" | "single_flight" | "dogpile" => "stampede_protection",
         _ => return None,
     })
 }
@@ -199,12 +245,25 @@ impl CachedArgs {
             skip: Vec::new(),
             key: None,
             codec: None,
-            entry_ttl: None,
             cache_none: None,
             code_hash: true,
+            durations: Vec::new(),
+            wait: None,
+            strict: None,
+            stampede_protection: None,
+            default: None,
         };
         for option in raw.0 {
             let name = option.name.to_string();
+            if DURATION_OPTIONS.contains(&name.as_str()) {
+                if first_time(&mut seen, &option.name, errors) {
+                    let option_name = option.name.clone();
+                    if let Some(expr) = expect_expr(option, errors) {
+                        args.durations.push((option_name, expr));
+                    }
+                }
+                continue;
+            }
             if !CACHED_OPTIONS
                 .split(", ")
                 .any(|known| known.trim_end_matches("(..)") == name)
@@ -234,8 +293,13 @@ impl CachedArgs {
                 "version" => args.version = expect_version(expr, errors),
                 "key" => args.key = Some(expr),
                 "codec" => args.codec = Some(expr),
-                "entry_ttl" => args.entry_ttl = Some(expr),
                 "cache_none" => args.cache_none = expect_bool(expr, "cache_none", errors),
+                "wait" => args.wait = expect_bool(expr, "wait", errors),
+                "strict" => args.strict = expect_bool(expr, "strict", errors),
+                "stampede_protection" => {
+                    args.stampede_protection = expect_bool(expr, "stampede_protection", errors)
+                }
+                "default" => args.default = Some(expr),
                 "code_hash" => {
                     if let Some(b) = expect_bool(expr, "code_hash", errors) {
                         args.code_hash = b.value;

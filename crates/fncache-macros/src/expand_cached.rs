@@ -174,11 +174,16 @@ fn key(function: &Function, args: &CachedArgs, companion: bool) -> TokenStream {
     })
 }
 
-/// The per-call options: entry TTL, codec, `None` rule.
+/// The per-call options: durations, codec, `None` rule, waiting, strictness, stampede
+/// protection. Each `Duration` expression is checked at its own span.
 fn options(args: &CachedArgs) -> TokenStream {
     let mut options = quote!(::fncache::__private::CallOptions::new());
-    if let Some(ttl) = &args.entry_ttl {
-        options = quote_spanned!(ttl.span()=> #options.entry_ttl(#ttl));
+    for (name, expr) in &args.durations {
+        let method = Ident::new(&name.to_string(), expr.span());
+        options = quote_spanned!(expr.span()=> #options.#method({
+            let __fncache_duration: ::core::time::Duration = #expr;
+            __fncache_duration
+        }));
     }
     if let Some(codec) = &args.codec {
         options = quote_spanned!(codec.span()=> #options.codec({
@@ -187,10 +192,31 @@ fn options(args: &CachedArgs) -> TokenStream {
             #codec
         }));
     }
-    if let Some(cache_none) = &args.cache_none {
-        options = quote!(#options.cache_none(#cache_none));
+    for (method, flag) in [
+        ("cache_none", &args.cache_none),
+        ("wait", &args.wait),
+        ("strict", &args.strict),
+        ("stampede_protection", &args.stampede_protection),
+    ] {
+        if let Some(flag) = flag {
+            let method = Ident::new(method, flag.span());
+            options = quote!(#options.#method(#flag));
+        }
     }
     options
+}
+
+/// The `Option<T>` the owned path answers with `wait(false)`; `default = EXPR` is checked
+/// against the function's value type at the expression.
+fn default_value(args: &CachedArgs, function: &Function) -> TokenStream {
+    match (&args.default, &function.value_type) {
+        (Some(expr), Some(ty)) => quote_spanned!(expr.span()=> {
+            let __fncache_default: #ty = #expr;
+            ::core::option::Option::Some(__fncache_default)
+        }),
+        (Some(expr), None) => quote_spanned!(expr.span()=> ::core::option::Option::Some(#expr)),
+        (None, _) => quote!(::core::option::Option::None),
+    }
 }
 
 /// The wrapper's body: build cache handle, options and key, then call through the cache with
@@ -207,24 +233,49 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         ReturnType::Type(_, ty) => (ty.span(), Some(ty)),
         ReturnType::Default => (item.sig.ident.span(), None),
     };
-    let helper = match (asynchronous, function.returns_result) {
-        (false, false) => quote_spanned!(span=> ::fncache::__private::call_blocking),
-        (false, true) => quote_spanned!(span=> ::fncache::__private::try_call_blocking),
-        (true, false) => quote_spanned!(span=> ::fncache::__private::call_async),
-        (true, true) => quote_spanned!(span=> ::fncache::__private::try_call_async),
+    let name = match (asynchronous, function.returns_result) {
+        (false, false) => "call_blocking",
+        (false, true) => "try_call_blocking",
+        (true, false) => "call_async",
+        (true, true) => "try_call_async",
     };
+    let name = if function.owned.is_some() {
+        format_ident!("{name}_owned", span = span)
+    } else {
+        Ident::new(name, span)
+    };
+    let helper = quote_spanned!(span=> ::fncache::__private::#name);
+    // `Result` functions say how backend failures surface; others never see them.
+    let failures = match (function.returns_result, &args.strict) {
+        (false, _) => None,
+        (true, Some(strict)) if strict.value => {
+            Some(quote_spanned!(span=> ::fncache::__private::Strict,))
+        }
+        (true, _) => Some(quote_spanned!(span=> ::fncache::__private::Lenient,)),
+    };
+    // The owned path also takes the default answered when the function does not wait.
+    let default = function.owned.map(|_| {
+        let default = default_value(args, function);
+        quote!(#default,)
+    });
+    // On the owned path the closure (its header and an extra pair of braces around the body,
+    // so that it spans nothing else) is spanned at the option that asks for background work:
+    // an error about what it captures (not `Send`) points there.
+    let closure = function.owned.unwrap_or_else(Span::call_site);
     let compute = match (asynchronous, ret) {
-        (false, Some(ty)) => quote!(move || -> #ty #block),
-        (false, None) => quote!(move || #block),
-        (true, Some(ty)) => quote!(move || async move {
+        (false, Some(ty)) => quote_spanned!(closure=> move || -> #ty { #block }),
+        (false, None) => quote_spanned!(closure=> move || { #block }),
+        (true, Some(ty)) => quote_spanned!(closure=> move || async move {
             let __fncache_value: #ty = #block;
             __fncache_value
         }),
-        (true, None) => quote!(move || async move #block),
+        (true, None) => quote_spanned!(closure=> move || async move { #block }),
     };
     let call = quote_spanned!(span=> #helper(
+        #failures
         __fncache_cache,
         &__fncache_options,
+        #default
         __FNCACHE_FUNCTION,
         __fncache_key,
         #compute,

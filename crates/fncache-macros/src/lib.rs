@@ -43,9 +43,52 @@ use proc_macro::TokenStream;
 /// function keeps its signature, and runs its body whenever the cache cannot answer.
 ///
 /// Options: `cache = EXPR` (required), `name = "..."`, `version = N`, `skip(arg, ..)`,
-/// `key = EXPR`, `codec = Codec::Json`, `entry_ttl = EXPR`, `cache_none = false`,
-/// `code_hash = false`. Companions `{fn}_uncached`, `{fn}_invalidate` and `{fn}_is_cached`
-/// are generated next to the function. See the README of fncache for the details.
+/// `key = EXPR`, `codec = Codec::Json`, `cache_none = false`, `code_hash = false`; and, each
+/// overriding the builder setting of the same name for this function, the `Duration`
+/// expressions `entry_ttl`, `refresh_after`, `lock_timeout`, `compute_timeout`, `max_stale`,
+/// `fail_safe_throttle`, `op_timeout`, the flags `wait`, `strict`, `stampede_protection`, and
+/// `default = EXPR` (the value answered when the function does not wait). Companions
+/// `{fn}_uncached`, `{fn}_invalidate` and `{fn}_is_cached` are generated next to the function.
+/// See the README of fncache for the details.
+///
+/// A stale entry is refreshed in the background when the function's arguments are owned and
+/// `'static` (no references, lifetimes, generics or `self`) and the attribute gives
+/// `refresh_after`, `compute_timeout`, `wait = false` or `default`; otherwise the caller that
+/// wins the refresh refreshes it inline.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+///
+/// static CACHE: LazyLock<fncache::blocking::Cache> =
+///     LazyLock::new(|| fncache::Cache::builder("doc-opts").build_blocking().expect("valid config"));
+///
+/// #[derive(Debug)]
+/// enum LoadError {
+///     Cache(fncache::Error),
+/// }
+///
+/// impl From<fncache::Error> for LoadError {
+///     fn from(e: fncache::Error) -> Self {
+///         LoadError::Cache(e)
+///     }
+/// }
+///
+/// /// Served stale after a minute while a worker thread refreshes it; a cold miss answers 0
+/// /// at once and fills the cache in the background; backend errors come back as `Err`.
+/// #[fncache::cached(
+///     cache = CACHE,
+///     refresh_after = Duration::from_secs(60),
+///     wait = false,
+///     default = 0,
+///     strict = true
+/// )]
+/// fn stock(item: u32) -> Result<u64, LoadError> {
+///     Ok(u64::from(item) * 3)
+/// }
+///
+/// assert_eq!(stock(7).unwrap(), 0); // the default, while the value is computed
+/// ```
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
+use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+use syn::{FnArg, GenericParam, Ident, ItemFn, LitBool, Pat, ReturnType, Type};
 
 use crate::args::CachedArgs;
 use crate::errors::Errors;
@@ -42,6 +43,11 @@ pub(crate) struct Function {
     pub(crate) const_params: Vec<Ident>,
     /// The return type is a `Result`: only `Ok` is cached.
     pub(crate) returns_result: bool,
+    /// The type of the stored value (`T` of `-> T` or `-> Result<T, E>`), when it can be named.
+    pub(crate) value_type: Option<Type>,
+    /// Calls take the owned path (the body may run in the background, see [`background`]);
+    /// the span of the option that asks for it.
+    pub(crate) owned: Option<Span>,
 }
 
 /// Checks shared by both attributes: the function must be an ordinary safe Rust function.
@@ -329,10 +335,17 @@ pub(crate) fn analyze(item: &ItemFn, args: &CachedArgs, errors: &mut Errors) -> 
         }
     }
 
+    let returns_result = matches!(&sig.output, ReturnType::Type(_, ty) if is_result(ty));
+    let owned = background(item, args, errors);
+    check_strict(item, args, returns_result, errors);
+
     let in_impl = receiver.is_some()
         || mentions(sig.to_token_stream(), "Self")
         || body_mentions_self(&item.block);
-    let returns_result = matches!(&sig.output, ReturnType::Type(_, ty) if is_result(ty));
+    let value_type = match &sig.output {
+        ReturnType::Type(_, ty) => stored_type(ty).cloned(),
+        ReturnType::Default => Some(syn::parse_quote!(())),
+    };
     Function {
         receiver,
         receiver_span,
@@ -341,5 +354,263 @@ pub(crate) fn analyze(item: &ItemFn, args: &CachedArgs, errors: &mut Errors) -> 
         tagged_types,
         const_params,
         returns_result,
+        value_type,
+        owned,
     }
+}
+
+/// Tokens as a user would write them, for messages: `Vec<u8>`, not `Vec < u8 >`.
+fn display(tokens: &impl ToTokens) -> String {
+    let mut text = tokens.to_token_stream().to_string();
+    for (spaced, tight) in [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ::", "::"),
+        (":: ", "::"),
+    ] {
+        text = text.replace(spaced, tight);
+    }
+    text.replace(" ,", ",").replace("& ", "&")
+}
+
+/// Why the body of a function cannot be moved into background work: where, what, and how
+/// to fix it.
+struct Obstacle {
+    tokens: TokenStream,
+    what: String,
+    fix: &'static str,
+}
+
+/// Why the body of `item` cannot be moved into background work, judged from its signature
+/// alone.
+///
+/// The body runs in the background (a worker thread, a tokio task) only as an owned closure,
+/// which must be `'static`. The closure captures the arguments the body uses, so none may
+/// borrow: no reference (other than `&'static`), no lifetime (other than `'static`), no generic
+/// parameter (its instances may borrow), no receiver (`&self` borrows; the type of `self` by
+/// value, like any `Self`, has lifetimes and parameters of the `impl` that an attribute on the
+/// method cannot see). Const generics are values, and fine. `Send` cannot be judged from
+/// syntax: the owned helpers of `__private` ask for it, with a message that names the options.
+fn background_obstacle(item: &ItemFn) -> Option<Obstacle> {
+    let sig = &item.sig;
+    for input in &sig.inputs {
+        if let FnArg::Receiver(r) = input {
+            let what = if r.reference.is_some() {
+                "the receiver borrows the instance"
+            } else {
+                "it takes `self`, whose type (with the lifetimes and generic parameters of the \
+                 `impl`) the attribute cannot see"
+            };
+            return Some(Obstacle {
+                tokens: r.to_token_stream(),
+                what: what.to_owned(),
+                fix: "make it an associated function without `self` that takes owned arguments",
+            });
+        }
+    }
+    for param in &sig.generics.params {
+        let (tokens, what) = match param {
+            GenericParam::Type(t) => (
+                t.ident.to_token_stream(),
+                format!(
+                    "`{}` is a generic parameter (an instance may borrow)",
+                    t.ident
+                ),
+            ),
+            GenericParam::Lifetime(l) => (
+                l.lifetime.to_token_stream(),
+                format!("`{}` is a lifetime parameter", l.lifetime),
+            ),
+            GenericParam::Const(_) => continue,
+        };
+        return Some(Obstacle {
+            tokens,
+            what,
+            fix: "use concrete, owned types",
+        });
+    }
+    let typed = sig.inputs.iter().filter_map(|input| match input {
+        FnArg::Typed(typed) => Some((Some(&*typed.pat), &*typed.ty)),
+        FnArg::Receiver(_) => None,
+    });
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => Some((None, &**ty)),
+        ReturnType::Default => None,
+    };
+    for (pat, ty) in typed.chain(output) {
+        if let Some((tokens, what, fix)) = borrowing(ty) {
+            let whose = match pat {
+                Some(pat) => format!("the type of `{}`", display(pat)),
+                None => "the return type".to_owned(),
+            };
+            return Some(Obstacle {
+                tokens,
+                what: format!("{whose} {what}"),
+                fix,
+            });
+        }
+    }
+    None
+}
+
+/// The first part of `ty` that may borrow (see [`background_obstacle`]): its tokens, what it
+/// is, how to fix it.
+fn borrowing(ty: &Type) -> Option<(TokenStream, String, &'static str)> {
+    struct Finder(Option<(TokenStream, String, &'static str)>);
+    impl Finder {
+        fn found(&mut self, tokens: TokenStream, what: String, fix: &'static str) {
+            if self.0.is_none() {
+                self.0 = Some((tokens, what, fix));
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            match &r.lifetime {
+                Some(l) if l.ident == "static" => syn::visit::visit_type_reference(self, r),
+                _ => self.found(
+                    r.to_token_stream(),
+                    "is a reference".to_owned(),
+                    "take it owned (`String` for `&str`, `Vec<T>` for `&[T]`, `Arc<T>` or a \
+                     clone for `&T`)",
+                ),
+            }
+        }
+        fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
+            if l.ident != "static" {
+                self.found(
+                    l.to_token_stream(),
+                    format!("borrows for `{l}`"),
+                    "use owned data",
+                );
+            }
+        }
+        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
+            self.found(
+                t.to_token_stream(),
+                "is generic (`impl Trait`; an instance may borrow)".to_owned(),
+                "use a concrete, owned type",
+            );
+        }
+        fn visit_type_macro(&mut self, t: &'ast syn::TypeMacro) {
+            self.found(
+                t.to_token_stream(),
+                "is a macro, which the attribute cannot see into".to_owned(),
+                "write the type out",
+            );
+        }
+        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+            if segment.ident == "Self" {
+                self.found(
+                    segment.ident.to_token_stream(),
+                    "names `Self`, whose lifetimes and generic parameters (those of the `impl`) \
+                     the attribute cannot see"
+                        .to_owned(),
+                    "name the type itself",
+                );
+            }
+            syn::visit::visit_path_segment(self, segment);
+        }
+        // A function pointer's or an `Fn(..)` bound's lifetimes are its own: `fn(&str)` and
+        // `Box<dyn Fn(&str) + Send>` are `'static`.
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
+}
+
+/// Decides whether calls take the owned path, and checks the options that need it.
+///
+/// The owned path runs the body in the background (`__private::*_owned`): it is taken when the
+/// function can give an owned body (no [`background_obstacle`]) and an option on the attribute
+/// asks for background work: `refresh_after` (refresh while the stale value is served),
+/// `compute_timeout` (abandon a slow recomputation for the stale value, letting it finish in
+/// the background), `wait = false` or `default` (answer the default, fill in the background).
+/// Otherwise the borrowed path refreshes inline. `wait = false` and `default` mean nothing
+/// without background work, so they are errors on a function that cannot give it.
+fn background(item: &ItemFn, args: &CachedArgs, errors: &mut Errors) -> Option<Span> {
+    let fun = &item.sig.ident;
+    let obstacle = background_obstacle(item);
+    if let Some(wait) = args.no_wait()
+        && args.default.is_none()
+    {
+        errors.push(syn::Error::new_spanned(
+            wait,
+            format!(
+                "`wait = false` answers a default value on a cold miss (and fills the cache in \
+                 the background), but `{fun}` has no `default`: add `default = EXPR`, a value of \
+                 the type the function caches (the `T` of `-> T` or `-> Result<T, E>`)"
+            ),
+        ));
+    }
+    if let (Some(default), Some(wait)) = (&args.default, &args.wait)
+        && wait.value
+    {
+        errors.push(syn::Error::new_spanned(
+            default,
+            "`default` is answered only by a function that does not wait for a cold miss, but \
+             this one sets `wait = true`, so it would never be used: remove `default`, or write \
+             `wait = false`",
+        ));
+    }
+    let needs_background = if args.no_wait().is_some() {
+        Some("`wait = false` makes")
+    } else if args.default.is_some() {
+        Some(
+            "`default = ...` (answered when the cache does not wait: `wait = false` here or on its builder) makes",
+        )
+    } else {
+        None
+    };
+    if let (Some(option), Some(obstacle)) = (needs_background, &obstacle) {
+        let Obstacle { tokens, what, fix } = obstacle;
+        errors.push(syn::Error::new_spanned(
+            tokens,
+            format!(
+                "{option} `{fun}` fill the cache in the background while the default is \
+                 answered, which moves the arguments its body uses into background work, so \
+                 they must be owned and `'static`; but {what}. To fix it, {fix}; or remove \
+                 `wait = false` and `default`, and the function waits for its value"
+            ),
+        ));
+    }
+    let wants_background = args
+        .duration_option("refresh_after")
+        .or_else(|| args.duration_option("compute_timeout"))
+        .map(Ident::span)
+        .or_else(|| args.no_wait().map(LitBool::span))
+        .or_else(|| args.default.as_ref().map(Spanned::span));
+    wants_background.filter(|_| obstacle.is_none())
+}
+
+/// `strict = true` surfaces backend errors, which only a `Result` return can carry.
+fn check_strict(item: &ItemFn, args: &CachedArgs, returns_result: bool, errors: &mut Errors) {
+    let Some(strict) = args.strict.as_ref().filter(|s| s.value) else {
+        return;
+    };
+    if returns_result {
+        return;
+    }
+    let fun = &item.sig.ident;
+    let returns = match &item.sig.output {
+        ReturnType::Type(_, ty) => format!("returns `{}`", display(ty)),
+        ReturnType::Default => "returns nothing".to_owned(),
+    };
+    errors.push(syn::Error::new_spanned(
+        strict,
+        format!(
+            "`strict = true` returns backend errors through the function's `Result`, but \
+             `{fun}` {returns}: a decorated function keeps its return type, so it has no way to \
+             return them. Return `Result<T, E>` with `E: From<fncache::Error>`, or remove \
+             `strict` (the cache then fails open: the body's value is returned and the failure \
+             is counted and logged)"
+        ),
+    ));
 }

@@ -81,8 +81,13 @@ impl WarnThrottle {
 ///
 /// The explicit API surfaces [`Error`]: a miss the mode forbids computing, and backend failures
 /// when the cache is strict. Decorated functions keep their own return type, so their calls use
-/// `Infallible`: every failure is counted and logged, and the function runs.
-pub(crate) trait Surface: Sized {
+/// `Infallible`: every failure is counted and logged, and the function runs; a decorated
+/// function with `strict = true` returns `Result<T, E>` with `E: From<Error>`, and its calls
+/// use `Error` (see `__private::Failures`).
+///
+/// `pub` only so that `__private::Failures` can name it; `core` is private, so it stays
+/// unnameable outside the crate.
+pub trait Surface: Sized {
     /// `Ok` when this surface can return `error`, `Err(error)` back when it cannot.
     fn raise(error: Error) -> Result<Self, Error>;
 }

@@ -9,7 +9,7 @@ use crate::codec::Codec;
 
 /// Options of one cached function, overriding the cache's defaults for its calls. Pass them to
 /// `get_or_compute_with` / `try_get_or_compute_with`; `#[fncache::cached]` builds them from
-/// its `entry_ttl`, `codec` and `cache_none` options.
+/// its options of the same names.
 ///
 /// ```
 /// use std::time::Duration;

@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::core::Surface;
 use crate::key::ArgsEncoder;
 use crate::{Cache, blocking};
 pub use crate::{CallOptions, Codec, Error};
@@ -30,6 +31,9 @@ mod sealed {
     impl<T: Sealed + ?Sized> Sealed for Arc<T> {}
     impl<T: Sealed + ?Sized> Sealed for Box<T> {}
     impl<T: Sealed, F: FnOnce() -> T> Sealed for LazyLock<T, F> {}
+
+    /// Only [`super::Lenient`] and [`super::Strict`] say how failures surface.
+    pub trait Way {}
 }
 
 /// Implements a cache-reference trait for the wrappers a cache is usually kept in. (Not a
@@ -156,6 +160,70 @@ impl Key {
     }
 }
 
+/// How a decorated `Result` function hands back the backend failures a call does not absorb,
+/// implemented by its error type `E` for each way `P`: [`Lenient`] never (they are counted
+/// and logged, and the body runs), [`Strict`] as `E::from(error)` (`strict = true`).
+#[diagnostic::on_unimplemented(
+    message = "`strict = true` returns backend errors as the function's error type, but `{Self}` does not implement `From<fncache::Error>`",
+    label = "the error type of this function must implement `From<fncache::Error>`",
+    note = "implement `From<fncache::Error>` for `{Self}` (e.g. a variant that wraps it), or remove `strict = true` to let the cache fail open"
+)]
+pub trait Failures<P: sealed::Way>: Sized {
+    /// How the call hands failures back (`Infallible`: not at all).
+    type Surface: Surface;
+
+    /// The function's error for a surfaced failure.
+    fn surface(raised: Self::Surface) -> Self;
+}
+
+/// Backend failures are counted and logged; the function's body answers (the default).
+#[derive(Debug, Clone, Copy)]
+pub struct Lenient;
+
+/// Backend failures are returned as the function's error (`strict = true`).
+#[derive(Debug, Clone, Copy)]
+pub struct Strict;
+
+impl sealed::Way for Lenient {}
+impl sealed::Way for Strict {}
+
+impl<E> Failures<Lenient> for E {
+    type Surface = Infallible;
+
+    fn surface(raised: Infallible) -> E {
+        match raised {}
+    }
+}
+
+impl<E: From<Error>> Failures<Strict> for E {
+    type Surface = Error;
+
+    fn surface(raised: Error) -> E {
+        E::from(raised)
+    }
+}
+
+/// The function's result from a call's, a surfaced failure becoming the function's error.
+fn settle<P: sealed::Way, T, E: Failures<P>>(
+    result: Result<Result<T, E>, E::Surface>,
+) -> Result<T, E> {
+    match result {
+        Ok(result) => result,
+        Err(raised) => Err(E::surface(raised)),
+    }
+}
+
+/// What the owned paths move into background work (a worker thread, a tokio task): the
+/// function with the arguments it captured, its value and its error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be moved into background work: it is not `Send`",
+    label = "`refresh_after`, `compute_timeout`, `wait = false` and `default` run this function in the background",
+    note = "with those options `#[fncache::cached]` runs the body on a worker thread (a tokio task for an `async fn`), so the arguments it uses, its value, its error (and the future of an `async fn`) must be `Send + 'static`; without them a stale entry is refreshed inline by the caller instead"
+)]
+pub trait Background: Send + 'static {}
+
+impl<T: Send + 'static> Background for T {}
+
 /// Calls `compute` through the blocking `cache`: never fails, whatever the backend does.
 pub fn call_blocking<T, F>(
     cache: &blocking::Cache,
@@ -168,15 +236,17 @@ where
     T: CachedValue,
     F: FnOnce() -> T,
 {
-    let member = key.encoder.finish(function);
-    match cache.call::<Infallible, T, Infallible, _>(options, function, member, || Ok(compute())) {
-        Ok(Ok(value)) => value,
-        Ok(Err(never)) | Err(never) => match never {},
+    let ok = || Ok::<T, Infallible>(compute());
+    match try_call_blocking(Lenient, cache, options, function, key, ok) {
+        Ok(value) => value,
+        Err(never) => match never {},
     }
 }
 
-/// Like [`call_blocking`] for a `Result`: only `Ok` is stored.
-pub fn try_call_blocking<T, E, F>(
+/// Like [`call_blocking`] for a `Result`: only `Ok` is stored; backend failures surface as
+/// `failures` says.
+pub fn try_call_blocking<P, T, E, F>(
+    failures: P,
     cache: &blocking::Cache,
     options: &CallOptions,
     function: &str,
@@ -184,14 +254,60 @@ pub fn try_call_blocking<T, E, F>(
     compute: F,
 ) -> Result<T, E>
 where
+    P: sealed::Way,
+    E: Failures<P>,
     T: CachedValue,
     F: FnOnce() -> Result<T, E>,
 {
+    let _ = failures;
     let member = key.encoder.finish(function);
-    match cache.call::<Infallible, T, E, _>(options, function, member, compute) {
-        Ok(result) => result,
+    settle::<P, T, E>(cache.call(options, function, member, compute))
+}
+
+/// Like [`call_blocking`] for an owned function, which may run on the cache's worker threads:
+/// a stale entry is refreshed in the background, a recomputation can be abandoned at the
+/// compute timeout, and with `wait(false)` a cold miss answers `default`.
+pub fn call_blocking_owned<T, F>(
+    cache: &blocking::Cache,
+    options: &CallOptions,
+    default: Option<T>,
+    function: &str,
+    key: Key,
+    compute: F,
+) -> T
+where
+    T: CachedValue + Background,
+    F: FnOnce() -> T + Background,
+{
+    let ok = move || Ok::<T, Infallible>(compute());
+    match try_call_blocking_owned(Lenient, cache, options, default, function, key, ok) {
+        Ok(value) => value,
         Err(never) => match never {},
     }
+}
+
+/// Like [`call_blocking_owned`] for a `Result`: only `Ok` is stored; backend failures surface
+/// as `failures` says.
+pub fn try_call_blocking_owned<P, T, E, F>(
+    failures: P,
+    cache: &blocking::Cache,
+    options: &CallOptions,
+    default: Option<T>,
+    function: &str,
+    key: Key,
+    compute: F,
+) -> Result<T, E>
+where
+    P: sealed::Way,
+    E: Failures<P>,
+    T: CachedValue + Background,
+    E: Background,
+    F: FnOnce() -> Result<T, E> + Background,
+{
+    let _ = failures;
+    let member = key.encoder.finish(function);
+    let runner = blocking::Owned::new(compute);
+    settle::<P, T, E>(cache.drive(options, function, member, runner, default))
 }
 
 /// Calls `compute` through the async `cache`: never fails, whatever the backend does.
@@ -207,19 +323,17 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let member = key.encoder.finish(function);
-    let compute = || async { Ok(compute().await) };
-    match cache
-        .call::<Infallible, T, Infallible, _, _>(options, function, member, compute)
-        .await
-    {
-        Ok(Ok(value)) => value,
-        Ok(Err(never)) | Err(never) => match never {},
+    let ok = || async { Ok::<T, Infallible>(compute().await) };
+    match try_call_async(Lenient, cache, options, function, key, ok).await {
+        Ok(value) => value,
+        Err(never) => match never {},
     }
 }
 
-/// Like [`call_async`] for a `Result`: only `Ok` is stored.
-pub async fn try_call_async<T, E, F, Fut>(
+/// Like [`call_async`] for a `Result`: only `Ok` is stored; backend failures surface as
+/// `failures` says.
+pub async fn try_call_async<P, T, E, F, Fut>(
+    failures: P,
     cache: &Cache,
     options: &CallOptions,
     function: &str,
@@ -227,18 +341,66 @@ pub async fn try_call_async<T, E, F, Fut>(
     compute: F,
 ) -> Result<T, E>
 where
+    P: sealed::Way,
+    E: Failures<P>,
     T: CachedValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    let _ = failures;
     let member = key.encoder.finish(function);
-    match cache
-        .call::<Infallible, T, E, _, _>(options, function, member, compute)
-        .await
-    {
-        Ok(result) => result,
+    settle::<P, T, E>(cache.call(options, function, member, compute).await)
+}
+
+/// Like [`call_async`] for an owned function (its future `Send + 'static`), which may run as
+/// a task of its own: see [`call_blocking_owned`].
+pub async fn call_async_owned<T, F, Fut>(
+    cache: &Cache,
+    options: &CallOptions,
+    default: Option<T>,
+    function: &str,
+    key: Key,
+    compute: F,
+) -> T
+where
+    T: CachedValue + Background,
+    F: FnOnce() -> Fut + Background,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let ok = move || async move { Ok::<T, Infallible>(compute().await) };
+    match try_call_async_owned(Lenient, cache, options, default, function, key, ok).await {
+        Ok(value) => value,
         Err(never) => match never {},
     }
+}
+
+/// Like [`call_async_owned`] for a `Result`: only `Ok` is stored; backend failures surface as
+/// `failures` says.
+pub async fn try_call_async_owned<P, T, E, F, Fut>(
+    failures: P,
+    cache: &Cache,
+    options: &CallOptions,
+    default: Option<T>,
+    function: &str,
+    key: Key,
+    compute: F,
+) -> Result<T, E>
+where
+    P: sealed::Way,
+    E: Failures<P>,
+    T: CachedValue + Background,
+    E: Background,
+    F: FnOnce() -> Fut + Background,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    let _ = failures;
+    let member = key.encoder.finish(function);
+    let runner = crate::cache::Owned::new(compute);
+    settle::<P, T, E>(
+        cache
+            .drive(options, function, member, runner, default)
+            .await,
+    )
 }
 
 /// `{fn}_is_cached` of a blocking function.

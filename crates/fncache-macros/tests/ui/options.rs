@@ -28,4 +28,19 @@ fn skip_without_a_list(x: u64) -> u64 {
     x
 }
 
+#[fncache::cached(cache = CACHE, wait = no, strict = 1, stampede_protection = "off")]
+fn flags_that_are_not_literals(x: u64) -> u64 {
+    x
+}
+
+#[fncache::cached(cache = CACHE, stale_while_revalidate = 60, lock_ttl = 5)]
+fn names_from_other_libraries(x: u64) -> u64 {
+    x
+}
+
+#[fncache::cached(cache = CACHE, refresh_after = 1, refresh_after = 2)]
+fn duplicate_duration(x: u64) -> u64 {
+    x
+}
+
 fn main() {}

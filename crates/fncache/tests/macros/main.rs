@@ -15,6 +15,7 @@ mod failures;
 mod generics;
 mod identity;
 mod methods;
+mod options;
 mod skip;
 mod stacking;
 mod support;

@@ -4,7 +4,9 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use fncache::clock::ManualClock;
 use fncache::{Builder, Cache, blocking};
 use fncache_testing::RedisServer;
 
@@ -34,6 +36,27 @@ pub fn asynchronous() -> Cache {
             .1
             .clone()
     })
+}
+
+/// The caches of the scenario running on this thread, for [`install`] on a thread the test
+/// spawns.
+pub fn current() -> (blocking::Cache, Cache) {
+    (blocking(), asynchronous())
+}
+
+/// Makes `caches` the `cache = ...` of the decorated functions called on this thread.
+pub fn install(caches: (blocking::Cache, Cache)) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(caches));
+}
+
+/// Waits for background work to reach a state (not a timing assertion: the deadline only
+/// turns a hang into a failure).
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Called by the body of every decorated test function.
@@ -90,6 +113,29 @@ impl Scenario {
     /// Runs a future of the async functions on this thread (where its caches are installed).
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+
+    /// Like [`eventually`], driving this scenario's runtime meanwhile, so that the tasks the
+    /// async functions spawned in the background make progress.
+    pub fn eventually_async(&self, what: &str, mut done: impl FnMut() -> bool) {
+        self.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < deadline, "never happened: {what}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    /// Lets `time` pass for the entries: on the embedded store by moving its manual `clock`
+    /// (the scenario must have been built with it), on Redis by sleeping, since the server's
+    /// time is what judges freshness there.
+    pub fn pass(&self, clock: &ManualClock, time: Duration) {
+        if self.server.is_some() {
+            std::thread::sleep(time);
+        } else {
+            clock.advance(time);
+        }
     }
 
     /// The Redis connection of a Redis scenario.
