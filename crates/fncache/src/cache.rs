@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
-use crate::call::{Action, Call, Computed, Input, Ticket};
+use crate::call::{Action, Call, Input, Ran, Ticket, computed};
 use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
@@ -420,28 +420,6 @@ impl Cache {
     pub fn name(&self) -> &str {
         &self.inner.core.name
     }
-}
-
-/// Maps what the runner saw to what the call is told.
-fn computed<T, E>(
-    outcome: Option<&thread::Result<Result<T, E>>>,
-    elsewhere: bool,
-) -> Computed<'_, T> {
-    match outcome {
-        Some(Ok(Ok(value))) if elsewhere => Computed::StoredElsewhere(value),
-        Some(Ok(Ok(value))) => Computed::Value(value),
-        Some(Ok(Err(_))) => Computed::Failed,
-        Some(Err(_)) => Computed::Panicked,
-        None => Computed::TimedOut,
-    }
-}
-
-/// What a runner's computation came to.
-pub(crate) struct Ran<T, E> {
-    /// `None` when it ran past the timeout.
-    result: Option<thread::Result<Result<T, E>>>,
-    /// Background work already stored the value and released the lease.
-    stored_elsewhere: bool,
 }
 
 /// How this front-end runs a function: as part of the call's future (borrowed), or also as

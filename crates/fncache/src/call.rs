@@ -102,6 +102,28 @@ impl<T> Input<'_, T> {
     }
 }
 
+/// What a front-end's run of the function came to.
+pub(crate) struct Ran<T, E> {
+    /// `None` when it ran past the timeout (it goes on in the background, or is dropped).
+    pub(crate) result: Option<std::thread::Result<Result<T, E>>>,
+    /// Background work already stored the value and released the lease.
+    pub(crate) stored_elsewhere: bool,
+}
+
+/// Maps what a front-end's run saw to what the call is told.
+pub(crate) fn computed<T, E>(
+    outcome: Option<&std::thread::Result<Result<T, E>>>,
+    elsewhere: bool,
+) -> Computed<'_, T> {
+    match outcome {
+        Some(Ok(Ok(value))) if elsewhere => Computed::StoredElsewhere(value),
+        Some(Ok(Ok(value))) => Computed::Value(value),
+        Some(Ok(Err(_))) => Computed::Failed,
+        Some(Err(_)) => Computed::Panicked,
+        None => Computed::TimedOut,
+    }
+}
+
 /// What the front-end does next.
 #[derive(Debug)]
 pub(crate) enum Action<T> {
