@@ -277,6 +277,7 @@ impl Builder {
             &self.connect,
             self.layout,
             front,
+            self.behaviour.op_timeout,
             connect::process_env,
         )?;
         let backend = match resolved {

@@ -4,12 +4,13 @@
 //! rendering goes through [`redact_url`] or a fixed label.
 
 use std::fmt;
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{ClientTlsConfig, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
-use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::CONNECT_TIMEOUT;
 use crate::error::Error;
 use crate::layout::Layout;
 
@@ -228,6 +229,7 @@ pub(crate) fn resolve(
     options: &ConnectOptions,
     layout: Layout,
     front: Front,
+    op_timeout: Duration,
     env: impl Fn(&str) -> Result<Option<String>, Error>,
 ) -> Result<Resolved, Error> {
     let target = match choice {
@@ -246,7 +248,7 @@ pub(crate) fn resolve(
         }
         StoreChoice::Memory => return Ok(Resolved::Memory),
         StoreChoice::Url(url) => server(url, options, None)?,
-        StoreChoice::ClusterUrls(urls) => cluster(urls, options)?,
+        StoreChoice::ClusterUrls(urls) => cluster(urls, options, op_timeout)?,
         supplied => {
             if !options.is_empty() {
                 return Err(Error::config(
@@ -314,8 +316,14 @@ fn server(url: &str, options: &ConnectOptions, source: Option<&str>) -> Result<R
     })
 }
 
-/// Seed URLs of a cluster with the options applied.
-fn cluster(urls: &[String], options: &ConnectOptions) -> Result<RedisTarget, Error> {
+/// Seed URLs of a cluster with the options applied. Each request waits for its reply at most
+/// `op_timeout` (the blocking cluster connection cannot be bounded per call, so the cache's
+/// default op timeout is its response timeout).
+fn cluster(
+    urls: &[String],
+    options: &ConnectOptions,
+    op_timeout: Duration,
+) -> Result<RedisTarget, Error> {
     if urls.is_empty() {
         return Err(Error::config("redis_cluster needs at least one seed URL"));
     }
@@ -346,7 +354,7 @@ fn cluster(urls: &[String], options: &ConnectOptions) -> Result<RedisTarget, Err
     }
     let mut builder = ClusterClientBuilder::new(infos)
         .connection_timeout(CONNECT_TIMEOUT)
-        .response_timeout(RESPONSE_TIMEOUT)
+        .response_timeout(op_timeout)
         .retries(CLUSTER_RETRIES)
         .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
         .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
@@ -563,6 +571,7 @@ mod tests {
             options,
             Layout::Shared,
             Front::Blocking,
+            Duration::from_millis(250),
             env_of(vars),
         )
     }
@@ -704,7 +713,15 @@ mod tests {
         ];
         for (choice, options, layout) in cases {
             let shown = format!("{choice:?}");
-            let err = resolve(&choice, options, layout, Front::Blocking, env_of(&[])).unwrap_err();
+            let err = resolve(
+                &choice,
+                options,
+                layout,
+                Front::Blocking,
+                Duration::from_millis(250),
+                env_of(&[]),
+            )
+            .unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Config, "{shown}: {err}");
         }
     }
