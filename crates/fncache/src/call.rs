@@ -825,28 +825,34 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     /// The put for a computed value, if the mode writes (and the value is not a `None` the
     /// options say not to cache).
     fn store_op(&mut self, value: &T) -> Result<Option<StoreOp>, S> {
-        self.share_computed(value);
         let writes = self.mode.write && !self.backend_down;
-        let Some((structure, member)) = self.target.as_ref().filter(|_| writes) else {
-            return Ok(None);
-        };
-        if !self.cache_none && serializes_as_none(value) {
+        let target = self.target.as_ref().filter(|_| writes);
+        if target.is_none() || (!self.cache_none && serializes_as_none(value)) {
+            self.share_computed(value);
             return Ok(None);
         }
-        match self.codec.encode(value) {
-            Ok(payload) => Ok(Some(put_op(
+        // One encoding serves the put and this process's followers.
+        let payload = match self.codec.encode(value) {
+            Ok(payload) => payload,
+            Err(e) => {
+                self.fail(e, "the value cannot be encoded, so it is not cached")?;
+                return Ok(None);
+            }
+        };
+        if self.leader.is_some() {
+            let entry = Entry::assemble(self.codec.head(), Times::default(), &payload);
+            self.shared = Some(Arc::new(entry));
+        }
+        Ok(target.map(|(structure, member)| {
+            put_op(
                 structure,
                 *member,
                 self.codec,
                 payload,
                 &self.b,
                 self.lease.clone(),
-            ))),
-            Err(e) => {
-                self.fail(e, "the value cannot be encoded, so it is not cached")?;
-                Ok(None)
-            }
-        }
+            )
+        }))
     }
 
     /// Background work for this call's key, taking over the call's lease.
