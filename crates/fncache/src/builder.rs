@@ -302,6 +302,7 @@ impl Builder {
             breaker: Breaker::new(self.circuit_breaker),
             flights: Default::default(),
             workers: Workers::new(4, 256),
+            last_failure: Default::default(),
             stats: StatsRegistry::default(),
             warnings: Default::default(),
         };

@@ -44,6 +44,8 @@ pub(crate) struct Core {
     pub(crate) flights: Flights,
     /// Background threads of the blocking front-end (started on first use).
     pub(crate) workers: Workers,
+    /// The last backend failure, told to calls that an open circuit turns away.
+    pub(crate) last_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// Logs backend trouble at most once per interval, counting what it held back.
@@ -266,13 +268,25 @@ impl<R: std::fmt::Debug> Parts<R> {
 }
 
 impl Core {
-    /// May the next backend op go out? An open circuit answers with an error at once.
+    /// May the next backend op go out? An open circuit answers with an error at once, naming
+    /// the failure that opened it.
     pub(crate) fn gate(&self) -> Result<(), Error> {
         match self.breaker.admit(SystemClock.now_micros()) {
-            crate::circuit::Admission::Skip => Err(Error::new(
-                crate::ErrorKind::Backend,
-                "the circuit breaker is open after consecutive backend failures; skipping the backend",
-            )),
+            crate::circuit::Admission::Skip => {
+                let last = self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_default();
+                Err(Error::new(
+                    crate::ErrorKind::Backend,
+                    format!(
+                        "the backend is skipped for a while after consecutive failures \
+                         (circuit breaker open); the last failure: {last}"
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -280,6 +294,11 @@ impl Core {
     /// Tells the breaker how a backend op went.
     pub(crate) fn report<R>(&self, result: &Result<R, Error>) {
         let failed = result.as_ref().err().is_some_and(Error::is_backend);
+        if let Err(e) = result
+            && failed
+        {
+            *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.describe());
+        }
         if self.breaker.report(!failed, SystemClock.now_micros())
             && let Err(e) = result
         {

@@ -117,6 +117,18 @@ impl Error {
         Error::with_source(ErrorKind::Backend, "redis request failed", err)
     }
 
+    /// This error and its sources on one line (for messages that quote an earlier failure).
+    pub(crate) fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         self.kind
