@@ -65,8 +65,8 @@ async fn redis_timeline_with_server_time() {
     let server = RedisServer::spawn();
     let cache = Cache::builder(unique_name("fresh"))
         .redis(server.url())
-        .refresh_after(Duration::from_millis(300))
-        .entry_ttl(Duration::from_millis(1500))
+        .refresh_after(Duration::from_millis(800))
+        .entry_ttl(Duration::from_millis(2500))
         .build()
         .unwrap();
     let version = Arc::new(AtomicU64::new(0));
@@ -86,7 +86,7 @@ async fn redis_timeline_with_server_time() {
     assert_eq!(call().await, 1);
     assert_eq!(call().await, 1, "fresh");
     // Server time must pass refresh_after: that wait is what is under test.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(850)).await;
     let stale = futures_join(call(), call(), call()).await;
     assert_eq!(stale, [1, 1, 1], "stale values served at once");
     let c = cache.clone();
@@ -95,7 +95,7 @@ async fn redis_timeline_with_server_time() {
         .unwrap();
     assert_eq!(call().await, 2, "refreshed");
     assert_eq!(version.load(Ordering::SeqCst), 2, "exactly one refresh");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     assert_eq!(
         call().await,
         3,
