@@ -59,7 +59,10 @@ impl ArgsEncoder {
                 format!("cannot serialize the arguments of `{function}` into a key: {e}"),
             ));
         }
-        let mut hasher = blake3::Hasher::new_derive_key(KEY_CONTEXT);
+        // Deriving the context key costs a hash of its own: do it once, clone the hasher.
+        static BASE: std::sync::LazyLock<blake3::Hasher> =
+            std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(KEY_CONTEXT));
+        let mut hasher = BASE.clone();
         hasher.update(&(function.len() as u64).to_le_bytes());
         hasher.update(function.as_bytes());
         hasher.update(&self.encoded);

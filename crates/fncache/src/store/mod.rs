@@ -95,10 +95,14 @@ pub(crate) struct LeaseRequest {
 impl LeaseRequest {
     /// A request with a new random token.
     pub(crate) fn new(ttl: Duration) -> LeaseRequest {
-        LeaseRequest {
-            token: format!("{:032x}", fastrand::u128(..)),
-            ttl,
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bits = fastrand::u128(..);
+        let mut token = String::with_capacity(32);
+        for _ in 0..32 {
+            token.push(char::from(HEX[(bits & 0xf) as usize]));
+            bits >>= 4;
         }
+        LeaseRequest { token, ttl }
     }
 }
 

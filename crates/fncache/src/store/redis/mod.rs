@@ -5,6 +5,7 @@
 pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod plan;
+pub(crate) mod script;
 
 use std::fmt;
 use std::sync::Mutex;

@@ -8,7 +8,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::LazyLock;
 
 use redis::cluster_routing::Slot;
-use redis::{Script, ScriptInvocation, Value};
+use redis::{Script, Value};
+
+use super::script::ScriptCall;
 
 use crate::clock::saturating_millis;
 use crate::error::{Error, ErrorKind};
@@ -53,7 +55,7 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scri
 #[derive(Debug)]
 pub(crate) enum Request {
     /// EVALSHA, with a script load and retry on NOSCRIPT.
-    Script(ScriptInvocation<'static>),
+    Script(ScriptCall),
     /// A plain command.
     Cmd(redis::Cmd),
     /// Several commands in one round trip (on a cluster: keys of one slot).
@@ -89,11 +91,11 @@ enum Sweep {
 }
 
 impl Sweep {
-    fn script(self) -> &'static Script {
+    fn script(self) -> (&'static Script, &'static str) {
         match self {
-            Sweep::Len => &LEN,
-            Sweep::Purge => &PURGE,
-            Sweep::Vacuum => &VACUUM,
+            Sweep::Len => (&LEN, "len.lua"),
+            Sweep::Purge => (&PURGE, "purge.lua"),
+            Sweep::Vacuum => (&VACUUM, "vacuum.lua"),
         }
     }
 }
@@ -184,6 +186,7 @@ impl Plan {
         let rules = settings.rules;
         let kind = rules.index.script_word();
         let single = |request, shape| State::Single(Some(Request::Script(request)), shape);
+        let with_lease = |asked: bool| if asked { 4 } else { 3 };
         let touched = match &op {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
@@ -200,12 +203,12 @@ impl Plan {
                 refresh_after,
                 lease,
             } => {
-                let mut inv = GET.prepare_invoke();
+                let mut inv = ScriptCall::new(&GET, "get.lua", with_lease(lease.is_some()));
                 keys(&mut inv, &structure);
                 // The lease key only when a lease is asked for: on a cluster, every declared key
                 // must be on the node (a missing one mid-migration means TRYAGAIN).
                 if lease.is_some() {
-                    inv.key(structure.lease_key(&member));
+                    inv.arg(structure.lease_key(&member));
                 }
                 let (lease_ms, token) =
                     lease.map_or((0, String::new()), |l| (saturating_millis(l.ttl), l.token));
@@ -228,10 +231,10 @@ impl Plan {
                 keep,
                 release,
             } => {
-                let mut inv = PUT.prepare_invoke();
+                let mut inv = ScriptCall::new(&PUT, "put.lua", with_lease(release.is_some()));
                 keys(&mut inv, &structure);
                 if release.is_some() {
-                    inv.key(structure.lease_key(&member));
+                    inv.arg(structure.lease_key(&member));
                 }
                 inv.arg(&member[..])
                     .arg(&head[..])
@@ -253,19 +256,19 @@ impl Plan {
                 token,
                 hold,
             } => {
-                let mut inv = LEASE.prepare_invoke();
-                inv.key(structure.lease_key(&member))
+                let mut inv = ScriptCall::new(&LEASE, "lease.lua", 1);
+                inv.arg(structure.lease_key(&member))
                     .arg(token)
                     .arg(hold.map_or(0, saturating_millis));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Peek { structure, member } => {
-                let mut inv = PEEK.prepare_invoke();
-                inv.key(&structure.values).arg(&member[..]);
+                let mut inv = ScriptCall::new(&PEEK, "peek.lua", 1);
+                inv.arg(&structure.values).arg(&member[..]);
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Remove { structure, member } => {
-                let mut inv = REMOVE.prepare_invoke();
+                let mut inv = ScriptCall::new(&REMOVE, "remove.lua", 3);
                 keys(&mut inv, &structure);
                 inv.arg(&member[..]).arg(kind);
                 single(inv, ReplyShape::Flag)
@@ -493,12 +496,13 @@ fn sweep_over(
     })
 }
 
-fn keys(inv: &mut ScriptInvocation<'static>, s: &Structure) {
-    inv.key(&s.index).key(&s.values).key(&s.expiry);
+fn keys(inv: &mut ScriptCall, s: &Structure) {
+    inv.arg(&s.index).arg(&s.values).arg(&s.expiry);
 }
 
 fn sweep_request(sweep: Sweep, kind: &str, structures: &[Structure]) -> Request {
-    let mut inv = sweep.script().prepare_invoke();
+    let (script, name) = sweep.script();
+    let mut inv = ScriptCall::new(script, name, 3 * structures.len());
     for s in structures {
         keys(&mut inv, s);
     }
@@ -653,12 +657,17 @@ mod tests {
         let Step::Send(Request::Script(invocation)) = plan.step(None).unwrap() else {
             panic!("a script call was expected");
         };
-        let rendered = format!("{invocation:?}");
-        assert!(rendered.contains("-- purge.lua"), "the purge script");
-        assert!(
-            rendered.ends_with("args: 1, keys: 3 }"),
-            "three keys (index, values, expiry) and the index kind"
+        assert_eq!(invocation.name(), "purge.lua");
+        let words = invocation.words();
+        let keys: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert_eq!(
+            keys.len(),
+            5,
+            "a key count, three keys and the index kind: {keys:?}"
         );
+        assert_eq!(keys[0], "3");
+        assert!(keys[1].ends_with(":0") && keys[2].ends_with(":1") && keys[3].ends_with(":2"));
+        assert_eq!(keys[4], "zset");
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }
