@@ -252,6 +252,12 @@ impl Builder {
         Ok(blocking::Cache::from_parts(core, backend))
     }
 
+    /// The core a cache would get, for tests of the call machine.
+    #[cfg(test)]
+    pub(crate) fn core_for_tests(self) -> Result<(Core, Backend), Error> {
+        self.memory().validate(Front::Blocking)
+    }
+
     fn validate(self, front: Front) -> Result<(Core, Backend), Error> {
         if self.name.is_empty() {
             return Err(Error::config("the cache name must not be empty"));

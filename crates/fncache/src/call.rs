@@ -718,13 +718,15 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.lease = None;
         }
         self.stage = Stage::Done;
-        if let Some(default) = self.default.take().filter(|_| self.fallback.is_none()) {
-            self.release_followers();
+        if self.fallback.is_none()
+            && let Some(default) = self.default.take()
+        {
             if !queued {
-                return self
-                    .release_then(Then::Default)
-                    .map(|_| Action::Return(default));
+                // Nobody fills the cache: give the lease back before answering the default.
+                self.default = Some(default);
+                return self.release_then(Then::Default);
             }
+            self.release_followers();
             return Ok(Action::Return(default));
         }
         self.then = Then::Stale;
@@ -890,5 +892,121 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             .warnings
             .warn(&self.core.name, self.function, what, &error);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The machine alone, fed by hand: what a front-end would see, without any I/O.
+
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::mode::Ambient;
+    use crate::options::CallOptions;
+    use crate::store::{Freshness, LeaseState, Lookup};
+
+    fn core() -> Core {
+        let (core, _) = crate::Cache::builder("machine")
+            .wait(false)
+            .core_for_tests()
+            .unwrap();
+        core
+    }
+
+    fn looked(
+        freshness: Freshness,
+        lease: LeaseState,
+        entry: Option<Vec<u8>>,
+    ) -> Input<'static, u32> {
+        Input::Stored(Ok(StoreReply::Looked(Lookup {
+            freshness,
+            lease,
+            entry,
+        })))
+    }
+
+    fn call<'a>(core: &'a Core, owned: bool, default: Option<u32>) -> Call<'a, Infallible, u32> {
+        let Ok(call) = core.begin::<Infallible, u32>(
+            "f",
+            Ok([1; 16]),
+            &CallOptions::new(),
+            &Ambient::default(),
+            owned,
+            default,
+        );
+        call
+    }
+
+    #[test]
+    fn a_refused_background_fill_gives_the_lease_back_before_the_default() {
+        let core = core();
+        let mut call = call(&core, true, Some(7));
+        assert!(matches!(
+            call.next(Input::Start),
+            Ok(Action::Store(StoreOp::Get { .. }, _))
+        ));
+        let miss = looked(Freshness::Missing, LeaseState::Mine, None);
+        assert!(matches!(call.next(miss), Ok(Action::Background(_))));
+        // The worker pool was full: the lease must not stay held until it expires.
+        let Ok(Action::Store(StoreOp::Lease { hold: None, .. }, _)) =
+            call.next(Input::Spawned(false))
+        else {
+            panic!("the lease is released");
+        };
+        let released = Input::Stored(Ok(StoreReply::Flag(true)));
+        assert!(matches!(call.next(released), Ok(Action::Return(7))));
+        assert_eq!(core.stats.total().defaults_served, 1);
+    }
+
+    #[test]
+    fn a_queued_background_fill_answers_the_default_at_once() {
+        let core = core();
+        let mut call = call(&core, true, Some(7));
+        let _ = call.next(Input::Start);
+        let _ = call.next(looked(Freshness::Missing, LeaseState::Mine, None));
+        assert!(matches!(
+            call.next(Input::Spawned(true)),
+            Ok(Action::Return(7))
+        ));
+    }
+
+    #[test]
+    fn another_callers_lease_means_polling_then_computing_after_the_lock_timeout() {
+        let (core, _) = crate::Cache::builder("machine")
+            .lock_timeout(Duration::from_millis(1))
+            .core_for_tests()
+            .unwrap();
+        let mut call = call(&core, false, None);
+        let _ = call.next(Input::Start);
+        let Ok(Action::Sleep(_)) = call.next(looked(Freshness::Missing, LeaseState::Theirs, None))
+        else {
+            panic!("a poll");
+        };
+        std::thread::sleep(Duration::from_millis(2)); // past the lock timeout
+        let _ = call.next(Input::Woke); // looks up again
+        let next = call.next(looked(Freshness::Missing, LeaseState::Theirs, None));
+        assert!(
+            matches!(next, Ok(Action::Compute { .. })),
+            "computes without the lease"
+        );
+        let s = core.stats.total();
+        assert_eq!((s.lock_waits, s.lock_timeouts), (1, 1));
+    }
+
+    #[test]
+    fn a_held_back_lease_serves_the_fallback_without_computing() {
+        let core = core();
+        let mut call = call(&core, false, None);
+        let _ = call.next(Input::Start);
+        let entry = crate::codec::Entry::assemble(
+            Codec::MessagePack.head(),
+            Times::default(),
+            &Codec::MessagePack.encode(&5u32).unwrap(),
+        );
+        let expired = looked(Freshness::Expired, LeaseState::Throttled, Some(entry));
+        assert!(matches!(call.next(expired), Ok(Action::Return(5))));
+        assert_eq!(core.stats.total().execs, 0);
     }
 }
