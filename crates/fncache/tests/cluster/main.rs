@@ -17,6 +17,8 @@ mod acl;
 mod byo;
 mod env;
 mod failover;
+#[path = "../common/front.rs"]
+mod front;
 mod spread;
 mod support;
 mod tls;

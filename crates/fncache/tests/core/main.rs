@@ -11,6 +11,8 @@
 mod behaviour;
 mod concurrency;
 mod corruption;
+#[path = "../common/front.rs"]
+mod front;
 mod model;
 mod options;
 mod support;

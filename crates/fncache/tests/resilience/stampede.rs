@@ -104,16 +104,14 @@ async fn a_cancelled_leader_does_not_strand_its_followers() {
 /// The counter every child process's function increments, in Redis.
 const RUNS_KEY: &str = "stampede:runs";
 
+/// The test whose process doubles as the child: run with `FNCACHE_CHILD_ROLE` set, it plays
+/// the child (see [`run_as_child`]) instead of the parent.
+const CHILD_ENTRY: &str = "stampede::processes_on_one_cold_key_run_the_function_once";
+
 /// Starts this test binary again as a child that calls the shared cold key.
 fn child(url: &str, name: &str, role: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "stampede::child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", CHILD_ENTRY, "--nocapture", "--test-threads=1"])
         .env("FNCACHE_CHILD_ROLE", role)
         .env("FNCACHE_CHILD_URL", url)
         .env("FNCACHE_CHILD_NAME", name)
@@ -144,6 +142,9 @@ fn runs(server: &RedisServer) -> u64 {
 
 #[test]
 fn processes_on_one_cold_key_run_the_function_once() {
+    if run_as_child() {
+        return;
+    }
     let server = RedisServer::spawn();
     let name = unique_name("procs");
     let children: Vec<Child> = (0..4)
@@ -174,17 +175,15 @@ fn a_dead_lease_holder_is_taken_over_when_its_lease_expires() {
     assert_eq!(runs(&server), 2);
 }
 
-/// Not a test of its own: the body of the child processes above (it does nothing unless run
-/// by them).
-#[test]
-#[ignore = "run as a child process by the cross-process stampede tests"]
-fn child_process() {
+/// The body of a child process of the tests above: true when this process is one (it then
+/// called the shared key and printed the value for its parent).
+fn run_as_child() -> bool {
     let (Ok(role), Ok(url), Ok(name)) = (
         std::env::var("FNCACHE_CHILD_ROLE"),
         std::env::var("FNCACHE_CHILD_URL"),
         std::env::var("FNCACHE_CHILD_NAME"),
     ) else {
-        return;
+        return false;
     };
     // The victim's lease lives 1 s (then the survivor takes over); everyone else waits up to
     // 10 s for the value, so a slow machine never makes a waiter compute on its own.
@@ -207,6 +206,7 @@ fn child_process() {
         })
         .unwrap();
     println!("VALUE={value}");
+    true
 }
 
 #[test]

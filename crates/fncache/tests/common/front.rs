@@ -1,0 +1,191 @@
+//! Both front-ends behind one synchronous face, shared by the integration test crates
+//! (each includes this file with `#[path]`, and uses the part it needs).
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fncache::{Builder, Cache, CallOptions, Mode, Stats, blocking};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A cache through either front-end, driven synchronously.
+pub enum Front {
+    Blocking(blocking::Cache),
+    Async(Cache, tokio::runtime::Runtime),
+}
+
+/// A runtime for one async front-end.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A cache name no other test uses.
+pub fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Front {
+    pub fn blocking(builder: Builder) -> Front {
+        Front::Blocking(builder.build_blocking().unwrap())
+    }
+
+    pub fn asynchronous(builder: Builder) -> Front {
+        Front::Async(builder.build().unwrap(), runtime())
+    }
+
+    /// Both front-ends, each over the builder `make` returns (give each call a fresh name
+    /// for separate caches).
+    pub fn both(make: impl Fn() -> Builder) -> [Front; 2] {
+        [Front::blocking(make()), Front::asynchronous(make())]
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Front::Blocking(c) => c.name(),
+            Front::Async(c, _) => c.name(),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Front::Blocking(_) => "blocking",
+            Front::Async(..) => "async",
+        }
+    }
+
+    /// Calls the cached function `function(x) = x * 10`, counting executions in `execs`.
+    pub fn call(&self, function: &str, x: u64, execs: &AtomicU64) -> u64 {
+        self.try_call(function, x, execs).unwrap()
+    }
+
+    /// [`Front::call`], returning the cache's error.
+    pub fn try_call(
+        &self,
+        function: &str,
+        x: u64,
+        execs: &AtomicU64,
+    ) -> Result<u64, fncache::Error> {
+        self.call_in_mode(Mode::DEFAULT, function, x, execs)
+    }
+
+    /// [`Front::try_call`] with `mode` in force.
+    pub fn call_in_mode(
+        &self,
+        mode: Mode,
+        function: &str,
+        x: u64,
+        execs: &AtomicU64,
+    ) -> Result<u64, fncache::Error> {
+        let compute = || {
+            execs.fetch_add(1, Ordering::SeqCst);
+            x * 10
+        };
+        match self {
+            Front::Blocking(c) => c.with_mode(mode, || c.get_or_compute(function, &(x,), compute)),
+            Front::Async(c, rt) => rt.block_on(c.with_mode(
+                mode,
+                c.get_or_compute(function, &(x,), || async { compute() }),
+            )),
+        }
+    }
+
+    /// Calls `function(x)` with per-call `options`, computing with `compute` on a miss.
+    pub fn call_with<T: Serialize + DeserializeOwned>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        x: u64,
+        compute: impl FnOnce() -> T,
+    ) -> Result<T, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.get_or_compute_with(options, function, &(x,), compute),
+            Front::Async(c, rt) => {
+                rt.block_on(c.get_or_compute_with(options, function, &(x,), || async { compute() }))
+            }
+        }
+    }
+
+    /// True when `function(x)` is served from the cache (checked by calling it).
+    pub fn is_hit(&self, function: &str, x: u64) -> bool {
+        let execs = AtomicU64::new(0);
+        assert_eq!(self.call(function, x, &execs), x * 10);
+        execs.load(Ordering::SeqCst) == 0
+    }
+
+    pub fn purge_function(&self, function: &str) -> Result<usize, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.purge_function(function),
+            Front::Async(c, rt) => rt.block_on(c.purge_function(function)),
+        }
+    }
+
+    pub fn contains(&self, function: &str, x: u64) -> bool {
+        match self {
+            Front::Blocking(c) => c.contains(function, &(x,)).unwrap(),
+            Front::Async(c, rt) => rt.block_on(c.contains(function, &(x,))).unwrap(),
+        }
+    }
+
+    pub fn invalidate(&self, function: &str, x: u64) -> bool {
+        match self {
+            Front::Blocking(c) => c.invalidate(function, &(x,)).unwrap(),
+            Front::Async(c, rt) => rt.block_on(c.invalidate(function, &(x,))).unwrap(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.try_len().unwrap()
+    }
+
+    pub fn try_len(&self) -> Result<usize, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.len(),
+            Front::Async(c, rt) => rt.block_on(c.len()),
+        }
+    }
+
+    pub fn purge(&self) -> usize {
+        match self {
+            Front::Blocking(c) => c.purge().unwrap(),
+            Front::Async(c, rt) => rt.block_on(c.purge()).unwrap(),
+        }
+    }
+
+    pub fn vacuum(&self) -> usize {
+        match self {
+            Front::Blocking(c) => c.vacuum().unwrap(),
+            Front::Async(c, rt) => rt.block_on(c.vacuum()).unwrap(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        match self {
+            Front::Blocking(c) => c.stats(),
+            Front::Async(c, _) => c.stats(),
+        }
+    }
+
+    pub fn stats_for(&self, function: &str) -> Stats {
+        match self {
+            Front::Blocking(c) => c.stats_for(function),
+            Front::Async(c, _) => c.stats_for(function),
+        }
+    }
+
+    /// The `Debug` rendering of the cache.
+    pub fn debug(&self) -> String {
+        match self {
+            Front::Blocking(c) => format!("{c:?}"),
+            Front::Async(c, _) => format!("{c:?}"),
+        }
+    }
+}
