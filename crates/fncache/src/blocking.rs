@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
-use crate::call::{Action, Call, Input, Ran, Ticket, computed};
+use crate::call::{Call, Ran, Ticket, drive_call};
 use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
@@ -80,11 +80,9 @@ impl Cache {
         let stored = ticket
             .finish(value)
             .map(|op| self.run_timed(op, ticket.op_timeout()));
-        if let Some(Err(e)) = &stored {
-            self.inner.core.warn_background(&ticket.function, e);
-        }
-        let events = ticket.events(stored.as_ref(), value.is_some());
-        self.inner.core.record(&ticket.function, &events);
+        self.inner
+            .core
+            .close_ticket(ticket, stored, value.is_some());
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.
@@ -251,43 +249,7 @@ impl Cache {
         let ambient = thread_ambient();
         let mut call: Call<'_, S, T> =
             core.begin(function, member, options, &ambient, R::OWNED, default)?;
-        let mut outcome: Option<thread::Result<Result<T, E>>> = None;
-        let mut action = call.next(Input::Start)?;
-        loop {
-            action = match action {
-                Action::Store(op, timeout) => {
-                    call.next(Input::Stored(self.run_timed(op, timeout)))?
-                }
-                Action::Follow(flight, timeout) => {
-                    call.next(Input::Followed(flight.wait_blocking(timeout)))?
-                }
-                Action::Sleep(pause) => {
-                    thread::sleep(pause);
-                    call.next(Input::Woke)?
-                }
-                Action::Compute { timeout, ticket } => {
-                    let ran = runner.run(self, timeout, ticket);
-                    let elsewhere = ran.stored_elsewhere;
-                    outcome = ran.result;
-                    call.next(Input::Computed(computed(outcome.as_ref(), elsewhere)))?
-                }
-                Action::Background(ticket) => {
-                    call.next(Input::Spawned(runner.spawn(self, ticket)))?
-                }
-                Action::Return(value) => return Ok(Ok(value)),
-                Action::ReturnComputed => {
-                    let result = match outcome.take() {
-                        Some(result) => result,
-                        // A computation abandoned at its timeout: wait for it after all.
-                        None => runner.rejoin(),
-                    };
-                    return match result {
-                        Ok(result) => Ok(result),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    };
-                }
-            };
-        }
+        drive_call!(self, call, runner, sleep: thread::sleep, follow: wait_blocking)
     }
 
     /// Is a live entry cached for `function(args)`? Changes no order, score or TTL.
@@ -431,6 +393,30 @@ fn run_inline<T, E, F: FnOnce() -> Result<T, E>>(f: Option<F>) -> thread::Result
     }
 }
 
+/// `f` as background work under `ticket`: run (catching a panic), then store its value or
+/// keep the lease for the fail-safe throttle.
+fn under_ticket<T, E, F>(
+    cache: &Cache,
+    ticket: Ticket,
+    f: F,
+) -> impl FnOnce() -> thread::Result<Result<T, E>> + Send + 'static
+where
+    T: Serialize + Send + 'static,
+    E: Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    let worker = cache.clone();
+    move || {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+        let value = match &result {
+            Ok(Ok(value)) => Some(value),
+            _ => None,
+        };
+        worker.finish_ticket(&ticket, value);
+        result
+    }
+}
+
 /// An owned function: may run on the cache's worker threads.
 pub(crate) struct Owned<F, T, E> {
     f: Option<F>,
@@ -460,29 +446,20 @@ where
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
     ) -> Ran<T, E> {
-        let (Some(timeout), Some(ticket)) = (timeout, ticket) else {
-            return Ran {
-                result: Some(run_inline(self.f.take())),
-                stored_elsewhere: false,
-            };
-        };
-        let Some(f) = self.f.take() else {
-            return Ran {
-                result: Some(run_inline(None::<F>)),
-                stored_elsewhere: false,
-            };
+        let (timeout, ticket, f) = match (timeout, ticket, self.f.take()) {
+            (Some(timeout), Some(ticket), Some(f)) => (timeout, ticket, f),
+            (_, _, f) => {
+                return Ran {
+                    result: Some(run_inline(f)),
+                    stored_elsewhere: false,
+                };
+            }
         };
         // Run as background work that stores its own value, and wait for it a while.
         let (tx, rx) = sync_channel(1);
-        let worker = cache.clone();
+        let work = under_ticket(cache, ticket, f);
         let job: crate::workers::Job = Box::new(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-            let value = match &result {
-                Ok(Ok(value)) => Some(value),
-                _ => None,
-            };
-            worker.finish_ticket(&ticket, value);
-            let _ = tx.send(result);
+            let _ = tx.send(work());
         });
         if let Err(job) = cache.inner.core.workers.submit(job) {
             job(); // no worker free: run it here, then the answer is waiting
@@ -506,14 +483,9 @@ where
         let Some(f) = self.f.take() else {
             return false;
         };
-        let worker = cache.clone();
+        let work = under_ticket(cache, ticket, f);
         let job: crate::workers::Job = Box::new(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-            let value = match &result {
-                Ok(Ok(value)) => Some(value),
-                _ => None,
-            };
-            worker.finish_ticket(&ticket, value);
+            let _ = work();
         });
         cache.inner.core.workers.submit(job).is_ok()
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{Backend, Builder};
-use crate::call::{Action, Call, Input, Ran, Ticket, computed};
+use crate::call::{Call, Ran, Ticket, drive_call};
 use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
@@ -91,11 +91,7 @@ impl Cache {
             Some(op) => Some(self.run_timed(op, ticket.op_timeout()).await),
             None => None,
         };
-        if let Some(Err(e)) = &stored {
-            self.inner.core.warn_background(&ticket.function, e);
-        }
-        let events = ticket.events(stored.as_ref(), ok);
-        self.inner.core.record(&ticket.function, &events);
+        self.inner.core.close_ticket(ticket, stored, ok);
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.
@@ -279,43 +275,7 @@ impl Cache {
         let ambient = task_ambient();
         let mut call: Call<'_, S, T> =
             core.begin(function, member, options, &ambient, R::OWNED, default)?;
-        let mut outcome: Option<thread::Result<Result<T, E>>> = None;
-        let mut action = call.next(Input::Start)?;
-        loop {
-            action = match action {
-                Action::Store(op, timeout) => {
-                    call.next(Input::Stored(self.run_timed(op, timeout).await))?
-                }
-                Action::Follow(flight, timeout) => {
-                    call.next(Input::Followed(flight.wait_async(timeout).await))?
-                }
-                Action::Sleep(pause) => {
-                    tokio::time::sleep(pause).await;
-                    call.next(Input::Woke)?
-                }
-                Action::Compute { timeout, ticket } => {
-                    let ran = runner.run(self, timeout, ticket).await;
-                    let elsewhere = ran.stored_elsewhere;
-                    outcome = ran.result;
-                    call.next(Input::Computed(computed(outcome.as_ref(), elsewhere)))?
-                }
-                Action::Background(ticket) => {
-                    call.next(Input::Spawned(runner.spawn(self, ticket)))?
-                }
-                Action::Return(value) => return Ok(Ok(value)),
-                Action::ReturnComputed => {
-                    let result = match outcome.take() {
-                        Some(result) => result,
-                        // A computation abandoned at its timeout: wait for it after all.
-                        None => runner.rejoin().await,
-                    };
-                    return match result {
-                        Ok(result) => Ok(result),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    };
-                }
-            };
-        }
+        drive_call!(self, call, runner, sleep: tokio::time::sleep, follow: wait_async, .await)
     }
 
     /// Is a live entry cached for `function(args)`? Changes no order, score or TTL.
@@ -504,7 +464,7 @@ where
 /// An owned function: may run as a task of its own.
 pub(crate) struct Owned<F, T, E> {
     f: Option<F>,
-    pending: Option<tokio::task::JoinHandle<Result<T, E>>>,
+    pending: Option<tokio::task::JoinHandle<thread::Result<Result<T, E>>>>,
 }
 
 impl<F, T, E> Owned<F, T, E> {
@@ -516,14 +476,34 @@ impl<F, T, E> Owned<F, T, E> {
     }
 }
 
-/// A task's end as a computation's outcome (a panic keeps its payload).
+/// A task's end as a computation's outcome.
 fn joined<T, E>(
-    joined: Result<Result<T, E>, tokio::task::JoinError>,
+    joined: Result<thread::Result<Result<T, E>>, tokio::task::JoinError>,
 ) -> thread::Result<Result<T, E>> {
-    joined.map_err(|e| match e.try_into_panic() {
-        Ok(panic) => panic,
-        Err(_) => Box::new("fncache: the background task was cancelled"),
+    joined.unwrap_or_else(|e| match e.try_into_panic() {
+        Ok(panic) => Err(panic),
+        Err(_) => Err(Box::new("fncache: the background task was cancelled")),
     })
+}
+
+/// `fut` as background work under `ticket`: run (catching a panic), then store its value or
+/// keep the lease for the fail-safe throttle.
+async fn under_ticket<T, E, Fut>(
+    worker: Cache,
+    ticket: Ticket,
+    fut: Fut,
+) -> thread::Result<Result<T, E>>
+where
+    T: Serialize,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let result = AssertUnwindSafe(fut).catch_unwind().await;
+    let (op, ok) = match &result {
+        Ok(Ok(value)) => (ticket.finish(Some(value)), true),
+        _ => (ticket.finish::<T>(None), false),
+    };
+    worker.finish_ticket(&ticket, op, ok).await;
+    result
 }
 
 impl<T, E, F, Fut> Runner<T, E> for Owned<F, T, E>
@@ -541,26 +521,27 @@ where
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
     ) -> Ran<T, E> {
-        let Some(f) = self.f.take() else {
-            return Ran {
-                result: Some(Err(Box::new("fncache: the function was already consumed"))),
-                stored_elsewhere: false,
-            };
-        };
-        let (Some(timeout), Some(ticket)) = (timeout, ticket) else {
-            return Ran {
-                result: Some(AssertUnwindSafe(f()).catch_unwind().await),
-                stored_elsewhere: false,
-            };
+        let (timeout, ticket, f) = match (timeout, ticket, self.f.take()) {
+            (Some(timeout), Some(ticket), Some(f)) => (timeout, ticket, f),
+            (_, _, Some(f)) => {
+                return Ran {
+                    result: Some(AssertUnwindSafe(f()).catch_unwind().await),
+                    stored_elsewhere: false,
+                };
+            }
+            (_, _, None) => {
+                return Ran {
+                    result: Some(Err(Box::new("fncache: the function was already consumed"))),
+                    stored_elsewhere: false,
+                };
+            }
         };
         // A task that stores its own value, so that it can outlive this call's wait.
-        let worker = cache.clone();
-        let mut task = tokio::spawn(async move {
-            let result = f().await;
-            let op = ticket.finish(result.as_ref().ok());
-            worker.finish_ticket(&ticket, op, result.is_ok()).await;
-            result
-        });
+        let mut task = tokio::spawn(under_ticket(
+            cache.clone(),
+            ticket,
+            async move { f().await },
+        ));
         match tokio::time::timeout(timeout, &mut task).await {
             Ok(done) => Ran {
                 result: Some(joined(done)),
@@ -580,16 +561,11 @@ where
         let Some(f) = self.f.take() else {
             return false;
         };
-        let worker = cache.clone();
-        tokio::spawn(async move {
-            let result = AssertUnwindSafe(f()).catch_unwind().await;
-            let (op, ok) = match &result {
-                Ok(Ok(value)) => (ticket.finish(Some(value)), true),
-                _ => (ticket.finish::<T>(None), false),
-            };
-            drop(result);
-            worker.finish_ticket(&ticket, op, ok).await;
-        });
+        tokio::spawn(under_ticket(
+            cache.clone(),
+            ticket,
+            async move { f().await },
+        ));
         true
     }
 

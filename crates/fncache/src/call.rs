@@ -102,6 +102,61 @@ impl<T> Input<'_, T> {
     }
 }
 
+/// The loop that walks a [`Call`] to its end, written once for both front-ends. The front-end
+/// names how it sleeps and waits for its leader; `.await` is passed for the async one and left
+/// out for the blocking one, which is all that tells the two loops apart.
+///
+/// Expects `$cache` with `run_timed(op, timeout)`, a runner with `run`, `spawn` and `rejoin`,
+/// and the call as `Call<'_, S, T>`; evaluates to the call's `Result<Result<T, E>, S>`.
+macro_rules! drive_call {
+    ($cache:expr, $call:ident, $runner:ident, sleep: $sleep:path, follow: $follow:ident
+        $(, .$aw:tt)?) => {{
+        let mut outcome = None;
+        let mut action = $call.next($crate::call::Input::Start)?;
+        loop {
+            action = match action {
+                $crate::call::Action::Store(op, timeout) => {
+                    let reply = $cache.run_timed(op, timeout) $(.$aw)?;
+                    $call.next($crate::call::Input::Stored(reply))?
+                }
+                $crate::call::Action::Follow(flight, timeout) => {
+                    let outcome = flight.$follow(timeout) $(.$aw)?;
+                    $call.next($crate::call::Input::Followed(outcome))?
+                }
+                $crate::call::Action::Sleep(pause) => {
+                    $sleep(pause) $(.$aw)?;
+                    $call.next($crate::call::Input::Woke)?
+                }
+                $crate::call::Action::Compute { timeout, ticket } => {
+                    let ran = $runner.run($cache, timeout, ticket) $(.$aw)?;
+                    let elsewhere = ran.stored_elsewhere;
+                    outcome = ran.result;
+                    let computed = $crate::call::computed(outcome.as_ref(), elsewhere);
+                    $call.next($crate::call::Input::Computed(computed))?
+                }
+                $crate::call::Action::Background(ticket) => {
+                    let queued = $runner.spawn($cache, ticket);
+                    $call.next($crate::call::Input::Spawned(queued))?
+                }
+                $crate::call::Action::Return(value) => break Ok(Ok(value)),
+                $crate::call::Action::ReturnComputed => {
+                    let result = match outcome.take() {
+                        Some(result) => result,
+                        // A computation abandoned at its timeout: wait for it after all.
+                        None => $runner.rejoin() $(.$aw)?,
+                    };
+                    break match result {
+                        Ok(result) => Ok(result),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                }
+            };
+        }
+    }};
+}
+
+pub(crate) use drive_call;
+
 /// What a front-end's run of the function came to.
 pub(crate) struct Ran<T, E> {
     /// `None` when it ran past the timeout (it goes on in the background, or is dropped).

@@ -137,18 +137,22 @@ impl Core {
         )
     }
 
-    /// Records the end of background work (a refresh, or a fill after a default).
-    pub(crate) fn record(&self, function: &str, events: &[Event]) {
-        let rec = self.stats.recorder(function, Vec::new());
-        for event in events {
-            rec.add(*event);
+    /// Accounts for the end of background work under `ticket`: its store reply (if it sent
+    /// one) and whether the function produced a value.
+    pub(crate) fn close_ticket(
+        &self,
+        ticket: &crate::call::Ticket,
+        stored: Option<Result<StoreReply, Error>>,
+        ok: bool,
+    ) {
+        if let Some(Err(e)) = &stored {
+            self.warnings
+                .warn(&self.name, &ticket.function, "background work failed", e);
         }
-    }
-
-    /// Logs a failure of background work (throttled).
-    pub(crate) fn warn_background(&self, function: &str, error: &Error) {
-        self.warnings
-            .warn(&self.name, function, "background work failed", error);
+        let rec = self.stats.recorder(&ticket.function, Vec::new());
+        for event in ticket.events(stored.as_ref(), ok) {
+            rec.add(event);
+        }
     }
 
     /// The op behind `contains`.
