@@ -132,7 +132,11 @@ impl Core {
                 rec: self.stats.recorder(function, ambient.collectors(self.id)),
                 owned,
                 default,
-                invalid: behaviour.validate().err(),
+                // The cache's own settings were validated when it was built: only a call's
+                // overrides can be invalid.
+                invalid: (*options != CallOptions::new())
+                    .then(|| behaviour.validate().err())
+                    .flatten(),
             },
         )
     }

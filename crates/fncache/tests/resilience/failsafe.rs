@@ -87,13 +87,16 @@ fn a_panicking_recomputation_is_served_stale_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_serves_stale_with_server_time_and_a_compute_timeout() {
     let server = RedisServer::spawn();
-    let cache = Cache::builder(unique_name("failsafe"))
-        .redis(server.url())
-        .entry_ttl(Duration::from_millis(200))
-        .max_stale(Duration::from_secs(30))
-        .compute_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
+    let build = |tag: &str| {
+        Cache::builder(unique_name(tag))
+            .redis(server.url())
+            .entry_ttl(Duration::from_millis(200))
+            .max_stale(Duration::from_secs(30))
+            .compute_timeout(Duration::from_millis(50))
+            .build()
+            .unwrap()
+    };
+    let cache = build("failsafe");
     assert_eq!(
         cache
             .get_or_compute("f", &1u8, || async { 1u32 })
@@ -113,13 +116,7 @@ async fn redis_serves_stale_with_server_time_and_a_compute_timeout() {
     let s = cache.stats();
     assert_eq!((s.refresh_failures, s.stale_served), (1, 1), "{s:?}");
     // An owned recomputation past its timeout goes on in the background and stores its value.
-    let owned = Cache::builder(unique_name("failsafe-owned"))
-        .redis(server.url())
-        .entry_ttl(Duration::from_millis(200))
-        .max_stale(Duration::from_secs(30))
-        .compute_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
+    let owned = build("failsafe-owned");
     assert_eq!(
         owned
             .get_or_compute_owned("f", &1u8, || async { 1u32 })
