@@ -647,17 +647,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return Ok(Action::Background(self.ticket(false)));
         }
         if lease == LeaseState::Throttled {
-            if let Some((value, entry)) = self.fallback.take() {
-                // A recomputation just failed: serve the fallback until the throttle passes.
-                self.shared = Some(Arc::new(entry));
-                self.rec.add(Event::StaleServed);
-                self.stage = Stage::Done;
-                self.release_followers();
-                return Ok(Action::Return(value));
-            }
-            // Nothing to serve: compute, without the lease.
-            self.request = None;
-            return self.compute_or_refuse();
+            // A recomputation just failed: serve the fallback until the throttle passes.
+            return self.fallback_or_compute();
         }
         if lease != LeaseState::Theirs || !self.mode.exec {
             return self.compute_or_refuse();
@@ -674,21 +665,26 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         };
         if now >= until {
             self.rec.add(Event::LockTimeout);
-            if let Some((value, entry)) = self.fallback.take() {
-                // Rather than join a stampede, serve the fallback.
-                self.shared = Some(Arc::new(entry));
-                self.rec.add(Event::StaleServed);
-                self.stage = Stage::Done;
-                self.release_followers();
-                return Ok(Action::Return(value));
-            }
-            // Compute without the lease: the holder is stuck or gone.
-            self.request = None;
-            return self.compute_or_refuse();
+            // Rather than join a stampede, serve the fallback; without one, compute (the
+            // holder is stuck or gone).
+            return self.fallback_or_compute();
         }
         self.poll = Some((until, pause));
         self.stage = Stage::Sleeping;
         Ok(Action::Sleep(pause.min(until - now)))
+    }
+
+    /// Serves the fallback if there is one; otherwise computes, without the lease.
+    fn fallback_or_compute(&mut self) -> Result<Action<T>, S> {
+        let Some((value, entry)) = self.fallback.take() else {
+            self.request = None;
+            return self.compute_or_refuse();
+        };
+        self.shared = Some(Arc::new(entry));
+        self.rec.add(Event::StaleServed);
+        self.stage = Stage::Done;
+        self.release_followers();
+        Ok(Action::Return(value))
     }
 
     fn compute_or_refuse(&mut self) -> Result<Action<T>, S> {
