@@ -13,6 +13,7 @@ mod concurrency;
 mod corruption;
 #[path = "../common/front.rs"]
 mod front;
+mod healing;
 mod isolation;
 mod model;
 mod options;
