@@ -10,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::core::Core;
 use crate::error::Error;
-use crate::layout::{Layout, Naming, check_hash_tag_free};
+use crate::layout::{Layout, Naming, check_hash_tag_free, check_prefix};
 use crate::options::Behaviour;
 use crate::policy::Policy;
 use crate::stats::StatsRegistry;
@@ -141,8 +141,9 @@ impl Builder {
         self
     }
 
-    /// Prefix of every key (default `"func-cache:"`), non-empty; without `{` or `}` for the
-    /// cluster layouts.
+    /// Prefix of every key (default `"func-cache:"`); it must end with `:`, which tells where
+    /// the prefix ends and the cache name begins (so that no two caches ever share a key), and
+    /// hold no `{` or `}` for the cluster layouts.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -265,6 +266,7 @@ impl Builder {
         if self.prefix.is_empty() {
             return Err(Error::config("the key prefix must not be empty"));
         }
+        check_prefix(&self.prefix)?;
         if self.maxsize == 0 {
             return Err(Error::config("maxsize must be greater than 0"));
         }

@@ -13,7 +13,12 @@ use crate::policy::Policy;
 /// with [`crate::Builder::redis_cluster`] (or a cluster client) needs one of them; on a single
 /// server or the embedded store they work too. With them the cache name and the prefix must
 /// not contain `{` or `}` (the builder refuses them), and braces in a function identity are
-/// written as `%7B` and `%7D` in key names (the digest still tells such functions apart).
+/// written as `%7B` and `%7D` (and `%` as `%25`) in key names.
+///
+/// In every layout a `:` in the cache name is written `%3A` and a `%` `%25` (`svc:users`
+/// becomes `svc%3Ausers`), and the prefix ends with `:`: then no two caches ever share a key,
+/// and [`crate::Cache::len`], [`crate::Cache::purge`] and [`crate::Cache::vacuum`] of one cache
+/// never see or touch another's structures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Layout {
@@ -98,12 +103,30 @@ impl Structure {
     }
 
     /// The structure whose index key is `index` (a key ending in `:0`), if it is one.
+    #[cfg(test)]
     pub(crate) fn from_index_key(index: &str) -> Option<Structure> {
         index.strip_suffix(":0").map(Structure::from_base)
     }
 }
 
 /// Key naming of one cache (prefix, name, policy and layout fixed at build time).
+///
+/// The naming is injective: two caches that differ in prefix, name, policy or layout never
+/// share a key, and two functions of one cache never share a structure. Three rules make it so:
+///
+/// - the prefix ends with `:` (the builder refuses others), so it ends exactly where the name
+///   begins: otherwise `ap` + `px` and `app` + `x` would be one key;
+/// - the name is written with `%` as `%25` and `:` as `%3A` ([`escape_name`]), so it holds no
+///   `:` and the key is read back from the right: `{prefix}{name}:{policy}` is the last two
+///   `:`-separated parts before `:0`, however many `:` the prefix holds. Ordinary names
+///   (`my-app`) are written as they are;
+/// - a per-function structure ends with the 12-character digest of its function identity, so
+///   the function is what lies between the cache's part and `#{digest}`, and
+///   [`Naming::owned_structure`] recomputes the whole key from it. SCAN MATCH patterns are
+///   globs over free text and may still match another cache's keys (a prefix such as
+///   `p:X:lru_t-m:` puts a cache's keys under the pattern of a cache named `X`); every key SCAN
+///   returns is checked that way before anything acts on it, so a foreign structure is never
+///   counted, purged or vacuumed (up to a collision of the 72-bit digest).
 #[derive(Debug, Clone)]
 pub(crate) struct Naming {
     layout: Layout,
@@ -113,11 +136,18 @@ pub(crate) struct Naming {
     shared: Structure,
 }
 
+/// The length of `#` and a function digest at the end of a [`Layout::PerFunction`] base.
+const DIGEST_TAIL: usize = 13;
+/// The length of `#{`, a function digest and `}` at the end of a
+/// [`Layout::ClusterPerFunction`] base.
+const CLUSTER_DIGEST_TAIL: usize = 15;
+
 impl Naming {
-    /// Key naming for a cache; `name` and `prefix` were checked by [`check_hash_tag_free`]
-    /// when `layout` is a cluster layout.
+    /// Key naming for a cache; `prefix` ends with `:` (see [`check_prefix`]), and `name` and
+    /// `prefix` were checked by [`check_hash_tag_free`] when `layout` is a cluster layout.
     pub(crate) fn new(prefix: &str, name: &str, policy: Policy, layout: Layout) -> Naming {
         let tag = policy.tag();
+        let name = escape_name(name);
         let shared = match layout {
             Layout::Cluster => format!("{prefix}{{{name}:{tag}-c}}"),
             _ => format!("{prefix}{name}:{tag}"),
@@ -146,7 +176,7 @@ impl Naming {
             Layout::ClusterPerFunction => Structure::from_base(&format!(
                 "{}:{}#{{{}}}",
                 self.functions_base,
-                escape_braces(function),
+                escape_function(function),
                 function_digest(function)
             )),
         }
@@ -158,10 +188,63 @@ impl Naming {
         (!self.layout.is_per_function()).then(|| vec![self.shared.clone()])
     }
 
-    /// A SCAN MATCH pattern that matches the index keys of every per-function structure.
+    /// A SCAN MATCH pattern that matches every key of every per-function structure (`:0`,
+    /// `:1` and `:2`: a structure whose index was deleted or evicted is still found by its
+    /// entries). It may match other keys too: [`Naming::owned_structure`] sorts them out.
     pub(crate) fn scan_pattern(&self) -> String {
-        format!("{}:*:0", glob_escape(&self.functions_base))
+        format!("{}:*:[012]", glob_escape(&self.functions_base))
     }
+
+    /// The structure `key` belongs to, when it is a key of one of this cache's per-function
+    /// structures: exactly the key [`Naming::structure`] names for the function it spells.
+    pub(crate) fn owned_structure(&self, key: &str) -> Option<Structure> {
+        let base = key
+            .strip_suffix(":0")
+            .or_else(|| key.strip_suffix(":1"))
+            .or_else(|| key.strip_suffix(":2"))?;
+        let rest = base.strip_prefix(&self.functions_base)?.strip_prefix(':')?;
+        let function = match self.layout {
+            Layout::PerFunction => {
+                let (function, _) = rest.split_at_checked(rest.len().checked_sub(DIGEST_TAIL)?)?;
+                std::borrow::Cow::Borrowed(function)
+            }
+            Layout::ClusterPerFunction => {
+                let at = rest.len().checked_sub(CLUSTER_DIGEST_TAIL)?;
+                let (function, _) = rest.split_at_checked(at)?;
+                unescape_function(function).into()
+            }
+            Layout::Shared | Layout::Cluster => return None,
+        };
+        let structure = self.structure(&function);
+        let ours = structure
+            .index
+            .strip_suffix(":0")
+            .is_some_and(|own| own == base);
+        ours.then_some(structure)
+    }
+}
+
+/// Writes a cache name with `%` as `%25` and `:` as `%3A`: the name then holds no `:`, which
+/// makes the key readable from the right (see [`Naming`]), and the escaping is reversible, so
+/// two names never share an escaped form (`a%3Ab` is written `a%253Ab`).
+fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains(['%', ':']) {
+        return name.into();
+    }
+    name.replace('%', "%25").replace(':', "%3A").into()
+}
+
+/// Refuses a prefix that does not end with `:`, the one character that tells where the prefix
+/// ends and the (escaped) name begins.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), Error> {
+    if !prefix.ends_with(':') {
+        return Err(Error::config(format!(
+            "the key prefix `{prefix}` must end with `:`, which separates it from the cache \
+             name (without it, prefix `ap` with name `px` and prefix `app` with name `x` would \
+             name the same keys)"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses braces in a part of a key name that precedes the layout's own hash tag: a brace
@@ -177,15 +260,44 @@ pub(crate) fn check_hash_tag_free(what: &str, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes the braces of a function identity as `%7B` / `%7D`, so that the only hash tag of a
-/// [`Layout::ClusterPerFunction`] key is the digest the layout appends. Two identities that
-/// differ only in how braces are spelled still get different keys: their digests differ.
-fn escape_braces(function: &str) -> std::borrow::Cow<'_, str> {
-    if function.contains(['{', '}']) {
-        function.replace('{', "%7B").replace('}', "%7D").into()
+/// Writes the braces of a function identity as `%7B` / `%7D` (and `%` as `%25`, so that the
+/// escaping can be undone), so that the only hash tag of a [`Layout::ClusterPerFunction`] key
+/// is the digest the layout appends.
+fn escape_function(function: &str) -> std::borrow::Cow<'_, str> {
+    if function.contains(['{', '}', '%']) {
+        function
+            .replace('%', "%25")
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .into()
     } else {
         function.into()
     }
+}
+
+/// Undoes [`escape_function`]. Any other `%` sequence is kept as it is: the caller compares
+/// the key named for the result with the key it read, so a spelling `escape_function` would
+/// not write is not taken for one of ours.
+fn unescape_function(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let (text, skip) = if tail.starts_with("%25") {
+            ("%", 3)
+        } else if tail.starts_with("%7B") {
+            ("{", 3)
+        } else if tail.starts_with("%7D") {
+            ("}", 3)
+        } else {
+            ("%", 1)
+        };
+        out.push_str(text);
+        rest = &tail[skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Escapes Redis glob metacharacters so a prefix or name is matched literally.
@@ -220,7 +332,7 @@ mod tests {
         let digest = function_digest("mod::f");
         assert_eq!(s.index, format!("p:app:rr-m:mod::f#{digest}:0"));
         assert_eq!(Structure::from_index_key(&s.index), Some(s.clone()));
-        assert_eq!(n.scan_pattern(), "p:app:rr-m:*:0");
+        assert_eq!(n.scan_pattern(), "p:app:rr-m:*:[012]");
         let mut member = [0u8; 16];
         member[0] = 0xab;
         member[15] = 0x01;
@@ -252,7 +364,7 @@ mod tests {
         assert_eq!(Slot::for_key(&s.expiry), Slot::for_key(&digest));
         assert_eq!(Structure::from_index_key(&s.index), Some(s));
         assert_eq!(n.fixed_structures(), None);
-        assert_eq!(n.scan_pattern(), "p:app:lru_t-cm:*:0");
+        assert_eq!(n.scan_pattern(), "p:app:lru_t-cm:*:[012]");
     }
 
     #[test]
@@ -266,6 +378,11 @@ mod tests {
         // Exactly one `{`: the digest's hash tag.
         assert_eq!(braced.index.matches('{').count(), 1);
         assert_ne!(braced, n.structure("f%7Bx%7D"));
+        assert!(
+            n.structure("f%7Bx%7D")
+                .index
+                .starts_with("p:app:lru-cm:f%257Bx%257D#{")
+        );
         // Only the cluster layouts escape: the other layouts keep their documented names.
         let plain = Naming::new("p:", "app", Policy::Lru, Layout::PerFunction).structure("f{x}");
         assert!(plain.index.starts_with("p:app:lru-m:f{x}#"), "{plain:?}");
@@ -279,6 +396,71 @@ mod tests {
             assert_eq!(err.kind(), crate::ErrorKind::Config);
             assert!(err.to_string().contains("hash tag"), "{err}");
         }
+    }
+
+    #[test]
+    fn names_are_escaped_so_that_keys_read_back_from_the_right() {
+        let n = |prefix, name| Naming::new(prefix, name, Policy::Lru, Layout::Shared);
+        // Ordinary names keep the documented shape.
+        assert_eq!(
+            n("func-cache:", "my-app").structure("f").index,
+            "func-cache:my-app:lru:0"
+        );
+        let colon = n("p:", "a:b").structure("f");
+        assert_eq!(colon.index, "p:a%3Ab:lru:0");
+        assert_ne!(colon, n("p:a:", "b").structure("f"));
+        assert_eq!(n("p:", "a%3Ab").structure("f").index, "p:a%253Ab:lru:0");
+        let cluster = Naming::new("p:", "a:b", Policy::Lru, Layout::Cluster).structure("f");
+        assert_eq!(cluster.index, "p:{a%3Ab:lru-c}:0");
+        let per = Naming::new("p:", "a:b", Policy::Lru, Layout::PerFunction);
+        assert_eq!(per.scan_pattern(), "p:a%3Ab:lru-m:*:[012]");
+    }
+
+    #[test]
+    fn prefixes_end_with_a_colon() {
+        assert!(check_prefix("func-cache:").is_ok());
+        assert!(check_prefix("a:b:").is_ok());
+        for bad in ["ap", "a:b", "x-"] {
+            assert_eq!(
+                check_prefix(bad).unwrap_err().kind(),
+                crate::ErrorKind::Config
+            );
+        }
+    }
+
+    #[test]
+    fn a_scanned_key_is_ours_only_when_it_is_exactly_the_key_we_name() {
+        for layout in [Layout::PerFunction, Layout::ClusterPerFunction] {
+            let n = Naming::new("p:", "X", Policy::LruT, layout);
+            for function in ["f", "mod::g", "a#b:c", "f{x}%", "f%7Bx%7D", ""] {
+                let s = n.structure(function);
+                for key in [&s.index, &s.values, &s.expiry] {
+                    assert_eq!(n.owned_structure(key), Some(s.clone()), "{layout:?} {key}");
+                }
+                assert_eq!(n.owned_structure(&s.lease_key(&[0; 16])), None);
+            }
+            // A cache whose crafted prefix puts its keys under this cache's pattern.
+            let infix = if layout == Layout::PerFunction {
+                "m"
+            } else {
+                "cm"
+            };
+            let prefix = format!("p:X:lru_t-{infix}:");
+            let other = Naming::new(&prefix, "y", Policy::LruT, layout);
+            let theirs = other.structure("f");
+            assert!(theirs.index.starts_with(&format!("p:X:lru_t-{infix}:")));
+            assert_eq!(n.owned_structure(&theirs.index), None, "{theirs:?}");
+            let shared = Naming::new(&prefix, "y", Policy::LruT, Layout::Shared).structure("f");
+            assert_eq!(n.owned_structure(&shared.index), None, "{shared:?}");
+            // Another policy, or no digest at all.
+            let lru = Naming::new("p:", "X", Policy::Lru, layout).structure("f");
+            assert_eq!(n.owned_structure(&lru.index), None);
+            assert_eq!(n.owned_structure(&format!("p:X:lru_t-{infix}:f#x:0")), None);
+            assert_eq!(n.owned_structure("p:X:lru_t-m:0"), None);
+        }
+        // The shared layouts never scan.
+        let n = Naming::new("p:", "X", Policy::LruT, Layout::Shared);
+        assert_eq!(n.owned_structure(&n.structure("f").index), None);
     }
 
     #[test]

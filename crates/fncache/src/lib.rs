@@ -58,6 +58,9 @@
 //! listed with their expiry time in a sorted set at `…:2`. The member of a call is a 16-byte
 //! BLAKE3 digest of the function identity and the postcard encoding of its arguments. The
 //! cluster layouts add a hash tag so that the keys of a structure share a slot: see [`Layout`].
+//! The prefix ends with `:` and a `:` or `%` in the name is written `%3A` / `%25`, so two
+//! caches never share a key; a put that finds a structure's keys out of step (deleted or
+//! evicted from outside) repairs it before storing.
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -13,6 +13,8 @@ mod concurrency;
 mod corruption;
 #[path = "../common/front.rs"]
 mod front;
+mod healing;
+mod isolation;
 mod model;
 mod options;
 mod support;

@@ -14,7 +14,7 @@ use super::script::ScriptCall;
 
 use crate::clock::saturating_millis;
 use crate::error::{Error, ErrorKind};
-use crate::layout::Structure;
+use crate::layout::{Naming, Structure};
 use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
 
 /// Keys returned per SCAN round trip (a hint to the server).
@@ -117,6 +117,9 @@ struct SweepState {
     topology: Topology,
     /// `Some` when the structures must be found with SCAN MATCH this pattern.
     pattern: Option<String>,
+    /// The cache's naming: a key SCAN returns is acted on only when it is a key of one of this
+    /// cache's structures (a glob may match other caches' keys too).
+    naming: Naming,
     started: bool,
     /// SCAN cursors still to follow, per node (`None`: the one server).
     cursors: VecDeque<(Option<Node>, u64)>,
@@ -124,7 +127,8 @@ struct SweepState {
     batches: VecDeque<Vec<Structure>>,
     /// What the request in flight was.
     awaiting: Awaiting,
-    /// Index keys already batched (SCAN may return a key more than once).
+    /// Index keys of the structures already batched (SCAN may return a key more than once,
+    /// and finds up to three keys of each structure).
     seen: HashSet<String>,
     total: u64,
 }
@@ -276,9 +280,13 @@ impl Plan {
             StoreOp::Len => sweep(Sweep::Len, settings, topology),
             StoreOp::Purge => sweep(Sweep::Purge, settings, topology),
             // One structure, known by name: the purge script over just its three keys.
-            StoreOp::PurgeStructure { structure } => {
-                sweep_over(Sweep::Purge, topology, None, vec![structure])
-            }
+            StoreOp::PurgeStructure { structure } => sweep_over(
+                Sweep::Purge,
+                topology,
+                &settings.naming,
+                None,
+                vec![structure],
+            ),
             StoreOp::Vacuum => sweep(Sweep::Vacuum, settings, topology),
         };
         Plan {
@@ -420,9 +428,9 @@ impl SweepState {
             self.cursors.push_back((node, cursor));
         }
         let fresh: Vec<Structure> = keys
-            .into_iter()
-            .filter(|k| self.seen.insert(k.clone()))
-            .filter_map(|k| Structure::from_index_key(&k))
+            .iter()
+            .filter_map(|k| self.naming.owned_structure(k))
+            .filter(|s| self.seen.insert(s.index.clone()))
             .collect();
         self.batches.extend(batches(self.topology, fresh));
         Ok(())
@@ -473,13 +481,20 @@ fn batches(topology: Topology, structures: Vec<Structure>) -> Vec<Vec<Structure>
 fn sweep(sweep: Sweep, settings: &StoreSettings, topology: Topology) -> State {
     let fixed = settings.naming.fixed_structures();
     let pattern = fixed.is_none().then(|| settings.naming.scan_pattern());
-    sweep_over(sweep, topology, pattern, fixed.unwrap_or_default())
+    sweep_over(
+        sweep,
+        topology,
+        &settings.naming,
+        pattern,
+        fixed.unwrap_or_default(),
+    )
 }
 
 /// A sweep over `structures`, and over what SCAN MATCH `pattern` finds when given.
 fn sweep_over(
     sweep: Sweep,
     topology: Topology,
+    naming: &Naming,
     pattern: Option<String>,
     structures: Vec<Structure>,
 ) -> State {
@@ -487,6 +502,7 @@ fn sweep_over(
         sweep,
         topology,
         pattern,
+        naming: naming.clone(),
         started: false,
         cursors: VecDeque::new(),
         batches: batches(topology, structures).into(),
@@ -680,16 +696,27 @@ mod tests {
             plan.step(None).unwrap(),
             Step::Send(Request::Cmd(_))
         ));
-        // First batch finds one structure: a script call counts it.
+        // First batch finds one structure (by two of its keys), and keys that only look like
+        // the cache's: a script call counts the structure.
+        let f = s.naming.structure("f");
         let step = plan
-            .step(Some(Ok(batch("5", &["p:n:lru-m:f#x:0"]))))
+            .step(Some(Ok(batch(
+                "5",
+                &[
+                    &f.values,
+                    "p:n:lru-m:f#x:0",
+                    &f.index,
+                    "p:n:lru-m:other:lru:0",
+                ],
+            ))))
             .unwrap();
+        assert_eq!(plan.touched, vec![f.clone()]);
         assert!(matches!(step, Step::Send(Request::Script(_))));
         let step = plan.step(Some(Ok(Value::Int(2)))).unwrap();
         assert!(matches!(step, Step::Send(Request::Cmd(_))));
-        // The same key again (SCAN may repeat) is not counted twice.
+        // The same structure again (SCAN may repeat) is not counted twice.
         let step = plan
-            .step(Some(Ok(batch("0", &["p:n:lru-m:f#x:0"]))))
+            .step(Some(Ok(batch("0", &[&f.index, &f.expiry]))))
             .unwrap();
         assert!(matches!(step, Step::Done(StoreReply::Count(2))));
     }

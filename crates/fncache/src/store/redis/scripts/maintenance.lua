@@ -12,9 +12,17 @@ local function remove_entry(kind, index, values, expiry, member)
   return redis.call('HDEL', values, member)
 end
 
--- The entries of one structure that are stored and not expired.
+-- The entries of one structure that are stored and not expired: what `peek` finds. Counted
+-- from the entries, not the index, and an expiry time counts only with its entry, so that a
+-- structure whose keys are out of step (a key or some members deleted or evicted from
+-- outside; the next put repairs it) is counted as it reads. Reads one key per expiry time
+-- that has passed: those are few, since puts and vacuum reclaim them.
 local function live_count(kind, index, values, expiry, now)
-  redis.call('HLEN', values) -- a values key of the wrong type fails here, before any write
-  return index_card(kind, index) - redis.call('ZCOUNT', expiry, '-inf', now)
+  index_card(kind, index) -- keys of the wrong type fail here, before any write
+  local total = redis.call('HLEN', values)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now)) do
+    total = total - redis.call('HEXISTS', values, m)
+  end
+  return total
 end
 

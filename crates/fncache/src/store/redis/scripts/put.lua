@@ -7,27 +7,66 @@
 --       keep ms (how long past the write a fallback is kept; 0 = until the entry TTL),
 --       lease token ('' = none: a lease held with this token is released)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
+-- A structure whose index and entries are out of step (a key or some members deleted or
+-- evicted from outside) is put right first, so every put leaves it consistent and within
+-- maxsize.
 local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
+-- Index members plus entries up to which a structure out of step is repaired member by member
+-- (about a millisecond of work); a larger one is dropped whole.
+local HEAL_LIMIT = 2048
 local now = now_us()
 local evicted, reclaimed = 0, 0
 
 -- Reads come first: a key of the wrong type fails here, before anything is written.
+local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
+local stored = redis.call('HLEN', values)
+if size ~= stored then
+  -- The index and the entries are out of step: someone deleted one of the keys or some of
+  -- their members, or Redis evicted a key under maxmemory. Entries outside the index would
+  -- never be evicted (the structure would outgrow maxsize) and index members without an entry
+  -- would be counted by len: put the structure right before storing. A structure that lost
+  -- its index or its entries whole, or is too large to check here, starts afresh (UNLINK frees
+  -- it in the background); a small one keeps the members found in both.
+  redis.call('ZCARD', expiry)
+  if size == 0 or stored == 0 or size + stored > HEAL_LIMIT then
+    redis.call('UNLINK', index, values, expiry)
+  else
+    local present, both = {}, {}
+    local fields = redis.call('HKEYS', values)
+    for _, f in ipairs(fields) do present[f] = true end
+    local members = is_set and redis.call('SMEMBERS', index) or redis.call('ZRANGE', index, 0, -1)
+    for _, m in ipairs(members) do
+      if present[m] then
+        both[m] = true
+      else
+        redis.call(is_set and 'SREM' or 'ZREM', index, m)
+        redis.call('ZREM', expiry, m)
+      end
+    end
+    for _, f in ipairs(fields) do
+      if not both[f] then
+        redis.call('HDEL', values, f)
+        redis.call('ZREM', expiry, f)
+      end
+    end
+  end
+  size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
+end
 local exists = redis.call('HEXISTS', values, member) == 1
 if exists then
   touch(ARGV[5], index, member, now)
 else
-  local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
   if size >= maxsize then
-    -- Expired entries go before any live entry is evicted.
+    -- Expired entries go before any live entry is evicted (an expiry time whose entry is gone
+    -- is dropped without being counted).
     local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 128)
     if #dead > 0 then
       redis.call(is_set and 'SREM' or 'ZREM', index, unpack(dead))
-      redis.call('HDEL', values, unpack(dead))
+      reclaimed = redis.call('HDEL', values, unpack(dead))
       redis.call('ZREM', expiry, unpack(dead))
-      reclaimed = #dead
       size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
     end
   end
@@ -41,9 +80,8 @@ else
       out = redis.call('ZPOPMIN', index)[1]
     end
     if not out then break end
-    redis.call('HDEL', values, out)
+    evicted = evicted + redis.call('HDEL', values, out)
     redis.call('ZREM', expiry, out)
-    evicted = evicted + 1
     size = size - 1
   end
   if is_set then

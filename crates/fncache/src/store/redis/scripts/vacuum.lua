@@ -12,8 +12,8 @@ for i = 1, #KEYS, 3 do
     local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 256)
     if #dead == 0 then break end
     for _, m in ipairs(dead) do
-      remove_entry(kind, index, values, expiry, m)
-      total = total + 1
+      -- An expiry time whose entry is gone (deleted from outside) is dropped, not counted.
+      total = total + remove_entry(kind, index, values, expiry, m)
     end
   end
 end
