@@ -274,6 +274,7 @@ impl Builder {
             ));
         }
         self.behaviour.validate()?;
+        let behaviour = self.behaviour.normalized();
         if self.layout.is_cluster() {
             check_hash_tag_free("cache name", &self.name)?;
             check_hash_tag_free("key prefix", &self.prefix)?;
@@ -283,7 +284,7 @@ impl Builder {
             &self.connect,
             self.layout,
             front,
-            self.behaviour.op_timeout,
+            behaviour.op_timeout,
             connect::process_env,
         )?;
         let backend = match resolved {
@@ -296,7 +297,7 @@ impl Builder {
             settings: StoreSettings {
                 rules: self.policy.rules(),
                 maxsize: u64::try_from(self.maxsize).unwrap_or(u64::MAX),
-                ttl: self.ttl,
+                ttl: self.ttl.map(crate::duration::setting),
                 slide: self.update_ttl,
                 naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
             },
@@ -304,7 +305,7 @@ impl Builder {
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,
-            behaviour: self.behaviour,
+            behaviour,
             breaker: Breaker::new(self.circuit_breaker),
             flights: Default::default(),
             workers: Workers::new(4, 256),

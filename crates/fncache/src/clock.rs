@@ -71,9 +71,3 @@ impl Clock for ManualClock {
 pub(crate) fn saturating_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
-
-/// A duration in whole milliseconds (at least 1 for a non-zero duration), saturating.
-pub(crate) fn saturating_millis(d: Duration) -> u64 {
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 && !d.is_zero() { 1 } else { ms }
-}

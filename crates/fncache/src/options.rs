@@ -155,8 +155,13 @@ impl CallOptions {
         self
     }
 
-    /// These options over a cache's `defaults`.
+    /// These options over a cache's `defaults`, as they take effect (see
+    /// [`Behaviour::normalized`]).
     pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
+        if *self == CallOptions::new() {
+            // The hot path: the cache's settings were normalized when it was built.
+            return *defaults;
+        }
         Behaviour {
             entry_ttl: self.entry_ttl.or(defaults.entry_ttl),
             refresh_after: self.refresh_after.or(defaults.refresh_after),
@@ -173,6 +178,7 @@ impl CallOptions {
                 .stampede_protection
                 .unwrap_or(defaults.stampede_protection),
         }
+        .normalized()
     }
 }
 
@@ -206,6 +212,23 @@ impl Behaviour {
         strict: false,
         stampede_protection: true,
     };
+
+    /// Every duration as it takes effect: in whole milliseconds, rounded up, and at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION) (zero stays zero, for [`Behaviour::validate`]),
+    /// so that both stores read it alike and no deadline overflows.
+    pub(crate) fn normalized(self) -> Behaviour {
+        let setting = crate::duration::setting;
+        Behaviour {
+            entry_ttl: self.entry_ttl.map(setting),
+            refresh_after: self.refresh_after.map(setting),
+            lock_timeout: setting(self.lock_timeout),
+            compute_timeout: self.compute_timeout.map(setting),
+            max_stale: self.max_stale.map(setting),
+            fail_safe_throttle: setting(self.fail_safe_throttle),
+            op_timeout: setting(self.op_timeout),
+            ..self
+        }
+    }
 
     /// Durations that must not be zero, with their names, for validation.
     pub(crate) fn durations(&self) -> [(&'static str, Option<Duration>); 7] {
