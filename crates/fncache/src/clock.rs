@@ -49,9 +49,14 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (to the end of time at most: it never wraps around).
     pub fn advance(&self, by: Duration) {
-        self.now.fetch_add(saturating_micros(by), Ordering::SeqCst);
+        let by = saturating_micros(by);
+        let _ = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(by))
+            });
     }
 }
 

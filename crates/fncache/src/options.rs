@@ -11,6 +11,11 @@ use crate::codec::Codec;
 /// `get_or_compute_with` / `try_get_or_compute_with`; `#[fncache::cached]` builds them from
 /// its options of the same names.
 ///
+/// Durations follow the builder's rule (see [Durations](crate::Builder#durations)): whole
+/// milliseconds rounded up, at most [`MAX_DURATION`](crate::MAX_DURATION); a zero one makes
+/// the call skip the cache (counted in `stats().errors`; strict calls return the
+/// [`ErrorKind::Config`](crate::ErrorKind::Config) error, which names the setting).
+///
 /// ```
 /// use std::time::Duration;
 /// use fncache::{CallOptions, Codec};
@@ -125,7 +130,8 @@ impl CallOptions {
         self
     }
 
-    /// How old (since written) a value may be when fail-safe serves it instead of an error.
+    /// How old (since written) a value may be when fail-safe serves it instead of an error; see
+    /// [`Builder::max_stale`](crate::Builder::max_stale).
     pub const fn max_stale(mut self, max_stale: Duration) -> CallOptions {
         self.max_stale = Some(max_stale);
         self

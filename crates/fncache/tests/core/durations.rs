@@ -528,3 +528,41 @@ fn max_stale_without_an_entry_ttl_serves_stale_only_until_it_passes() {
         );
     }
 }
+
+/// On Redis a setting past `MAX_DURATION` is written as exactly that: the structure's PTTL and
+/// the entry's expiry (server microseconds plus 100 years, computed in Lua doubles) are exact.
+#[test]
+fn huge_settings_are_stored_as_max_duration_on_redis() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let cache = Cache::builder(&name)
+        .redis(server.url())
+        .policy(fncache::Policy::Lru)
+        .ttl(Duration::MAX)
+        .entry_ttl(Duration::MAX)
+        .max_stale(Duration::from_secs(u64::MAX))
+        .build_blocking()
+        .unwrap();
+    assert_eq!(cache.get_or_compute("f", &1u8, || 1u8).unwrap(), 1);
+    let mut con = server.connection();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut con).unwrap();
+    let now_us = secs * 1_000_000 + micros;
+    let max_ms = u64::try_from(fncache::MAX_DURATION.as_millis()).unwrap();
+    let pttl: u64 = redis::cmd("PTTL")
+        .arg(format!("func-cache:{name}:lru:0"))
+        .query(&mut con)
+        .unwrap();
+    assert!(pttl <= max_ms && pttl > max_ms - 60_000, "{pttl}");
+    let expiry: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
+        .arg(format!("func-cache:{name}:lru:2"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut con)
+        .unwrap();
+    let keep_until: f64 = expiry[0].1.parse().unwrap();
+    assert_eq!(keep_until.fract(), 0.0, "an exact integer: {keep_until}");
+    let written = keep_until as u64 - max_ms * 1000;
+    assert!(written <= now_us && written > now_us - 60_000_000, "{keep_until}");
+    assert!(cache.contains("f", &1u8).unwrap());
+}
