@@ -13,8 +13,8 @@ use super::{
     Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings, Token,
 };
 use crate::clock::Clock;
-use crate::duration::{store_micros, store_millis};
 use crate::codec::{Entry, Times};
+use crate::duration::{store_micros, store_millis};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::policy::{IndexKind, InsertRule, TouchRule, VictimRule};

@@ -140,12 +140,9 @@ impl Cached {
         };
         match self {
             Cached::Blocking(c) => c.try_get_or_compute_with(options, "f", &(x,), compute),
-            Cached::Async(c, rt) => rt.block_on(c.try_get_or_compute_with(
-                options,
-                "f",
-                &(x,),
-                || async { compute() },
-            )),
+            Cached::Async(c, rt) => {
+                rt.block_on(c.try_get_or_compute_with(options, "f", &(x,), || async { compute() }))
+            }
         }
     }
 
@@ -254,7 +251,10 @@ impl Case {
             for answer in &self.answers {
                 assert!(answer.is_ok(), "{who}: {answer:?}");
             }
-            assert!(stats.errors >= 1, "{who}: the invalid options are counted: {stats:?}");
+            assert!(
+                stats.errors >= 1,
+                "{who}: the invalid options are counted: {stats:?}"
+            );
             assert_eq!(stats.hits, 0, "{who}: the cache is skipped: {stats:?}");
             return;
         }
@@ -279,13 +279,19 @@ impl Case {
             Scenario::FailSafe => {
                 assert_eq!(self.answers.len(), 2, "{who}");
                 assert_eq!(self.answers[0].as_ref().ok(), Some(&Ok(20)), "{who}");
-                let last = self.answers[1].as_ref().unwrap_or_else(|e| panic!("{who}: {e}"));
+                let last = self.answers[1]
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{who}: {e}"));
                 let gone = self.d < DAY && matches!(self.setting, Setting::Ttl | Setting::MaxStale);
                 if gone {
                     // A structure TTL or max_stale of a millisecond: nothing is left to serve.
                     assert_eq!(*last, Err("down"), "{who}: {stats:?}");
                 } else if !redis_timeouts {
-                    assert_eq!(*last, Ok(20), "{who}: fail-safe serves the value: {stats:?}");
+                    assert_eq!(
+                        *last,
+                        Ok(20),
+                        "{who}: fail-safe serves the value: {stats:?}"
+                    );
                 }
             }
         }
@@ -315,7 +321,11 @@ fn every_duration_setting_accepts_any_value_and_both_stores_agree() {
                     for redis in [false, true] {
                         for asynchronous in [false, true] {
                             let mut b = Cache::builder(unique_name());
-                            b = if redis { b.redis(server.url()) } else { b.memory() };
+                            b = if redis {
+                                b.redis(server.url())
+                            } else {
+                                b.memory()
+                            };
                             if scenario == Scenario::FailSafe {
                                 b = b.entry_ttl(Duration::from_millis(1)).max_stale(DAY);
                             }
@@ -367,10 +377,17 @@ fn every_duration_setting_accepts_any_value_and_both_stores_agree() {
     // Every case is checked, and every failing one named (the panic hook prints each reason).
     let failed: Vec<String> = cases
         .iter()
-        .filter(|case| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case.check())).is_err())
+        .filter(|case| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case.check())).is_err()
+        })
         .map(Case::describe)
         .collect();
-    assert!(failed.is_empty(), "{} cases failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 /// Two callers of one cold key: the second waits (`lock_timeout`) for the first, as a follower
@@ -386,7 +403,11 @@ fn any_lock_timeout_waits_for_another_callers_value_without_panicking() {
                 let name = unique_name();
                 let make = || {
                     let b = Cache::builder(&name).lock_timeout(d);
-                    let b = if redis { b.redis(server.url()) } else { b.memory() };
+                    let b = if redis {
+                        b.redis(server.url())
+                    } else {
+                        b.memory()
+                    };
                     Cached::build(b, asynchronous, &rt).unwrap()
                 };
                 let first = make();
@@ -413,11 +434,11 @@ fn contend(first: &Cached, second: &Cached, who: &str) {
             };
             match &first {
                 Cached::Blocking(c) => c.get_or_compute("contend", &3u8, compute),
-                Cached::Async(c, rt) => rt.block_on(c.get_or_compute_owned(
-                    "contend",
-                    &3u8,
-                    move || async move { tokio::task::spawn_blocking(compute).await.unwrap() },
-                )),
+                Cached::Async(c, rt) => {
+                    rt.block_on(c.get_or_compute_owned("contend", &3u8, move || async move {
+                        tokio::task::spawn_blocking(compute).await.unwrap()
+                    }))
+                }
             }
         })
     };
@@ -485,7 +506,11 @@ fn max_stale_bounds_a_served_value_without_an_entry_ttl() {
     for redis in [false, true] {
         for asynchronous in [false, true] {
             let b = bounded(Cache::builder(unique_name()));
-            let b = if redis { b.redis(server.url()) } else { b.memory() };
+            let b = if redis {
+                b.redis(server.url())
+            } else {
+                b.memory()
+            };
             let cache = Cached::build(b, asynchronous, &rt).unwrap();
             assert_eq!(call_both_ways(&cache, 1, Ok(10)), [Ok(10), Ok(10)]);
             caches.push((redis, cache));
@@ -563,6 +588,9 @@ fn huge_settings_are_stored_as_max_duration_on_redis() {
     let keep_until: f64 = expiry[0].1.parse().unwrap();
     assert_eq!(keep_until.fract(), 0.0, "an exact integer: {keep_until}");
     let written = keep_until as u64 - max_ms * 1000;
-    assert!(written <= now_us && written > now_us - 60_000_000, "{keep_until}");
+    assert!(
+        written <= now_us && written > now_us - 60_000_000,
+        "{keep_until}"
+    );
     assert!(cache.contains("f", &1u8).unwrap());
 }
