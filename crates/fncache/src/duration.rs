@@ -21,9 +21,14 @@ pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 const MAX_MILLIS: u64 = MAX_DURATION.as_secs() * 1000;
 
+// The bound is exact in Lua: printed with 14 significant digits, and an expiry in microseconds
+// (now + the bound) an exact double until the year 2155 (5,838,336,000 s after the epoch).
+const _: () = assert!(MAX_MILLIS < 100_000_000_000_000);
+const _: () = assert!(5_838_336_000_000_000 + MAX_MILLIS * 1000 < 1 << 53);
+
 /// A setting in the stores' unit: whole milliseconds, rounded up, at most [`MAX_DURATION`].
 pub(crate) fn store_millis(d: Duration) -> u64 {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).map_or(MAX_MILLIS, |ms| ms.min(MAX_MILLIS))
 }
 
@@ -59,15 +64,6 @@ mod tests {
             assert_eq!(setting(huge), MAX_DURATION);
         }
         assert_eq!(setting(Duration::from_nanos(1)), Duration::from_millis(1));
-    }
-
-    #[test]
-    fn the_bound_is_exact_in_lua() {
-        // Printed exactly with 14 significant digits...
-        assert!(MAX_MILLIS < 100_000_000_000_000);
-        // ...and an expiry in microseconds stays an exact double until the year 2155.
-        let year_2155_us: u64 = 5_838_336_000 * 1_000_000;
-        assert!(year_2155_us + store_micros(MAX_DURATION) < 1 << 53);
     }
 
     #[test]
