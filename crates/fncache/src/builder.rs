@@ -46,6 +46,30 @@ pub const DEFAULT_PREFIX: &str = "func-cache:";
 ///     .build_blocking()?;
 /// # Ok::<(), fncache::Error>(())
 /// ```
+///
+/// # Durations
+///
+/// Every `Duration` setting, here and in [`CallOptions`](crate::CallOptions), follows one rule,
+/// the same on both stores and both front-ends:
+///
+/// - **Zero is refused**: `build` returns an [`ErrorKind::Config`](crate::ErrorKind::Config)
+///   error that names the setting and its limit (`"lock_timeout must be greater than zero"`);
+///   a zero per-call override makes that call skip the cache (counted in `stats().errors`,
+///   returned when strict). Use [`Builder::no_ttl`] for structures that never expire.
+/// - **Whole milliseconds, rounded up**: the unit the stores count in; 1 ns means 1 ms.
+/// - **At most [`MAX_DURATION`](crate::MAX_DURATION)** (100 years): a longer value, up to
+///   `Duration::MAX`, means "as long as can be represented", that is 100 years.
+///
+/// ```
+/// use std::time::Duration;
+/// use fncache::{Cache, ErrorKind};
+///
+/// let forever = Cache::builder("doc").memory().lock_timeout(Duration::MAX).build_blocking()?;
+/// assert_eq!(forever.get_or_compute("f", &1, || 2)?, 2);
+/// let zero = Cache::builder("doc").memory().op_timeout(Duration::ZERO).build_blocking();
+/// assert_eq!(zero.unwrap_err().kind(), ErrorKind::Config);
+/// # Ok::<(), fncache::Error>(())
+/// ```
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `build` or `build_blocking` is called"]
 pub struct Builder {
@@ -116,7 +140,8 @@ impl Builder {
         self
     }
 
-    /// Lifetime of a structure (default one hour): see [`Builder::update_ttl`].
+    /// Lifetime of a structure (default one hour): see [`Builder::update_ttl`]. Greater than
+    /// zero (use [`Builder::no_ttl`] instead); see [Durations](Builder#durations).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -135,7 +160,9 @@ impl Builder {
         self
     }
 
-    /// A default time-to-live for each entry; an expired entry is never served.
+    /// A default time-to-live for each entry; an expired entry is never served (except as a
+    /// fail-safe fallback, see [`Builder::max_stale`]). Without one, entries live until they
+    /// are evicted or their structure expires, or, with `max_stale`, for `max_stale`.
     pub fn entry_ttl(mut self, ttl: Duration) -> Self {
         self.behaviour.entry_ttl = Some(ttl);
         self
@@ -177,14 +204,16 @@ impl Builder {
 
     /// Entries older than `after` are stale: still served, and the first caller to see one
     /// starts a single refresh (in the background for owned functions, see
-    /// `get_or_compute_owned`). The entry TTL stays the hard limit.
+    /// `get_or_compute_owned`). The entry TTL (or, without one, `max_stale`) stays the hard
+    /// limit.
     pub fn refresh_after(mut self, after: Duration) -> Self {
         self.behaviour.refresh_after = Some(after);
         self
     }
 
     /// How long a caller's lease on a key lives, and how long other callers (threads, tasks,
-    /// processes) wait for its value before computing themselves (default 5 s).
+    /// processes) wait for its value before computing themselves (default 5 s). A wait of
+    /// [`MAX_DURATION`](crate::MAX_DURATION) (or more) waits for as long as the holder lives.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.behaviour.lock_timeout = timeout;
         self
@@ -208,6 +237,12 @@ impl Builder {
 
     /// Fail-safe: keep entries up to `max_stale` after they were written (beyond their entry
     /// TTL) and serve them when recomputing fails, instead of the error.
+    ///
+    /// A hard bound: no value older than `max_stale` since its write is ever served, unless
+    /// its entry TTL is longer (then the entry TTL is the bound, and fail-safe adds nothing).
+    /// Without an entry TTL, `max_stale` is the entries' lifetime: served (stale after
+    /// `refresh_after`) until `max_stale` has passed, then gone, so a failing function's error
+    /// surfaces.
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.behaviour.max_stale = Some(max_stale);
         self
@@ -221,7 +256,8 @@ impl Builder {
     }
 
     /// How long one backend operation may take before the call goes on without the cache
-    /// (default 250 ms).
+    /// (default 250 ms). It bounds Redis operations only: the embedded store answers at once.
+    /// Shorter than a round trip to the server, it makes every call fail open, as it says.
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.behaviour.op_timeout = timeout;
         self
@@ -276,6 +312,7 @@ impl Builder {
             ));
         }
         self.behaviour.validate()?;
+        let behaviour = self.behaviour.normalized();
         if self.layout.is_cluster() {
             check_hash_tag_free("cache name", &self.name)?;
             check_hash_tag_free("key prefix", &self.prefix)?;
@@ -285,7 +322,7 @@ impl Builder {
             &self.connect,
             self.layout,
             front,
-            self.behaviour.op_timeout,
+            behaviour.op_timeout,
             connect::process_env,
         )?;
         let backend = match resolved {
@@ -298,7 +335,7 @@ impl Builder {
             settings: StoreSettings {
                 rules: self.policy.rules(),
                 maxsize: u64::try_from(self.maxsize).unwrap_or(u64::MAX),
-                ttl: self.ttl,
+                ttl: self.ttl.map(crate::duration::setting),
                 slide: self.update_ttl,
                 naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
             },
@@ -306,7 +343,7 @@ impl Builder {
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,
-            behaviour: self.behaviour,
+            behaviour,
             breaker: Breaker::new(self.circuit_breaker),
             flights: Default::default(),
             workers: Workers::new(4, 256),

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, Entry, Times, decode_entry};
 use crate::core::{Core, Surface};
+use crate::duration::deadline;
 use crate::error::Error;
 use crate::flight::{Flight, Leader, Role};
 use crate::key::Member;
@@ -350,8 +351,9 @@ pub(crate) struct Call<'a, S, T> {
     request: Option<LeaseRequest>,
     /// A stale or expired value, with its entry, to serve if computing fails.
     fallback: Option<(T, Vec<u8>)>,
-    /// Polling for another caller's value: give up at this instant; the next pause.
-    poll: Option<(Instant, Duration)>,
+    /// Polling for another caller's value: give up at this instant (`None`: never, the lock
+    /// timeout reaching past what an instant holds); the next pause.
+    poll: Option<(Option<Instant>, Duration)>,
     /// The entry handed to this process's followers when the call ends.
     shared: Option<Arc<Vec<u8>>>,
     then: Then,
@@ -659,11 +661,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         let (until, pause) = match self.poll {
             None => {
                 self.rec.add(Event::LockWait);
-                (now + self.b.lock_timeout, POLL_FIRST)
+                (deadline(now, self.b.lock_timeout), POLL_FIRST)
             }
             Some((until, pause)) => (until, (pause * 2).min(POLL_MAX)),
         };
-        if now >= until {
+        let left = until.map(|until| until.saturating_duration_since(now));
+        if left.is_some_and(|left| left.is_zero()) {
             self.rec.add(Event::LockTimeout);
             // Rather than join a stampede, serve the fallback; without one, compute (the
             // holder is stuck or gone).
@@ -671,7 +674,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         self.poll = Some((until, pause));
         self.stage = Stage::Sleeping;
-        Ok(Action::Sleep(pause.min(until - now)))
+        Ok(Action::Sleep(left.map_or(pause, |left| pause.min(left))))
     }
 
     /// Serves the fallback if there is one; otherwise computes, without the lease.

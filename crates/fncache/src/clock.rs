@@ -49,9 +49,14 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (to the end of time at most: it never wraps around).
     pub fn advance(&self, by: Duration) {
-        self.now.fetch_add(saturating_micros(by), Ordering::SeqCst);
+        let by = saturating_micros(by);
+        let _ = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(by))
+            });
     }
 }
 
@@ -70,10 +75,4 @@ impl Clock for ManualClock {
 /// A duration in whole microseconds, saturating instead of overflowing.
 pub(crate) fn saturating_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A duration in whole milliseconds (at least 1 for a non-zero duration), saturating.
-pub(crate) fn saturating_millis(d: Duration) -> u64 {
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 && !d.is_zero() { 1 } else { ms }
 }

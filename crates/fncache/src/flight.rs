@@ -114,27 +114,36 @@ impl Flight {
     /// Waits (blocking the thread) for the outcome: `Some(Some(v))` a value, `Some(None)` the
     /// leader gave up, `None` the wait timed out.
     pub(crate) fn wait_blocking(&self, timeout: Duration) -> Option<Option<Shared>> {
-        let deadline = Instant::now() + timeout;
+        // No deadline (too far to represent) means waiting until the leader is done.
+        let deadline = crate::duration::deadline(Instant::now(), timeout);
         let mut outcome = lock(&self.outcome);
         loop {
             if let Some(done) = outcome.as_ref() {
                 return Some(done.clone());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            outcome = self
-                .threads
-                .wait_timeout(outcome, left)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|e| e.into_inner().0);
+            outcome = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.threads
+                        .wait_timeout(outcome, left)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|e| e.into_inner().0)
+                }
+                None => self
+                    .threads
+                    .wait(outcome)
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
     /// Waits (in a task) for the outcome; see [`Flight::wait_blocking`].
     pub(crate) async fn wait_async(&self, timeout: Duration) -> Option<Option<Shared>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // No deadline (too far to represent) means waiting until the leader is done.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             let notified = self.tasks.notified();
             tokio::pin!(notified);
@@ -143,8 +152,13 @@ impl Flight {
             if let Some(done) = lock(&self.outcome).as_ref() {
                 return Some(done.clone());
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return lock(&self.outcome).clone();
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return lock(&self.outcome).clone();
+                    }
+                }
+                None => notified.await,
             }
         }
     }

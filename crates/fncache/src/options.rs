@@ -11,6 +11,11 @@ use crate::codec::Codec;
 /// `get_or_compute_with` / `try_get_or_compute_with`; `#[fncache::cached]` builds them from
 /// its options of the same names.
 ///
+/// Durations follow the builder's rule (see [Durations](crate::Builder#durations)): whole
+/// milliseconds rounded up, at most [`MAX_DURATION`](crate::MAX_DURATION); a zero one makes
+/// the call skip the cache (counted in `stats().errors`; strict calls return the
+/// [`ErrorKind::Config`](crate::ErrorKind::Config) error, which names the setting).
+///
 /// ```
 /// use std::time::Duration;
 /// use fncache::{CallOptions, Codec};
@@ -125,7 +130,8 @@ impl CallOptions {
         self
     }
 
-    /// How old (since written) a value may be when fail-safe serves it instead of an error.
+    /// How old (since written) a value may be when fail-safe serves it instead of an error; see
+    /// [`Builder::max_stale`](crate::Builder::max_stale).
     pub const fn max_stale(mut self, max_stale: Duration) -> CallOptions {
         self.max_stale = Some(max_stale);
         self
@@ -155,8 +161,13 @@ impl CallOptions {
         self
     }
 
-    /// These options over a cache's `defaults`.
+    /// These options over a cache's `defaults`, as they take effect (see
+    /// [`Behaviour::normalized`]).
     pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
+        if *self == CallOptions::new() {
+            // The hot path: the cache's settings were normalized when it was built.
+            return *defaults;
+        }
         Behaviour {
             entry_ttl: self.entry_ttl.or(defaults.entry_ttl),
             refresh_after: self.refresh_after.or(defaults.refresh_after),
@@ -173,6 +184,7 @@ impl CallOptions {
                 .stampede_protection
                 .unwrap_or(defaults.stampede_protection),
         }
+        .normalized()
     }
 }
 
@@ -206,6 +218,23 @@ impl Behaviour {
         strict: false,
         stampede_protection: true,
     };
+
+    /// Every duration as it takes effect: in whole milliseconds, rounded up, and at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION) (zero stays zero, for [`Behaviour::validate`]),
+    /// so that both stores read it alike and no deadline overflows.
+    pub(crate) fn normalized(self) -> Behaviour {
+        let setting = crate::duration::setting;
+        Behaviour {
+            entry_ttl: self.entry_ttl.map(setting),
+            refresh_after: self.refresh_after.map(setting),
+            lock_timeout: setting(self.lock_timeout),
+            compute_timeout: self.compute_timeout.map(setting),
+            max_stale: self.max_stale.map(setting),
+            fail_safe_throttle: setting(self.fail_safe_throttle),
+            op_timeout: setting(self.op_timeout),
+            ..self
+        }
+    }
 
     /// Durations that must not be zero, with their names, for validation.
     pub(crate) fn durations(&self) -> [(&'static str, Option<Duration>); 7] {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use super::{
     Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings, Token,
 };
-use crate::clock::{Clock, saturating_micros, saturating_millis};
+use crate::clock::Clock;
 use crate::codec::{Entry, Times};
+use crate::duration::{store_micros, store_millis};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::policy::{IndexKind, InsertRule, TouchRule, VictimRule};
@@ -57,7 +58,7 @@ impl State {
                 }
             }
             _ => {
-                let until = now.saturating_add(saturating_micros(request.ttl));
+                let until = now.saturating_add(store_micros(request.ttl));
                 self.leases.insert(key, (request.token.clone(), until));
                 LeaseState::Mine
             }
@@ -240,21 +241,19 @@ impl MemStructure {
     }
 }
 
-/// The timestamps of an entry written at `now` (as `put.lua`): times are kept in whole
-/// milliseconds of TTL, as Redis receives them.
+/// The timestamps of an entry written at `now` (as `put.lua`): durations count in whole
+/// milliseconds, as Redis receives them. The entry is served normally until its entry TTL and
+/// kept as a fallback until `keep` (max_stale) when that is longer; without an entry TTL,
+/// `keep` is its lifetime, so that no value older than `max_stale` is ever served.
 fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) -> Times {
-    let Some(ttl) = entry_ttl.filter(|t| !t.is_zero()) else {
-        return Times {
-            written_at_us: now,
-            ..Times::default()
-        };
-    };
-    let (ttl_ms, keep_ms) = (saturating_millis(ttl), keep.map_or(0, saturating_millis));
-    let expire = now.saturating_add(ttl_ms.saturating_mul(1000));
-    let keep_until = if keep_ms > ttl_ms {
-        now.saturating_add(keep_ms.saturating_mul(1000))
-    } else {
-        expire
+    let (ttl_us, keep_us) = (
+        entry_ttl.map_or(0, store_micros),
+        keep.map_or(0, store_micros),
+    );
+    let (expire, keep_until) = match (ttl_us, keep_us) {
+        (0, 0) => (0, 0),
+        (0, keep) => (now.saturating_add(keep), now.saturating_add(keep)),
+        (ttl, keep) => (now.saturating_add(ttl), now.saturating_add(ttl.max(keep))),
     };
     Times {
         written_at_us: now,
@@ -351,7 +350,7 @@ impl MemoryStore {
                 }
                 match hold {
                     Some(hold) => {
-                        let until = now.saturating_add(saturating_micros(hold));
+                        let until = now.saturating_add(store_micros(hold));
                         state.leases.insert(key, (format!("!{token}"), until));
                     }
                     None => {
@@ -405,8 +404,8 @@ impl MemoryStore {
         let Some(ttl) = self.settings.ttl else {
             return;
         };
-        let ttl_us = saturating_micros(ttl);
-        let step_us = (saturating_millis(ttl) / 100).min(1000) * 1000;
+        let ttl_us = store_micros(ttl);
+        let step_us = (store_millis(ttl) / 100).min(1000) * 1000;
         let remaining_us = s.deadline_us.map_or(0, |d| d.saturating_sub(now));
         if s.deadline_us.is_none() || ttl_us.saturating_sub(remaining_us) >= step_us {
             s.deadline_us = Some(now.saturating_add(ttl_us));
@@ -466,7 +465,7 @@ impl MemoryStore {
         }
         let stale = match (refresh_after, parsed) {
             (Some(after), Some(e)) if !after.is_zero() => {
-                now.saturating_sub(e.written_at_us) >= saturating_millis(after) * 1000
+                now.saturating_sub(e.written_at_us) >= store_micros(after)
             }
             _ => false,
         };

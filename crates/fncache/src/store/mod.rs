@@ -49,7 +49,7 @@ pub(crate) enum StoreOp {
         payload: Vec<u8>,
         entry_ttl: Option<Duration>,
         /// Keep the entry this long after the write as a fail-safe fallback, when that is
-        /// longer than its entry TTL.
+        /// longer than its entry TTL; without an entry TTL, the entry's lifetime.
         keep: Option<Duration>,
         /// Release the key's lease if it is held with this token.
         release: Option<Token>,

@@ -11,6 +11,7 @@
 mod behaviour;
 mod concurrency;
 mod corruption;
+mod durations;
 #[path = "../common/front.rs"]
 mod front;
 mod healing;

@@ -12,7 +12,7 @@ use redis::{Script, Value};
 
 use super::script::ScriptCall;
 
-use crate::clock::saturating_millis;
+use crate::duration::store_millis;
 use crate::error::{Error, ErrorKind};
 use crate::layout::{Naming, Structure};
 use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
@@ -215,13 +215,13 @@ impl Plan {
                     inv.arg(structure.lease_key(&member));
                 }
                 let (lease_ms, token) =
-                    lease.map_or((0, String::new()), |l| (saturating_millis(l.ttl), l.token));
+                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token));
                 inv.arg(&member[..])
                     .arg(rules.touch.script_word())
                     .arg(kind)
                     .arg(ttl_ms(settings))
                     .arg(flag(settings.slide))
-                    .arg(refresh_after.map_or(0, saturating_millis))
+                    .arg(refresh_after.map_or(0, store_millis))
                     .arg(lease_ms)
                     .arg(token);
                 single(inv, ReplyShape::Lookup)
@@ -249,8 +249,8 @@ impl Plan {
                     .arg(settings.maxsize)
                     .arg(ttl_ms(settings))
                     .arg(flag(settings.slide))
-                    .arg(entry_ttl.map_or(0, saturating_millis))
-                    .arg(keep.map_or(0, saturating_millis))
+                    .arg(entry_ttl.map_or(0, store_millis))
+                    .arg(keep.map_or(0, store_millis))
                     .arg(release.unwrap_or_default());
                 single(inv, ReplyShape::Stored)
             }
@@ -263,7 +263,7 @@ impl Plan {
                 let mut inv = ScriptCall::new(&LEASE, "lease.lua", 1);
                 inv.arg(structure.lease_key(&member))
                     .arg(token)
-                    .arg(hold.map_or(0, saturating_millis));
+                    .arg(hold.map_or(0, store_millis));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Peek { structure, member } => {
@@ -537,7 +537,7 @@ fn scan(cursor: u64, pattern: &str) -> redis::Cmd {
 }
 
 fn ttl_ms(settings: &StoreSettings) -> u64 {
-    settings.ttl.map_or(0, saturating_millis)
+    settings.ttl.map_or(0, store_millis)
 }
 
 fn flag(on: bool) -> &'static str {

@@ -4,7 +4,8 @@
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
 --       slide ('1' = every put renews the structure ttl), entry ttl ms (0 = none),
---       keep ms (how long past the write a fallback is kept; 0 = until the entry TTL),
+--       keep ms (how long past the write a fallback is kept; 0 = until the entry TTL;
+--       without an entry TTL, the entry's lifetime),
 --       lease token ('' = none: a lease held with this token is released)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
@@ -98,12 +99,18 @@ else
 end
 
 -- The entry is deleted at keep_until: its entry TTL, or later when a fallback is kept.
+-- Without an entry TTL, keep ms (max_stale) is its lifetime: no value older than max_stale is
+-- ever served. (Durations arrive in whole ms of at most 100 years, so these sums of
+-- microseconds stay exact in doubles.)
 local expire, keep = 0, 0
 local keep_ms = tonumber(ARGV[11])
 if entry_ttl > 0 then
   expire = now + entry_ttl * 1000
   keep = expire
   if keep_ms > entry_ttl then keep = now + keep_ms * 1000 end
+elseif keep_ms > 0 then
+  expire = now + keep_ms * 1000
+  keep = expire
 end
 if keep > 0 then
   redis.call('ZADD', expiry, keep, member)
