@@ -123,6 +123,22 @@ impl ServerKind {
     }
 }
 
+/// A server's count of one command's calls ([`RedisServer::command_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandStats {
+    /// Calls run, including those that answered an error (such as `NOSCRIPT`).
+    pub calls: u64,
+    /// Calls that answered an error.
+    pub failed_calls: u64,
+}
+
+impl CommandStats {
+    /// Calls that did not answer an error.
+    pub fn succeeded(&self) -> u64 {
+        self.calls - self.failed_calls
+    }
+}
+
 /// A `redis-server` (or `valkey-server`) process owned by a test, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -286,22 +302,30 @@ impl RedisServer {
         matches!(info.first(), Some(v) if *v != redis::Value::Nil)
     }
 
-    /// The number of calls of `command` the server counted (`INFO commandstats`, lowercase
-    /// name; `0` when never called).
-    pub fn command_calls(&self, command: &str) -> u64 {
+    /// How often the server ran `command` (`INFO commandstats`; lowercase name, a
+    /// subcommand as `command|info`); all zero when never called.
+    pub fn command_stats(&self, command: &str) -> CommandStats {
         let stats: String = redis::cmd("INFO")
             .arg("commandstats")
             .query(&mut self.connection())
             .unwrap_or_else(|e| panic!("INFO commandstats failed: {e}"));
-        let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .map_or(0, |n| {
-                n.parse()
-                    .unwrap_or_else(|e| panic!("bad commandstats line for {command}: {e}"))
-            })
+        let prefix = format!("cmdstat_{}:", command.to_ascii_lowercase());
+        let Some(line) = stats.lines().find_map(|line| line.strip_prefix(&prefix)) else {
+            return CommandStats::default();
+        };
+        let field = |name: &str| {
+            line.trim_end()
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .map_or(0, |n| {
+                    n.parse()
+                        .unwrap_or_else(|e| panic!("bad commandstats line `{line}`: {e}"))
+                })
+        };
+        CommandStats {
+            calls: field("calls"),
+            failed_calls: field("failed_calls"),
+        }
     }
 
     /// The TCP port the server listens on.
@@ -530,8 +554,17 @@ mod tests {
             "{}",
             server.version()
         );
-        assert!(server.command_calls("ping") >= 1, "spawning waits for PING");
-        assert_eq!(server.command_calls("lpush"), 0);
+        assert!(
+            server.command_stats("ping").succeeded() >= 1,
+            "spawning waits for PING"
+        );
+        assert_eq!(server.command_stats("lpush"), CommandStats::default());
+        let _ = redis::cmd("EVALSHA")
+            .arg("0000000000000000000000000000000000000000")
+            .arg(0)
+            .exec(&mut server.connection());
+        let evalsha = server.command_stats("evalsha");
+        assert_eq!((evalsha.calls, evalsha.failed_calls), (1, 1), "NOSCRIPT");
         assert!(server.has_command("get"));
         assert!(!server.has_command("no-such-command"));
     }

@@ -15,6 +15,7 @@ mod corruption;
 mod front;
 mod model;
 mod options;
+mod server;
 mod support;
 mod traces;
 mod ttl;
