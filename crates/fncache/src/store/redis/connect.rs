@@ -408,9 +408,12 @@ fn connection_info(
     if let Some(password) = password {
         settings = settings.set_password(password);
     }
-    if old.skip_set_lib_name() {
-        settings = settings.set_skip_set_lib_name();
-    }
+    // No `CLIENT SETINFO` in the handshake: Redis >= 7.2 and Valkey hold it back during a
+    // `CLIENT PAUSE` (Redis 7.0 rejects it at once), so a fresh connection to a paused server
+    // would wait for its connect bound (1 s) instead of failing an op at the op timeout, and a
+    // patient op would fail open instead of waiting the pause out. Only `CLIENT LIST` loses
+    // the library name.
+    settings = settings.set_skip_set_lib_name();
     Ok(info.set_redis_settings(settings))
 }
 
@@ -678,6 +681,21 @@ mod tests {
             (r.username(), r.password(), r.db()),
             (Some("bob"), Some("other"), 3)
         );
+    }
+
+    #[test]
+    fn connections_skip_client_setinfo() {
+        for url in ["redis://h:1/", "rediss://u:p@h:1/2"] {
+            let info = server_info(
+                resolve_with(
+                    StoreChoice::Url(url.into()),
+                    &ConnectOptions::default(),
+                    &[],
+                )
+                .unwrap(),
+            );
+            assert!(info.redis_settings().skip_set_lib_name(), "{url}");
+        }
     }
 
     #[test]

@@ -9,13 +9,14 @@ pub(crate) mod script;
 
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub(crate) use self::connect::RedisTarget;
-use self::plan::{Plan, Request, Step, Topology};
+use self::plan::{Capabilities, Plan, Request, Step, Topology};
 use crate::error::{Error, ErrorKind};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
 
@@ -37,12 +38,44 @@ fn topology(target: &RedisTarget) -> Topology {
     }
 }
 
+/// What a cache's plans learned about its server's commands (see [`Capabilities`]), shared by
+/// every op of the cache: probed once, not per op.
+/// 0 until something is learned.
+#[derive(Debug, Default)]
+struct Learned(AtomicU8);
+
+impl Learned {
+    const SCRIPTS_ONLY: u8 = 1;
+    const DELIFEQ: u8 = 2;
+
+    fn get(&self) -> Option<Capabilities> {
+        match self.0.load(Ordering::Relaxed) {
+            Learned::SCRIPTS_ONLY => Some(Capabilities { delifeq: false }),
+            Learned::DELIFEQ => Some(Capabilities { delifeq: true }),
+            _ => None,
+        }
+    }
+
+    /// Keeps what `plan` learned, if anything.
+    fn keep(&self, plan: &Plan) {
+        if let Some(capabilities) = plan.learned() {
+            let value = if capabilities.delifeq {
+                Learned::DELIFEQ
+            } else {
+                Learned::SCRIPTS_ONLY
+            };
+            self.0.store(value, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The blocking driver: a small pool of synchronous connections (to a server or a cluster),
 /// or the user's r2d2 pool; no runtime needed.
 #[derive(Debug)]
 pub(crate) struct BlockingRedis {
     target: RedisTarget,
     idle: Mutex<Vec<Pooled>>,
+    learned: Learned,
 }
 
 /// A checked-out connection (its `Debug` says nothing about the server's credentials).
@@ -93,6 +126,7 @@ impl BlockingRedis {
         BlockingRedis {
             target,
             idle: Mutex::new(Vec::new()),
+            learned: Learned::default(),
         }
     }
 
@@ -105,7 +139,7 @@ impl BlockingRedis {
     ) -> Result<StoreReply, Error> {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
-        let mut plan = Plan::new(op, settings, topology(&self.target));
+        let mut plan = Plan::new(op, settings, topology(&self.target)).knowing(self.learned.get());
         let mut reply = None;
         let mut healthy = true;
         let result = loop {
@@ -123,6 +157,7 @@ impl BlockingRedis {
                 sent => reply = Some(sent),
             }
         };
+        self.learned.keep(&plan);
         if healthy {
             self.checkin(con);
         }
@@ -189,6 +224,7 @@ pub(crate) struct AsyncRedis {
     target: RedisTarget,
     /// The connection, and the runtime it was made in (its I/O lives there).
     connection: Mutex<Option<(AsyncConnection, Option<tokio::runtime::Id>)>>,
+    learned: Learned,
 }
 
 /// A shared async connection (cheap to clone).
@@ -212,6 +248,7 @@ impl AsyncRedis {
         AsyncRedis {
             target,
             connection: Mutex::new(None),
+            learned: Learned::default(),
         }
     }
 
@@ -249,13 +286,19 @@ impl AsyncRedis {
         op: StoreOp,
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
-        let mut plan = Plan::new(op, settings, topology(&self.target));
+        let mut plan = Plan::new(op, settings, topology(&self.target)).knowing(self.learned.get());
+        let result = self.drive(&mut plan, &mut con).await;
+        self.learned.keep(&plan);
+        result
+    }
+
+    async fn drive(&self, plan: &mut Plan, con: &mut AsyncConnection) -> Result<StoreReply, Error> {
         let mut reply = None;
         loop {
             match plan.step(reply.take())? {
                 Step::Done(out) => return Ok(out),
                 Step::Send(request) => {
-                    let sent = match &mut con {
+                    let sent = match &mut *con {
                         AsyncConnection::Manager(con) => match &request {
                             Request::Script(invocation) => invocation.invoke_async(con).await,
                             Request::Cmd(cmd) => cmd.query_async(con).await,

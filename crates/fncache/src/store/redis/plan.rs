@@ -106,6 +106,41 @@ enum State {
     Single(Option<Request>, ReplyShape),
     /// A whole-cache op: run the sweep script over every structure of the cache.
     Sweep(SweepState),
+    /// Releasing a lease now: with `DELIFEQ` where the server has it, else `lease.lua`.
+    Release(Release),
+}
+
+/// What the plans of a cache know about its server's commands: learned once, by the first
+/// lease release (a `COMMAND INFO DELIFEQ` probe), kept by the driver and handed to every
+/// later plan ([`Plan::knowing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Capabilities {
+    /// The server has `DELIFEQ key value` (Valkey >= 9): a lease is released with that one
+    /// plain command instead of the compare-and-delete script.
+    pub(crate) delifeq: bool,
+}
+
+/// The Lua-only server: Redis (7.0 to 8.x), Valkey before 9.
+const SCRIPTS_ONLY: Capabilities = Capabilities { delifeq: false };
+
+/// A lease release in progress.
+#[derive(Debug)]
+struct Release {
+    key: String,
+    token: String,
+    stage: ReleaseStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReleaseStage {
+    /// Nothing sent; the server's commands are not known yet.
+    Unprobed,
+    /// Nothing sent; the server has `DELIFEQ`.
+    Known,
+    /// `COMMAND INFO DELIFEQ` in flight.
+    Probing,
+    /// `DELIFEQ` in flight.
+    Deleting,
 }
 
 /// A whole-cache op in progress. Structures come either up front (the shared layouts) or from
@@ -177,6 +212,8 @@ impl Node {
 #[derive(Debug)]
 pub(crate) struct Plan {
     state: State,
+    /// What this plan found out about the server, for the driver to keep.
+    learned: Option<Capabilities>,
     index_kind: &'static str,
     /// Structures the request in flight touches, for naming a key of the wrong type.
     touched: Vec<Structure>,
@@ -254,18 +291,32 @@ impl Plan {
                     .arg(release.unwrap_or_default());
                 single(inv, ReplyShape::Stored)
             }
+            // Released now: the plain DELIFEQ where the server has it (decided once the plan
+            // knows its capabilities, see `Plan::knowing`).
             StoreOp::Lease {
                 structure,
                 member,
                 token,
-                hold,
-            } => {
-                let mut inv = ScriptCall::new(&LEASE, "lease.lua", 1);
-                inv.arg(structure.lease_key(&member))
-                    .arg(token)
-                    .arg(hold.map_or(0, store_millis));
-                single(inv, ReplyShape::Flag)
-            }
+                hold: None,
+            } => State::Release(Release {
+                key: structure.lease_key(&member),
+                token,
+                stage: ReleaseStage::Unprobed,
+            }),
+            // Held back for the fail-safe throttle: a compare-and-set, which only the script does.
+            StoreOp::Lease {
+                structure,
+                member,
+                token,
+                hold: Some(hold),
+            } => State::Single(
+                Some(lease_script(
+                    structure.lease_key(&member),
+                    token,
+                    store_millis(hold),
+                )),
+                ReplyShape::Flag,
+            ),
             StoreOp::Peek { structure, member } => {
                 let mut inv = ScriptCall::new(&PEEK, "peek.lua", 1);
                 inv.arg(&structure.values).arg(&member[..]);
@@ -291,20 +342,72 @@ impl Plan {
         };
         Plan {
             state,
+            learned: None,
             index_kind: kind,
             touched,
             diagnosing: None,
         }
     }
 
+    /// Tells the plan what is known of the server's commands (`None`: not yet probed; a plan
+    /// that needs to know probes first).
+    pub(crate) fn knowing(mut self, capabilities: Option<Capabilities>) -> Plan {
+        if let State::Release(release) = &mut self.state {
+            match capabilities {
+                None => {}
+                Some(Capabilities { delifeq: true }) => release.stage = ReleaseStage::Known,
+                Some(Capabilities { delifeq: false }) => {
+                    let key = std::mem::take(&mut release.key);
+                    let token = std::mem::take(&mut release.token);
+                    self.state = State::Single(Some(lease_script(key, token, 0)), ReplyShape::Flag);
+                }
+            }
+        }
+        self
+    }
+
+    /// What this plan learned about the server's commands, for the driver to pass to later
+    /// plans. Set before the probe is sent: a server (or proxy) that answers the probe by
+    /// dropping the connection is not probed again.
+    pub(crate) fn learned(&self) -> Option<Capabilities> {
+        self.learned
+    }
+
     /// Advances the plan with the outcome of the previous request (`None` at the start).
     pub(crate) fn step(&mut self, reply: Option<redis::RedisResult<Value>>) -> Result<Step, Error> {
         match reply {
-            Some(Err(e)) => self.on_error(e),
+            Some(Err(e)) => match self.fall_back(&e) {
+                Some(request) => Ok(Step::Send(request)),
+                None => self.on_error(e),
+            },
             Some(Ok(types)) if self.diagnosing.is_some() => Err(self.diagnosis(types)),
             Some(Ok(value)) => self.advance(Some(value)),
             None => self.advance(None),
         }
+    }
+
+    /// A lease release whose probe failed, or whose `DELIFEQ` the server does not know (a
+    /// server replaced by an older one) or does not allow (an ACL user without it), goes on
+    /// with the script, and later plans go straight to it.
+    fn fall_back(&mut self, e: &redis::RedisError) -> Option<Request> {
+        let State::Release(release) = &mut self.state else {
+            return None;
+        };
+        let refused = e.code() == Some("NOPERM")
+            || (e.code() == Some("ERR")
+                && e.detail()
+                    .is_some_and(|d| d.to_ascii_lowercase().starts_with("unknown command")));
+        match release.stage {
+            ReleaseStage::Probing => {}
+            ReleaseStage::Deleting if refused => {}
+            _ => return None,
+        }
+        self.learned = Some(SCRIPTS_ONLY);
+        let key = std::mem::take(&mut release.key);
+        let token = std::mem::take(&mut release.token);
+        // The script's reply is read as the flag the release answers.
+        self.state = State::Single(None, ReplyShape::Flag);
+        Some(lease_script(key, token, 0))
     }
 
     /// A script failed. A wrong-type failure is worth one more round trip: ask the type of
@@ -365,6 +468,42 @@ impl Plan {
                 (Some(request), _) => Ok(Step::Send(request)),
                 (None, Some(reply)) => parse(*shape, reply).map(Step::Done),
                 (None, None) => Err(protocol("a reply was expected")),
+            },
+            State::Release(release) => match (release.stage, reply) {
+                (ReleaseStage::Unprobed, None) => {
+                    // Pessimistic until answered (see `Plan::learned`).
+                    self.learned = Some(SCRIPTS_ONLY);
+                    release.stage = ReleaseStage::Probing;
+                    let mut probe = redis::cmd("COMMAND");
+                    probe.arg("INFO").arg("DELIFEQ");
+                    Ok(Step::Send(Request::Cmd(probe)))
+                }
+                (ReleaseStage::Probing, Some(info)) if has_command(&info) => {
+                    self.learned = Some(Capabilities { delifeq: true });
+                    release.stage = ReleaseStage::Deleting;
+                    Ok(Step::Send(delifeq(release)))
+                }
+                (ReleaseStage::Probing, Some(_)) => {
+                    let key = std::mem::take(&mut release.key);
+                    let token = std::mem::take(&mut release.token);
+                    self.state = State::Single(None, ReplyShape::Flag);
+                    Ok(Step::Send(lease_script(key, token, 0)))
+                }
+                (ReleaseStage::Known, None) => {
+                    release.stage = ReleaseStage::Deleting;
+                    Ok(Step::Send(delifeq(release)))
+                }
+                (ReleaseStage::Deleting, Some(reply)) => {
+                    parse(ReplyShape::Flag, reply).map(Step::Done)
+                }
+                (stage, reply) => Err(protocol(&format!(
+                    "a lease release at {stage:?} got {}",
+                    if reply.is_some() {
+                        "a reply"
+                    } else {
+                        "no reply"
+                    }
+                ))),
             },
             State::Sweep(state) => {
                 if !state.started {
@@ -512,6 +651,27 @@ fn sweep_over(
     })
 }
 
+/// `lease.lua`: release the lease at `key` if `token` holds it (`hold_ms` 0), or hold it
+/// back for `hold_ms`.
+fn lease_script(key: String, token: String, hold_ms: u64) -> Request {
+    let mut inv = ScriptCall::new(&LEASE, "lease.lua", 1);
+    inv.arg(key).arg(token).arg(hold_ms);
+    Request::Script(inv)
+}
+
+/// `DELIFEQ key token`: deletes the lease only if `token` holds it; 1 when it did, as
+/// `lease.lua` answers.
+fn delifeq(release: &Release) -> Request {
+    let mut cmd = redis::cmd("DELIFEQ");
+    cmd.arg(&release.key).arg(&release.token);
+    Request::Cmd(cmd)
+}
+
+/// Reads a `COMMAND INFO name` reply: one entry, nil for a command the server does not have.
+fn has_command(info: &Value) -> bool {
+    matches!(info, Value::Array(entries) if matches!(entries.first(), Some(Value::Array(_))))
+}
+
 fn keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.index).arg(&s.values).arg(&s.expiry);
 }
@@ -638,6 +798,141 @@ mod tests {
             slide: true,
             naming: Naming::new("p:", "n", Policy::Lru, layout),
         }
+    }
+
+    fn release(hold: Option<std::time::Duration>) -> (StoreSettings, StoreOp) {
+        let s = settings(Layout::Shared);
+        let op = StoreOp::Lease {
+            structure: s.naming.structure("f"),
+            member: [7; 16],
+            token: "tok".to_owned(),
+            hold,
+        };
+        (s, op)
+    }
+
+    fn server_error(line: &str) -> redis::RedisError {
+        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .unwrap()
+            .extract_error()
+            .unwrap_err()
+    }
+
+    fn cmd_words(step: Step) -> Vec<String> {
+        let Step::Send(Request::Cmd(cmd)) = step else {
+            panic!("a plain command was expected, got {step:?}");
+        };
+        cmd.args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<cursor>".to_owned(),
+            })
+            .collect()
+    }
+
+    /// The key count, key, token and hold of a `lease.lua` call.
+    fn lease_words(step: Step) -> Vec<String> {
+        let Step::Send(Request::Script(call)) = step else {
+            panic!("lease.lua was expected, got {step:?}");
+        };
+        assert_eq!(call.name(), "lease.lua");
+        call.words()
+    }
+
+    const VALKEY: Capabilities = Capabilities { delifeq: true };
+
+    #[test]
+    fn a_first_release_probes_for_delifeq_and_uses_it() {
+        let (s, op) = release(None);
+        let key = s.naming.structure("f").lease_key(&[7; 16]);
+        let mut plan = Plan::new(op, &s, Topology::Server).knowing(None);
+        assert_eq!(
+            cmd_words(plan.step(None).unwrap()),
+            ["COMMAND", "INFO", "DELIFEQ"]
+        );
+        // Until the probe is answered, the cache counts on scripts only.
+        assert_eq!(plan.learned(), Some(SCRIPTS_ONLY));
+        let info = Value::Array(vec![Value::Array(vec![Value::BulkString(
+            b"delifeq".to_vec(),
+        )])]);
+        assert_eq!(
+            cmd_words(plan.step(Some(Ok(info))).unwrap()),
+            ["DELIFEQ", key.as_str(), "tok"]
+        );
+        assert_eq!(plan.learned(), Some(VALKEY));
+        let done = plan.step(Some(Ok(Value::Int(1)))).unwrap();
+        assert!(
+            matches!(done, Step::Done(StoreReply::Flag(true))),
+            "{done:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_without_delifeq_releases_with_the_script() {
+        let (s, op) = release(None);
+        let key = s.naming.structure("f").lease_key(&[7; 16]);
+        let mut plan = Plan::new(op, &s, Topology::Server).knowing(None);
+        plan.step(None).unwrap();
+        // Redis 7.0 answers a nil entry for a command it does not have.
+        let step = plan.step(Some(Ok(Value::Array(vec![Value::Nil])))).unwrap();
+        assert_eq!(lease_words(step), ["1", key.as_str(), "tok", "0"]);
+        assert_eq!(plan.learned(), Some(SCRIPTS_ONLY));
+        let done = plan.step(Some(Ok(Value::Int(0)))).unwrap();
+        assert!(
+            matches!(done, Step::Done(StoreReply::Flag(false))),
+            "{done:?}"
+        );
+
+        // Known, it goes straight to the script; so does a failed probe (an ACL user without
+        // COMMAND).
+        let (s, op) = release(None);
+        let mut plan = Plan::new(op, &s, Topology::Server).knowing(Some(SCRIPTS_ONLY));
+        lease_words(plan.step(None).unwrap());
+        let (s, op) = release(None);
+        let mut plan = Plan::new(op, &s, Topology::Server).knowing(None);
+        plan.step(None).unwrap();
+        let denied = server_error("NOPERM User cache has no permissions to run 'command|info'");
+        lease_words(plan.step(Some(Err(denied))).unwrap());
+        assert_eq!(plan.learned(), Some(SCRIPTS_ONLY));
+    }
+
+    #[test]
+    fn a_refused_delifeq_falls_back_to_the_script_and_other_errors_do_not() {
+        for refusal in [
+            "ERR unknown command 'DELIFEQ', with args beginning with: 'k' 'v' ",
+            "NOPERM User cache has no permissions to run the 'delifeq' command",
+        ] {
+            let (s, op) = release(None);
+            let mut plan = Plan::new(op, &s, Topology::Server).knowing(Some(VALKEY));
+            assert_eq!(cmd_words(plan.step(None).unwrap())[0], "DELIFEQ");
+            assert_eq!(plan.learned(), None, "nothing new learned yet");
+            lease_words(plan.step(Some(Err(server_error(refusal)))).unwrap());
+            assert_eq!(plan.learned(), Some(SCRIPTS_ONLY), "{refusal}");
+            let done = plan.step(Some(Ok(Value::Int(1)))).unwrap();
+            assert!(
+                matches!(done, Step::Done(StoreReply::Flag(true))),
+                "{done:?}"
+            );
+        }
+        // A lease key of the wrong type fails as the script would: diagnosed, not retried.
+        let (s, op) = release(None);
+        let mut plan = Plan::new(op, &s, Topology::Server).knowing(Some(VALKEY));
+        plan.step(None).unwrap();
+        let wrong =
+            server_error("WRONGTYPE Operation against a key holding the wrong kind of value");
+        let step = plan.step(Some(Err(wrong))).unwrap();
+        assert!(matches!(step, Step::Send(Request::Pipe(_))), "{step:?}");
+    }
+
+    #[test]
+    fn holding_a_lease_back_is_always_the_script() {
+        let (s, op) = release(Some(std::time::Duration::from_millis(1500)));
+        let key = s.naming.structure("f").lease_key(&[7; 16]);
+        let mut plan = Plan::new(op, &s, Topology::Server).knowing(Some(VALKEY));
+        assert_eq!(
+            lease_words(plan.step(None).unwrap()),
+            ["1", key.as_str(), "tok", "1500"]
+        );
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! What differs between the servers the suite runs on (`FNCACHE_TEST_SERVER=redis|valkey`):
+//! Valkey 9 releases a lease with the plain `DELIFEQ`, Redis with the `lease.lua` script.
+//! Either way the server is asked once per cache, not per release.
+
+use fncache::{Cache, CallOptions};
+use fncache_testing::{RedisServer, ServerKind};
+
+use crate::support::{Front, unique_name};
+
+#[test]
+fn a_lease_is_released_with_delifeq_on_valkey_and_with_the_script_on_redis() {
+    let server = RedisServer::spawn();
+    // A value that is not cached gives its lease back at once: a release, not a put.
+    let uncached = CallOptions::new().cache_none(false);
+    let releases = 3;
+    for front in Front::both(|| Cache::builder(unique_name()).redis(server.url())) {
+        for x in 0..releases {
+            let value = front.call_with(&uncached, "f", x, || None::<u64>).unwrap();
+            assert_eq!(value, None);
+        }
+        assert_eq!(front.stats().misses, releases, "{}", front.label());
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(keys, Vec::<String>::new(), "every lease was released");
+
+    let both = 2 * releases;
+    let delifeq = server.command_stats("delifeq").calls;
+    // Without the NOSCRIPT answers that make a script load.
+    let evalsha = server.command_stats("evalsha").succeeded();
+    let kind = server.kind();
+    let version = server.version();
+    match kind {
+        ServerKind::Valkey => {
+            assert!(server.has_command("delifeq"), "Valkey {version}");
+            assert_eq!(
+                delifeq, both,
+                "Valkey {version}: every release is a DELIFEQ"
+            );
+            // Only the lookups are scripts.
+            assert_eq!(evalsha, both, "Valkey {version}");
+        }
+        ServerKind::Redis => {
+            assert!(!server.has_command("delifeq"), "Redis {version}");
+            assert_eq!(delifeq, 0, "Redis {version}");
+            // A lookup and a release script per call.
+            assert_eq!(evalsha, 2 * both, "Redis {version}");
+        }
+    }
+    // One probe per cache (the test's own `has_command` above is one more).
+    assert_eq!(
+        server.command_stats("command|info").calls,
+        2 + 1,
+        "{kind:?}"
+    );
+}
