@@ -137,7 +137,9 @@ impl Cache {
     }
 
     /// Like [`Cache::get_or_compute`] for a fallible function: an `Err` is passed through
-    /// unchanged (inside the `Ok` of the cache's own result) and never cached.
+    /// unchanged (inside the `Ok` of the cache's own result) and never cached. The cache's
+    /// error and the function's stay apart here; [`Cache::get_or_try_compute`] returns the
+    /// function's `Result<T, E>` with the cache's error converted into `E`, for `?`.
     pub async fn try_get_or_compute<A, T, E, F, Fut>(
         &self,
         function: &str,
@@ -170,6 +172,76 @@ impl Cache {
     {
         self.call(options, function, key::member(function, args), compute)
             .await
+    }
+
+    /// Like [`Cache::try_get_or_compute`], with the cache's own failure folded into the
+    /// function's error type: it returns `Result<T, E>`, so a handler whose error implements
+    /// `From<fncache::Error>` uses it with `?`. The cache fails open as usual (a backend that
+    /// is down means the function runs); a cache error surfaces, as `E::from(error)`, only
+    /// where [`Cache::try_get_or_compute`] would return it: when the call is strict
+    /// ([`Builder::strict`](crate::Builder::strict), [`CallOptions::strict`]) or misses under
+    /// a [`Mode`] that does not execute.
+    ///
+    /// ```
+    /// # #[derive(Debug)]
+    /// enum AppError { NotFound(u64), Cache(fncache::Error) }
+    /// impl From<fncache::Error> for AppError {
+    ///     fn from(e: fncache::Error) -> Self { AppError::Cache(e) }
+    /// }
+    /// async fn find(id: u64) -> Result<String, AppError> {
+    ///     if id == 7 { Ok("ada".to_owned()) } else { Err(AppError::NotFound(id)) }
+    /// }
+    ///
+    /// async fn handler(cache: &fncache::Cache, id: u64) -> Result<String, AppError> {
+    ///     let name = cache.get_or_try_compute("users::find", &(id,), || find(id)).await?;
+    ///     Ok(format!("hello {name}"))
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = fncache::Cache::builder("doc").memory().build().unwrap();
+    /// assert_eq!(handler(&cache, 7).await.unwrap(), "hello ada");
+    /// assert!(matches!(handler(&cache, 8).await, Err(AppError::NotFound(8))));
+    /// # }
+    /// ```
+    pub async fn get_or_try_compute<A, T, E, F, Fut>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.get_or_try_compute_with(&CallOptions::new(), function, args, compute)
+            .await
+    }
+
+    /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
+    pub async fn get_or_try_compute_with<A, T, E, F, Fut>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self
+            .try_get_or_compute_with(options, function, args, compute)
+            .await
+        {
+            Ok(result) => result,
+            Err(error) => Err(E::from(error)),
+        }
     }
 
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`, returning a
@@ -402,15 +474,49 @@ pub(crate) trait Runner<T, E> {
 
 type Guarded<Fut> = Pin<Box<CatchUnwind<AssertUnwindSafe<Fut>>>>;
 
-/// A borrowed function: its future runs inside the call's. Past a timeout it is kept, not
-/// polled, and dropped with the call (or awaited if the call needs it after all).
-pub(crate) struct Borrowed<F, Fut> {
-    f: Option<F>,
-    pending: Option<Guarded<Fut>>,
+/// A function that returns a future of `Result<T, E>`: the runners' bound on the function,
+/// which keeps the call's future `Send` whenever the function's is.
+///
+/// Why not `F: FnOnce() -> Fut` with `Fut` a parameter of the runner, as the public methods
+/// write it: [`Cache::drive`] holds the future of `Runner::run` (an `async fn` in a trait, so
+/// a projection through the runner's impl) across an await. To prove the call's future `Send`
+/// (for `tokio::spawn`, an axum handler), rustc checks the types held across awaits with every
+/// lifetime in them replaced by a fresh higher-ranked one, then normalizes that projection,
+/// which means proving the impl's where-clauses. With a function that borrows (`&self`, a
+/// `&str` argument, a skipped `&Pool`), `F` and `Fut` both carry the borrow's lifetime, now
+/// two unrelated ones, and `F<'1>: FnOnce() -> Fut<'2>` cannot hold: "one type is more
+/// general than the other" between the function's async block and itself (the rust-lang/rust
+/// #64552, #110338 family). This trait names the future as an associated type instead, so the
+/// where-clause is `C: Compute<T, E>`, which its blanket impl proves for any lifetimes by
+/// reading the future's type off `C` rather than equating two independent ones.
+pub(crate) trait Compute<T, E> {
+    /// The function's future.
+    type Future: Future<Output = Result<T, E>>;
+    /// Calls the function.
+    fn start(self) -> Self::Future;
 }
 
-impl<F, Fut> Borrowed<F, Fut> {
-    pub(crate) fn new(f: F) -> Self {
+impl<T, E, F, Fut> Compute<T, E> for F
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Future = Fut;
+
+    fn start(self) -> Fut {
+        self()
+    }
+}
+
+/// A borrowed function: its future runs inside the call's. Past a timeout it is kept, not
+/// polled, and dropped with the call (or awaited if the call needs it after all).
+pub(crate) struct Borrowed<T, E, C: Compute<T, E>> {
+    f: Option<C>,
+    pending: Option<Guarded<C::Future>>,
+}
+
+impl<T, E, C: Compute<T, E>> Borrowed<T, E, C> {
+    pub(crate) fn new(f: C) -> Self {
         Borrowed {
             f: Some(f),
             pending: None,
@@ -418,11 +524,7 @@ impl<F, Fut> Borrowed<F, Fut> {
     }
 }
 
-impl<T, E, F, Fut> Runner<T, E> for Borrowed<F, Fut>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
+impl<T, E, C: Compute<T, E>> Runner<T, E> for Borrowed<T, E, C> {
     const OWNED: bool = false;
 
     async fn run(&mut self, _: &Cache, timeout: Option<Duration>, _: Option<Ticket>) -> Ran<T, E> {
@@ -432,7 +534,7 @@ where
                 stored_elsewhere: false,
             };
         };
-        let mut fut: Guarded<Fut> = Box::pin(AssertUnwindSafe(f()).catch_unwind());
+        let mut fut: Guarded<C::Future> = Box::pin(AssertUnwindSafe(f.start()).catch_unwind());
         let result = match timeout {
             None => Some(fut.as_mut().await),
             Some(t) => match tokio::time::timeout(t, fut.as_mut()).await {
@@ -462,13 +564,13 @@ where
 }
 
 /// An owned function: may run as a task of its own.
-pub(crate) struct Owned<F, T, E> {
-    f: Option<F>,
+pub(crate) struct Owned<C, T, E> {
+    f: Option<C>,
     pending: Option<tokio::task::JoinHandle<thread::Result<Result<T, E>>>>,
 }
 
-impl<F, T, E> Owned<F, T, E> {
-    pub(crate) fn new(f: F) -> Self {
+impl<C, T, E> Owned<C, T, E> {
+    pub(crate) fn new(f: C) -> Self {
         Owned {
             f: Some(f),
             pending: None,
@@ -506,12 +608,12 @@ where
     result
 }
 
-impl<T, E, F, Fut> Runner<T, E> for Owned<F, T, E>
+impl<T, E, C> Runner<T, E> for Owned<C, T, E>
 where
     T: Serialize + Send + 'static,
     E: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    C: Compute<T, E> + Send + 'static,
+    C::Future: Send + 'static,
 {
     const OWNED: bool = true;
 
@@ -525,7 +627,7 @@ where
             (Some(timeout), Some(ticket), Some(f)) => (timeout, ticket, f),
             (_, _, Some(f)) => {
                 return Ran {
-                    result: Some(AssertUnwindSafe(f()).catch_unwind().await),
+                    result: Some(AssertUnwindSafe(f.start()).catch_unwind().await),
                     stored_elsewhere: false,
                 };
             }
@@ -537,11 +639,9 @@ where
             }
         };
         // A task that stores its own value, so that it can outlive this call's wait.
-        let mut task = tokio::spawn(under_ticket(
-            cache.clone(),
-            ticket,
-            async move { f().await },
-        ));
+        let mut task = tokio::spawn(under_ticket(cache.clone(), ticket, async move {
+            f.start().await
+        }));
         match tokio::time::timeout(timeout, &mut task).await {
             Ok(done) => Ran {
                 result: Some(joined(done)),
@@ -561,11 +661,9 @@ where
         let Some(f) = self.f.take() else {
             return false;
         };
-        tokio::spawn(under_ticket(
-            cache.clone(),
-            ticket,
-            async move { f().await },
-        ));
+        tokio::spawn(under_ticket(cache.clone(), ticket, async move {
+            f.start().await
+        }));
         true
     }
 
