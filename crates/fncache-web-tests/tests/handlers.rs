@@ -253,14 +253,15 @@ impl Repo {
 
     /// The explicit API, with a closure that borrows `self` and `name`.
     async fn shout(&self, name: &str) -> Result<String, AppError> {
-        let nested = self
+        // The cache's error, then the function's.
+        let text = self
             .cache
             .try_get_or_compute("shout", &(name,), || async {
                 let n = self.pool.query().await;
                 Ok::<_, AppError>(format!("{} #{n}", name.to_uppercase()))
             })
-            .await?;
-        nested
+            .await??;
+        Ok(text)
     }
 
     /// The explicit API's `?`-shaped variant.
