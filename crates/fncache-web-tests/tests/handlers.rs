@@ -159,6 +159,20 @@ async fn label<T: Serialize + fmt::Display + Send + Sync>(
     format!("<{thing}> #{n}")
 }
 
+/// A borrowed argument and an error type with a lifetime of its own (`&'static str`).
+#[fncache::cached(cache = current(), skip(db))]
+async fn initials(db: &Pool, name: &str) -> Result<String, &'static str> {
+    db.query().await;
+    let initials: String = name
+        .split('-')
+        .filter_map(|part| part.chars().next())
+        .collect();
+    if initials.is_empty() {
+        return Err("no name");
+    }
+    Ok(initials)
+}
+
 /// Owned arguments and `refresh_after`: a stale value is served while a task refreshes it.
 #[fncache::cached(cache = current(), skip(db), refresh_after = REFRESH)]
 async fn rank(db: Arc<Pool>, id: u64) -> Result<u64, AppError> {
@@ -318,6 +332,15 @@ async fn label_handler(State(app): State<App>, Path(n): Path<u64>) -> String {
     )
 }
 
+async fn initials_handler(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<String, (StatusCode, &'static str)> {
+    initials(&app.repo.pool, &name)
+        .await
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
 async fn rank_handler(State(app): State<App>, Path(id): Path<u64>) -> Result<String, AppError> {
     Ok(rank(app.repo.pool.clone(), id).await?.to_string())
 }
@@ -359,6 +382,7 @@ fn router(app: App) -> Router {
         .route("/by-name/{name}", get(by_name))
         .route("/greet/{name}", get(greet_handler))
         .route("/label/{n}", get(label_handler))
+        .route("/initials/{name}", get(initials_handler))
         .route("/rank/{id}", get(rank_handler))
         .route("/visits/{page}", get(visits_handler))
         .route("/report/{id}", get(report_handler))
@@ -381,6 +405,10 @@ fn futures_are_send(repo: &Repo, pool: &Arc<Pool>) {
     assert_send(&load_user(pool, 1));
     assert_send(&greet(pool, name));
     assert_send(&label(pool, name));
+    assert_send(&initials(pool, name));
+    assert_send(&repo.cache.try_get_or_compute("f", &(name,), || async {
+        Ok::<_, &'static str>(name.len())
+    }));
     assert_send(&rank(pool.clone(), 1));
     assert_send(&visits(pool.clone(), 1));
     assert_send(&report(pool.clone(), 1));
@@ -536,12 +564,26 @@ async fn handlers_answer_cached_values(s: &Scenario) {
     assert_eq!((first.as_str(), ran), ("<3> #8 / [w3] #9", 2), "{who}");
     assert_eq!(s.queries(s.ok("/label/3")).await, (first, 0), "{who}");
 
+    let (first, ran) = s.queries(s.ok("/initials/ada-lovelace")).await;
+    assert_eq!((first.as_str(), ran), ("al", 1), "{who}");
+    assert_eq!(
+        s.queries(s.ok("/initials/ada-lovelace")).await,
+        (first, 0),
+        "{who}"
+    );
+    let ((status, body), ran) = s.queries(s.get("/initials/-")).await;
+    assert_eq!(
+        (status, body.as_str(), ran),
+        (StatusCode::BAD_REQUEST, "no name", 1),
+        "{who}"
+    );
+
     let (first, ran) = s.queries(s.ok("/shout/eve")).await;
-    assert_eq!((first.as_str(), ran), ("EVE #10", 1), "{who}");
+    assert_eq!((first.as_str(), ran), ("EVE #12", 1), "{who}");
     assert_eq!(s.queries(s.ok("/shout/eve")).await, (first, 0), "{who}");
 
     let (first, ran) = s.queries(s.ok("/whisper/EVE")).await;
-    assert_eq!((first.as_str(), ran), ("(eve #11)", 1), "{who}");
+    assert_eq!((first.as_str(), ran), ("(eve #13)", 1), "{who}");
     assert_eq!(s.queries(s.ok("/whisper/EVE")).await, (first, 0), "{who}");
 }
 
@@ -629,7 +671,8 @@ async fn tasks_run_every_shape(s: &Scenario) {
             let user = load_user(pool, 11).await.unwrap();
             let greeting = greet(pool, &name).await;
             let label = label(pool, &name).await;
-            format!("{}|{greeting}|{label}", user.id)
+            let initials = initials(pool, &name).await.unwrap();
+            format!("{}|{greeting}|{label}|{initials}", user.id)
         });
     }
     {

@@ -331,21 +331,21 @@ impl Cache {
 
     /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
     /// function.
-    pub(crate) async fn drive<S: Surface, T, E, R>(
+    pub(crate) async fn drive<S: Surface, R>(
         &self,
         options: &CallOptions,
         function: &str,
         member: Result<Member, Error>,
         mut runner: R,
-        default: Option<T>,
-    ) -> Result<Result<T, E>, S>
+        default: Option<R::Value>,
+    ) -> Result<Result<R::Value, R::Error>, S>
     where
-        T: Serialize + DeserializeOwned,
-        R: Runner<T, E>,
+        R: Runner,
+        R::Value: Serialize + DeserializeOwned,
     {
         let core = &self.inner.core;
         let ambient = task_ambient();
-        let mut call: Call<'_, S, T> =
+        let mut call: Call<'_, S, R::Value> =
             core.begin(function, member, options, &ambient, R::OWNED, default)?;
         drive_call!(self, call, runner, sleep: tokio::time::sleep, follow: wait_async, .await)
     }
@@ -456,7 +456,27 @@ impl Cache {
 
 /// How this front-end runs a function: as part of the call's future (borrowed), or also as
 /// tasks of its own (owned).
-pub(crate) trait Runner<T, E> {
+///
+/// Its types are all read off `Self` (associated types, no parameters), and its impls' bounds
+/// are [`Compute`], never `F: FnOnce() -> Fut` with `Fut: Future<Output = Result<T, E>>`: that
+/// is what keeps the call's future `Send` whenever the function's is, for functions that
+/// borrow. [`Cache::drive`] holds the future of [`Runner::run`] (an `async fn` in a trait, so
+/// a projection through the runner's impl) across an await. To prove the call's future `Send`
+/// (for `tokio::spawn`, an axum handler), rustc takes the types held across awaits with every
+/// lifetime in them replaced by a fresh higher-ranked one, and normalizes that projection,
+/// which means proving the impl's where-clauses for those lifetimes. A function that borrows
+/// (`&self`, a `&str` argument, a skipped `&Pool`) has its lifetime in `F`, in `Fut`, and
+/// possibly in `E` (`&'static str` counts), now several unrelated ones, so a where-clause that
+/// equates two of them, `F<'1>: FnOnce() -> Fut<'2>` or `Fut<'1>::Output == Result<T, E<'2>>`,
+/// cannot hold: rustc reports "one type is more general than the other" between the function's
+/// async block and itself (the rust-lang/rust #64552 / #110338 family), at the `tokio::spawn`
+/// or the handler. With `C: Compute` the blanket impl reads the future, value and error types
+/// off `C` itself, so nothing is equated and the bound holds for any lifetimes.
+pub(crate) trait Runner {
+    /// What the function returns in `Ok`.
+    type Value;
+    /// What the function returns in `Err`.
+    type Error;
     /// The function may outlive the call.
     const OWNED: bool;
     /// Runs the function, waiting at most `timeout` when given.
@@ -465,42 +485,38 @@ pub(crate) trait Runner<T, E> {
         cache: &Cache,
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
-    ) -> Ran<T, E>;
+    ) -> Ran<Self::Value, Self::Error>;
     /// Runs the function as a task under `ticket`.
     fn spawn(&mut self, cache: &Cache, ticket: Ticket) -> bool;
     /// Waits for a computation that ran past its timeout.
-    async fn rejoin(&mut self) -> thread::Result<Result<T, E>>;
+    async fn rejoin(&mut self) -> thread::Result<Result<Self::Value, Self::Error>>;
 }
 
 type Guarded<Fut> = Pin<Box<CatchUnwind<AssertUnwindSafe<Fut>>>>;
 
-/// A function that returns a future of `Result<T, E>`: the runners' bound on the function,
-/// which keeps the call's future `Send` whenever the function's is.
-///
-/// Why not `F: FnOnce() -> Fut` with `Fut` a parameter of the runner, as the public methods
-/// write it: [`Cache::drive`] holds the future of `Runner::run` (an `async fn` in a trait, so
-/// a projection through the runner's impl) across an await. To prove the call's future `Send`
-/// (for `tokio::spawn`, an axum handler), rustc checks the types held across awaits with every
-/// lifetime in them replaced by a fresh higher-ranked one, then normalizes that projection,
-/// which means proving the impl's where-clauses. With a function that borrows (`&self`, a
-/// `&str` argument, a skipped `&Pool`), `F` and `Fut` both carry the borrow's lifetime, now
-/// two unrelated ones, and `F<'1>: FnOnce() -> Fut<'2>` cannot hold: "one type is more
-/// general than the other" between the function's async block and itself (the rust-lang/rust
-/// #64552, #110338 family). This trait names the future as an associated type instead, so the
-/// where-clause is `C: Compute<T, E>`, which its blanket impl proves for any lifetimes by
-/// reading the future's type off `C` rather than equating two independent ones.
-pub(crate) trait Compute<T, E> {
+/// How a run of the function `C` ended: its result, or its panic.
+type Outcome<C> = thread::Result<Result<<C as Compute>::Value, <C as Compute>::Error>>;
+
+/// A function that returns a future of a `Result`, its types named by associated types (see
+/// [`Runner`] for why the runners are bounded by this rather than by `FnOnce`).
+pub(crate) trait Compute {
+    /// What the function returns in `Ok`.
+    type Value;
+    /// What the function returns in `Err`.
+    type Error;
     /// The function's future.
-    type Future: Future<Output = Result<T, E>>;
+    type Future: Future<Output = Result<Self::Value, Self::Error>>;
     /// Calls the function.
     fn start(self) -> Self::Future;
 }
 
-impl<T, E, F, Fut> Compute<T, E> for F
+impl<T, E, F, Fut> Compute for F
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    type Value = T;
+    type Error = E;
     type Future = Fut;
 
     fn start(self) -> Fut {
@@ -510,12 +526,12 @@ where
 
 /// A borrowed function: its future runs inside the call's. Past a timeout it is kept, not
 /// polled, and dropped with the call (or awaited if the call needs it after all).
-pub(crate) struct Borrowed<T, E, C: Compute<T, E>> {
+pub(crate) struct Borrowed<C: Compute> {
     f: Option<C>,
     pending: Option<Guarded<C::Future>>,
 }
 
-impl<T, E, C: Compute<T, E>> Borrowed<T, E, C> {
+impl<C: Compute> Borrowed<C> {
     pub(crate) fn new(f: C) -> Self {
         Borrowed {
             f: Some(f),
@@ -524,10 +540,17 @@ impl<T, E, C: Compute<T, E>> Borrowed<T, E, C> {
     }
 }
 
-impl<T, E, C: Compute<T, E>> Runner<T, E> for Borrowed<T, E, C> {
+impl<C: Compute> Runner for Borrowed<C> {
+    type Value = C::Value;
+    type Error = C::Error;
     const OWNED: bool = false;
 
-    async fn run(&mut self, _: &Cache, timeout: Option<Duration>, _: Option<Ticket>) -> Ran<T, E> {
+    async fn run(
+        &mut self,
+        _: &Cache,
+        timeout: Option<Duration>,
+        _: Option<Ticket>,
+    ) -> Ran<C::Value, C::Error> {
         let Some(f) = self.f.take() else {
             return Ran {
                 result: Some(Err(Box::new("fncache: the function was already consumed"))),
@@ -555,7 +578,7 @@ impl<T, E, C: Compute<T, E>> Runner<T, E> for Borrowed<T, E, C> {
         false
     }
 
-    async fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+    async fn rejoin(&mut self) -> thread::Result<Result<C::Value, C::Error>> {
         match self.pending.take() {
             Some(fut) => fut.await,
             None => Err(Box::new("fncache: no computation to wait for")),
@@ -564,12 +587,12 @@ impl<T, E, C: Compute<T, E>> Runner<T, E> for Borrowed<T, E, C> {
 }
 
 /// An owned function: may run as a task of its own.
-pub(crate) struct Owned<C, T, E> {
+pub(crate) struct Owned<C: Compute> {
     f: Option<C>,
-    pending: Option<tokio::task::JoinHandle<thread::Result<Result<T, E>>>>,
+    pending: Option<tokio::task::JoinHandle<Outcome<C>>>,
 }
 
-impl<C, T, E> Owned<C, T, E> {
+impl<C: Compute> Owned<C> {
     pub(crate) fn new(f: C) -> Self {
         Owned {
             f: Some(f),
@@ -608,13 +631,15 @@ where
     result
 }
 
-impl<T, E, C> Runner<T, E> for Owned<C, T, E>
+impl<C> Runner for Owned<C>
 where
-    T: Serialize + Send + 'static,
-    E: Send + 'static,
-    C: Compute<T, E> + Send + 'static,
+    C: Compute + Send + 'static,
+    C::Value: Serialize + Send + 'static,
+    C::Error: Send + 'static,
     C::Future: Send + 'static,
 {
+    type Value = C::Value;
+    type Error = C::Error;
     const OWNED: bool = true;
 
     async fn run(
@@ -622,7 +647,7 @@ where
         cache: &Cache,
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
-    ) -> Ran<T, E> {
+    ) -> Ran<C::Value, C::Error> {
         let (timeout, ticket, f) = match (timeout, ticket, self.f.take()) {
             (Some(timeout), Some(ticket), Some(f)) => (timeout, ticket, f),
             (_, _, Some(f)) => {
@@ -667,7 +692,7 @@ where
         true
     }
 
-    async fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+    async fn rejoin(&mut self) -> thread::Result<Result<C::Value, C::Error>> {
         match self.pending.take() {
             Some(task) => joined(task.await),
             None => Err(Box::new("fncache: no computation to wait for")),
