@@ -119,7 +119,9 @@ impl Cache {
     }
 
     /// Like [`Cache::get_or_compute`] for a fallible function: an `Err` is passed through
-    /// unchanged (inside the `Ok` of the cache's own result) and never cached.
+    /// unchanged (inside the `Ok` of the cache's own result) and never cached. The cache's
+    /// error and the function's stay apart here; [`Cache::get_or_try_compute`] returns the
+    /// function's `Result<T, E>` with the cache's error converted into `E`, for `?`.
     pub fn try_get_or_compute<A, T, E, F>(
         &self,
         function: &str,
@@ -148,6 +150,63 @@ impl Cache {
         F: FnOnce() -> Result<T, E>,
     {
         self.call(options, function, key::member(function, args), compute)
+    }
+
+    /// Like [`Cache::try_get_or_compute`], with the cache's own failure folded into the
+    /// function's error type (`E: From<fncache::Error>`), so that `?` fits: see
+    /// [`crate::Cache::get_or_try_compute`].
+    ///
+    /// ```
+    /// # #[derive(Debug)]
+    /// enum AppError { Parse(std::num::ParseIntError), Cache(fncache::Error) }
+    /// impl From<fncache::Error> for AppError {
+    ///     fn from(e: fncache::Error) -> Self { AppError::Cache(e) }
+    /// }
+    /// fn parse(text: &str) -> Result<u64, AppError> {
+    ///     text.parse().map_err(AppError::Parse)
+    /// }
+    ///
+    /// fn doubled(cache: &fncache::blocking::Cache, text: &str) -> Result<u64, AppError> {
+    ///     let n = cache.get_or_try_compute("parse", &(text,), || parse(text))?;
+    ///     Ok(n * 2)
+    /// }
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking().unwrap();
+    /// assert_eq!(doubled(&cache, "21").unwrap(), 42);
+    /// assert!(matches!(doubled(&cache, "x"), Err(AppError::Parse(_))));
+    /// ```
+    pub fn get_or_try_compute<A, T, E, F>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.get_or_try_compute_with(&CallOptions::new(), function, args, compute)
+    }
+
+    /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
+    pub fn get_or_try_compute_with<A, T, E, F>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        match self.try_get_or_compute_with(options, function, args, compute) {
+            Ok(result) => result,
+            Err(error) => Err(E::from(error)),
+        }
     }
 
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`), which lets the

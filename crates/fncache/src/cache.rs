@@ -137,7 +137,9 @@ impl Cache {
     }
 
     /// Like [`Cache::get_or_compute`] for a fallible function: an `Err` is passed through
-    /// unchanged (inside the `Ok` of the cache's own result) and never cached.
+    /// unchanged (inside the `Ok` of the cache's own result) and never cached. The cache's
+    /// error and the function's stay apart here; [`Cache::get_or_try_compute`] returns the
+    /// function's `Result<T, E>` with the cache's error converted into `E`, for `?`.
     pub async fn try_get_or_compute<A, T, E, F, Fut>(
         &self,
         function: &str,
@@ -170,6 +172,76 @@ impl Cache {
     {
         self.call(options, function, key::member(function, args), compute)
             .await
+    }
+
+    /// Like [`Cache::try_get_or_compute`], with the cache's own failure folded into the
+    /// function's error type: it returns `Result<T, E>`, so a handler whose error implements
+    /// `From<fncache::Error>` uses it with `?`. The cache fails open as usual (a backend that
+    /// is down means the function runs); a cache error surfaces, as `E::from(error)`, only
+    /// where [`Cache::try_get_or_compute`] would return it: when the call is strict
+    /// ([`Builder::strict`](crate::Builder::strict), [`CallOptions::strict`]) or misses under
+    /// a [`Mode`] that does not execute.
+    ///
+    /// ```
+    /// # #[derive(Debug)]
+    /// enum AppError { NotFound(u64), Cache(fncache::Error) }
+    /// impl From<fncache::Error> for AppError {
+    ///     fn from(e: fncache::Error) -> Self { AppError::Cache(e) }
+    /// }
+    /// async fn find(id: u64) -> Result<String, AppError> {
+    ///     if id == 7 { Ok("ada".to_owned()) } else { Err(AppError::NotFound(id)) }
+    /// }
+    ///
+    /// async fn handler(cache: &fncache::Cache, id: u64) -> Result<String, AppError> {
+    ///     let name = cache.get_or_try_compute("users::find", &(id,), || find(id)).await?;
+    ///     Ok(format!("hello {name}"))
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = fncache::Cache::builder("doc").memory().build().unwrap();
+    /// assert_eq!(handler(&cache, 7).await.unwrap(), "hello ada");
+    /// assert!(matches!(handler(&cache, 8).await, Err(AppError::NotFound(8))));
+    /// # }
+    /// ```
+    pub async fn get_or_try_compute<A, T, E, F, Fut>(
+        &self,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.get_or_try_compute_with(&CallOptions::new(), function, args, compute)
+            .await
+    }
+
+    /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
+    pub async fn get_or_try_compute_with<A, T, E, F, Fut>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self
+            .try_get_or_compute_with(options, function, args, compute)
+            .await
+        {
+            Ok(result) => result,
+            Err(error) => Err(E::from(error)),
+        }
     }
 
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`, returning a
@@ -259,21 +331,21 @@ impl Cache {
 
     /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
     /// function.
-    pub(crate) async fn drive<S: Surface, T, E, R>(
+    pub(crate) async fn drive<S: Surface, R>(
         &self,
         options: &CallOptions,
         function: &str,
         member: Result<Member, Error>,
         mut runner: R,
-        default: Option<T>,
-    ) -> Result<Result<T, E>, S>
+        default: Option<R::Value>,
+    ) -> Result<Result<R::Value, R::Error>, S>
     where
-        T: Serialize + DeserializeOwned,
-        R: Runner<T, E>,
+        R: Runner,
+        R::Value: Serialize + DeserializeOwned,
     {
         let core = &self.inner.core;
         let ambient = task_ambient();
-        let mut call: Call<'_, S, T> =
+        let mut call: Call<'_, S, R::Value> =
             core.begin(function, member, options, &ambient, R::OWNED, default)?;
         drive_call!(self, call, runner, sleep: tokio::time::sleep, follow: wait_async, .await)
     }
@@ -384,7 +456,27 @@ impl Cache {
 
 /// How this front-end runs a function: as part of the call's future (borrowed), or also as
 /// tasks of its own (owned).
-pub(crate) trait Runner<T, E> {
+///
+/// Its types are all read off `Self` (associated types, no parameters), and its impls' bounds
+/// are [`Compute`], never `F: FnOnce() -> Fut` with `Fut: Future<Output = Result<T, E>>`: that
+/// is what keeps the call's future `Send` whenever the function's is, for functions that
+/// borrow. [`Cache::drive`] holds the future of [`Runner::run`] (an `async fn` in a trait, so
+/// a projection through the runner's impl) across an await. To prove the call's future `Send`
+/// (for `tokio::spawn`, an axum handler), rustc takes the types held across awaits with every
+/// lifetime in them replaced by a fresh higher-ranked one, and normalizes that projection,
+/// which means proving the impl's where-clauses for those lifetimes. A function that borrows
+/// (`&self`, a `&str` argument, a skipped `&Pool`) has its lifetime in `F`, in `Fut`, and
+/// possibly in `E` (`&'static str` counts), now several unrelated ones, so a where-clause that
+/// equates two of them, `F<'1>: FnOnce() -> Fut<'2>` or `Fut<'1>::Output == Result<T, E<'2>>`,
+/// cannot hold: rustc reports "one type is more general than the other" between the function's
+/// async block and itself (the rust-lang/rust #64552 / #110338 family), at the `tokio::spawn`
+/// or the handler. With `C: Compute` the blanket impl reads the future, value and error types
+/// off `C` itself, so nothing is equated and the bound holds for any lifetimes.
+pub(crate) trait Runner {
+    /// What the function returns in `Ok`.
+    type Value;
+    /// What the function returns in `Err`.
+    type Error;
     /// The function may outlive the call.
     const OWNED: bool;
     /// Runs the function, waiting at most `timeout` when given.
@@ -393,24 +485,54 @@ pub(crate) trait Runner<T, E> {
         cache: &Cache,
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
-    ) -> Ran<T, E>;
+    ) -> Ran<Self::Value, Self::Error>;
     /// Runs the function as a task under `ticket`.
     fn spawn(&mut self, cache: &Cache, ticket: Ticket) -> bool;
     /// Waits for a computation that ran past its timeout.
-    async fn rejoin(&mut self) -> thread::Result<Result<T, E>>;
+    async fn rejoin(&mut self) -> thread::Result<Result<Self::Value, Self::Error>>;
 }
 
 type Guarded<Fut> = Pin<Box<CatchUnwind<AssertUnwindSafe<Fut>>>>;
 
-/// A borrowed function: its future runs inside the call's. Past a timeout it is kept, not
-/// polled, and dropped with the call (or awaited if the call needs it after all).
-pub(crate) struct Borrowed<F, Fut> {
-    f: Option<F>,
-    pending: Option<Guarded<Fut>>,
+/// How a run of the function `C` ended: its result, or its panic.
+type Outcome<C> = thread::Result<Result<<C as Compute>::Value, <C as Compute>::Error>>;
+
+/// A function that returns a future of a `Result`, its types named by associated types (see
+/// [`Runner`] for why the runners are bounded by this rather than by `FnOnce`).
+pub(crate) trait Compute {
+    /// What the function returns in `Ok`.
+    type Value;
+    /// What the function returns in `Err`.
+    type Error;
+    /// The function's future.
+    type Future: Future<Output = Result<Self::Value, Self::Error>>;
+    /// Calls the function.
+    fn start(self) -> Self::Future;
 }
 
-impl<F, Fut> Borrowed<F, Fut> {
-    pub(crate) fn new(f: F) -> Self {
+impl<T, E, F, Fut> Compute for F
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Value = T;
+    type Error = E;
+    type Future = Fut;
+
+    fn start(self) -> Fut {
+        self()
+    }
+}
+
+/// A borrowed function: its future runs inside the call's. Past a timeout it is kept, not
+/// polled, and dropped with the call (or awaited if the call needs it after all).
+pub(crate) struct Borrowed<C: Compute> {
+    f: Option<C>,
+    pending: Option<Guarded<C::Future>>,
+}
+
+impl<C: Compute> Borrowed<C> {
+    pub(crate) fn new(f: C) -> Self {
         Borrowed {
             f: Some(f),
             pending: None,
@@ -418,21 +540,24 @@ impl<F, Fut> Borrowed<F, Fut> {
     }
 }
 
-impl<T, E, F, Fut> Runner<T, E> for Borrowed<F, Fut>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
+impl<C: Compute> Runner for Borrowed<C> {
+    type Value = C::Value;
+    type Error = C::Error;
     const OWNED: bool = false;
 
-    async fn run(&mut self, _: &Cache, timeout: Option<Duration>, _: Option<Ticket>) -> Ran<T, E> {
+    async fn run(
+        &mut self,
+        _: &Cache,
+        timeout: Option<Duration>,
+        _: Option<Ticket>,
+    ) -> Ran<C::Value, C::Error> {
         let Some(f) = self.f.take() else {
             return Ran {
                 result: Some(Err(Box::new("fncache: the function was already consumed"))),
                 stored_elsewhere: false,
             };
         };
-        let mut fut: Guarded<Fut> = Box::pin(AssertUnwindSafe(f()).catch_unwind());
+        let mut fut: Guarded<C::Future> = Box::pin(AssertUnwindSafe(f.start()).catch_unwind());
         let result = match timeout {
             None => Some(fut.as_mut().await),
             Some(t) => match tokio::time::timeout(t, fut.as_mut()).await {
@@ -453,7 +578,7 @@ where
         false
     }
 
-    async fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+    async fn rejoin(&mut self) -> thread::Result<Result<C::Value, C::Error>> {
         match self.pending.take() {
             Some(fut) => fut.await,
             None => Err(Box::new("fncache: no computation to wait for")),
@@ -462,13 +587,13 @@ where
 }
 
 /// An owned function: may run as a task of its own.
-pub(crate) struct Owned<F, T, E> {
-    f: Option<F>,
-    pending: Option<tokio::task::JoinHandle<thread::Result<Result<T, E>>>>,
+pub(crate) struct Owned<C: Compute> {
+    f: Option<C>,
+    pending: Option<tokio::task::JoinHandle<Outcome<C>>>,
 }
 
-impl<F, T, E> Owned<F, T, E> {
-    pub(crate) fn new(f: F) -> Self {
+impl<C: Compute> Owned<C> {
+    pub(crate) fn new(f: C) -> Self {
         Owned {
             f: Some(f),
             pending: None,
@@ -506,13 +631,15 @@ where
     result
 }
 
-impl<T, E, F, Fut> Runner<T, E> for Owned<F, T, E>
+impl<C> Runner for Owned<C>
 where
-    T: Serialize + Send + 'static,
-    E: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    C: Compute + Send + 'static,
+    C::Value: Serialize + Send + 'static,
+    C::Error: Send + 'static,
+    C::Future: Send + 'static,
 {
+    type Value = C::Value;
+    type Error = C::Error;
     const OWNED: bool = true;
 
     async fn run(
@@ -520,12 +647,12 @@ where
         cache: &Cache,
         timeout: Option<Duration>,
         ticket: Option<Ticket>,
-    ) -> Ran<T, E> {
+    ) -> Ran<C::Value, C::Error> {
         let (timeout, ticket, f) = match (timeout, ticket, self.f.take()) {
             (Some(timeout), Some(ticket), Some(f)) => (timeout, ticket, f),
             (_, _, Some(f)) => {
                 return Ran {
-                    result: Some(AssertUnwindSafe(f()).catch_unwind().await),
+                    result: Some(AssertUnwindSafe(f.start()).catch_unwind().await),
                     stored_elsewhere: false,
                 };
             }
@@ -537,11 +664,9 @@ where
             }
         };
         // A task that stores its own value, so that it can outlive this call's wait.
-        let mut task = tokio::spawn(under_ticket(
-            cache.clone(),
-            ticket,
-            async move { f().await },
-        ));
+        let mut task = tokio::spawn(under_ticket(cache.clone(), ticket, async move {
+            f.start().await
+        }));
         match tokio::time::timeout(timeout, &mut task).await {
             Ok(done) => Ran {
                 result: Some(joined(done)),
@@ -561,15 +686,13 @@ where
         let Some(f) = self.f.take() else {
             return false;
         };
-        tokio::spawn(under_ticket(
-            cache.clone(),
-            ticket,
-            async move { f().await },
-        ));
+        tokio::spawn(under_ticket(cache.clone(), ticket, async move {
+            f.start().await
+        }));
         true
     }
 
-    async fn rejoin(&mut self) -> thread::Result<Result<T, E>> {
+    async fn rejoin(&mut self) -> thread::Result<Result<C::Value, C::Error>> {
         match self.pending.take() {
             Some(task) => joined(task.await),
             None => Err(Box::new("fncache: no computation to wait for")),

@@ -42,6 +42,52 @@
 //!   share one structure; [`Codec`] how values are serialized.
 //! - [`Mode`] switches reading, writing and executing for a scope; [`Stats`] counts calls.
 //!
+//! ## In handlers and tasks
+//! The future of a cached async call, explicit or generated, is `Send` whenever the future of
+//! the function's body is, whatever the function borrows, so it can be `tokio::spawn`ed and be
+//! (part of) a web handler, which axum requires to be `Send`. In a handler,
+//! [`Cache::get_or_try_compute`] returns the function's `Result<T, E>` so that `?` fits, the
+//! cache's own error converted by `E: From<fncache::Error>`:
+//!
+//! ```
+//! use std::sync::{Arc, LazyLock};
+//!
+//! static CACHE: LazyLock<fncache::Cache> =
+//!     LazyLock::new(|| fncache::Cache::builder("doc-tasks").memory().build().expect("valid config"));
+//!
+//! pub struct Pool; // a connection pool: not part of the key
+//!
+//! #[derive(Debug)]
+//! pub enum AppError { NotFound, Cache(fncache::Error) }
+//! impl From<fncache::Error> for AppError {
+//!     fn from(e: fncache::Error) -> Self { AppError::Cache(e) }
+//! }
+//!
+//! #[fncache::cached(cache = CACHE, skip(db))]
+//! async fn load_name(db: &Pool, id: u64) -> Result<String, AppError> {
+//!     let _ = db;
+//!     tokio::task::yield_now().await; // the query, holding `db` across an await
+//!     if id == 0 { Err(AppError::NotFound) } else { Ok(format!("user{id}")) }
+//! }
+//!
+//! async fn greet(db: &Pool, id: u64, greeting: &str) -> Result<String, AppError> {
+//!     let name = load_name(db, id).await?;
+//!     let text = CACHE
+//!         .get_or_try_compute("greet", &(id, greeting), || async {
+//!             Ok::<_, AppError>(format!("{greeting}, {name}"))
+//!         })
+//!         .await?;
+//!     Ok(text)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let pool = Arc::new(Pool);
+//! let task = tokio::spawn(async move { greet(&pool, 7, "hello").await });
+//! assert_eq!(task.await.unwrap().unwrap(), "hello, user7");
+//! # }
+//! ```
+//!
 //! ## Stores
 //! A builder that names no store uses the embedded one, unless the environment names a Redis
 //! URL: `FNCACHE_REDIS_URL`, else `REDIS_URL` (an empty value means the embedded store).
