@@ -18,5 +18,6 @@ mod methods;
 mod options;
 mod skip;
 mod stacking;
+mod stats;
 mod support;
 mod values;
