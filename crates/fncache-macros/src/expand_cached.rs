@@ -262,14 +262,22 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
     // so that it spans nothing else) is spanned at the option that asks for background work:
     // an error about what it captures (not `Send`) points there.
     let closure = function.owned.unwrap_or_else(Span::call_site);
+    // The body sits inside the closure's own braces; a one-line body (`{ id }`) would then
+    // trip `unused_braces` at the user's braces. Marked as the expansion's (still located at
+    // the user's braces, where errors about the block point), they are not linted.
+    let mut inner = Group::new(
+        Delimiter::Brace,
+        block.stmts.iter().map(ToTokens::to_token_stream).collect(),
+    );
+    inner.set_span(Span::call_site().located_at(block.brace_token.span.join()));
     let compute = match (asynchronous, ret) {
-        (false, Some(ty)) => quote_spanned!(closure=> move || -> #ty { #block }),
-        (false, None) => quote_spanned!(closure=> move || { #block }),
+        (false, Some(ty)) => quote_spanned!(closure=> move || -> #ty { #inner }),
+        (false, None) => quote_spanned!(closure=> move || { #inner }),
         (true, Some(ty)) => quote_spanned!(closure=> move || async move {
-            let __fncache_value: #ty = #block;
+            let __fncache_value: #ty = #inner;
             __fncache_value
         }),
-        (true, None) => quote_spanned!(closure=> move || async move { #block }),
+        (true, None) => quote_spanned!(closure=> move || async move { #inner }),
     };
     let call = quote_spanned!(span=> #helper(
         #failures
@@ -366,8 +374,8 @@ fn stats_companion(item: &ItemFn, args: &CachedArgs, function: &Function) -> Tok
     let name = format_ident!("{}_stats", sig.ident.unraw(), span = sig.ident.span());
     let vis = &item.vis;
     let attrs = companion_attrs(&item.attrs);
-    let through_self = function.receiver.is_some()
-        && validate::mentions(args.cache.to_token_stream(), "self");
+    let through_self =
+        function.receiver.is_some() && validate::mentions(args.cache.to_token_stream(), "self");
     let receiver = through_self.then(|| quote!(&self));
     let identity = identity(item, args);
     let asynchronous = sig.asyncness.is_some();
@@ -426,7 +434,20 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
     let stats = stats_companion(item, args, function);
     let identity_const = identity_const(&sig.ident);
     let identity = identity(item, args);
+    // The attribute cannot see whether it is in a trait impl, where the companions are not
+    // members of the trait. This item comes first, at the function's name, so that the first
+    // error there ("const `..` is not a member of trait") names the fix.
+    let marker = format_ident!(
+        "fncache_cached_cannot_be_used_in_a_trait_impl__cache_an_inherent_method_and_call_it_from_{}",
+        sig.ident.unraw(),
+        span = sig.ident.span()
+    );
     quote! {
+        #(#companion_attrs)*
+        #[doc(hidden)]
+        #[allow(dead_code, non_upper_case_globals)]
+        const #marker: () = ();
+
         #(#attrs)*
         #vis #sig #body
 
