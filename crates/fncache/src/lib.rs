@@ -86,6 +86,7 @@ pub use cache::Cache;
 pub use circuit::CircuitBreaker;
 pub use codec::Codec;
 pub use error::{Error, ErrorKind};
+#[doc(inline)]
 pub use fncache_macros::{cache_evict, cached};
 pub use layout::Layout;
 pub use mode::Mode;

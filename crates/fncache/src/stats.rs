@@ -135,7 +135,9 @@ fn path_of(identity: &str) -> &str {
     let mut path = identity;
     if let Some((rest, hash)) = path.rsplit_once('#')
         && hash.len() == 16
-        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         path = rest;
     }
@@ -336,8 +338,14 @@ mod tests {
 
     #[test]
     fn the_path_of_an_identity_drops_the_version_and_code_hash_only() {
-        assert_eq!(path_of("app::users::load#0123456789abcdef"), "app::users::load");
-        assert_eq!(path_of("app::users::load@v2#0123456789abcdef"), "app::users::load");
+        assert_eq!(
+            path_of("app::users::load#0123456789abcdef"),
+            "app::users::load"
+        );
+        assert_eq!(
+            path_of("app::users::load@v2#0123456789abcdef"),
+            "app::users::load"
+        );
         assert_eq!(path_of("shared@v12"), "shared");
         assert_eq!(path_of("app::load"), "app::load");
         // Not what the attribute appends: kept as written.
@@ -350,9 +358,15 @@ mod tests {
     #[test]
     fn functions_are_found_by_identity_or_path_and_unknown_ones_are_none() {
         let registry = StatsRegistry::default();
-        registry.recorder("m::f#0000000000000001", Vec::new()).add(Event::Call);
-        registry.recorder("m::f@v2#0000000000000002", Vec::new()).add(Event::Call);
-        registry.recorder("m::f@v2#0000000000000002", Vec::new()).add(Event::Hit);
+        registry
+            .recorder("m::f#0000000000000001", Vec::new())
+            .add(Event::Call);
+        registry
+            .recorder("m::f@v2#0000000000000002", Vec::new())
+            .add(Event::Call);
+        registry
+            .recorder("m::f@v2#0000000000000002", Vec::new())
+            .add(Event::Hit);
         let exact = registry.for_function("m::f@v2#0000000000000002");
         assert_eq!(exact.map(|s| (s.calls, s.hits)), Some((1, 1)));
         let by_path = registry.for_function("m::f");
