@@ -36,25 +36,99 @@ use proc_macro::TokenStream;
 /// assert!(slow_square_is_cached(&7)?);
 /// assert_eq!(slow_square_uncached(8), 64); // the body alone, no cache
 /// assert!(slow_square_invalidate(&7)?);
+/// assert_eq!(slow_square_stats().hits, 1); // also CACHE.stats_for("<crate>::slow_square")
 /// # Ok::<(), fncache::Error>(())
 /// ```
 ///
-/// An `async fn` takes a `fncache::Cache`, a plain `fn` a `fncache::blocking::Cache`; the
-/// function keeps its signature, and runs its body whenever the cache cannot answer.
+/// An `async fn` takes a `fncache::Cache`, a plain `fn` a `fncache::blocking::Cache` (as is,
+/// or behind a `&`, `Arc`, `Box` or `LazyLock`); anything else is a compile error that says
+/// which one is needed. The function keeps its signature, visibility, attributes and doc
+/// comments, and runs its body whenever the cache cannot answer (the failure is counted in
+/// `stats().errors` and logged, never a panic). Generated code names the library only through
+/// `::fncache::__private`: no other dependency is needed, not even `serde`.
 ///
-/// Options: `cache = EXPR` (required), `name = "..."`, `version = N`, `skip(arg, ..)`,
-/// `key = EXPR`, `codec = Codec::Json`, `cache_none = false`, `code_hash = false`; and, each
-/// overriding the builder setting of the same name for this function, the `Duration`
-/// expressions `entry_ttl`, `refresh_after`, `lock_timeout`, `compute_timeout`, `max_stale`,
-/// `fail_safe_throttle`, `op_timeout`, the flags `wait`, `strict`, `stampede_protection`, and
-/// `default = EXPR` (the value answered when the function does not wait). Companions
-/// `{fn}_uncached`, `{fn}_invalidate` and `{fn}_is_cached` are generated next to the function.
-/// See the README of fncache for the details.
+/// # Options
 ///
-/// A stale entry is refreshed in the background when the function's arguments are owned and
-/// `'static` (no references, lifetimes, generics or `self`) and the attribute gives
-/// `refresh_after`, `compute_timeout`, `wait = false` or `default`; otherwise the caller that
-/// wins the refresh refreshes it inline.
+/// | option | meaning |
+/// |---|---|
+/// | `cache = EXPR` | the cache (required): a `static`, or any expression such as `self.cache` |
+/// | `name = "..."` | the function's path in its identity; default `module_path!()::fn_name` |
+/// | `version = N` | part of the identity: bump it to stop serving old entries |
+/// | `skip(a, b)` | arguments (or `self`) left out of the key |
+/// | `key = EXPR` | a key that replaces the arguments; in it, each argument is a reference (`&T`) |
+/// | `codec = Codec::Json` | the codec of this function's values (`Codec` needs no import here) |
+/// | `entry_ttl = EXPR` | a `Duration`: the entry TTL of this function's values |
+/// | `cache_none = false` | a `None` (also an `Ok(None)`) is returned but not stored |
+/// | `code_hash = false` | leave the hash of the function's code out of the identity |
+/// | `refresh_after = EXPR` | a `Duration`: older entries are stale, served while one caller refreshes them |
+/// | `lock_timeout = EXPR` | a `Duration`: how long a caller waits for another's computation of the same key |
+/// | `wait = false` | a cold miss answers `default` at once and fills the cache in the background |
+/// | `default = EXPR` | the value answered when the function does not wait; of the type the function caches |
+/// | `compute_timeout = EXPR` | a `Duration`: past it, a recomputation is abandoned for the stale value |
+/// | `max_stale = EXPR` | a `Duration`: fail-safe keeps values this long, to serve when recomputing fails |
+/// | `fail_safe_throttle = EXPR` | a `Duration`: after a failed recomputation, how long before anyone tries again |
+/// | `op_timeout = EXPR` | a `Duration`: how long one backend operation of this function may take |
+/// | `strict = true` | backend errors are returned as `Err(E::from(error))` (`Result<T, E>` with `E: From<fncache::Error>`) |
+/// | `stampede_protection = false` | concurrent misses of one key all compute instead of sharing one computation |
+///
+/// `entry_ttl` and the options from `refresh_after` on (but `default`) override, for this
+/// function, the builder setting of the same name. Durations are expressions of type
+/// `Duration`, checked at the expression (`refresh_after = 30` is an error); flags are
+/// `true`/`false` literals.
+///
+/// A function returning a `Result` (any path ending in `Result`) caches only `Ok`; an
+/// `Option` caches `None` unless `cache_none = false`. Arguments in the key must be
+/// `Serialize`, the value `Serialize + DeserializeOwned` (owned: `String`, not `&str`). A
+/// `&mut` argument (or `&mut self`) in the key is refused, since on a hit the body does not
+/// run and its mutation silently does not happen; `skip` it if it is a handle the body merely
+/// needs mutably (a connection). The type of `Self` and the type parameters of a generic
+/// function are part of the key. The attribute works on functions and in inherent `impl`
+/// blocks, not in trait `impl`s (the companions could not be added there): cache an inherent
+/// method and call it from the trait method.
+///
+/// The identity of the function is its path (`name`), then `@vN` for a `version`, then `#`
+/// and a hash of its signature and body (token by token, so a changed body never serves the
+/// old body's results; the hash cannot see into the functions the body calls: bump `version`
+/// when those change).
+///
+/// # Companions
+///
+/// Generated next to the function (for methods: in the same `impl`), with its visibility:
+///
+/// | companion | what it does |
+/// |---|---|
+/// | `{fn}_uncached(..) -> R` | the body alone, no cache read or write; exactly the function's arguments and return type |
+/// | `{fn}_invalidate(..) -> Result<bool, fncache::Error>` | removes the entry of that call; `true` if it was there |
+/// | `{fn}_is_cached(..) -> Result<bool, fncache::Error>` | a peek: changes no eviction order, score or TTL |
+/// | `{fn}_stats() -> fncache::Stats` | the cache's counters of this function (zeros before its first call) |
+///
+/// `{fn}_invalidate` and `{fn}_is_cached` take a reference to each argument of the key (`&T`
+/// for an argument declared `T`; skipped arguments are left out) and, for methods, `&self`;
+/// they are `async` for an `async fn` and keep the function's generic parameters.
+/// `{fn}_stats` takes `&self` only when the cache is reached through `self`, and is never
+/// `async`. The same counters are `CACHE.stats_for(concat!(module_path!(), "::fn_name"))`.
+///
+/// # Owned or borrowed
+///
+/// Background work (a worker thread of the blocking cache, a tokio task of the async one)
+/// needs the body as an owned closure, so the attribute takes the *owned* path only when the
+/// function's arguments are owned and `'static` (no reference other than `&'static`, no
+/// lifetime, no generic parameter, no `impl Trait`, no `self` of any kind and no `Self`) *and*
+/// the attribute gives `refresh_after`, `compute_timeout`, `wait = false` or `default`. The
+/// decision is made from the signature, at compile time. Otherwise the function takes the
+/// *borrowed* path: a stale entry is refreshed inline by the one caller that wins the
+/// refresh (everyone else is served the stale value meanwhile), and `compute_timeout` can
+/// only abandon an `async fn`'s future. `wait = false` and `default` need the owned path: on
+/// a function with borrowed arguments they are compile errors that name the fix.
+///
+/// # `Send`
+///
+/// On the owned path what the body captures, its value and its error must be `Send` (a
+/// `Box<dyn Error + Send + Sync>`, not a `Box<dyn Error>`), and for an `async fn` its future
+/// must be `Send`: the compiler reports "cannot be sent between threads safely" at the option
+/// that asked for background work, or at the return type with the value held across an
+/// `.await`. Drop the option, or keep non-`Send` values out of the body (or out of scope at
+/// `.await`s). The borrowed path asks for no `Send`.
 ///
 /// ```
 /// use std::sync::LazyLock;
@@ -128,9 +202,15 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// # Ok::<(), fncache::Error>(())
 /// ```
 ///
-/// `functions = all` empties the whole cache instead. Purging single functions needs
-/// `Layout::PerFunction`; with the `Shared` layout the purge fails with a configuration error,
-/// which is counted in `stats().errors` and logged (the function's value is still returned).
+/// Options: `cache = EXPR` (required; a `fncache::blocking::Cache` for a plain `fn`, a
+/// `fncache::Cache` for an `async fn`) and `functions = [path, ..]`, paths of functions
+/// decorated with `#[fncache::cached]` (`Self::load` in an `impl`), or `functions = all` to
+/// empty the whole cache. The function keeps its signature; no companions are generated.
+///
+/// Purging single functions needs `Layout::PerFunction` (or `Layout::ClusterPerFunction`):
+/// with a shared layout the purge fails with a configuration error, which is counted in
+/// the evicting function's `stats_for(..).errors` and logged (the function's value is still
+/// returned), as a failing backend is.
 #[proc_macro_attribute]
 pub fn cache_evict(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());

@@ -258,6 +258,8 @@ pub(crate) fn analyze(item: &ItemFn, args: &CachedArgs, errors: &mut Errors) -> 
         }
     }
 
+    check_mut_in_key(item, &skipped, errors);
+
     for name in &args.skip {
         let known = if name == "self" {
             receiver.is_some()
@@ -356,6 +358,66 @@ pub(crate) fn analyze(item: &ItemFn, args: &CachedArgs, errors: &mut Errors) -> 
         returns_result,
         value_type,
         owned,
+    }
+}
+
+/// The first `&mut` inside a type, if any.
+fn mut_reference(ty: &Type) -> Option<&syn::TypeReference> {
+    struct Finder<'ast>(Option<&'ast syn::TypeReference>);
+    impl<'ast> Visit<'ast> for Finder<'ast> {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            if r.mutability.is_some() && self.0.is_none() {
+                self.0 = Some(r);
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        // `fn(&mut T)` and `Fn(&mut T)` take a `&mut`; they are not one.
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
+}
+
+/// A `&mut` argument (or `&mut self`) in the key is refused: the body mutates it only when it
+/// runs, so on a hit the mutation silently does not happen. A skipped one is a handle the
+/// body needs mutably (a database connection), which the user has said the result does not
+/// depend on.
+fn check_mut_in_key(item: &ItemFn, skipped: &HashSet<String>, errors: &mut Errors) {
+    let fun = &item.sig.ident;
+    for input in &item.sig.inputs {
+        let (name, found) = match input {
+            // `mut self` is a mutable binding of an owned value: nothing outlives the call.
+            FnArg::Receiver(r) if r.reference.is_some() && r.mutability.is_some() => {
+                ("self".to_owned(), r.to_token_stream())
+            }
+            FnArg::Receiver(_) => continue,
+            FnArg::Typed(typed) => {
+                let Pat::Ident(p) = &*typed.pat else { continue };
+                match mut_reference(&typed.ty) {
+                    Some(r) => (p.ident.to_string(), r.to_token_stream()),
+                    None => continue,
+                }
+            }
+        };
+        if skipped.contains(&name) {
+            continue;
+        }
+        errors.push(syn::Error::new_spanned(
+            found,
+            format!(
+                "`{name}` is a `&mut`: the body of `{fun}` runs only on a miss, so on a hit \
+                 whatever it would have done to `{name}` silently does not happen. Return the \
+                 new value instead (in the cached value, e.g. a tuple); or, if `{name}` is a \
+                 handle the body merely needs mutably (a connection) and the result does not \
+                 depend on it, leave it out of the key with `skip({name})`"
+            ),
+        ));
     }
 }
 

@@ -429,9 +429,23 @@ impl Cache {
         self.inner.core.stats.total()
     }
 
-    /// Counters of one function since the cache was built.
-    pub fn stats_for(&self, function: &str) -> Stats {
+    /// Counters of one function since the cache was built, or `None` if this cache does not
+    /// know `function`: it is misspelt, belongs to another cache, or has not been called (nor
+    /// had its `{fn}_stats()` asked) since the cache was built.
+    ///
+    /// `function` is the name given to the explicit API, or for a function decorated with
+    /// `#[fncache::cached]` its path as written: `module_path!()::fn_name` (or its `name = ".."`),
+    /// without the `@vN` and code hash of its identity; the counters of every version and
+    /// code hash of that path seen by this cache are summed. A decorated function's
+    /// `{fn}_stats()` companion needs no name and is never `None`.
+    pub fn stats_for(&self, function: &str) -> Option<Stats> {
         self.inner.core.stats.for_function(function)
+    }
+
+    /// The counters of exactly `identity`, which this cache knows from now on (a decorated
+    /// function's `{fn}_stats()`).
+    pub(crate) fn stats_of_identity(&self, identity: &str) -> Stats {
+        self.inner.core.stats.register(identity)
     }
 
     /// Runs `fut` and returns its output with the counters of only the calls it made

@@ -137,6 +137,7 @@ pub use circuit::CircuitBreaker;
 pub use codec::Codec;
 pub use duration::MAX_DURATION;
 pub use error::{Error, ErrorKind};
+#[doc(inline)]
 pub use fncache_macros::{cache_evict, cached};
 pub use layout::Layout;
 pub use mode::Mode;

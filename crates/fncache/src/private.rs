@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::core::Surface;
 use crate::key::ArgsEncoder;
 use crate::{Cache, blocking};
-pub use crate::{CallOptions, Codec, Error};
+pub use crate::{CallOptions, Codec, Error, Stats};
 
 mod sealed {
     use std::sync::{Arc, LazyLock};
@@ -431,6 +431,16 @@ pub async fn is_cached_async(cache: &Cache, function: &str, key: Key) -> Result<
 pub async fn invalidate_async(cache: &Cache, function: &str, key: Key) -> Result<bool, Error> {
     let member = key.encoder.finish(function)?;
     cache.invalidate_member(function, member).await
+}
+
+/// `{fn}_stats()` of a blocking function.
+pub fn stats_blocking(cache: &blocking::Cache, function: &str) -> crate::Stats {
+    cache.stats_of_identity(function)
+}
+
+/// `{fn}_stats()` of an async function (reading counters does not wait for anything).
+pub fn stats_async(cache: &Cache, function: &str) -> crate::Stats {
+    cache.stats_of_identity(function)
 }
 
 /// What `cache_evict` removes after its function `by` returned.

@@ -1,15 +1,38 @@
 //! Call counters: per cache, per function, and per scoped collector.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
 
 /// A snapshot of counters.
 ///
 /// Every call counts in `calls`, then in `hits` or `misses` when the cache was read,
 /// `execs` when the function ran, `writes` when a value was stored, `errors` when the backend
 /// failed or a stored value did not decode (the call then still returns the function's value).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// `Stats` serializes as an object of its counters (a JSON stats endpoint is
+/// `serde_json::to_string(&cache.stats())`), and displays as one line for logs:
+///
+/// ```
+/// let cache = fncache::Cache::builder("stats-doc").memory().build_blocking()?;
+/// for _ in 0..4 {
+///     cache.get_or_compute("f", &(1,), || 1)?;
+/// }
+/// let stats = cache.stats();
+/// assert_eq!(
+///     stats.to_string(),
+///     "calls 4, hits 3 (75.0%), misses 1, execs 1, writes 1, errors 0, evictions 0"
+/// );
+/// assert_eq!(
+///     serde_json::to_value(stats)?["hits"],
+///     3,
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Calls through the cache.
@@ -40,6 +63,91 @@ pub struct Stats {
     pub fail_open: u64,
     /// Calls answered with the function's default value (`wait(false)` on a cold miss).
     pub defaults_served: u64,
+}
+
+impl Stats {
+    /// The share of reads served from the cache, `hits / (hits + misses)`; `None` before the
+    /// first read.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        // Counters fit an f64 exactly up to 2^53 calls; a ratio needs no more.
+        #[allow(clippy::cast_precision_loss)]
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+
+    /// The counters of two sets of calls together.
+    fn plus(self, other: Stats) -> Stats {
+        Stats {
+            calls: self.calls + other.calls,
+            hits: self.hits + other.hits,
+            misses: self.misses + other.misses,
+            execs: self.execs + other.execs,
+            writes: self.writes + other.writes,
+            errors: self.errors + other.errors,
+            evictions: self.evictions + other.evictions,
+            stale_served: self.stale_served + other.stale_served,
+            refreshes: self.refreshes + other.refreshes,
+            refresh_failures: self.refresh_failures + other.refresh_failures,
+            lock_waits: self.lock_waits + other.lock_waits,
+            lock_timeouts: self.lock_timeouts + other.lock_timeouts,
+            fail_open: self.fail_open + other.fail_open,
+            defaults_served: self.defaults_served + other.defaults_served,
+        }
+    }
+}
+
+/// One line: the counters every cache has (`calls`, `hits` with the hit ratio, `misses`,
+/// `execs`, `writes`, `errors`, `evictions`), then those of the freshness, stampede and
+/// fail-safe features that are not zero.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "calls {}, hits {}", self.calls, self.hits)?;
+        if let Some(ratio) = self.hit_ratio() {
+            write!(f, " ({:.1}%)", ratio * 100.0)?;
+        }
+        write!(
+            f,
+            ", misses {}, execs {}, writes {}, errors {}, evictions {}",
+            self.misses, self.execs, self.writes, self.errors, self.evictions
+        )?;
+        for (name, value) in [
+            ("stale served", self.stale_served),
+            ("refreshes", self.refreshes),
+            ("refresh failures", self.refresh_failures),
+            ("lock waits", self.lock_waits),
+            ("lock timeouts", self.lock_timeouts),
+            ("fail-open", self.fail_open),
+            ("defaults served", self.defaults_served),
+        ] {
+            if value > 0 {
+                write!(f, ", {name} {value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path of a function identity as its user writes it: without the `#` and code hash and
+/// the `@vN` version that `#[fncache::cached]` appends (`crate::users::load@v2#00ff..` gives
+/// `crate::users::load`). The format is the one `identity()` in the macro crate's
+/// `expand_cached.rs` generates.
+fn path_of(identity: &str) -> &str {
+    let mut path = identity;
+    if let Some((rest, hash)) = path.rsplit_once('#')
+        && hash.len() == 16
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        path = rest;
+    }
+    if let Some((rest, version)) = path.rsplit_once("@v")
+        && !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+    {
+        path = rest;
+    }
+    path
 }
 
 /// One thing that happened during a call.
@@ -126,7 +234,15 @@ impl Counters {
 #[derive(Debug, Default)]
 pub(crate) struct StatsRegistry {
     total: Counters,
-    per_function: RwLock<HashMap<String, Arc<Counters>>>,
+    per_function: RwLock<Functions>,
+}
+
+/// The functions a cache has seen: counters per identity, and the same counters found by
+/// the path of the identity (see [`path_of`]) when it differs.
+#[derive(Debug, Default)]
+struct Functions {
+    by_identity: HashMap<String, Arc<Counters>>,
+    by_path: HashMap<String, Vec<Arc<Counters>>>,
 }
 
 impl StatsRegistry {
@@ -134,9 +250,24 @@ impl StatsRegistry {
         self.total.snapshot()
     }
 
-    pub(crate) fn for_function(&self, function: &str) -> Stats {
-        let map = self.per_function.read().unwrap_or_else(|e| e.into_inner());
-        map.get(function).map(|c| c.snapshot()).unwrap_or_default()
+    /// The counters of `function`, an identity or the path of decorated functions' identities
+    /// (summed over all of them: versions and code hashes); `None` if this cache has never
+    /// seen it.
+    pub(crate) fn for_function(&self, function: &str) -> Option<Stats> {
+        let functions = self.per_function.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(counters) = functions.by_identity.get(function) {
+            return Some(counters.snapshot());
+        }
+        functions.by_path.get(function).map(|all| {
+            all.iter()
+                .fold(Stats::default(), |sum, c| sum.plus(c.snapshot()))
+        })
+    }
+
+    /// The counters of exactly `identity`, which the cache knows from now on (a decorated
+    /// function's `{fn}_stats()`: zeros before its first call).
+    pub(crate) fn register(&self, identity: &str) -> Stats {
+        self.function_counters(identity).snapshot()
     }
 
     /// A recorder for one call of `function`, also feeding `scoped` collectors.
@@ -157,12 +288,29 @@ impl StatsRegistry {
             .per_function
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .by_identity
             .get(function)
         {
             return Arc::clone(c);
         }
-        let mut map = self.per_function.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(map.entry(function.to_owned()).or_default())
+        let mut functions = self.per_function.write().unwrap_or_else(|e| e.into_inner());
+        let functions = &mut *functions;
+        if let Some(c) = functions.by_identity.get(function) {
+            return Arc::clone(c);
+        }
+        let counters = Arc::new(Counters::default());
+        functions
+            .by_identity
+            .insert(function.to_owned(), Arc::clone(&counters));
+        let path = path_of(function);
+        if path != function {
+            functions
+                .by_path
+                .entry(path.to_owned())
+                .or_default()
+                .push(Arc::clone(&counters));
+        }
+        counters
     }
 }
 
@@ -181,5 +329,73 @@ impl Recorder<'_> {
         for c in &self.scoped {
             c.add(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_of_an_identity_drops_the_version_and_code_hash_only() {
+        assert_eq!(
+            path_of("app::users::load#0123456789abcdef"),
+            "app::users::load"
+        );
+        assert_eq!(
+            path_of("app::users::load@v2#0123456789abcdef"),
+            "app::users::load"
+        );
+        assert_eq!(path_of("shared@v12"), "shared");
+        assert_eq!(path_of("app::load"), "app::load");
+        // Not what the attribute appends: kept as written.
+        assert_eq!(path_of("f#0123456789ABCDEF"), "f#0123456789ABCDEF");
+        assert_eq!(path_of("f#abc"), "f#abc");
+        assert_eq!(path_of("f@v"), "f@v");
+        assert_eq!(path_of("f@vx#0123456789abcdef"), "f@vx");
+    }
+
+    #[test]
+    fn functions_are_found_by_identity_or_path_and_unknown_ones_are_none() {
+        let registry = StatsRegistry::default();
+        registry
+            .recorder("m::f#0000000000000001", Vec::new())
+            .add(Event::Call);
+        registry
+            .recorder("m::f@v2#0000000000000002", Vec::new())
+            .add(Event::Call);
+        registry
+            .recorder("m::f@v2#0000000000000002", Vec::new())
+            .add(Event::Hit);
+        let exact = registry.for_function("m::f@v2#0000000000000002");
+        assert_eq!(exact.map(|s| (s.calls, s.hits)), Some((1, 1)));
+        let by_path = registry.for_function("m::f");
+        assert_eq!(by_path.map(|s| (s.calls, s.hits)), Some((2, 1)), "summed");
+        assert_eq!(registry.for_function("m::g"), None);
+        assert_eq!(registry.for_function("m::f@v2"), None, "not a path");
+        assert_eq!(registry.register("m::g#0000000000000003"), Stats::default());
+        assert_eq!(registry.for_function("m::g"), Some(Stats::default()));
+    }
+
+    #[test]
+    fn display_is_one_line_with_the_nonzero_feature_counters() {
+        let stats = Stats {
+            calls: 10,
+            hits: 7,
+            misses: 3,
+            execs: 3,
+            writes: 2,
+            errors: 1,
+            lock_waits: 4,
+            ..Stats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "calls 10, hits 7 (70.0%), misses 3, execs 3, writes 2, errors 1, evictions 0, lock waits 4"
+        );
+        assert_eq!(
+            Stats::default().to_string(),
+            "calls 0, hits 0, misses 0, execs 0, writes 0, errors 0, evictions 0"
+        );
     }
 }

@@ -174,7 +174,7 @@ impl Front {
         }
     }
 
-    pub fn stats_for(&self, function: &str) -> Stats {
+    pub fn stats_for(&self, function: &str) -> Option<Stats> {
         match self {
             Front::Blocking(c) => c.stats_for(function),
             Front::Async(c, _) => c.stats_for(function),

@@ -158,7 +158,7 @@ fn purging_named_functions_in_the_shared_layout_is_counted_and_logged_not_fatal(
             );
             let by = concat!(module_path!(), "::update_prices");
             assert_eq!(
-                s.blocking.stats_for(by).errors,
+                s.blocking.stats_for(by).unwrap().errors,
                 2,
                 "{who}: one per function"
             );

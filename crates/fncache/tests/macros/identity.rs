@@ -178,7 +178,9 @@ fn name_version_and_code_hash_decide_which_functions_share_entries() {
                 "{who}: hash"
             );
 
-            let stats = blocking().stats_for(hashed_a::__fncache_identity_compute);
+            let stats = blocking()
+                .stats_for(hashed_a::__fncache_identity_compute)
+                .unwrap();
             assert_eq!(
                 (stats.calls, stats.hits),
                 (2, 1),
