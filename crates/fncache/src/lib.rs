@@ -123,6 +123,7 @@ mod duration;
 mod error;
 mod flight;
 mod key;
+mod typed;
 mod layout;
 mod mode;
 mod options;
