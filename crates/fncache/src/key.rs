@@ -38,7 +38,11 @@ pub(crate) fn member<A: Serialize + ?Sized>(function: &str, args: &A) -> Result<
     seal(sink, encoded, function)
 }
 
-fn seal(mut sink: HashSink, encoded: Result<(), TypedError>, function: &str) -> Result<Member, Error> {
+fn seal(
+    mut sink: HashSink,
+    encoded: Result<(), TypedError>,
+    function: &str,
+) -> Result<Member, Error> {
     if let Err(e) = encoded {
         return Err(Error::new(
             ErrorKind::Encode,
@@ -125,7 +129,9 @@ mod tests {
         let m = member("app::square", &(3u64,)).unwrap();
         assert_eq!(
             m,
-            [226, 54, 110, 136, 115, 50, 8, 221, 115, 192, 194, 209, 139, 100, 253, 163]
+            [
+                226, 54, 110, 136, 115, 50, 8, 221, 115, 192, 194, 209, 139, 100, 253, 163
+            ]
         );
         // Spelled out: tuple tag, u64 tag and value, closing tag, then the identity.
         let mut bytes = vec![25u8, 10];

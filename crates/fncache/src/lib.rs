@@ -123,13 +123,13 @@ mod duration;
 mod error;
 mod flight;
 mod key;
-mod typed;
 mod layout;
 mod mode;
 mod options;
 mod policy;
 mod stats;
 mod store;
+mod typed;
 mod workers;
 
 pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL};

@@ -335,14 +335,22 @@ impl<'t, 'o, W: Sink> ser::Serializer for &'t mut Typed<'o, W> {
     }
 
     fn serialize_f32(self, v: f32) -> Result<(), TypedError> {
-        let v = if self.rules.one_nan && v.is_nan() { f32::NAN } else { v };
+        let v = if self.rules.one_nan && v.is_nan() {
+            f32::NAN
+        } else {
+            v
+        };
         self.tag(tag::F32);
         self.out.put(&v.to_bits().to_le_bytes());
         Ok(())
     }
 
     fn serialize_f64(self, v: f64) -> Result<(), TypedError> {
-        let v = if self.rules.one_nan && v.is_nan() { f64::NAN } else { v };
+        let v = if self.rules.one_nan && v.is_nan() {
+            f64::NAN
+        } else {
+            v
+        };
         self.tag(tag::F64);
         self.out.put(&v.to_bits().to_le_bytes());
         Ok(())
