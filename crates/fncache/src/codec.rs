@@ -23,6 +23,10 @@ pub(crate) const FORMAT_V1: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 26;
 
 /// How values are serialized inside the envelope.
+///
+/// Whatever the codec, a value it cannot give back exactly (`Some(None)` under the
+/// self-describing ones, NaN under JSON...) is not cached: each put decodes its payload back
+/// and compares, and a value that would change is returned but not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Codec {
