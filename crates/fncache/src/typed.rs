@@ -193,13 +193,8 @@ pub(crate) fn close<W: Sink>(out: &mut W) {
 ///
 /// Values whose encoding fails are never the same (nothing can be proved about them).
 pub(crate) fn same<T: Serialize + ?Sized>(a: &T, b: &T) -> bool {
-    let digest = |value: &T, rules: Rules| -> Option<blake3::Hash> {
-        let mut sink = HashSink::new(blake3::Hasher::new());
-        encode(value, &mut sink, rules).ok()?;
-        Some(sink.into_hasher().finalize())
-    };
-    // In order first: no buffers, and it is the answer for every value without a hash-ordered
-    // collection in it. Only a difference pays for sorting.
+    // In order first: no buffers but one, and it is the answer for every value without a
+    // hash-ordered collection in it. Only a difference pays for sorting.
     let plain = Rules {
         sort_maps: false,
         sort_seqs: false,
@@ -210,13 +205,42 @@ pub(crate) fn same<T: Serialize + ?Sized>(a: &T, b: &T) -> bool {
         sort_seqs: true,
         one_nan: true,
     };
-    match (digest(a, plain), digest(b, plain)) {
-        (Some(x), Some(y)) if x == y => true,
-        (Some(_), Some(_)) => matches!(
-            (digest(a, sorted), digest(b, sorted)),
-            (Some(x), Some(y)) if x == y
-        ),
-        _ => false,
+    // Sized for a small value at once: growing from nothing costs more than the encoding.
+    let mut first = Vec::with_capacity(256);
+    if encode(a, &mut first, plain).is_err() {
+        return false;
+    }
+    let mut second = Compare {
+        expected: &first,
+        at: 0,
+        equal: true,
+    };
+    if encode(b, &mut second, plain).is_err() {
+        return false;
+    }
+    if second.equal && second.at == first.len() {
+        return true;
+    }
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    encode(a, &mut first, sorted).is_ok()
+        && encode(b, &mut second, sorted).is_ok()
+        && first == second
+}
+
+/// A sink that compares what is written with an encoding written before (without keeping it).
+struct Compare<'e> {
+    expected: &'e [u8],
+    at: usize,
+    equal: bool,
+}
+
+impl Sink for Compare<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.equal && self.expected[self.at..].starts_with(bytes) {
+            self.at += bytes.len();
+        } else {
+            self.equal = false;
+        }
     }
 }
 
@@ -586,3 +610,39 @@ macro_rules! fields {
 
 fields!(SerializeStruct);
 fields!(SerializeStructVariant);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_forgives_order_of_maps_and_sets_and_nan_payloads_only() {
+        use std::collections::{HashMap, HashSet};
+        let set: HashSet<u32> = (0..300).collect();
+        let other: HashSet<u32> = (0..300).rev().collect();
+        assert!(same(&set, &other));
+        let map: HashMap<u32, u32> = (0..300).map(|i| (i, i)).collect();
+        let other: HashMap<u32, u32> = (0..300).rev().map(|i| (i, i)).collect();
+        assert!(same(&map, &other));
+        assert!(!same(
+            &(0..300).collect::<HashSet<u32>>(),
+            &(1..301).collect()
+        ));
+        let quiet = f64::from_bits(0x7ff8_0000_0000_0001);
+        assert!(same(&f64::NAN, &quiet) && same(&-f64::NAN, &f64::NAN));
+        assert!(!same(&-0.0f64, &0.0) && !same(&f64::NAN, &f64::INFINITY));
+        assert!(!same(&Some(None::<u8>), &None));
+        assert!(!same(&Some(()), &None));
+        assert!(same(&Some(Some(1u8)), &Some(Some(1u8))));
+    }
+
+    #[test]
+    fn the_encoding_is_the_same_through_a_hasher_and_a_buffer() {
+        let value = (1u8, "text", vec![Some(2.5f64)], [b'x'; 300].to_vec());
+        let mut buf = Vec::new();
+        encode(&value, &mut buf, Rules::KEY).unwrap();
+        let mut sink = HashSink::new(blake3::Hasher::new());
+        encode(&value, &mut sink, Rules::KEY).unwrap();
+        assert_eq!(sink.into_hasher().finalize(), blake3::hash(&buf));
+    }
+}
