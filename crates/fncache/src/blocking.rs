@@ -76,13 +76,12 @@ impl Cache {
 
     /// Ends background work: stores its value (or keeps its lease for the fail-safe
     /// throttle) and counts what happened.
-    fn finish_ticket<T: Serialize>(&self, ticket: &Ticket, value: Option<&T>) {
-        let stored = ticket
-            .finish(value)
-            .map(|op| self.run_timed(op, ticket.op_timeout()));
+    fn finish_ticket<T: Serialize + DeserializeOwned>(&self, ticket: &Ticket, value: Option<&T>) {
+        let (op, refused) = ticket.finish(value);
+        let stored = op.map(|op| self.run_timed(op, ticket.op_timeout()));
         self.inner
             .core
-            .close_ticket(ticket, stored, value.is_some());
+            .close_ticket(ticket, stored, value.is_some(), refused.as_ref());
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.
@@ -474,7 +473,7 @@ fn under_ticket<T, E, F>(
     f: F,
 ) -> impl FnOnce() -> thread::Result<Result<T, E>> + Send + 'static
 where
-    T: Serialize + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
     E: Send + 'static,
     F: FnOnce() -> Result<T, E> + Send + 'static,
 {
@@ -507,7 +506,7 @@ impl<F, T, E> Owned<F, T, E> {
 
 impl<T, E, F> Runner<T, E> for Owned<F, T, E>
 where
-    T: Serialize + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
     E: Send + 'static,
     F: FnOnce() -> Result<T, E> + Send + 'static,
 {

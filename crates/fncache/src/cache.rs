@@ -86,12 +86,20 @@ impl Cache {
     /// Ends background work: stores its value (or keeps its lease for the fail-safe
     /// throttle) and counts what happened.
     /// `op` is the ticket's finishing op, `ok` whether the work produced a value.
-    async fn finish_ticket(&self, ticket: &Ticket, op: Option<StoreOp>, ok: bool) {
+    /// `refused` is the codec's refusal of the value (then not stored).
+    async fn finish_ticket(
+        &self,
+        ticket: &Ticket,
+        (op, refused): (Option<StoreOp>, Option<Error>),
+        ok: bool,
+    ) {
         let stored = match op {
             Some(op) => Some(self.run_timed(op, ticket.op_timeout()).await),
             None => None,
         };
-        self.inner.core.close_ticket(ticket, stored, ok);
+        self.inner
+            .core
+            .close_ticket(ticket, stored, ok, refused.as_ref());
     }
 
     /// Returns the cached result of `function(args)`, computing and storing it on a miss.
@@ -633,7 +641,7 @@ async fn under_ticket<T, E, Fut>(
     fut: Fut,
 ) -> thread::Result<Result<T, E>>
 where
-    T: Serialize,
+    T: Serialize + DeserializeOwned,
     Fut: Future<Output = Result<T, E>>,
 {
     let result = AssertUnwindSafe(fut).catch_unwind().await;
@@ -648,7 +656,7 @@ where
 impl<C> Runner for Owned<C>
 where
     C: Compute + Send + 'static,
-    C::Value: Serialize + Send + 'static,
+    C::Value: Serialize + DeserializeOwned + Send + 'static,
     C::Error: Send + 'static,
     C::Future: Send + 'static,
 {

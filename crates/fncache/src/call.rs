@@ -225,24 +225,39 @@ pub(crate) struct Ticket {
 impl Ticket {
     /// The op that finishes the work: store the value (releasing the lease), or, after a
     /// failure, keep the lease for the fail-safe throttle so nobody retries sooner.
-    pub(crate) fn finish<T: Serialize>(&self, value: Option<&T>) -> Option<StoreOp> {
+    ///
+    /// A value the codec cannot store exactly is not stored: the lease is given back and the
+    /// refusal returned, for [`Core::close_ticket`](crate::core::Core::close_ticket) to count.
+    pub(crate) fn finish<T: Serialize + DeserializeOwned>(
+        &self,
+        value: Option<&T>,
+    ) -> (Option<StoreOp>, Option<Error>) {
+        let release = || self.lease.clone().map(|token| self.lease_op(token, None));
         match value {
             Some(value) if self.cache_none || !serializes_as_none(value) => {
-                let payload = self.codec.encode(value).ok()?;
-                Some(put_op(
-                    &self.structure,
-                    self.member,
-                    self.codec,
-                    payload,
-                    &self.behaviour,
-                    self.lease.clone(),
-                ))
+                match self.codec.encode_faithful(value) {
+                    Ok(payload) => (
+                        Some(put_op(
+                            &self.structure,
+                            self.member,
+                            self.codec,
+                            payload,
+                            &self.behaviour,
+                            self.lease.clone(),
+                        )),
+                        None,
+                    ),
+                    Err(refused) => (release(), Some(refused)),
+                }
             }
-            Some(_) => self.lease.clone().map(|token| self.lease_op(token, None)),
-            None => self.lease.clone().map(|token| {
-                let hold = self.refresh.then_some(self.behaviour.fail_safe_throttle);
-                self.lease_op(token, hold)
-            }),
+            Some(_) => (release(), None),
+            None => (
+                self.lease.clone().map(|token| {
+                    let hold = self.refresh.then_some(self.behaviour.fail_safe_throttle);
+                    self.lease_op(token, hold)
+                }),
+                None,
+            ),
         }
     }
 
@@ -251,6 +266,7 @@ impl Ticket {
         &self,
         stored: Option<&Result<StoreReply, Error>>,
         ok: bool,
+        refused: bool,
     ) -> Vec<Event> {
         let mut events = Vec::new();
         if self.count_exec {
@@ -266,7 +282,7 @@ impl Ticket {
         } else if self.refresh {
             events.push(Event::RefreshFailure);
         }
-        if matches!(stored, Some(Err(_))) {
+        if matches!(stored, Some(Err(_))) || refused {
             events.push(Event::Error);
         }
         events
@@ -870,8 +886,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     }
 
     fn share_computed(&mut self, value: &T) {
+        // Followers decode what they are handed: only a faithful payload may be shared.
         if self.leader.is_some()
-            && let Ok(payload) = self.codec.encode(value)
+            && let Ok(payload) = self.codec.encode_faithful(value)
         {
             let entry = Entry::assemble(self.codec.head(), Times::default(), &payload);
             self.shared = Some(Arc::new(entry));
@@ -887,11 +904,15 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.share_computed(value);
             return Ok(None);
         }
-        // One encoding serves the put and this process's followers.
-        let payload = match self.codec.encode(value) {
+        // One encoding serves the put and this process's followers; a value the codec
+        // cannot give back exactly is neither (they compute their own).
+        let payload = match self.codec.encode_faithful(value) {
             Ok(payload) => payload,
             Err(e) => {
-                self.fail(e, "the value cannot be encoded, so it is not cached")?;
+                self.fail(
+                    e,
+                    "the value cannot be encoded faithfully, so it is not cached",
+                )?;
                 return Ok(None);
             }
         };

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
+use crate::typed;
 
 /// The envelope layout version written today.
 pub(crate) const FORMAT_V1: u8 = 1;
@@ -22,6 +23,10 @@ pub(crate) const FORMAT_V1: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 26;
 
 /// How values are serialized inside the envelope.
+///
+/// Whatever the codec, a value it cannot give back exactly (`Some(None)` under the
+/// self-describing ones, NaN under JSON...) is not cached: each put decodes its payload back
+/// and compares, and a value that would change is returned but not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Codec {
@@ -71,6 +76,37 @@ impl Codec {
                 Ok(out)
             }
             Codec::Postcard => postcard::to_allocvec(value).map_err(|e| encode_error(&e)),
+        }
+    }
+
+    /// Serializes a value into a payload that is proved to decode back into the same value,
+    /// or refuses it (an `Encode` error): what a call stores is served exactly, or not at all.
+    ///
+    /// Self-describing codecs write `Some(None)`, `Some(())` and `None` alike, JSON writes
+    /// NaN and infinities as `null`, and postcard cannot read back a field its encoder skipped
+    /// or a type that needs `deserialize_any`; custom `Serialize` impls can lose anything.
+    /// Rather than a list of known cases, the payload is decoded into `T` and compared with
+    /// the value (see `typed::same`: order of map entries and sequence elements and NaN
+    /// payloads aside, they must serialize alike). This costs a decode and two typed
+    /// encodings per put, on the miss path only.
+    pub(crate) fn encode_faithful<T: Serialize + DeserializeOwned>(
+        self,
+        value: &T,
+    ) -> Result<Vec<u8>, Error> {
+        let payload = self.encode(value)?;
+        let unfaithful = |why: &str| {
+            Error::new(
+                ErrorKind::Encode,
+                format!("{self:?} cannot represent this value exactly ({why}); it is not cached"),
+            )
+        };
+        let back: T = self
+            .decode(&payload)
+            .map_err(|e| unfaithful(&format!("its payload does not decode: {e}")))?;
+        if typed::same(value, &back) {
+            Ok(payload)
+        } else {
+            Err(unfaithful("it decodes into another value"))
         }
     }
 
@@ -257,5 +293,226 @@ mod tests {
         );
         assert!(e.is_expired(456) && !e.is_expired(455));
         assert!(e.is_gone(789) && !e.is_gone(788));
+    }
+
+    /// A value every codec should store, and the cases each one cannot, by name.
+    #[test]
+    fn values_a_codec_would_change_are_refused() {
+        use Codec::{Cbor, Json, MessagePack, Postcard};
+        fn refused<T: Serialize + DeserializeOwned>(codec: Codec, value: &T) -> bool {
+            match codec.encode_faithful(value) {
+                Ok(_) => false,
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::Encode);
+                    true
+                }
+            }
+        }
+        for codec in [MessagePack, Json, Cbor, Postcard] {
+            let lossy = codec != Postcard;
+            assert_eq!(refused(codec, &Some(None::<u8>)), lossy, "{codec:?}");
+            assert_eq!(refused(codec, &Some(())), lossy, "{codec:?}");
+            assert_eq!(refused(codec, &vec![Some(Some(None::<u8>))]), lossy);
+            assert_eq!(refused(codec, &Some(f64::NAN)), codec == Json);
+            assert_eq!(refused(codec, &Some(f64::INFINITY)), codec == Json);
+            assert_eq!(refused(codec, &f32::NEG_INFINITY), codec == Json);
+            assert!(!refused(codec, &-0.0f64), "{codec:?}: -0.0");
+            assert!(!refused(codec, &None::<u8>));
+            assert!(!refused(codec, &()));
+            assert!(!refused(codec, &Some(Some(1u8))));
+            // Hash-ordered collections decode in another order, and are still the same.
+            let set: std::collections::HashSet<u32> = (0..500).collect();
+            let map: std::collections::HashMap<u32, Vec<u8>> =
+                (0..500).map(|i| (i, vec![i as u8])).collect();
+            assert!(!refused(codec, &(set, map)), "{codec:?}: HashSet, HashMap");
+        }
+    }
+
+    /// Property: under every codec, a value is either refused or decodes back equal to
+    /// itself, and it is refused only when a plain round trip would in fact change it.
+    mod faithful {
+        use std::collections::{BTreeMap, HashMap, HashSet};
+
+        use proptest::prelude::*;
+        use serde::{Deserialize, Serialize};
+
+        use super::super::Codec;
+
+        /// An `f64` equal to itself when NaN (any NaN), and by sign for zeros.
+        #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+        struct F(f64);
+        impl PartialEq for F {
+            fn eq(&self, other: &F) -> bool {
+                (self.0.is_nan() && other.0.is_nan()) || self.0.to_bits() == other.0.to_bits()
+            }
+        }
+
+        #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+        struct F32(f32);
+        impl PartialEq for F32 {
+            fn eq(&self, other: &F32) -> bool {
+                (self.0.is_nan() && other.0.is_nan()) || self.0.to_bits() == other.0.to_bits()
+            }
+        }
+
+        /// A byte string (`serialize_bytes`), read back from bytes or a sequence (JSON).
+        #[derive(Debug, Clone, PartialEq)]
+        struct Bytes(Vec<u8>);
+        impl Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for Bytes {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = Bytes;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                        Ok(Bytes(v.to_vec()))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<Bytes, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(b) = seq.next_element()? {
+                            out.push(b);
+                        }
+                        Ok(Bytes(out))
+                    }
+                }
+                d.deserialize_bytes(Visit)
+            }
+        }
+
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        struct UnitS;
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        struct NewS(Option<u8>);
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        struct TupS(i16, Option<()>);
+
+        /// Enum variants of every kind.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        enum E {
+            Unit,
+            New(Option<Option<u8>>),
+            Tup(u8, F),
+            Struct { a: Option<UnitS>, b: char },
+        }
+
+        /// One piece of a value; a value is a few of them, so that some values are faithful
+        /// under every codec and some are not.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        enum Part {
+            Nested(Option<Option<Option<u8>>>),
+            Unit(()),
+            SomeUnit(Option<()>),
+            UnitStruct(Option<UnitS>),
+            New(NewS),
+            Tup(TupS),
+            Enum(E),
+            Float(F),
+            Float32(F32),
+            Map(BTreeMap<String, Option<u8>>),
+            HashMap(HashMap<u8, Option<()>>),
+            Set(HashSet<u16>),
+            Bytes(Bytes),
+            Char(char),
+            Wide(i128, u128),
+        }
+
+        fn float() -> impl Strategy<Value = F> {
+            prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(-f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(-0.0),
+                Just(0.0),
+                Just(1.5),
+            ]
+            .prop_map(F)
+        }
+
+        fn unit_struct() -> impl Strategy<Value = Option<UnitS>> {
+            prop_oneof![Just(None), Just(Some(UnitS))]
+        }
+
+        fn enum_value() -> impl Strategy<Value = E> {
+            prop_oneof![
+                Just(E::Unit),
+                any::<Option<Option<u8>>>().prop_map(E::New),
+                (any::<u8>(), float()).prop_map(|(a, b)| E::Tup(a, b)),
+                (unit_struct(), any::<char>()).prop_map(|(a, b)| E::Struct { a, b }),
+            ]
+        }
+
+        fn part() -> impl Strategy<Value = Part> {
+            prop_oneof![
+                any::<Option<Option<Option<u8>>>>().prop_map(Part::Nested),
+                Just(Part::Unit(())),
+                any::<Option<()>>().prop_map(Part::SomeUnit),
+                unit_struct().prop_map(Part::UnitStruct),
+                any::<Option<u8>>().prop_map(|x| Part::New(NewS(x))),
+                (any::<i16>(), any::<Option<()>>()).prop_map(|(a, b)| Part::Tup(TupS(a, b))),
+                enum_value().prop_map(Part::Enum),
+                float().prop_map(Part::Float),
+                prop_oneof![
+                    any::<f32>(),
+                    Just(f32::NAN),
+                    Just(f32::INFINITY),
+                    Just(-0.0f32)
+                ]
+                .prop_map(|x| Part::Float32(F32(x))),
+                proptest::collection::btree_map(".{0,4}", any::<Option<u8>>(), 0..4)
+                    .prop_map(Part::Map),
+                proptest::collection::hash_map(any::<u8>(), any::<Option<()>>(), 0..8)
+                    .prop_map(Part::HashMap),
+                proptest::collection::hash_set(any::<u16>(), 0..32).prop_map(Part::Set),
+                proptest::collection::vec(any::<u8>(), 0..8).prop_map(|b| Part::Bytes(Bytes(b))),
+                any::<char>().prop_map(Part::Char),
+                (any::<i128>(), any::<u128>()).prop_map(|(a, b)| Part::Wide(a, b)),
+            ]
+        }
+
+        fn check(codec: Codec, value: &Vec<Part>) -> Result<(), TestCaseError> {
+            let plain = codec
+                .encode(value)
+                .ok()
+                .and_then(|payload| codec.decode::<Vec<Part>>(&payload).ok());
+            let exact = plain.as_ref() == Some(value);
+            match codec.encode_faithful(value) {
+                Ok(payload) => {
+                    let back: Vec<Part> = codec
+                        .decode(&payload)
+                        .map_err(|e| TestCaseError::fail(format!("{codec:?}: {e}")))?;
+                    prop_assert_eq!(&back, value, "{:?} served a changed value", codec);
+                }
+                Err(_) => prop_assert!(
+                    !exact,
+                    "{:?} refused a value it round-trips: {:?}",
+                    codec,
+                    value
+                ),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn every_codec_round_trips_exactly_or_refuses(
+                value in proptest::collection::vec(part(), 0..4)
+            ) {
+                for codec in [Codec::MessagePack, Codec::Json, Codec::Cbor, Codec::Postcard] {
+                    check(codec, &value)?;
+                }
+            }
+        }
     }
 }

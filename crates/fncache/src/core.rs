@@ -143,18 +143,28 @@ impl Core {
 
     /// Accounts for the end of background work under `ticket`: its store reply (if it sent
     /// one) and whether the function produced a value.
+    /// `refused` is the codec's refusal of the value, which was then not stored.
     pub(crate) fn close_ticket(
         &self,
         ticket: &crate::call::Ticket,
         stored: Option<Result<StoreReply, Error>>,
         ok: bool,
+        refused: Option<&Error>,
     ) {
         if let Some(Err(e)) = &stored {
             self.warnings
                 .warn(&self.name, &ticket.function, "background work failed", e);
         }
+        if let Some(e) = refused {
+            self.warnings.warn(
+                &self.name,
+                &ticket.function,
+                "the value cannot be encoded faithfully, so it is not cached",
+                e,
+            );
+        }
         let rec = self.stats.recorder(&ticket.function, Vec::new());
-        for event in ticket.events(stored.as_ref(), ok) {
+        for event in ticket.events(stored.as_ref(), ok, refused.is_some()) {
             rec.add(event);
         }
     }

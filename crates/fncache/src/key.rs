@@ -1,43 +1,81 @@
 //! Deriving the member (Redis sorted-set member and hash field) of one call.
 //!
 //! A member is the first 16 bytes of a BLAKE3 hash, in derive-key mode with a context string
-//! of our own, over the function identity (length-prefixed) and the canonical postcard
-//! encoding of the arguments. It never depends on `Hash` or `Debug` implementations, so it is
-//! stable across processes, machines and compiler versions.
+//! of our own, over the typed encoding of the arguments (see `typed.rs`: every serde type is
+//! tagged, so arguments of different types never share a member, and maps are sorted, so
+//! equal maps always do) followed by the function identity (length-prefixed; the typed
+//! encoding is prefix-free, so the boundary is unambiguous). It never depends on `Hash` or
+//! `Debug` implementations, so it is stable across processes, machines and compiler versions.
 //!
-//! Postcard encodes what serde hands it, in order: arguments whose serialization order is not
-//! canonical (a `HashMap`, say) give different members for equal contents; use a `BTreeMap`.
+//! The encoding streams into the hasher: a call whose arguments hold no map allocates nothing.
 
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
+use crate::typed::{self, HashSink, Rules, Sink as _, TypedError};
 
 /// The BLAKE3 derive-key context: changing it changes every key, like a format version.
-const KEY_CONTEXT: &str = "fncache 2026-11-21 call member v1";
+/// v2: typed argument encoding (v1 was postcard, under which `1u8` and `1u64` collided).
+const KEY_CONTEXT: &str = "fncache 2026-11-21 call member v2";
 /// The context for function identity digests (per-function key names).
 const FUNCTION_CONTEXT: &str = "fncache 2026-11-21 function identity v1";
 
 /// The 16-byte identity of one call: function plus arguments.
 pub(crate) type Member = [u8; 16];
 
-/// Derives the member of `function` called with `args`.
-pub(crate) fn member<A: Serialize + ?Sized>(function: &str, args: &A) -> Result<Member, Error> {
-    let mut encoder = ArgsEncoder::new();
-    encoder.push(args);
-    encoder.finish(function)
+/// The hasher every member starts from. Deriving the context key costs a hash of its own: do
+/// it once, clone the hasher.
+fn base() -> HashSink {
+    static BASE: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(KEY_CONTEXT));
+    HashSink::new(BASE.clone())
 }
 
-/// Encodes the arguments of one call part by part. Postcard writes a tuple as its elements
-/// one after the other, so pushing `a` then `b` gives the member of the tuple `(a, b)`.
-#[derive(Debug, Default)]
+/// Derives the member of `function` called with `args`.
+pub(crate) fn member<A: Serialize + ?Sized>(function: &str, args: &A) -> Result<Member, Error> {
+    let mut sink = base();
+    let encoded = typed::encode(args, &mut sink, Rules::KEY);
+    seal(sink, encoded, function)
+}
+
+fn seal(
+    mut sink: HashSink,
+    encoded: Result<(), TypedError>,
+    function: &str,
+) -> Result<Member, Error> {
+    if let Err(e) = encoded {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            format!("cannot serialize the arguments of `{function}` into a key: {e}"),
+        ));
+    }
+    sink.put(&(function.len() as u64).to_le_bytes());
+    sink.put(function.as_bytes());
+    let mut out = [0u8; 16];
+    sink.into_hasher().finalize_xof().fill(&mut out);
+    Ok(out)
+}
+
+/// Encodes the arguments of one call part by part: pushing `a` then `b` gives the member of
+/// the tuple `(a, b)`, since a tuple is encoded as an opening tag, its elements, and a
+/// closing tag (the macro pushes arguments one at a time and relies on this).
+#[derive(Debug)]
 pub(crate) struct ArgsEncoder {
-    encoded: Vec<u8>,
-    error: Option<postcard::Error>,
+    sink: HashSink,
+    error: Option<TypedError>,
+}
+
+impl Default for ArgsEncoder {
+    fn default() -> ArgsEncoder {
+        ArgsEncoder::new()
+    }
 }
 
 impl ArgsEncoder {
     pub(crate) fn new() -> ArgsEncoder {
-        ArgsEncoder::default()
+        let mut sink = base();
+        typed::open_tuple(&mut sink);
+        ArgsEncoder { sink, error: None }
     }
 
     /// Appends the encoding of one part; the first failure is kept for `finish`.
@@ -45,30 +83,19 @@ impl ArgsEncoder {
         if self.error.is_some() {
             return;
         }
-        match postcard::to_extend(part, std::mem::take(&mut self.encoded)) {
-            Ok(encoded) => self.encoded = encoded,
-            Err(e) => self.error = Some(e),
+        if let Err(e) = typed::encode(part, &mut self.sink, Rules::KEY) {
+            self.error = Some(e);
         }
     }
 
     /// The member of `function` called with the parts pushed so far.
-    pub(crate) fn finish(self, function: &str) -> Result<Member, Error> {
-        if let Some(e) = self.error {
-            return Err(Error::new(
-                ErrorKind::Encode,
-                format!("cannot serialize the arguments of `{function}` into a key: {e}"),
-            ));
-        }
-        // Deriving the context key costs a hash of its own: do it once, clone the hasher.
-        static BASE: std::sync::LazyLock<blake3::Hasher> =
-            std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(KEY_CONTEXT));
-        let mut hasher = BASE.clone();
-        hasher.update(&(function.len() as u64).to_le_bytes());
-        hasher.update(function.as_bytes());
-        hasher.update(&self.encoded);
-        let mut out = [0u8; 16];
-        hasher.finalize_xof().fill(&mut out);
-        Ok(out)
+    pub(crate) fn finish(mut self, function: &str) -> Result<Member, Error> {
+        typed::close(&mut self.sink);
+        let encoded = match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        seal(self.sink, encoded, function)
     }
 }
 
@@ -103,29 +130,203 @@ mod tests {
         assert_eq!(
             m,
             [
-                86, 184, 41, 70, 23, 177, 34, 255, 32, 152, 168, 121, 94, 83, 85, 95
+                226, 54, 110, 136, 115, 50, 8, 221, 115, 192, 194, 209, 139, 100, 253, 163
             ]
         );
+        // Spelled out: tuple tag, u64 tag and value, closing tag, then the identity.
+        let mut bytes = vec![25u8, 10];
+        bytes.extend_from_slice(&3u64.to_le_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&11u64.to_le_bytes());
+        bytes.extend_from_slice(b"app::square");
+        let mut spelled = [0u8; 16];
+        blake3::Hasher::new_derive_key("fncache 2026-11-21 call member v2")
+            .update(&bytes)
+            .finalize_xof()
+            .fill(&mut spelled);
+        assert_eq!(m, spelled);
         assert_eq!(function_digest("app::square"), "mFPbk_kYzP_p");
     }
 
     #[test]
     fn unserializable_arguments_are_encode_errors() {
-        struct Unsized;
-        impl Serialize for Unsized {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeSeq;
-                // postcard needs sequence lengths up front.
-                s.serialize_seq(None)?.end()
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
             }
         }
-        let err = member("f", &Unsized).unwrap_err();
+        let err = member("f", &Refuses).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Encode);
         let mut parts = ArgsEncoder::new();
         parts.push(&1u8);
-        parts.push(&Unsized);
+        parts.push(&Refuses);
         parts.push(&2u8);
         assert_eq!(parts.finish("f").unwrap_err().kind(), ErrorKind::Encode);
+    }
+
+    /// A sequence of unknown length, like an iterator serialized with `collect_seq`.
+    struct Unsized(Vec<u8>);
+    impl Serialize for Unsized {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(None)?;
+            for x in &self.0 {
+                seq.serialize_element(x)?;
+            }
+            seq.end()
+        }
+    }
+
+    #[test]
+    fn sequences_of_unknown_length_are_keys() {
+        let a = member("f", &(Unsized(vec![1, 2]),)).unwrap();
+        assert_eq!(a, member("f", &(vec![1u8, 2],)).unwrap(), "a seq is a seq");
+        assert_ne!(a, member("f", &(Unsized(vec![2, 1]),)).unwrap());
+        assert_ne!(
+            member("f", &(Unsized(vec![]), Unsized(vec![1]))).unwrap(),
+            member("f", &(Unsized(vec![1]), Unsized(vec![]))).unwrap()
+        );
+    }
+
+    #[test]
+    fn values_of_different_serde_types_never_share_a_member() {
+        use std::collections::BTreeMap;
+        #[derive(Serialize)]
+        struct Unit;
+        #[derive(Serialize)]
+        struct Other;
+        #[derive(Serialize)]
+        struct Wrap(u8);
+        #[derive(Serialize)]
+        struct Point {
+            x: u8,
+        }
+        #[derive(Serialize)]
+        struct Renamed {
+            y: u8,
+        }
+        #[derive(Serialize)]
+        enum E {
+            A,
+            B,
+            N(u8),
+            T(u8, u8),
+            S { x: u8 },
+        }
+        let m = |args: &dyn erased::Args| args.member();
+        let distinct: Vec<(&str, Member)> = vec![
+            ("u8", m(&(1u8,))),
+            ("u16", m(&(1u16,))),
+            ("u32", m(&(1u32,))),
+            ("u64", m(&(1u64,))),
+            ("u128", m(&(1u128,))),
+            ("i8", m(&(1i8,))),
+            ("i16", m(&(1i16,))),
+            ("i32", m(&(1i32,))),
+            ("i64", m(&(1i64,))),
+            ("i128", m(&(1i128,))),
+            ("-1i32", m(&(-1i32,))),
+            ("u32::MAX", m(&(u32::MAX,))),
+            ("f32", m(&(1.0f32,))),
+            ("f64", m(&(1.0f64,))),
+            ("-0.0", m(&(-0.0f64,))),
+            ("0.0", m(&(0.0f64,))),
+            ("true", m(&(true,))),
+            ("char", m(&('a',))),
+            ("str", m(&("a",))),
+            ("bytes", m(&(Bytes(b"a"),))),
+            ("seq of u8", m(&(vec![97u8],))),
+            ("u8 pair", m(&(1u8, 97u8))),
+            ("tuple", m(&(1u32, 2u32))),
+            ("seq", m(&vec![1u32, 2u32])),
+            ("seq as a tuple", m(&(2u32, 1u32, 2u32))),
+            ("nested tuple", m(&((1u32, 2u32),))),
+            ("none", m(&(None::<u8>,))),
+            ("some 0", m(&(Some(0u8),))),
+            ("0", m(&(0u8,))),
+            ("some none", m(&(Some(None::<u8>),))),
+            ("unit", m(&())),
+            ("tuple of unit", m(&((),))),
+            ("unit struct", m(&(Unit,))),
+            ("other unit struct", m(&(Other,))),
+            ("newtype", m(&(Wrap(1),))),
+            ("struct", m(&(Point { x: 1 },))),
+            ("renamed field", m(&(Renamed { y: 1 },))),
+            ("variant A", m(&(E::A,))),
+            ("variant B", m(&(E::B,))),
+            ("newtype variant", m(&(E::N(1),))),
+            ("tuple variant", m(&(E::T(1, 2),))),
+            ("struct variant", m(&(E::S { x: 1 },))),
+            ("empty map", m(&(BTreeMap::<u8, u8>::new(),))),
+            ("empty seq", m(&(Vec::<u8>::new(),))),
+            ("map", m(&(BTreeMap::from([(1u8, 2u8)]),))),
+            ("seq of pairs", m(&(vec![(1u8, 2u8)],))),
+            ("empty str", m(&("",))),
+            ("two strs", m(&("ab", ""))),
+            ("two strs split", m(&("a", "b"))),
+        ];
+        // serde writes an array `[T; N]` as a tuple: nothing a serializer sees tells them apart.
+        assert_eq!(m(&[1u32, 2u32]), m(&(1u32, 2u32)));
+        for (i, (a, x)) in distinct.iter().enumerate() {
+            for (b, y) in &distinct[i + 1..] {
+                assert_ne!(x, y, "{a} and {b} share a member");
+            }
+        }
+    }
+
+    /// A byte string (`serialize_bytes`).
+    struct Bytes(&'static [u8]);
+    impl Serialize for Bytes {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    mod erased {
+        /// Lets a table hold arguments of different types.
+        pub(super) trait Args {
+            fn member(&self) -> super::Member;
+        }
+        impl<T: serde::Serialize> Args for T {
+            fn member(&self) -> super::Member {
+                super::member("f", self).unwrap()
+            }
+        }
+    }
+
+    /// A map serialized with its entries in the order given.
+    struct InOrder(Vec<(u32, Vec<(u8, u8)>)>);
+    impl Serialize for InOrder {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, InOrderInner(v))))
+        }
+    }
+    struct InOrderInner<'a>(&'a Vec<(u8, u8)>);
+    impl Serialize for InOrderInner<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+
+    #[test]
+    fn maps_are_canonical() {
+        let a = InOrder(vec![(1, vec![(1, 1), (2, 2)]), (2, vec![])]);
+        let b = InOrder(vec![(2, vec![]), (1, vec![(2, 2), (1, 1)])]);
+        assert_eq!(member("f", &(&a,)).unwrap(), member("f", &(&b,)).unwrap());
+        let mut parts = ArgsEncoder::new();
+        parts.push(&b);
+        assert_eq!(parts.finish("f").unwrap(), member("f", &(&a,)).unwrap());
+        let c = InOrder(vec![(1, vec![(1, 1), (2, 3)]), (2, vec![])]);
+        assert_ne!(member("f", &(&a,)).unwrap(), member("f", &(&c,)).unwrap());
+        // Keys and values do not slide across entries.
+        let d = InOrder(vec![(1, vec![]), (2, vec![(1, 1), (2, 2)])]);
+        assert_ne!(member("f", &(&a,)).unwrap(), member("f", &(&d,)).unwrap());
+        let hashed: std::collections::HashMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+        let other: std::collections::HashMap<u32, u32> = (0..100).rev().map(|i| (i, i)).collect();
+        let sorted: std::collections::BTreeMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+        assert_eq!(member("f", &hashed).unwrap(), member("f", &other).unwrap());
+        assert_eq!(member("f", &hashed).unwrap(), member("f", &sorted).unwrap());
     }
 
     #[test]
@@ -140,6 +341,10 @@ mod tests {
             by_parts,
             member("f", &(&7u64, &"seven", &Some(7i8))).unwrap()
         );
+        // No parts: the empty tuple (which serde writes for `[T; 0]`; `()` is the unit).
+        let empty = ArgsEncoder::new().finish("f").unwrap();
+        assert_eq!(empty, member("f", &[0u8; 0]).unwrap());
+        assert_ne!(empty, member("f", &()).unwrap());
         let mut one = ArgsEncoder::new();
         one.push(&3u64);
         assert_eq!(

@@ -102,7 +102,8 @@
 //! A structure is an index at `{prefix}{name}:{policy}:0` (a sorted set, or a set for
 //! [`Policy::Random`]) and a hash of entries at `…:1`; entries with a per-entry TTL are also
 //! listed with their expiry time in a sorted set at `…:2`. The member of a call is a 16-byte
-//! BLAKE3 digest of the function identity and the postcard encoding of its arguments. The
+//! BLAKE3 digest of the function identity and a typed encoding of its arguments (arguments of
+//! different serde types never share a member; maps are sorted). The
 //! cluster layouts add a hash tag so that the keys of a structure share a slot: see [`Layout`].
 //! The prefix ends with `:` and a `:` or `%` in the name is written `%3A` / `%25`, so two
 //! caches never share a key; a put that finds a structure's keys out of step (deleted or
@@ -129,6 +130,7 @@ mod options;
 mod policy;
 mod stats;
 mod store;
+mod typed;
 mod workers;
 
 pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL};

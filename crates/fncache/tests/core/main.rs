@@ -12,6 +12,7 @@ mod behaviour;
 mod concurrency;
 mod corruption;
 mod durations;
+mod fidelity;
 #[path = "../common/front.rs"]
 mod front;
 mod healing;
@@ -22,3 +23,4 @@ mod server;
 mod support;
 mod traces;
 mod ttl;
+mod typed_keys;
