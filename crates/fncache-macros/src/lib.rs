@@ -207,10 +207,12 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// decorated with `#[fncache::cached]` (`Self::load` in an `impl`), or `functions = all` to
 /// empty the whole cache. The function keeps its signature; no companions are generated.
 ///
-/// Purging single functions needs `Layout::PerFunction` (or `Layout::ClusterPerFunction`):
-/// with a shared layout the purge fails with a configuration error, which is counted in
-/// the evicting function's `stats_for(..).errors` and logged (the function's value is still
-/// returned), as a failing backend is.
+/// Purging single functions needs `Layout::PerFunction` (or `Layout::ClusterPerFunction`).
+/// With a shared layout, where one function's entries cannot be told from another's, the
+/// eviction purges the whole cache instead (so no entry asked to be evicted is served again)
+/// and counts a configuration error naming the fix in the evicting function's
+/// `stats_for(..).errors`, and logs it; the function's value is still returned. A failing
+/// backend is counted and logged the same way.
 #[proc_macro_attribute]
 pub fn cache_evict(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());

@@ -474,6 +474,12 @@ impl Cache {
     pub fn name(&self) -> &str {
         &self.inner.core.name
     }
+
+    /// How the cache's entries are grouped into structures (fixed when it was built); only
+    /// the per-function layouts can purge one function's entries alone.
+    pub fn layout(&self) -> crate::Layout {
+        self.inner.core.layout
+    }
 }
 
 /// How this front-end runs a function: as part of the call's future (borrowed), or also as

@@ -452,6 +452,32 @@ pub enum Evict<'a> {
     All,
 }
 
+/// The log line of an eviction widened to the whole cache.
+const WIDENED: &str = "cache_evict names single functions of a cache whose layout cannot purge \
+                       them alone: the whole cache was purged instead";
+
+impl<'a> Evict<'a> {
+    /// What an eviction must remove on a cache of `layout`. Naming single functions of a
+    /// shared layout (where nothing tells one function's entries from another's) widens to the
+    /// whole cache, so that no entry the user asked to evict is ever served again; the
+    /// configuration error that explains it comes along, to be counted and logged.
+    fn widened(self, layout: crate::Layout) -> (Evict<'a>, Option<Error>) {
+        match self {
+            Evict::Functions(functions) if !layout.is_per_function() => (
+                Evict::All,
+                Some(Error::config(format!(
+                    "cache_evict names single functions ({}) of a cache with Layout::{layout:?}, \
+                     which cannot purge one function's entries alone, so it purged the whole \
+                     cache; build the cache with `.layout(Layout::PerFunction)` (or \
+                     `Layout::ClusterPerFunction`) to purge only those functions",
+                    functions.join(", ")
+                ))),
+            ),
+            other => (other, None),
+        }
+    }
+}
+
 /// Why an eviction failed, for the log line.
 fn evict_failure(by: &str, target: Option<&str>) -> String {
     match target {
@@ -465,15 +491,18 @@ fn evict_failure(by: &str, target: Option<&str>) -> String {
 /// Runs the eviction of `cache_evict` on a blocking cache. Failures cannot be returned (the
 /// function keeps its return type): they are counted as errors of `by` and logged.
 pub fn evict_blocking(cache: &blocking::Cache, by: &str, evict: Evict<'_>) {
-    match evict {
-        Evict::Functions(functions) => {
+    match evict.widened(cache.layout()) {
+        (Evict::Functions(functions), _) => {
             for function in functions {
                 if let Err(e) = cache.purge_function(function) {
                     cache.absorb(by, &evict_failure(by, Some(function)), &e);
                 }
             }
         }
-        Evict::All => {
+        (Evict::All, widened) => {
+            if let Some(e) = widened {
+                cache.absorb(by, WIDENED, &e);
+            }
             if let Err(e) = cache.purge() {
                 cache.absorb(by, &evict_failure(by, None), &e);
             }
@@ -483,15 +512,18 @@ pub fn evict_blocking(cache: &blocking::Cache, by: &str, evict: Evict<'_>) {
 
 /// Runs the eviction of `cache_evict` on an async cache (see [`evict_blocking`]).
 pub async fn evict_async(cache: &Cache, by: &str, evict: Evict<'_>) {
-    match evict {
-        Evict::Functions(functions) => {
+    match evict.widened(cache.layout()) {
+        (Evict::Functions(functions), _) => {
             for function in functions {
                 if let Err(e) = cache.purge_function(function).await {
                     cache.absorb(by, &evict_failure(by, Some(function)), &e);
                 }
             }
         }
-        Evict::All => {
+        (Evict::All, widened) => {
+            if let Some(e) = widened {
+                cache.absorb(by, WIDENED, &e);
+            }
             if let Err(e) = cache.purge().await {
                 cache.absorb(by, &evict_failure(by, None), &e);
             }

@@ -145,24 +145,36 @@ fn all_empties_the_whole_cache() {
 }
 
 #[test]
-fn purging_named_functions_in_the_shared_layout_is_counted_and_logged_not_fatal() {
-    on_every_store(
-        |b| b.layout(Layout::Shared),
-        |s| {
-            let who = s.label;
-            fill();
-            assert_eq!(update_prices(false), Ok(2), "{who}: the value is returned");
-            assert!(
-                price_is_cached(&1).unwrap(),
-                "{who}: nothing could be purged"
-            );
-            let by = concat!(module_path!(), "::update_prices");
-            assert_eq!(
-                s.blocking.stats_for(by).unwrap().errors,
-                2,
-                "{who}: one per function"
-            );
-            assert_eq!(s.blocking.stats().errors, 2, "{who}");
-        },
-    );
+fn naming_functions_of_a_shared_layout_purges_the_whole_cache_and_says_so() {
+    // In a shared layout nothing tells one function's entries from another's: an eviction
+    // that named functions widens to the whole cache rather than leave their entries served.
+    for layout in [Layout::Shared, Layout::Cluster] {
+        on_every_store(
+            |b| b.layout(layout),
+            |s| {
+                let who = format!("{layout:?} {}", s.label);
+                fill();
+                assert_eq!(update_prices(false), Ok(2), "{who}: the value is returned");
+                for item in 1..=2 {
+                    assert!(!price_is_cached(&item).unwrap(), "{who}: named, purged");
+                    assert!(!stock_is_cached(&item).unwrap(), "{who}: named, purged");
+                    assert!(!unrelated_is_cached(&item).unwrap(), "{who}: widened");
+                }
+                assert_eq!(runs(|| price(1)), (100, 1), "{who}: computed again");
+                let by = concat!(module_path!(), "::update_prices");
+                assert_eq!(
+                    s.blocking.stats_for(by).unwrap().errors,
+                    1,
+                    "{who}: the widening is counted once, as a configuration error"
+                );
+                assert_eq!(s.blocking.stats().errors, 1, "{who}");
+
+                s.block_on(async {
+                    catalog::title(1).await;
+                    assert_eq!(rename(false).await, Ok(()));
+                    assert!(!catalog::title_is_cached(&1).await.unwrap(), "{who}");
+                });
+            },
+        );
+    }
 }
