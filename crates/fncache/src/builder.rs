@@ -329,6 +329,17 @@ impl Builder {
             Resolved::Redis(target) => Backend::Redis(target),
             Resolved::Memory => Backend::Memory(Arc::clone(&self.clock)),
         };
+        let record = crate::registry::CacheRecord::new(
+            &self.name,
+            &self.prefix,
+            self.policy,
+            self.layout,
+            u64::try_from(self.maxsize).unwrap_or(u64::MAX),
+            self.ttl,
+            self.update_ttl,
+            self.codec,
+            behaviour.entry_ttl,
+        );
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let core = Core {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -350,6 +361,7 @@ impl Builder {
             last_failure: Default::default(),
             stats: StatsRegistry::default(),
             warnings: Default::default(),
+            shared: crate::shared_stats::SharedCounters::new(&record),
         };
         Ok((core, backend))
     }

@@ -128,6 +128,8 @@ mod layout;
 mod mode;
 mod options;
 mod policy;
+mod registry;
+mod shared_stats;
 mod stats;
 mod store;
 mod typed;
@@ -145,6 +147,7 @@ pub use layout::Layout;
 pub use mode::Mode;
 pub use options::CallOptions;
 pub use policy::Policy;
+pub use shared_stats::SharedStats;
 pub use stats::Stats;
 pub use store::redis::connect::{REDIS_URL_ENV, REDIS_URL_ENV_FALLBACK};
 

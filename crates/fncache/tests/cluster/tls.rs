@@ -45,6 +45,11 @@ fn tls_with_generated_certificates_on_both_front_ends() {
         .arg("func-cache:*")
         .query(&mut server.connection())
         .unwrap();
+    // Entry keys only: dropped caches leave their registry and shared counters.
+    let keys: Vec<String> = keys
+        .into_iter()
+        .filter(|k: &String| !k.ends_with(":registry") && !k.ends_with(":stats"))
+        .collect();
     assert_eq!(keys.len(), 2 * 2 * 2, "{keys:?}");
 
     // A server the client has no reason to trust: the handshake fails. Strict caches say so,

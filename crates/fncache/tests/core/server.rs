@@ -21,7 +21,7 @@ fn a_lease_is_released_with_delifeq_on_valkey_and_with_the_script_on_redis() {
         assert_eq!(front.stats().misses, releases, "{}", front.label());
     }
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
+        .arg("*:lock:*")
         .query(&mut server.connection())
         .unwrap();
     assert_eq!(keys, Vec::<String>::new(), "every lease was released");
