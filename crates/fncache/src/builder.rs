@@ -295,7 +295,7 @@ impl Builder {
         self.memory().validate(Front::Blocking)
     }
 
-    fn validate(self, front: Front) -> Result<(Core, Backend), Error> {
+    pub(crate) fn validate(self, front: Front) -> Result<(Core, Backend), Error> {
         if self.name.is_empty() {
             return Err(Error::config("the cache name must not be empty"));
         }

@@ -192,11 +192,6 @@ impl Naming {
         format!("{}:stats", self.meta_base)
     }
 
-    /// The layout this naming follows.
-    pub(crate) fn layout(&self) -> Layout {
-        self.layout
-    }
-
     /// The structure that holds the entries of `function`.
     pub(crate) fn structure(&self, function: &str) -> Structure {
         match self.layout {
