@@ -441,14 +441,14 @@ impl Admin {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        // One round trip for the values (the keys of a structure share a slot).
-        let mut pipe = redis::pipe();
+        // One round trip for the values.
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&s.values);
         for (member, _) in &members {
-            pipe.cmd("HGET").arg(&s.values).arg(member);
+            cmd.arg(member);
         }
         let values: Vec<Option<Vec<u8>>> =
-            redis::from_redis_value(self.send(&Request::Pipe(pipe))?)
-                .map_err(|e| protocol("HGET", &e))?;
+            redis::from_redis_value(self.cmd(cmd)?).map_err(|e| protocol("HMGET", &e))?;
         let mut out = Vec::new();
         for ((member, score), bytes) in members.into_iter().zip(values) {
             let Some(bytes) = bytes else { continue };

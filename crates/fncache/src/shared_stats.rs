@@ -26,7 +26,12 @@ use crate::error::{Error, ErrorKind};
 use crate::registry::{CACHE_FIELD, CacheRecord, FUNCTION_FIELD, FunctionRecord};
 use crate::stats::{Stats, path_of};
 use crate::store::redis::plan::Request;
+use crate::store::redis::script::ScriptCall;
 use crate::store::redis::{AsyncRedis, BlockingRedis};
+
+/// The script of a batch.
+static REPORT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("store/redis/scripts/report.lua")));
 
 /// The least time between two background batches of one cache.
 const FLUSH_INTERVAL_US: u64 = 1_000_000;
@@ -122,10 +127,9 @@ pub(crate) struct SharedCounters {
     sending_async: tokio::sync::Mutex<()>,
 }
 
-/// One batch: the request, and what to give back when it fails.
+/// What one batch carries, to give back when it fails.
 #[derive(Debug)]
 pub(crate) struct Batch {
-    pub(crate) request: Request,
     deltas: Vec<(String, Stats)>,
     records: Vec<(String, String)>,
 }
@@ -169,7 +173,7 @@ impl SharedCounters {
     /// `None` when there is nothing to send. The gains count as sent from now on, so that
     /// batches in flight together never carry the same calls; [`SharedCounters::settle`]
     /// gives them back if the batch fails.
-    pub(crate) fn prepare(&self, core: &Core) -> Option<Batch> {
+    pub(crate) fn prepare(&self, core: &Core) -> Option<(Request, Batch)> {
         let mut deltas = Vec::new();
         {
             let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,35 +191,26 @@ impl SharedCounters {
             return None;
         }
         let naming = &core.settings.naming;
-        let (registry, counters) = (naming.registry_key(), naming.stats_key());
         let keep = u64::try_from(KEEP.as_millis()).unwrap_or(u64::MAX);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&registry)
+        let mut call = ScriptCall::new(&REPORT, "report.lua", 2);
+        call.arg(naming.registry_key())
+            .arg(naming.stats_key())
+            .arg(keep)
+            .arg(records.len() + 1)
             .arg(CACHE_FIELD)
             .arg(&self.record);
         for (field, json) in &records {
-            pipe.arg(field).arg(json);
+            call.arg(field).arg(json);
         }
-        pipe.ignore();
         for (identity, delta) in &deltas {
             for (counter, n) in delta.fields() {
                 if n > 0 {
-                    pipe.cmd("HINCRBY")
-                        .arg(&counters)
-                        .arg(format!("{counter}:{identity}"))
-                        .arg(i64::try_from(n).unwrap_or(i64::MAX))
-                        .ignore();
+                    call.arg(format!("{counter}:{identity}"))
+                        .arg(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             }
         }
-        pipe.cmd("PEXPIRE").arg(&registry).arg(keep).ignore();
-        pipe.cmd("PEXPIRE").arg(&counters).arg(keep).ignore();
-        Some(Batch {
-            request: Request::Pipe(pipe),
-            deltas,
-            records,
-        })
+        Some((Request::Script(call), Batch { deltas, records }))
     }
 
     /// Accounts for a batch: a failed one is given back, to go with the next.
@@ -262,12 +257,12 @@ pub(crate) fn flush_blocking(core: &Core, redis: &BlockingRedis) -> Result<(), E
         .sending
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let Some(batch) = core.shared.prepare(core) else {
+    let Some((request, batch)) = core.shared.prepare(core) else {
         return Ok(());
     };
     let result = core
         .gate()
-        .and_then(|()| redis.send(&batch.request, core.behaviour.op_timeout));
+        .and_then(|()| redis.send(&request, core.behaviour.op_timeout));
     core.shared.settle(batch, &result);
     result.map(drop)
 }
@@ -275,28 +270,15 @@ pub(crate) fn flush_blocking(core: &Core, redis: &BlockingRedis) -> Result<(), E
 /// Sends one batch now over the async driver (unless the circuit breaker is open).
 pub(crate) async fn flush_async(core: &Core, redis: &AsyncRedis) -> Result<(), Error> {
     let _sending = core.shared.sending_async.lock().await;
-    let Some(batch) = core.shared.prepare(core) else {
+    let Some((request, batch)) = core.shared.prepare(core) else {
         return Ok(());
     };
     let result = match core.gate() {
-        Ok(()) => {
-            redis
-                .send(clone_request(&batch.request), core.behaviour.op_timeout)
-                .await
-        }
+        Ok(()) => redis.send(request, core.behaviour.op_timeout).await,
         Err(e) => Err(e),
     };
     core.shared.settle(batch, &result);
     result.map(drop)
-}
-
-/// Batches are pipelines, which clone.
-fn clone_request(request: &Request) -> Request {
-    match request {
-        Request::Pipe(pipe) => Request::Pipe(pipe.clone()),
-        Request::Cmd(cmd) => Request::Cmd(cmd.clone()),
-        _ => Request::Pipe(redis::pipe()),
-    }
 }
 
 /// What a front-end's Redis driver does with the last batch when the last handle of its
@@ -315,7 +297,7 @@ impl LastFlush for AsyncRedis {
     /// Sent from a task of the current runtime (the connection lives there); outside any
     /// runtime, on a small runtime of its own, bounded by the op timeout.
     fn last_flush(&self, core: &Core) {
-        let Some(batch) = core.shared.prepare(core) else {
+        let Some((request, _)) = core.shared.prepare(core) else {
             return;
         };
         if core.gate().is_err() {
@@ -324,7 +306,7 @@ impl LastFlush for AsyncRedis {
         let redis = self.detached();
         let timeout = core.behaviour.op_timeout;
         let send = async move {
-            let _ = redis.send(batch.request, timeout).await;
+            let _ = redis.send(request, timeout).await;
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(send);
@@ -356,18 +338,18 @@ mod tests {
         rec.add(Event::Call);
         core.shared
             .note("f", &FunctionRecord::new("f", crate::Codec::Json, None));
-        let first = core.shared.prepare(&core).unwrap();
+        let (_, first) = core.shared.prepare(&core).unwrap();
         assert_eq!((calls_in(&first), first.records.len()), (2, 1));
         // Calls made while a batch is in flight go with the next one, not twice.
         rec.add(Event::Call);
         let down = Err(Error::new(ErrorKind::Backend, "down"));
         core.shared.settle(first, &down);
-        let second = core.shared.prepare(&core).unwrap();
+        let (_, second) = core.shared.prepare(&core).unwrap();
         assert_eq!((calls_in(&second), second.records.len()), (3, 1));
         core.shared.settle(second, &Ok(Value::Okay));
         assert!(core.shared.prepare(&core).is_none(), "nothing new to send");
         rec.add(Event::Hit);
-        let third = core.shared.prepare(&core).unwrap();
+        let (_, third) = core.shared.prepare(&core).unwrap();
         assert_eq!(third.deltas[0].1.hits, 1);
         assert_eq!(calls_in(&third), 0);
     }
