@@ -552,9 +552,14 @@ fn inspect(
         } else {
             "next to be evicted first"
         };
+        // The key on a line of its own: per-function keys are long.
+        println!("{}", table::cut(&structure.index_key, table::WIDTH));
         println!(
-            "{} ({whose}): {} entries, {order}",
-            structure.index_key, structure.entries
+            "{}",
+            table::cut(
+                &format!("  {whose}: {} entries, {order}", structure.entries),
+                table::WIDTH
+            )
         );
         let mut table = Table::new(&[
             ("MEMBER", Align::Left),
@@ -567,7 +572,7 @@ fn inspect(
         for e in &entries {
             table.row(vec![
                 e.member.chars().take(16).collect(),
-                e.score.map_or("-".to_owned(), |s| format!("{s:.0}")),
+                score(cache.policy, e.score, now),
                 duration(Duration::from_micros(now.saturating_sub(e.written_at_us))),
                 e.freshness(now).to_owned(),
                 bytes(u64::try_from(e.size).unwrap_or(u64::MAX)),
@@ -589,6 +594,24 @@ fn inspect(
         println!("cache {}: no entries", cache.name);
     }
     Ok(())
+}
+
+/// An index score as an operator reads it: the time-based policies score by server time in
+/// microseconds, shown as how long ago; the others by counter or use count, shown as is.
+fn score(policy: fncache::Policy, score: Option<f64>, now_us: u64) -> String {
+    let Some(score) = score else {
+        return "-".to_owned();
+    };
+    if matches!(policy, fncache::Policy::LruT | fncache::Policy::FifoT) && score >= 0.0 {
+        // Scores are whole microseconds below 2^53: exact in an f64.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let at = score as u64;
+        return format!(
+            "{} ago",
+            duration(Duration::from_micros(now_us.saturating_sub(at)))
+        );
+    }
+    format!("{score:.0}")
 }
 
 fn codec_name(codec: fncache::Codec) -> String {

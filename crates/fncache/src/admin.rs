@@ -250,9 +250,10 @@ impl Admin {
         self.send(&Request::Cmd(cmd))
     }
 
-    /// Checks that the server answers and lets this user in.
+    /// Checks that the server answers and lets this user in (with `TIME`, which a cache's
+    /// ACL user may run, unlike `PING`).
     pub fn ping(&self) -> Result<(), Error> {
-        self.cmd(redis::cmd("PING")).map(drop)
+        self.server_time_us().map(drop)
     }
 
     /// The server's time in microseconds since the Unix epoch (the clock entries are

@@ -510,13 +510,13 @@ mod tests {
         use redis::cluster_routing::Slot;
         let n = Naming::new("p:", "a", Policy::Lru, Layout::Cluster);
         assert_eq!(
-            Slot::for_key(&n.registry_key()),
+            Slot::for_key(n.registry_key()),
             Slot::for_key(&n.structure("f").index)
         );
         let n = Naming::new("p:", "a", Policy::Lru, Layout::ClusterPerFunction);
         assert_eq!(
-            Slot::for_key(&n.registry_key()),
-            Slot::for_key(&n.stats_key())
+            Slot::for_key(n.registry_key()),
+            Slot::for_key(n.stats_key())
         );
     }
 
