@@ -109,7 +109,6 @@
 //! caches never share a key; a put that finds a structure's keys out of step (deleted or
 //! evicted from outside) repairs it before storing.
 
-/// The operator API of the `fncache` CLI: not a stable API.
 #[doc(hidden)]
 #[path = "admin.rs"]
 pub mod __admin;
