@@ -294,27 +294,24 @@ impl LastFlush for BlockingRedis {
 }
 
 impl LastFlush for AsyncRedis {
-    /// Sent from a task of the current runtime (the connection lives there); outside any
-    /// runtime, on a small runtime of its own, bounded by the op timeout.
+    /// Sent from a task of the current runtime (where the connection lives); outside any
+    /// runtime, over a blocking connection to the same server or cluster (a connection
+    /// manager of the user's cannot be used there: its batch is lost).
     fn last_flush(&self, core: &Core) {
-        let Some((request, _)) = core.shared.prepare(core) else {
-            return;
-        };
         if core.gate().is_err() {
             return;
         }
-        let redis = self.detached();
-        let timeout = core.behaviour.op_timeout;
-        let send = async move {
-            let _ = redis.send(request, timeout).await;
-        };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(send);
-        } else if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            runtime.block_on(send);
+            let Some((request, _)) = core.shared.prepare(core) else {
+                return;
+            };
+            let redis = self.detached();
+            let timeout = core.behaviour.op_timeout;
+            handle.spawn(async move {
+                let _ = redis.send(request, timeout).await;
+            });
+        } else if let Some(redis) = self.blocking() {
+            let _ = flush_blocking(core, &redis);
         }
     }
 }

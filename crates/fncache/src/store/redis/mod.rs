@@ -436,6 +436,17 @@ impl AsyncRedis {
         }
     }
 
+    /// A blocking driver on the same server or cluster (not on a connection manager of the
+    /// user's, which only async code can use).
+    pub(crate) fn blocking(&self) -> Option<BlockingRedis> {
+        match &self.target {
+            RedisTarget::Server { .. } | RedisTarget::Cluster { .. } => {
+                Some(BlockingRedis::new(self.target.clone()))
+            }
+            RedisTarget::Manager(_) | RedisTarget::Pool(_) => None,
+        }
+    }
+
     /// A driver on the same target and connection, for work that outlives this one (the
     /// last flush of the shared counters when a cache is dropped).
     pub(crate) fn detached(&self) -> AsyncRedis {
