@@ -25,7 +25,7 @@ use crate::table::{Align, Table, bytes, duration};
 
 /// See and steer fncache caches in Redis.
 #[derive(Debug, Parser)]
-#[command(name = "fncache", version, about, max_term_width = 80)]
+#[command(name = "fncache", version, max_term_width = 80)]
 struct Cli {
     #[command(flatten)]
     connect: Connect,
@@ -39,22 +39,22 @@ struct Cli {
 /// Where to connect: the same settings as the library's builder.
 #[derive(Debug, Args)]
 struct Connect {
-    /// Redis URL (`redis://`, `rediss://` for TLS); default: FNCACHE_REDIS_URL, else REDIS_URL.
+    /// URL (default: FNCACHE_REDIS_URL, else REDIS_URL).
     #[arg(long, global = true, value_name = "URL")]
     redis: Option<String>,
-    /// A seed node of a Redis Cluster (repeat for more seeds); replaces --redis.
+    /// Seed node of a Redis Cluster (repeat for more).
     #[arg(long, global = true, value_name = "URL")]
     cluster: Vec<String>,
-    /// PEM file of the certificate authority that signed the server's certificate.
+    /// CA certificate (PEM file) the server's is signed by.
     #[arg(long, global = true, value_name = "FILE")]
     tls_ca: Option<String>,
-    /// PEM file of the client certificate (mutual TLS; with --tls-key).
+    /// Client certificate (PEM file) for mutual TLS.
     #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<String>,
-    /// PEM file of the client key (mutual TLS; with --tls-cert).
+    /// Client key (PEM file) for mutual TLS.
     #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<String>,
-    /// ACL user name (overrides the URL's).
+    /// ACL user (overrides the URL's).
     #[arg(long, global = true)]
     user: Option<String>,
     /// ACL password (overrides the URL's; never printed).
@@ -67,22 +67,22 @@ struct Connect {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List the caches under the prefix: layout, policy, structures, entries, memory, TTL.
+    /// Caches under the prefix: layout, policy, entries, memory, TTL.
     Ls,
-    /// Counters of every process, per function: calls, hits, hit ratio, writes, evictions.
+    /// Per-function counters of all processes: hits, misses, writes...
     Stats {
         /// Only this cache.
         cache: Option<String>,
         #[command(flatten)]
         pick: Pick,
     },
-    /// Entries of a cache, the next to be evicted first: age, state, size, codec.
+    /// Entries, next to be evicted first: age, state, size, codec.
     Inspect {
         /// The cache.
         cache: String,
-        /// Only this function (identity or path; per-function layouts only).
+        /// Only this function (identity or path).
         function: Option<String>,
-        /// Show each value as JSON (MessagePack, JSON and CBOR payloads).
+        /// Show values as JSON (MessagePack, JSON, CBOR).
         #[arg(long)]
         decode: bool,
         /// Entries shown per structure.
@@ -91,7 +91,7 @@ enum Command {
         #[command(flatten)]
         pick: Pick,
     },
-    /// Remove every entry of a cache, or of one function (per-function layouts).
+    /// Remove the entries of a cache, or of one function.
     Purge {
         /// The cache.
         cache: String,
@@ -113,7 +113,7 @@ enum Command {
 /// Tells caches of one name apart.
 #[derive(Debug, Args)]
 struct Pick {
-    /// The cache's policy tag (`lru_t`, `lfu`...), when several caches share the name.
+    /// Policy tag, when several caches share the name.
     #[arg(long)]
     policy: Option<String>,
 }

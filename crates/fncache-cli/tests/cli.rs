@@ -289,6 +289,10 @@ fn operators_get_one_line_errors_and_the_documented_exit_codes() {
     assert!(err.contains("no Redis store"), "{err}");
     // Usage errors are clap's (several lines of help): only the code is checked.
     assert_eq!(fncache(&["frobnicate"]).status.code(), Some(2));
+    for command in ["ls", "stats", "inspect", "purge", "vacuum"] {
+        ok(&[command, "--help"]);
+    }
+    assert!(ok(&["--help"]).contains("inspect"));
 
     let server = RedisServer::spawn();
     let url = server.url();

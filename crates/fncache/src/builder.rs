@@ -361,7 +361,10 @@ impl Builder {
             last_failure: Default::default(),
             stats: StatsRegistry::default(),
             warnings: Default::default(),
-            shared: crate::shared_stats::SharedCounters::new(&record),
+            shared: crate::shared_stats::SharedCounters::new(
+                &record,
+                matches!(backend, Backend::Redis(_)),
+            ),
         };
         Ok((core, backend))
     }

@@ -113,6 +113,8 @@ impl SharedStats {
 /// The state of a cache's batches.
 #[derive(Debug)]
 pub(crate) struct SharedCounters {
+    /// False for the embedded store.
+    redis: bool,
     /// The cache's record (JSON), rewritten with every batch.
     record: String,
     last_flush_us: AtomicU64,
@@ -135,8 +137,11 @@ pub(crate) struct Batch {
 }
 
 impl SharedCounters {
-    pub(crate) fn new(record: &CacheRecord) -> SharedCounters {
+    /// The counters of a cache with `record`; `redis` is false for the embedded store,
+    /// which has no other process to share with (nothing is queued then).
+    pub(crate) fn new(record: &CacheRecord, redis: bool) -> SharedCounters {
         SharedCounters {
+            redis,
             record: serde_json::to_string(record).unwrap_or_default(),
             // The first background batch comes a second after the cache is built, not with
             // its first call: short-lived caches send theirs when they are dropped.
@@ -150,6 +155,9 @@ impl SharedCounters {
 
     /// Queues the registry record of `identity` (on its first call in this process).
     pub(crate) fn note(&self, identity: &str, record: &FunctionRecord) {
+        if !self.redis {
+            return;
+        }
         if let Ok(json) = serde_json::to_string(record) {
             self.pending
                 .lock()
@@ -327,9 +335,24 @@ mod tests {
 
     #[test]
     fn a_failed_batch_is_given_back_to_the_next_and_a_sent_one_is_not() {
-        let (core, _) = crate::Cache::builder("shared-unit")
+        let (mut core, _) = crate::Cache::builder("shared-unit")
             .core_for_tests()
             .unwrap();
+        // As a Redis-backed cache's.
+        core.shared = SharedCounters::new(
+            &CacheRecord::new(
+                "shared-unit",
+                "p:",
+                crate::Policy::Lru,
+                crate::Layout::Shared,
+                1,
+                None,
+                true,
+                crate::Codec::Json,
+                None,
+            ),
+            true,
+        );
         let rec = core.stats.recorder("f", Vec::new());
         rec.add(Event::Call);
         rec.add(Event::Call);
