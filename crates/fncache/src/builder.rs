@@ -86,6 +86,7 @@ pub struct Builder {
     store: StoreChoice,
     connect: ConnectOptions,
     clock: Arc<dyn Clock>,
+    shared_stats: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -123,6 +124,7 @@ impl Builder {
             store: StoreChoice::default(),
             connect: ConnectOptions::default(),
             clock: Arc::new(SystemClock),
+            shared_stats: true,
         }
     }
 
@@ -277,6 +279,15 @@ impl Builder {
         self
     }
 
+    /// `true` (default): with Redis, this process adds its counters to the cache's shared
+    /// counters and records its functions in the cache's registry (see
+    /// [`Cache::shared_stats`]; the `fncache` CLI lists caches by their registries).
+    /// `false`: it sends neither (it still reads what other processes sent).
+    pub fn shared_stats(mut self, on: bool) -> Self {
+        self.shared_stats = on;
+        self
+    }
+
     /// Builds the async front-end. No connection is made and no runtime is needed yet.
     pub fn build(self) -> Result<Cache, Error> {
         let (core, backend) = self.validate(Front::Async)?;
@@ -363,7 +374,7 @@ impl Builder {
             warnings: Default::default(),
             shared: crate::shared_stats::SharedCounters::new(
                 &record,
-                matches!(backend, Backend::Redis(_)),
+                self.shared_stats && matches!(backend, Backend::Redis(_)),
             ),
         };
         Ok((core, backend))

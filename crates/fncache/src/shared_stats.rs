@@ -113,8 +113,8 @@ impl SharedStats {
 /// The state of a cache's batches.
 #[derive(Debug)]
 pub(crate) struct SharedCounters {
-    /// False for the embedded store.
-    redis: bool,
+    /// False for the embedded store, or when sharing is off.
+    on: bool,
     /// The cache's record (JSON), rewritten with every batch.
     record: String,
     last_flush_us: AtomicU64,
@@ -137,11 +137,12 @@ pub(crate) struct Batch {
 }
 
 impl SharedCounters {
-    /// The counters of a cache with `record`; `redis` is false for the embedded store,
-    /// which has no other process to share with (nothing is queued then).
-    pub(crate) fn new(record: &CacheRecord, redis: bool) -> SharedCounters {
+    /// The counters of a cache with `record`; `on` is false for the embedded store, which
+    /// has no other process to share with, and when the builder turned sharing off: nothing
+    /// is queued or sent then.
+    pub(crate) fn new(record: &CacheRecord, on: bool) -> SharedCounters {
         SharedCounters {
-            redis,
+            on,
             record: serde_json::to_string(record).unwrap_or_default(),
             // The first background batch comes a second after the cache is built, not with
             // its first call: short-lived caches send theirs when they are dropped.
@@ -155,7 +156,7 @@ impl SharedCounters {
 
     /// Queues the registry record of `identity` (on its first call in this process).
     pub(crate) fn note(&self, identity: &str, record: &FunctionRecord) {
-        if !self.redis {
+        if !self.on {
             return;
         }
         if let Ok(json) = serde_json::to_string(record) {
@@ -168,6 +169,9 @@ impl SharedCounters {
 
     /// True when a background batch is due, for one caller (the others see it taken).
     pub(crate) fn due(&self) -> bool {
+        if !self.on {
+            return false;
+        }
         let now = SystemClock.now_micros();
         let last = self.last_flush_us.load(Ordering::Relaxed);
         now.saturating_sub(last) >= FLUSH_INTERVAL_US
@@ -182,6 +186,9 @@ impl SharedCounters {
     /// batches in flight together never carry the same calls; [`SharedCounters::settle`]
     /// gives them back if the batch fails.
     pub(crate) fn prepare(&self, core: &Core) -> Option<(Request, Batch)> {
+        if !self.on {
+            return None;
+        }
         let mut deltas = Vec::new();
         {
             let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());

@@ -132,3 +132,35 @@ fn a_store_that_is_down_fails_no_call_and_shared_stats_says_so() {
     assert_eq!(cache.stats().calls, 2);
     assert!(cache.shared_stats().is_err());
 }
+
+#[test]
+fn a_cache_with_sharing_off_sends_nothing_but_still_reads() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let on = Cache::builder(&name)
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let off = Cache::builder(&name)
+        .redis(server.url())
+        .shared_stats(false)
+        .build_blocking()
+        .unwrap();
+    calls(&off, "f", &[1, 2]);
+    calls(&on, "f", &[1]);
+    let read = off.shared_stats().unwrap();
+    assert_eq!(read.total.calls, 0, "nothing sent yet: {read:?}");
+    drop(off);
+    let shared = on.shared_stats().unwrap();
+    assert_eq!(
+        shared.total.calls, 1,
+        "only the sharing cache counts: {shared:?}"
+    );
+    assert_eq!(off_keys(&server), 2, "the registry and counters of `on`");
+}
+
+fn off_keys(server: &RedisServer) -> usize {
+    let keys: Vec<String> = server.connection().keys("*:registry").unwrap();
+    let stats: Vec<String> = server.connection().keys("*:stats").unwrap();
+    keys.len() + stats.len()
+}
