@@ -8,7 +8,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fncache::{Cache, CallOptions, Codec, Layout, blocking};
+use fncache::{Cache, CallOptions, Codec, Layout, Policy, blocking};
 use fncache_testing::{RedisCluster, RedisServer};
 use serde_json::Value;
 
@@ -241,6 +241,29 @@ fn every_command_on_a_standalone_server() {
         Layout::PerFunction,
     );
     every_command(&["--redis", &url], "per-function");
+
+    // Policies whose index is read otherwise: a set (Random), or highest score first (MRU).
+    for (name, policy) in [("rnd", Policy::Random), ("mru", Policy::Mru)] {
+        let cache = Cache::builder(name)
+            .redis(&url)
+            .policy(policy)
+            .build_blocking()
+            .unwrap();
+        fill(&cache, "f", &CallOptions::new(), &[1, 2, 3, 2]);
+        cache.shared_stats().unwrap();
+    }
+    let rnd = json(&["--redis", &url, "inspect", "rnd"]);
+    let rows = rnd[0]["shown"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["score"].is_null()), "{rnd:#}");
+    assert!(ok(&["--redis", &url, "inspect", "rnd"]).contains("a random sample"));
+    // MRU evicts the most recently used first: f(2), used last, leads.
+    let mru = json(&["--redis", &url, "inspect", "mru", "--decode"]);
+    assert_eq!(
+        mru[0]["shown"][0]["value"],
+        serde_json::json!([2, 20]),
+        "{mru:#}"
+    );
 }
 
 #[test]

@@ -164,3 +164,37 @@ fn off_keys(server: &RedisServer) -> usize {
     let stats: Vec<String> = server.connection().keys("*:stats").unwrap();
     keys.len() + stats.len()
 }
+
+#[test]
+fn an_async_cache_dropped_in_its_runtime_sends_its_last_batch_from_a_task() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let reader = Cache::builder(&name)
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let cache = Cache::builder(&name).redis(server.url()).build().unwrap();
+        for x in [1u64, 1, 1] {
+            cache
+                .get_or_compute("f", &(x,), || async move { x })
+                .await
+                .unwrap();
+        }
+        drop(cache); // inside the runtime: a task sends the batch
+        // The task runs when this one yields: wait for its batch (bounded), not for a time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            tokio::task::yield_now().await;
+            let calls = reader.shared_stats().unwrap().total.calls;
+            if calls == 3 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch never came: {calls}"
+            );
+        }
+    });
+}
