@@ -529,7 +529,10 @@ fn inspect(
     let mut out = Vec::new();
     for (i, structure) in structures.iter().enumerate() {
         let entries = admin.entries(cache, structure, limit)?;
-        let whose = if cache.layout.is_per_function() {
+        let whose = if structure.functions.is_empty() {
+            // Written by a process whose registry records expired or were never sent.
+            "a function not in the registry".to_owned()
+        } else if cache.layout.is_per_function() {
             structure.functions.join(", ")
         } else {
             "all functions".to_owned()
