@@ -257,8 +257,7 @@ fn nonempty(caches: Vec<CacheInfo>, prefix: &str) -> Result<Vec<CacheInfo>, Fail
             NOT_FOUND,
             format!(
                 "no cache under prefix `{prefix}` on this server (a cache is listed once a \
-                 process of fncache >= 0.2 has used it: a second after its first call, or when \
-                 it is dropped)"
+                 process has sent its counters: a second after it was built, or when dropped)"
             ),
         ));
     }

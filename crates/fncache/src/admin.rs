@@ -293,8 +293,9 @@ impl Admin {
     }
 
     /// The caches whose prefix is exactly `prefix`, found through their registries, by name.
-    /// A cache appears once one of its processes has sent a batch of counters (a second after
-    /// its first call, or when it is dropped), and disappears a week after the last.
+    /// A cache appears once one of its processes has sent a batch of counters (with a call a
+    /// second or more after the cache was built, at `shared_stats()`, or when it is dropped),
+    /// and disappears a week after the last.
     pub fn caches(&self, prefix: &str) -> Result<Vec<CacheInfo>, Error> {
         let mut caches = Vec::new();
         for key in self.scan(&format!("{}*:registry", glob_escape(prefix)))? {
