@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::key::{self, Member};
 use crate::mode::{Mode, in_thread_ambient, thread_ambient};
 use crate::options::CallOptions;
+use crate::shared_stats::SharedStats;
 use crate::stats::{Counters, Stats};
 use crate::store::redis::BlockingRedis;
 use crate::store::{StoreOp, StoreReply};
@@ -69,8 +70,27 @@ impl Cache {
                 core.gate()?;
                 let result = redis.run(op, &core.settings, timeout);
                 core.report(&result);
+                if core.shared.due() {
+                    // Weak: a queued batch never keeps a dropped cache alive (its drop sends
+                    // the last batch on the thread that drops it). A full queue skips this
+                    // batch: the next one carries its counts.
+                    let cache = Arc::downgrade(&self.inner);
+                    let _ = core.workers.submit(Box::new(move || {
+                        if let Some(inner) = cache.upgrade() {
+                            let _ = Cache { inner }.flush_shared();
+                        }
+                    }));
+                }
                 result
             }
+        }
+    }
+
+    /// Sends what this process's counters gained since the last batch to the shared ones.
+    fn flush_shared(&self) -> Result<(), Error> {
+        match &self.inner.store {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(redis) => crate::shared_stats::flush_blocking(&self.inner.core, redis),
         }
     }
 
@@ -344,7 +364,9 @@ impl Cache {
         Ok(self.len()? == 0)
     }
 
-    /// Removes everything of this cache; returns how many live entries were removed.
+    /// Removes every entry of this cache; returns how many live entries were removed. Its
+    /// registry and shared counters stay (see [`Cache::shared_stats`]): they describe the
+    /// functions, not the entries, and expire a week after the last process used them.
     pub fn purge(&self) -> Result<usize, Error> {
         Core::count(self.run(StoreOp::Purge))
     }
@@ -373,6 +395,31 @@ impl Cache {
     /// Counters since the cache was built.
     pub fn stats(&self) -> Stats {
         self.inner.core.stats.total()
+    }
+
+    /// Counters of this cache summed over every process that uses its Redis store, by
+    /// function: each process adds its own to them in batches, at most once a second and when
+    /// its last handle of the cache is dropped, so other processes' most recent calls may not
+    /// be counted yet; this process's own are sent first. With the embedded store, this
+    /// process's counters. An error when the store cannot be read (never for calls: counting
+    /// fails open).
+    ///
+    /// ```
+    /// let cache = fncache::Cache::builder("shared-doc").memory().build_blocking()?;
+    /// cache.get_or_compute("f", &(1,), || 1)?;
+    /// assert_eq!(cache.shared_stats()?.total.calls, 1);
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn shared_stats(&self) -> Result<SharedStats, Error> {
+        let core = &self.inner.core;
+        match &self.inner.store {
+            Store::Memory(_) => Ok(SharedStats::local(core)),
+            Store::Redis(redis) => {
+                crate::shared_stats::flush_blocking(core, redis)?;
+                let request = crate::shared_stats::read_request(core);
+                SharedStats::from_reply(redis.send(&request, core.behaviour.op_timeout)?)
+            }
+        }
     }
 
     /// Counters of one function since the cache was built, or `None` if this cache does not

@@ -86,6 +86,7 @@ pub struct Builder {
     store: StoreChoice,
     connect: ConnectOptions,
     clock: Arc<dyn Clock>,
+    shared_stats: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -123,6 +124,7 @@ impl Builder {
             store: StoreChoice::default(),
             connect: ConnectOptions::default(),
             clock: Arc::new(SystemClock),
+            shared_stats: true,
         }
     }
 
@@ -277,6 +279,15 @@ impl Builder {
         self
     }
 
+    /// `true` (default): with Redis, this process adds its counters to the cache's shared
+    /// counters and records its functions in the cache's registry (see
+    /// [`Cache::shared_stats`]; the `fncache` CLI lists caches by their registries).
+    /// `false`: it sends neither (it still reads what other processes sent).
+    pub fn shared_stats(mut self, on: bool) -> Self {
+        self.shared_stats = on;
+        self
+    }
+
     /// Builds the async front-end. No connection is made and no runtime is needed yet.
     pub fn build(self) -> Result<Cache, Error> {
         let (core, backend) = self.validate(Front::Async)?;
@@ -295,7 +306,7 @@ impl Builder {
         self.memory().validate(Front::Blocking)
     }
 
-    fn validate(self, front: Front) -> Result<(Core, Backend), Error> {
+    pub(crate) fn validate(self, front: Front) -> Result<(Core, Backend), Error> {
         if self.name.is_empty() {
             return Err(Error::config("the cache name must not be empty"));
         }
@@ -329,6 +340,17 @@ impl Builder {
             Resolved::Redis(target) => Backend::Redis(target),
             Resolved::Memory => Backend::Memory(Arc::clone(&self.clock)),
         };
+        let record = crate::registry::CacheRecord::new(
+            &self.name,
+            &self.prefix,
+            self.policy,
+            self.layout,
+            u64::try_from(self.maxsize).unwrap_or(u64::MAX),
+            self.ttl,
+            self.update_ttl,
+            self.codec,
+            behaviour.entry_ttl,
+        );
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let core = Core {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -350,6 +372,10 @@ impl Builder {
             last_failure: Default::default(),
             stats: StatsRegistry::default(),
             warnings: Default::default(),
+            shared: crate::shared_stats::SharedCounters::new(
+                &record,
+                self.shared_stats && matches!(backend, Backend::Redis(_)),
+            ),
         };
         Ok((core, backend))
     }

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::key::{self, Member};
 use crate::mode::{Mode, in_task_ambient, task_ambient};
 use crate::options::CallOptions;
+use crate::shared_stats::SharedStats;
 use crate::stats::{Counters, Stats};
 use crate::store::redis::AsyncRedis;
 use crate::store::{StoreOp, StoreReply};
@@ -78,8 +79,27 @@ impl Cache {
                 core.gate()?;
                 let result = redis.run(op, &core.settings, timeout).await;
                 core.report(&result);
+                if core.shared.due()
+                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                {
+                    // Weak: a pending batch never keeps a dropped cache alive.
+                    let cache = Arc::downgrade(&self.inner);
+                    runtime.spawn(async move {
+                        if let Some(inner) = cache.upgrade() {
+                            let _ = Cache { inner }.flush_shared().await;
+                        }
+                    });
+                }
                 result
             }
+        }
+    }
+
+    /// Sends what this process's counters gained since the last batch to the shared ones.
+    async fn flush_shared(&self) -> Result<(), Error> {
+        match &self.inner.store {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(redis) => crate::shared_stats::flush_async(&self.inner.core, redis).await,
         }
     }
 
@@ -406,7 +426,9 @@ impl Cache {
         Ok(self.len().await? == 0)
     }
 
-    /// Removes everything of this cache; returns how many live entries were removed.
+    /// Removes every entry of this cache; returns how many live entries were removed. Its
+    /// registry and shared counters stay (see [`Cache::shared_stats`]): they describe the
+    /// functions, not the entries, and expire a week after the last process used them.
     pub async fn purge(&self) -> Result<usize, Error> {
         Core::count(self.run(StoreOp::Purge).await)
     }
@@ -435,6 +457,24 @@ impl Cache {
     /// Counters since the cache was built.
     pub fn stats(&self) -> Stats {
         self.inner.core.stats.total()
+    }
+
+    /// Counters of this cache summed over every process that uses its Redis store, by
+    /// function: each process adds its own to them in batches, at most once a second and when
+    /// its last handle of the cache is dropped, so other processes' most recent calls may not
+    /// be counted yet; this process's own are sent first. With the embedded store, this
+    /// process's counters. An error when the store cannot be read (never for calls: counting
+    /// fails open).
+    pub async fn shared_stats(&self) -> Result<SharedStats, Error> {
+        let core = &self.inner.core;
+        match &self.inner.store {
+            Store::Memory(_) => Ok(SharedStats::local(core)),
+            Store::Redis(redis) => {
+                crate::shared_stats::flush_async(core, redis).await?;
+                let request = crate::shared_stats::read_request(core);
+                SharedStats::from_reply(redis.send(request, core.behaviour.op_timeout).await?)
+            }
+        }
     }
 
     /// Counters of one function since the cache was built, or `None` if this cache does not

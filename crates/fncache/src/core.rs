@@ -46,6 +46,8 @@ pub(crate) struct Core {
     pub(crate) workers: Workers,
     /// The last backend failure, told to calls that an open circuit turns away.
     pub(crate) last_failure: std::sync::Mutex<Option<String>>,
+    /// Batches of counters and registry records for Redis (see `shared_stats.rs`).
+    pub(crate) shared: crate::shared_stats::SharedCounters,
 }
 
 /// Logs backend trouble at most once per interval, counting what it held back.
@@ -120,6 +122,18 @@ impl Core {
         default: Option<T>,
     ) -> Result<Call<'a, S, T>, S> {
         let behaviour = options.resolve(&self.behaviour);
+        let rec = self.stats.recorder(function, ambient.collectors(self.id));
+        if rec.first_sight() {
+            // Once per function and process: recorded in Redis with the next batch.
+            self.shared.note(
+                function,
+                &crate::registry::FunctionRecord::new(
+                    function,
+                    options.codec.unwrap_or(self.codec),
+                    behaviour.entry_ttl,
+                ),
+            );
+        }
         Call::new(
             self,
             Setup {
@@ -129,7 +143,7 @@ impl Core {
                 codec: options.codec.unwrap_or(self.codec),
                 cache_none: options.cache_none,
                 behaviour,
-                rec: self.stats.recorder(function, ambient.collectors(self.id)),
+                rec,
                 owned,
                 default,
                 // The cache's own settings were validated when it was built: only a call's
@@ -243,9 +257,19 @@ impl Core {
 /// What a front-end holds: the core and its store, the Redis side driven by `R` (the blocking
 /// or the async driver).
 #[derive(Debug)]
-pub(crate) struct Parts<R> {
+pub(crate) struct Parts<R: crate::shared_stats::LastFlush> {
     pub(crate) core: Core,
     pub(crate) store: Store<R>,
+}
+
+/// The last handle of a cache is gone: what its counters gained since the last batch goes to
+/// Redis now (see `shared_stats.rs`).
+impl<R: crate::shared_stats::LastFlush> Drop for Parts<R> {
+    fn drop(&mut self) {
+        if let Store::Redis(redis) = &self.store {
+            redis.last_flush(&self.core);
+        }
+    }
 }
 
 /// The store of a front-end.
@@ -255,7 +279,7 @@ pub(crate) enum Store<R> {
     Redis(R),
 }
 
-impl<R: std::fmt::Debug> Parts<R> {
+impl<R: std::fmt::Debug + crate::shared_stats::LastFlush> Parts<R> {
     /// Opens the store chosen by the builder, making the Redis driver with `redis`.
     pub(crate) fn new(
         core: Core,

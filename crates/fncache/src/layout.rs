@@ -134,6 +134,9 @@ pub(crate) struct Naming {
     functions_base: String,
     /// The one structure of the shared layouts.
     shared: Structure,
+    /// Where the cache's registry and shared counters live: `{meta_base}:registry` and
+    /// `{meta_base}:stats` (see [`Naming::registry_key`]).
+    meta_base: String,
 }
 
 /// The length of `#` and a function digest at the end of a [`Layout::PerFunction`] base.
@@ -157,11 +160,36 @@ impl Naming {
         } else {
             "m"
         };
+        let functions_base = format!("{prefix}{name}:{tag}-{infix}");
+        // The shared layouts: next to their one structure (in its hash tag on a cluster).
+        // The per-function layouts: after the functions' base, which no structure key ends
+        // with (theirs go on with `:{function}#{digest}`); on a cluster inside a hash tag of
+        // their own, so that the registry and the counters share a slot.
+        let meta_base = match layout {
+            Layout::Shared | Layout::Cluster => shared.clone(),
+            Layout::PerFunction => functions_base.clone(),
+            Layout::ClusterPerFunction => format!("{prefix}{{{name}:{tag}-cm}}"),
+        };
         Naming {
             layout,
-            functions_base: format!("{prefix}{name}:{tag}-{infix}"),
+            functions_base,
             shared: Structure::from_base(&shared),
+            meta_base,
         }
+    }
+
+    /// The hash that records the cache's settings and the identity of each function its
+    /// processes call (see `registry.rs`). It ends with `:registry`, which no structure or
+    /// lease key does, so the layouts' SCAN patterns never take it for a structure, and
+    /// purging or vacuuming the cache leaves it (it describes functions, not entries).
+    pub(crate) fn registry_key(&self) -> String {
+        format!("{}:registry", self.meta_base)
+    }
+
+    /// The hash of per-function counters that every process adds its own to (see
+    /// `shared_stats.rs`); like the registry, never a structure and never purged.
+    pub(crate) fn stats_key(&self) -> String {
+        format!("{}:stats", self.meta_base)
     }
 
     /// The structure that holds the entries of `function`.
@@ -461,6 +489,35 @@ mod tests {
         // The shared layouts never scan.
         let n = Naming::new("p:", "X", Policy::LruT, Layout::Shared);
         assert_eq!(n.owned_structure(&n.structure("f").index), None);
+    }
+
+    #[test]
+    fn registry_and_counters_sit_beside_the_structures_and_are_never_taken_for_one() {
+        let cases = [
+            (Layout::Shared, "p:a%3Ab:lru"),
+            (Layout::PerFunction, "p:a%3Ab:lru-m"),
+            (Layout::Cluster, "p:{a%3Ab:lru-c}"),
+            (Layout::ClusterPerFunction, "p:{a%3Ab:lru-cm}"),
+        ];
+        for (layout, base) in cases {
+            let n = Naming::new("p:", "a:b", Policy::Lru, layout);
+            assert_eq!(n.registry_key(), format!("{base}:registry"));
+            assert_eq!(n.stats_key(), format!("{base}:stats"));
+            assert_eq!(n.owned_structure(&n.registry_key()), None);
+            assert_eq!(n.owned_structure(&n.stats_key()), None);
+        }
+        // One slot for both, and for the shared structure of the cluster layout.
+        use redis::cluster_routing::Slot;
+        let n = Naming::new("p:", "a", Policy::Lru, Layout::Cluster);
+        assert_eq!(
+            Slot::for_key(n.registry_key()),
+            Slot::for_key(&n.structure("f").index)
+        );
+        let n = Naming::new("p:", "a", Policy::Lru, Layout::ClusterPerFunction);
+        assert_eq!(
+            Slot::for_key(n.registry_key()),
+            Slot::for_key(n.stats_key())
+        );
     }
 
     #[test]

@@ -110,6 +110,9 @@
 //! evicted from outside) repairs it before storing.
 
 #[doc(hidden)]
+#[path = "admin.rs"]
+pub mod __admin;
+#[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 pub mod blocking;
@@ -128,6 +131,8 @@ mod layout;
 mod mode;
 mod options;
 mod policy;
+mod registry;
+mod shared_stats;
 mod stats;
 mod store;
 mod typed;
@@ -145,6 +150,7 @@ pub use layout::Layout;
 pub use mode::Mode;
 pub use options::CallOptions;
 pub use policy::Policy;
+pub use shared_stats::SharedStats;
 pub use stats::Stats;
 pub use store::redis::connect::{REDIS_URL_ENV, REDIS_URL_ENV_FALLBACK};
 

@@ -75,8 +75,50 @@ impl Stats {
         (reads > 0).then(|| self.hits as f64 / reads as f64)
     }
 
+    /// Every counter with its name (the names `Stats` serializes with), for the shared
+    /// counters in Redis.
+    pub(crate) fn fields(&self) -> [(&'static str, u64); 14] {
+        [
+            ("calls", self.calls),
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("execs", self.execs),
+            ("writes", self.writes),
+            ("errors", self.errors),
+            ("evictions", self.evictions),
+            ("stale_served", self.stale_served),
+            ("refreshes", self.refreshes),
+            ("refresh_failures", self.refresh_failures),
+            ("lock_waits", self.lock_waits),
+            ("lock_timeouts", self.lock_timeouts),
+            ("fail_open", self.fail_open),
+            ("defaults_served", self.defaults_served),
+        ]
+    }
+
+    /// The counter named `name` (see [`Stats::fields`]), or `None` for an unknown name.
+    pub(crate) fn field_mut(&mut self, name: &str) -> Option<&mut u64> {
+        Some(match name {
+            "calls" => &mut self.calls,
+            "hits" => &mut self.hits,
+            "misses" => &mut self.misses,
+            "execs" => &mut self.execs,
+            "writes" => &mut self.writes,
+            "errors" => &mut self.errors,
+            "evictions" => &mut self.evictions,
+            "stale_served" => &mut self.stale_served,
+            "refreshes" => &mut self.refreshes,
+            "refresh_failures" => &mut self.refresh_failures,
+            "lock_waits" => &mut self.lock_waits,
+            "lock_timeouts" => &mut self.lock_timeouts,
+            "fail_open" => &mut self.fail_open,
+            "defaults_served" => &mut self.defaults_served,
+            _ => return None,
+        })
+    }
+
     /// The counters of two sets of calls together.
-    fn plus(self, other: Stats) -> Stats {
+    pub(crate) fn plus(self, other: Stats) -> Stats {
         Stats {
             calls: self.calls + other.calls,
             hits: self.hits + other.hits,
@@ -131,7 +173,7 @@ impl fmt::Display for Stats {
 /// the `@vN` version that `#[fncache::cached]` appends (`crate::users::load@v2#00ff..` gives
 /// `crate::users::load`). The format is the one `identity()` in the macro crate's
 /// `expand_cached.rs` generates.
-fn path_of(identity: &str) -> &str {
+pub(crate) fn path_of(identity: &str) -> &str {
     let mut path = identity;
     if let Some((rest, hash)) = path.rsplit_once('#')
         && hash.len() == 16
@@ -186,6 +228,9 @@ pub(crate) struct Counters {
     lock_timeouts: AtomicU64,
     fail_open: AtomicU64,
     defaults_served: AtomicU64,
+    /// Set by the first call that saw these counters, which records the function in the
+    /// cache's registry (see [`Recorder::first_sight`]).
+    seen: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
@@ -270,6 +315,16 @@ impl StatsRegistry {
         self.function_counters(identity).snapshot()
     }
 
+    /// The counters of every function identity this cache has seen, for the shared counters.
+    pub(crate) fn identities(&self) -> Vec<(String, Stats)> {
+        let functions = self.per_function.read().unwrap_or_else(|e| e.into_inner());
+        functions
+            .by_identity
+            .iter()
+            .map(|(identity, c)| (identity.clone(), c.snapshot()))
+            .collect()
+    }
+
     /// A recorder for one call of `function`, also feeding `scoped` collectors.
     pub(crate) fn recorder<'a>(
         &'a self,
@@ -323,6 +378,13 @@ pub(crate) struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// True for the first call of this function through this cache (once per process and
+    /// cache): one relaxed load on every later call.
+    pub(crate) fn first_sight(&self) -> bool {
+        !self.function.seen.load(Ordering::Relaxed)
+            && !self.function.seen.swap(true, Ordering::Relaxed)
+    }
+
     pub(crate) fn add(&self, event: Event) {
         self.total.add(event);
         self.function.add(event);

@@ -88,14 +88,18 @@ fn environment_configuration_and_its_precedence() {
     }
 }
 
-/// Keys of any cache on the server at `url`, in database `db`.
+/// Entry keys of any cache on the server at `url`, in database `db` (not the registries and
+/// shared counters that dropped caches leave, see `shared_stats.rs`).
 fn keys(url: &str, db: i64) -> Vec<String> {
     let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
     let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
-    redis::cmd("KEYS")
+    let keys: Vec<String> = redis::cmd("KEYS")
         .arg("func-cache:*")
         .query(&mut con)
-        .unwrap()
+        .unwrap();
+    keys.into_iter()
+        .filter(|k: &String| !k.ends_with(":registry") && !k.ends_with(":stats"))
+        .collect()
 }
 
 /// Runs in the child process, with the case's environment.

@@ -113,6 +113,11 @@ fn keys_by_primary(cluster: &RedisCluster, name: &str) -> BTreeMap<u16, Vec<Stri
                 .arg(&pattern)
                 .query(&mut cluster.node_connection(port))
                 .unwrap();
+            // Entry keys only: not the registry and shared counters (kept by purge).
+            let keys = keys
+                .into_iter()
+                .filter(|k: &String| !k.ends_with(":registry") && !k.ends_with(":stats"))
+                .collect();
             (port, keys)
         })
         .collect()

@@ -20,6 +20,7 @@ mod isolation;
 mod model;
 mod options;
 mod server;
+mod shared;
 mod support;
 mod traces;
 mod ttl;

@@ -376,3 +376,89 @@ impl AsyncRedis {
         }
     }
 }
+
+/// Single requests outside the store ops: the shared counters and registry
+/// (`shared_stats.rs`) and the operator API (`admin.rs`).
+impl BlockingRedis {
+    /// True when requests go to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
+    }
+
+    /// Sends one request, bounded by `timeout`.
+    pub(crate) fn send(&self, request: &Request, timeout: Duration) -> Result<Value, Error> {
+        let mut con = self.checkout()?;
+        con.bound(timeout)?;
+        match con.send(request) {
+            Err(e) if !is_reusable_after(&e) => Err(Error::from_redis(e)),
+            sent => {
+                self.checkin(con);
+                sent.map_err(Error::from_redis)
+            }
+        }
+    }
+}
+
+impl AsyncRedis {
+    /// Sends one request within `timeout` (connecting has its own bound, as in `run`).
+    pub(crate) async fn send(&self, request: Request, timeout: Duration) -> Result<Value, Error> {
+        let con = match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
+            Ok(con) => con?,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Backend,
+                    format!("could not connect within {CONNECT_TIMEOUT:?}"),
+                ));
+            }
+        };
+        let sent = tokio::time::timeout(timeout, async move {
+            match con {
+                AsyncConnection::Manager(mut con) => match &request {
+                    Request::Script(invocation) => invocation.invoke_async(&mut con).await,
+                    Request::Cmd(cmd) => cmd.query_async(&mut con).await,
+                    Request::Pipe(pipe) => pipe.query_async(&mut con).await,
+                    Request::AllPrimaries(_) | Request::OnNode(..) => Err(cluster::not_a_cluster()),
+                },
+                AsyncConnection::Cluster(mut con) => cluster::send_async(&mut con, &request).await,
+            }
+        })
+        .await;
+        match sent {
+            Ok(Err(e)) if !is_reusable_after(&e) => {
+                self.reset();
+                Err(Error::from_redis(e))
+            }
+            Ok(sent) => sent.map_err(Error::from_redis),
+            Err(_) => Err(Error::new(
+                ErrorKind::Backend,
+                format!("the backend did not answer within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// A blocking driver on the same server or cluster (not on a connection manager of the
+    /// user's, which only async code can use).
+    pub(crate) fn blocking(&self) -> Option<BlockingRedis> {
+        match &self.target {
+            RedisTarget::Server { .. } | RedisTarget::Cluster { .. } => {
+                Some(BlockingRedis::new(self.target.clone()))
+            }
+            RedisTarget::Manager(_) | RedisTarget::Pool(_) => None,
+        }
+    }
+
+    /// A driver on the same target and connection, for work that outlives this one (the
+    /// last flush of the shared counters when a cache is dropped).
+    pub(crate) fn detached(&self) -> AsyncRedis {
+        AsyncRedis {
+            target: self.target.clone(),
+            connection: Mutex::new(
+                self.connection
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            ),
+            learned: Learned::default(),
+        }
+    }
+}

@@ -1100,3 +1100,53 @@ mod tests {
         assert!(plan.step(Some(Ok(failed))).is_err());
     }
 }
+
+/// Requests of the operator API (`admin.rs`), built here so that it names keys, scans and
+/// counts exactly as the sweeps do.
+pub(crate) mod admin {
+    use super::*;
+
+    /// `SCAN cursor MATCH pattern` on the one server, or on `node` of a cluster.
+    pub(crate) fn scan_request(cursor: u64, pattern: &str, node: Option<&Node>) -> Request {
+        match node {
+            Some(node) => Request::OnNode(scan(cursor, pattern), node.clone()),
+            None => Request::Cmd(scan(cursor, pattern)),
+        }
+    }
+
+    /// `SCAN 0 MATCH pattern` on every primary of a cluster.
+    pub(crate) fn scan_primaries(pattern: &str) -> Request {
+        Request::AllPrimaries(scan(0, pattern))
+    }
+
+    /// A SCAN reply: the next cursor (0 at the end) and the keys.
+    pub(crate) fn read_scan(reply: Value) -> Result<(u64, Vec<String>), Error> {
+        redis::from_redis_value(reply).map_err(|e| protocol(&format!("bad SCAN reply: {e}")))
+    }
+
+    /// The replies of every primary to [`scan_primaries`], by node.
+    pub(crate) fn read_primaries(reply: Value) -> Result<Vec<(Node, Value)>, Error> {
+        per_node(reply)?
+            .into_iter()
+            .map(|(address, reply)| {
+                let node = Node::parse(&address)
+                    .ok_or_else(|| protocol(&format!("bad node address `{address}`")))?;
+                Ok((node, reply))
+            })
+            .collect()
+    }
+
+    /// The live entries of one structure, counted by `len.lua` as [`StoreOp::Len`] does.
+    pub(crate) fn len_request(settings: &StoreSettings, structure: &Structure) -> Request {
+        sweep_request(
+            Sweep::Len,
+            settings.rules.index.script_word(),
+            std::slice::from_ref(structure),
+        )
+    }
+
+    /// A count reply.
+    pub(crate) fn read_count(reply: Value) -> Result<u64, Error> {
+        count(reply)
+    }
+}
