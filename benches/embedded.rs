@@ -99,13 +99,19 @@ impl Subject {
             let value = match self {
                 Subject::Moka(cache) => cache.get(&key),
                 Subject::Map(map) => map.lock().expect("not poisoned").get(&key).cloned(),
-                Subject::Fncache(cache) => cache.get_or_compute(FUNCTION, &(key,), String::new).ok(),
+                Subject::Fncache(cache) => {
+                    cache.get_or_compute(FUNCTION, &(key,), String::new).ok()
+                }
             };
             assert_eq!(value, Some(value_of(key)), "key {key}");
         }
         if let Subject::Fncache(cache) = self {
             let stats = cache.stats();
-            assert_eq!(stats.execs, u64::from(entries), "a lookup missed: {stats:?}");
+            assert_eq!(
+                stats.execs,
+                u64::from(entries),
+                "a lookup missed: {stats:?}"
+            );
         }
     }
 }
@@ -220,15 +226,8 @@ fn main() {
             .position(|v| v.entries == entries && v.label.starts_with(label))
             .expect("reference variant")
     };
-    let ratio = |a: usize, b: usize| {
-        median(
-            times[a]
-                .iter()
-                .zip(&times[b])
-                .map(|(x, y)| x / y)
-                .collect(),
-        )
-    };
+    let ratio =
+        |a: usize, b: usize| median(times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect());
     println!("\nembedded store, one thread ({rounds} rounds of {chunk} hits; medians)");
     println!(
         "{:<40} {:>9} {:>8} {:>8}",
