@@ -20,7 +20,8 @@
 //!   machine needs two idle cores for this figure to mean anything).
 //!
 //! Run with `cargo bench --bench embedded`; add `-- --quick` for fewer rounds and only the
-//! default policy at 1M entries (about a minute, most of it filling the 1M caches).
+//! default policy at 1M entries (about a minute, most of it filling the 1M caches); or
+//! `-- --profile [hits]` for a profiler (default-policy hits on a 1k cache, nothing else).
 
 #![allow(clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -169,7 +170,24 @@ fn run_two(v: &Variant, keys: &[u32], ops: usize) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        // For a profiler: `valgrind --tool=callgrind <bench binary> --profile 100000` runs
+        // that many default-policy hits on a 1k cache and nothing else.
+        let hits = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        let mut v = Variant {
+            label: String::new(),
+            entries: 1_000,
+            subject: Subject::fncache(1_000, Policy::default()),
+            cursor: 0,
+        };
+        run_one(&mut v, &keys(1_000), hits);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick" || a == "--test");
     let (rounds, chunk, rounds2, ops2) = if quick {
         (40, 500, 7, 20_000)
     } else {

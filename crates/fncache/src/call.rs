@@ -594,7 +594,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 structure: structure.clone(),
                 member: *member,
                 refresh_after: self.b.refresh_after,
-                lease: self.request.clone(),
+                lease: self.request,
             },
             self.b.op_timeout,
         )
@@ -626,7 +626,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if lease == LeaseState::Mine
             && let Some(request) = &self.request
         {
-            self.lease = Some(request.token.clone());
+            self.lease = Some(request.token());
         }
         let value = match entry.as_deref().map(|e| decode_entry::<T>(self.codec, e)) {
             Some(Ok(value)) => entry.map(|e| (value, e)),

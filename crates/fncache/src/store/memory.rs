@@ -54,7 +54,7 @@ impl State {
     fn take_lease(&mut self, key: String, request: &LeaseRequest, now: u64) -> LeaseState {
         match self.leases.get(&key) {
             Some((holder, until)) if *until > now => {
-                if *holder == request.token {
+                if *holder == request.token() {
                     LeaseState::Mine
                 } else if holder.starts_with('!') {
                     LeaseState::Throttled
@@ -64,7 +64,7 @@ impl State {
             }
             _ => {
                 let until = now.saturating_add(store_micros(request.ttl));
-                self.leases.insert(key, (request.token.clone(), until));
+                self.leases.insert(key, (request.token(), until));
                 LeaseState::Mine
             }
         }

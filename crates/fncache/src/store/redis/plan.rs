@@ -252,7 +252,7 @@ impl Plan {
                     inv.arg(structure.lease_key(&member));
                 }
                 let (lease_ms, token) =
-                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token));
+                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token()));
                 inv.arg(&member[..])
                     .arg(rules.touch.script_word())
                     .arg(kind)
