@@ -505,8 +505,12 @@ impl MemoryStore {
 
     /// Carries out one op; the embedded store cannot fail.
     pub(crate) fn apply(&self, op: StoreOp) -> StoreReply {
+        // The clock is read before the lock is taken, to keep the critical section short (two
+        // threads hitting one cache contend for nothing else); the time is still one that
+        // passed during the op, and still later than the previous op's.
+        let clock = self.clock.now_micros();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.clock.now_micros().max(state.last_us + 1);
+        let now = clock.max(state.last_us + 1);
         state.last_us = now;
         if !state.leases.is_empty() {
             state.leases.retain(|_, (_, until)| *until > now);
