@@ -1,9 +1,11 @@
 //! Single-flight within a process: concurrent calls for one key share one computation.
 //!
-//! The first caller of a key becomes the leader and computes; later callers follow and wait
-//! for the leader's outcome: the encoded value, or nothing when the leader failed, was
-//! cancelled or panicked (its [`Leader`] guard is dropped without finishing). Followers that
-//! get nothing try again from the start, so a dropped leader never strands them.
+//! Only calls that looked the key up and found no value to serve join (a hit never touches
+//! this state). The first caller of a key becomes the leader and computes; later callers
+//! follow and wait for the leader's outcome: the encoded value, or nothing when the leader
+//! failed, was cancelled or panicked (its [`Leader`] guard is dropped without finishing).
+//! Followers that get nothing try again from the start, so a dropped leader never strands
+//! them.
 //!
 //! The bookkeeping is shared by both front-ends; only waiting differs (a condition variable
 //! for threads, a `Notify` for tasks).
