@@ -21,7 +21,8 @@
 //!
 //! Run with `cargo bench --bench embedded`; add `-- --quick` for fewer rounds and only the
 //! default policy at 1M entries (about a minute, most of it filling the 1M caches); or
-//! `-- --profile [hits]` for a profiler (default-policy hits on a 1k cache, nothing else).
+//! `-- --profile [hits]` for a profiler (default-policy hits on a 1k cache, nothing else;
+//! add `--two` for two threads).
 
 #![allow(clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -173,7 +174,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--profile") {
         // For a profiler: `valgrind --tool=callgrind <bench binary> --profile 100000` runs
-        // that many default-policy hits on a 1k cache and nothing else.
+        // that many default-policy hits on a 1k cache and nothing else (`--two`: that many on
+        // each of two threads).
         let hits = args
             .get(at + 1)
             .and_then(|n| n.parse().ok())
@@ -184,7 +186,11 @@ fn main() {
             subject: Subject::fncache(1_000, Policy::default()),
             cursor: 0,
         };
-        run_one(&mut v, &keys(1_000), hits);
+        if args.iter().any(|a| a == "--two") {
+            run_two(&v, &keys(1_000), hits);
+        } else {
+            run_one(&mut v, &keys(1_000), hits);
+        }
         return;
     }
     let quick = args.iter().any(|a| a == "--quick" || a == "--test");

@@ -102,6 +102,12 @@ impl HashSink {
         out
     }
 
+    /// Forgets everything written: the sink is as it was made (same key and mode).
+    pub(crate) fn reset(&mut self) {
+        self.hasher.reset();
+        self.len = 0;
+    }
+
     /// The hasher, fed everything written so far.
     #[cfg(test)]
     pub(crate) fn into_hasher(mut self) -> blake3::Hasher {
