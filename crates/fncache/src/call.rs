@@ -372,7 +372,7 @@ pub(crate) struct Call<'a, S, T> {
     /// The lease this call asks for at its lookups.
     request: Option<LeaseRequest>,
     /// A stale or expired value, with its entry, to serve if computing fails.
-    fallback: Option<(T, Vec<u8>)>,
+    fallback: Option<(T, Arc<Vec<u8>>)>,
     /// Polling for another caller's value: give up at this instant (`None`: never, the lock
     /// timeout reaching past what an instant holds); the next pause.
     poll: Option<(Option<Instant>, Duration)>,
@@ -654,7 +654,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             (Freshness::Fresh, Some((value, entry))) => {
                 // Only a leader (a call that looked again after missing) has followers.
                 if self.leader.is_some() {
-                    self.shared = Some(Arc::new(entry));
+                    self.shared = Some(entry);
                 }
                 self.stage = Stage::Done;
                 self.release_followers();
@@ -662,7 +662,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             }
             (Freshness::Stale, Some((value, entry))) => {
                 if self.leader.is_some() {
-                    self.shared = Some(Arc::new(entry.clone()));
+                    self.shared = Some(Arc::clone(&entry));
                 }
                 if self.lease.is_some() && self.mode.exec {
                     if self.owned {
@@ -743,7 +743,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.request = None;
             return self.compute_or_refuse();
         };
-        self.shared = Some(Arc::new(entry));
+        self.shared = Some(entry);
         self.rec.add(Event::StaleServed);
         self.stage = Stage::Done;
         self.release_followers();
@@ -924,7 +924,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             let shared = self
                 .shared
                 .take()
-                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::new(e.clone())));
+                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::clone(e)));
             leader.finish(shared);
         }
     }
@@ -1042,7 +1042,7 @@ mod tests {
         Input::Stored(Ok(StoreReply::Looked(Lookup {
             freshness,
             lease,
-            entry,
+            entry: entry.map(Arc::new),
         })))
     }
 

@@ -269,8 +269,8 @@ impl Chain {
 /// Everything a structure keeps of one member, under one hash lookup.
 #[derive(Debug)]
 struct Slot {
-    /// The stored entry (envelope with timestamps).
-    entry: Vec<u8>,
+    /// The stored entry (envelope with timestamps), shared with the lookups that return it.
+    entry: Arc<Vec<u8>>,
     /// The member's score in a sorted index (unused in a plain set).
     score: u64,
     /// The member's node in a [`Chain`], or its position in a plain set.
@@ -365,7 +365,7 @@ impl MemStructure {
     }
 
     /// ZADD / SADD of a new member, with its entry.
-    fn insert(&mut self, member: Member, score: u64, entry: Vec<u8>) {
+    fn insert(&mut self, member: Member, score: u64, entry: Arc<Vec<u8>>) {
         let at = match &mut self.order {
             Order::Chain(chain) => chain.push_back(member),
             Order::Tree(tree) => {
@@ -405,7 +405,7 @@ impl MemStructure {
     }
 
     /// ZREM / SREM from the index, HDEL from the values, ZREM from the expiry set.
-    fn remove_entry(&mut self, member: &Member) -> Option<Vec<u8>> {
+    fn remove_entry(&mut self, member: &Member) -> Option<Arc<Vec<u8>>> {
         let slot = self.slots.remove(member)?;
         match &mut self.order {
             Order::Chain(chain) => chain.remove(slot.at),
@@ -565,7 +565,7 @@ impl MemoryStore {
                 release,
             } => {
                 let times = entry_times(now, entry_ttl, keep);
-                let entry = Entry::assemble(head, times, &payload);
+                let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
                 if let Some(token) = release {
@@ -678,11 +678,11 @@ impl MemoryStore {
         member: Member,
         refresh_after: Option<Duration>,
         now: u64,
-    ) -> (Freshness, Option<Vec<u8>>) {
+    ) -> (Freshness, Option<Arc<Vec<u8>>>) {
         let Some(s) = all.get_mut(&structure.index) else {
             return (Freshness::Missing, None);
         };
-        let Some(entry) = s.slots.get(&member).map(|slot| slot.entry.clone()) else {
+        let Some(entry) = s.slots.get(&member).map(|slot| Arc::clone(&slot.entry)) else {
             return (Freshness::Missing, None);
         };
         let parsed = Entry::parse(&entry);
@@ -721,7 +721,7 @@ impl MemoryStore {
         all: &mut Map<String, MemStructure>,
         structure: &Structure,
         member: Member,
-        entry: Vec<u8>,
+        entry: Arc<Vec<u8>>,
         keep_until: Option<u64>,
         now: u64,
     ) -> StoreReply {

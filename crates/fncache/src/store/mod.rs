@@ -149,8 +149,9 @@ pub(crate) enum LeaseState {
 pub(crate) struct Lookup {
     pub(crate) freshness: Freshness,
     pub(crate) lease: LeaseState,
-    /// The stored entry (envelope with timestamps) unless missing.
-    pub(crate) entry: Option<Vec<u8>>,
+    /// The stored entry (envelope with timestamps) unless missing. Shared: the embedded store
+    /// hands out its own copy without copying it, and the call hands it on to its followers.
+    pub(crate) entry: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// What a store answered.
