@@ -543,9 +543,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 // expired entry records no use, so the second lookup changes no policy state.
                 (lease == LeaseState::Theirs).then(|| self.lookup())
             }
-            // This call holds the lease, so it computes: the flight's leader (which did not
-            // win the lease) is polling for the value this call will store.
-            Role::Follower(_) if lease == LeaseState::Mine => None,
+            // This call holds the lease, so it computes, and leads the flight in place of its
+            // leader (which did not win the lease, and follows this call at its next poll).
+            Role::Follower(_) if lease == LeaseState::Mine => {
+                self.leader = Some(self.core.flights.take_over(*member));
+                None
+            }
             Role::Follower(flight) => {
                 self.stage = Stage::Following;
                 self.rec.add(Event::LockWait);
@@ -559,14 +562,24 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             Some(Some(entry)) => match decode_entry::<T>(self.codec, &entry) {
                 Ok(value) => {
                     self.stage = Stage::Done;
+                    // A leader whose flight was taken over hands the value on to its own.
+                    if self.leader.is_some() {
+                        self.shared = Some(entry);
+                        self.release_followers();
+                    }
                     Ok(Action::Return(value))
                 }
                 Err(_) => self.restart(),
             },
             Some(None) => self.restart(),
             None => {
-                // The leader is slow: stop waiting for it, go to the store like anyone.
                 self.rec.add(Event::LockTimeout);
+                if self.poll.is_some() {
+                    // This call's whole lock timeout has passed (polling, then following the
+                    // lease holder that took its flight over): as when polling times out.
+                    return self.fallback_or_compute();
+                }
+                // The leader is slow: stop waiting for it, go to the store like anyone.
                 Ok(self.lookup())
             }
         }
@@ -733,6 +746,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return self.fallback_or_compute();
         }
         self.poll = Some((until, pause));
+        // The lease holder is a caller of this process that took this call's flight over:
+        // wait for it as a follower would (until the lock timeout), rather than poll.
+        if let Some(flight) = self.leader.as_ref().and_then(Leader::successor) {
+            self.stage = Stage::Following;
+            return Ok(Action::Follow(flight, left.unwrap_or(self.b.lock_timeout)));
+        }
         self.stage = Stage::Sleeping;
         Ok(Action::Sleep(left.map_or(pause, |left| pause.min(left))))
     }
@@ -1182,6 +1201,47 @@ mod tests {
         let _ = call.next(Input::Start);
         let miss = looked(Freshness::Missing, LeaseState::Mine, None);
         assert!(matches!(call.next(miss), Ok(Action::Compute { .. })));
+    }
+
+    #[test]
+    fn the_lease_winner_takes_the_flight_over_and_its_leader_follows_it() {
+        let core = core();
+        // B looks first and finds A's lease, but joins the flight before A does.
+        let mut b = call(&core, false, None);
+        let _ = b.next(Input::Start);
+        let again = b.next(looked(Freshness::Missing, LeaseState::Theirs, None));
+        assert!(matches!(again, Ok(Action::Store(StoreOp::Get { .. }, _))));
+        let mut a = call(&core, false, None);
+        let _ = a.next(Input::Start);
+        let miss = looked(Freshness::Missing, LeaseState::Mine, None);
+        assert!(matches!(a.next(miss), Ok(Action::Compute { .. })));
+        // B waits for A as a follower would (until its lock timeout), instead of polling
+        // the store until A's lease runs out.
+        let Ok(Action::Follow(flight, _)) =
+            b.next(looked(Freshness::Missing, LeaseState::Theirs, None))
+        else {
+            panic!("B follows A");
+        };
+        assert!(
+            matches!(core.flights.join([1; 16]), Role::Follower(_)),
+            "later callers follow A too"
+        );
+        let Ok(Action::Store(StoreOp::Put { .. }, _)) =
+            a.next(Input::Computed(Computed::Value(&9)))
+        else {
+            panic!("A stores");
+        };
+        let stored = Input::Stored(Ok(StoreReply::Stored {
+            evicted: 0,
+            reclaimed: 0,
+        }));
+        assert!(matches!(a.next(stored), Ok(Action::ReturnComputed)));
+        let handed = flight.wait_blocking(Duration::from_secs(5));
+        assert!(matches!(
+            b.next(Input::Followed(handed)),
+            Ok(Action::Return(9))
+        ));
+        assert_eq!(core.stats.total().execs, 1);
     }
 
     #[test]
