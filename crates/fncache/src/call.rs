@@ -8,13 +8,16 @@
 //!
 //! The flow of a normal call (mode read, write, exec; stampede protection on):
 //!
-//! 1. Join this process's flight for the key. A follower waits for the leader's value.
-//! 2. The leader looks the key up; the lookup also takes the key's lease when the entry is
-//!    missing, stale or expired (one lease across every process sharing the store).
-//! 3. Fresh: return it. Stale: return it; the lease holder refreshes (in the background when
-//!    the function is owned, else inline). Expired (kept as a fallback) or missing: the lease
-//!    holder computes; others poll with a short backoff until the value appears, the lease
-//!    frees up (its holder died), or `lock_timeout` passes.
+//! 1. Look the key up; the lookup also takes the key's lease when the entry is missing,
+//!    stale or expired (one lease across every process sharing the store).
+//! 2. Fresh: return it, without touching this process's single-flight state (a hit must cost
+//!    no more than the lookup). Stale: return it; the lease holder refreshes (in the
+//!    background when the function is owned, else inline).
+//! 3. Otherwise join this process's flight for the key. A follower (one that did not win the
+//!    lease) waits for the leader's value instead of polling the store. The leader, or the
+//!    lease holder, goes on: expired (kept as a fallback) or missing, the lease holder
+//!    computes; others poll with a short backoff until the value appears, the lease frees up
+//!    (its holder died), or `lock_timeout` passes.
 //! 4. A computed value is stored, releasing the lease. A failed recomputation serves the
 //!    fallback when there is one (fail-safe) and keeps the lease for `fail_safe_throttle`.
 //!
@@ -360,13 +363,16 @@ pub(crate) struct Call<'a, S, T> {
     default: Option<T>,
     stage: Stage,
     leader: Option<Leader<'a>>,
+    /// This call has consulted the flight of its key (since its last restart): it joins at
+    /// most once per pass, and only after a lookup that found no fresh value.
+    joined: bool,
     restarts: u8,
     /// The lease this call holds.
     lease: Option<Token>,
     /// The lease this call asks for at its lookups.
     request: Option<LeaseRequest>,
     /// A stale or expired value, with its entry, to serve if computing fails.
-    fallback: Option<(T, Vec<u8>)>,
+    fallback: Option<(T, Arc<Vec<u8>>)>,
     /// Polling for another caller's value: give up at this instant (`None`: never, the lock
     /// timeout reaching past what an instant holds); the next pause.
     poll: Option<(Option<Instant>, Duration)>,
@@ -429,6 +435,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             default: setup.default,
             stage: Stage::Start,
             leader: None,
+            joined: false,
             restarts: 0,
             lease: None,
             request: None,
@@ -512,22 +519,42 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if self.target.is_none() || !self.mode.read {
             return self.compute_or_refuse();
         }
-        if self.request.is_some()
-            && let Some((_, member)) = &self.target
-        {
-            match self.core.flights.join(*member) {
-                Role::Leader(leader) => {
-                    // A borrow of the core's flights, which outlive the call.
-                    self.leader = Some(leader);
-                }
-                Role::Follower(flight) => {
-                    self.stage = Stage::Following;
-                    self.rec.add(Event::LockWait);
-                    return Ok(Action::Follow(flight, self.b.lock_timeout));
-                }
+        // Look up first: a hit never joins a flight (see `join_flight`).
+        Ok(self.lookup())
+    }
+
+    /// Joins this process's flight for the key, once per pass, after a lookup found no value
+    /// to serve as it is (`lease`: what the lookup said of the key's lease). `None`: go on with
+    /// the lookup's answer (as the flight's leader, or as the lease holder); `Some`: the next
+    /// action instead (follow the leader, or look up again as the new leader).
+    fn join_flight(&mut self, lease: LeaseState) -> Option<Action<T>> {
+        if self.joined || self.request.is_none() {
+            return None;
+        }
+        self.joined = true;
+        let (_, member) = self.target.as_ref()?;
+        match self.core.flights.join(*member) {
+            Role::Leader(leader) => {
+                // A borrow of the core's flights, which outlive the call.
+                self.leader = Some(leader);
+                // Another caller held the lease when this call looked: if that was a leader of
+                // this process, it may have stored its value and left since. Looking again
+                // as the leader answers at once where polling would first sleep; a missing or
+                // expired entry records no use, so the second lookup changes no policy state.
+                (lease == LeaseState::Theirs).then(|| self.lookup())
+            }
+            // This call holds the lease, so it computes, and leads the flight in place of its
+            // leader (which did not win the lease, and follows this call at its next poll).
+            Role::Follower(_) if lease == LeaseState::Mine => {
+                self.leader = Some(self.core.flights.take_over(*member));
+                None
+            }
+            Role::Follower(flight) => {
+                self.stage = Stage::Following;
+                self.rec.add(Event::LockWait);
+                Some(Action::Follow(flight, self.b.lock_timeout))
             }
         }
-        Ok(self.lookup())
     }
 
     fn followed(&mut self, outcome: Option<Option<Arc<Vec<u8>>>>) -> Result<Action<T>, S> {
@@ -535,14 +562,24 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             Some(Some(entry)) => match decode_entry::<T>(self.codec, &entry) {
                 Ok(value) => {
                     self.stage = Stage::Done;
+                    // A leader whose flight was taken over hands the value on to its own.
+                    if self.leader.is_some() {
+                        self.shared = Some(entry);
+                        self.release_followers();
+                    }
                     Ok(Action::Return(value))
                 }
                 Err(_) => self.restart(),
             },
             Some(None) => self.restart(),
             None => {
-                // The leader is slow: stop waiting for it, go to the store like anyone.
                 self.rec.add(Event::LockTimeout);
+                if self.poll.is_some() {
+                    // This call's whole lock timeout has passed (polling, then following the
+                    // lease holder that took its flight over): as when polling times out.
+                    return self.fallback_or_compute();
+                }
+                // The leader is slow: stop waiting for it, go to the store like anyone.
                 Ok(self.lookup())
             }
         }
@@ -551,8 +588,11 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     fn restart(&mut self) -> Result<Action<T>, S> {
         self.restarts += 1;
         if self.restarts > MAX_RESTARTS {
+            // Alone from here on: no more following.
+            self.joined = true;
             return Ok(self.lookup());
         }
+        self.joined = false;
         self.stage = Stage::Start;
         self.start()
     }
@@ -567,7 +607,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 structure: structure.clone(),
                 member: *member,
                 refresh_after: self.b.refresh_after,
-                lease: self.request.clone(),
+                lease: self.request,
             },
             self.b.op_timeout,
         )
@@ -579,10 +619,14 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             Err(e) => {
                 self.fail(e, "the cache lookup failed")?;
                 self.rec.add(Event::FailOpen);
+                // This process's callers of the key still share one computation.
+                if let Some(action) = self.join_flight(LeaseState::NotAsked) {
+                    return Ok(action);
+                }
+                self.backend_down = true;
                 // Without the store there is nothing to wait for and no lease to hold, and
                 // no point in a second op timeout for the put.
                 self.request = None;
-                self.backend_down = true;
                 return self.compute_or_refuse();
             }
         };
@@ -595,7 +639,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if lease == LeaseState::Mine
             && let Some(request) = &self.request
         {
-            self.lease = Some(request.token.clone());
+            self.lease = Some(request.token());
         }
         let value = match entry.as_deref().map(|e| decode_entry::<T>(self.codec, e)) {
             Some(Ok(value)) => entry.map(|e| (value, e)),
@@ -611,15 +655,28 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             }
             None => None,
         };
+        let served_as_is = match (freshness, &value) {
+            (Freshness::Fresh, Some(_)) => true,
+            (Freshness::Stale, Some(_)) => lease != LeaseState::Mine || !self.mode.exec,
+            _ => false,
+        };
+        if !served_as_is && let Some(action) = self.join_flight(lease) {
+            return Ok(action);
+        }
         match (freshness, value) {
             (Freshness::Fresh, Some((value, entry))) => {
-                self.shared = Some(Arc::new(entry));
+                // Only a leader (a call that looked again after missing) has followers.
+                if self.leader.is_some() {
+                    self.shared = Some(entry);
+                }
                 self.stage = Stage::Done;
                 self.release_followers();
                 Ok(Action::Return(value))
             }
             (Freshness::Stale, Some((value, entry))) => {
-                self.shared = Some(Arc::new(entry.clone()));
+                if self.leader.is_some() {
+                    self.shared = Some(Arc::clone(&entry));
+                }
                 if self.lease.is_some() && self.mode.exec {
                     if self.owned {
                         self.rec.add(Event::StaleServed);
@@ -689,6 +746,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return self.fallback_or_compute();
         }
         self.poll = Some((until, pause));
+        // The lease holder is a caller of this process that took this call's flight over:
+        // wait for it as a follower would (until the lock timeout), rather than poll.
+        if let Some(flight) = self.leader.as_ref().and_then(Leader::successor) {
+            self.stage = Stage::Following;
+            return Ok(Action::Follow(flight, left.unwrap_or(self.b.lock_timeout)));
+        }
         self.stage = Stage::Sleeping;
         Ok(Action::Sleep(left.map_or(pause, |left| pause.min(left))))
     }
@@ -699,7 +762,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.request = None;
             return self.compute_or_refuse();
         };
-        self.shared = Some(Arc::new(entry));
+        self.shared = Some(entry);
         self.rec.add(Event::StaleServed);
         self.stage = Stage::Done;
         self.release_followers();
@@ -880,7 +943,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             let shared = self
                 .shared
                 .take()
-                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::new(e.clone())));
+                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::clone(e)));
             leader.finish(shared);
         }
     }
@@ -998,7 +1061,7 @@ mod tests {
         Input::Stored(Ok(StoreReply::Looked(Lookup {
             freshness,
             lease,
-            entry,
+            entry: entry.map(Arc::new),
         })))
     }
 
@@ -1055,6 +1118,9 @@ mod tests {
             .unwrap();
         let mut call = call(&core, false, None);
         let _ = call.next(Input::Start);
+        // Leading this process's flight, the call looks again before it polls.
+        let again = call.next(looked(Freshness::Missing, LeaseState::Theirs, None));
+        assert!(matches!(again, Ok(Action::Store(StoreOp::Get { .. }, _))));
         let Ok(Action::Sleep(_)) = call.next(looked(Freshness::Missing, LeaseState::Theirs, None))
         else {
             panic!("a poll");
@@ -1068,6 +1134,133 @@ mod tests {
         );
         let s = core.stats.total();
         assert_eq!((s.lock_waits, s.lock_timeouts), (1, 1));
+    }
+
+    fn entry_of(value: u32) -> Vec<u8> {
+        crate::codec::Entry::assemble(
+            Codec::MessagePack.head(),
+            Times::default(),
+            &Codec::MessagePack.encode(&value).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_fresh_hit_never_touches_the_flights() {
+        let core = core();
+        // Another caller of this process is computing the same key.
+        let _other = core.flights.join([1; 16]);
+        let mut call = call(&core, false, None);
+        assert!(
+            matches!(
+                call.next(Input::Start),
+                Ok(Action::Store(StoreOp::Get { .. }, _))
+            ),
+            "a call looks up before it joins any flight"
+        );
+        let fresh = looked(Freshness::Fresh, LeaseState::NotAsked, Some(entry_of(5)));
+        assert!(matches!(call.next(fresh), Ok(Action::Return(5))));
+        assert_eq!(
+            core.flights.in_progress(),
+            1,
+            "only the other caller's flight"
+        );
+        assert_eq!(core.stats.total().lock_waits, 0);
+    }
+
+    #[test]
+    fn a_miss_follows_this_processs_leader_when_another_caller_holds_the_lease() {
+        let core = core();
+        let _other = core.flights.join([1; 16]);
+        let mut call = call(&core, false, None);
+        let _ = call.next(Input::Start);
+        let miss = looked(Freshness::Missing, LeaseState::Theirs, None);
+        assert!(matches!(call.next(miss), Ok(Action::Follow(..))));
+        assert_eq!(core.stats.total().lock_waits, 1);
+    }
+
+    #[test]
+    fn a_miss_that_wins_the_lease_computes_and_leads_the_flight() {
+        let core = core();
+        let mut call = call(&core, false, None);
+        let _ = call.next(Input::Start);
+        let miss = looked(Freshness::Missing, LeaseState::Mine, None);
+        assert!(matches!(call.next(miss), Ok(Action::Compute { .. })));
+        assert_eq!(core.flights.in_progress(), 1, "followers can find it");
+        assert!(
+            matches!(core.flights.join([1; 16]), Role::Follower(_)),
+            "a later caller follows"
+        );
+    }
+
+    #[test]
+    fn a_lease_winner_computes_even_when_a_flight_is_in_progress() {
+        let core = core();
+        // A leader that did not win the lease (it polls for the value).
+        let _other = core.flights.join([1; 16]);
+        let mut call = call(&core, false, None);
+        let _ = call.next(Input::Start);
+        let miss = looked(Freshness::Missing, LeaseState::Mine, None);
+        assert!(matches!(call.next(miss), Ok(Action::Compute { .. })));
+    }
+
+    #[test]
+    fn the_lease_winner_takes_the_flight_over_and_its_leader_follows_it() {
+        let core = core();
+        // B looks first and finds A's lease, but joins the flight before A does.
+        let mut b = call(&core, false, None);
+        let _ = b.next(Input::Start);
+        let again = b.next(looked(Freshness::Missing, LeaseState::Theirs, None));
+        assert!(matches!(again, Ok(Action::Store(StoreOp::Get { .. }, _))));
+        let mut a = call(&core, false, None);
+        let _ = a.next(Input::Start);
+        let miss = looked(Freshness::Missing, LeaseState::Mine, None);
+        assert!(matches!(a.next(miss), Ok(Action::Compute { .. })));
+        // B waits for A as a follower would (until its lock timeout), instead of polling
+        // the store until A's lease runs out.
+        let Ok(Action::Follow(flight, _)) =
+            b.next(looked(Freshness::Missing, LeaseState::Theirs, None))
+        else {
+            panic!("B follows A");
+        };
+        assert!(
+            matches!(core.flights.join([1; 16]), Role::Follower(_)),
+            "later callers follow A too"
+        );
+        let Ok(Action::Store(StoreOp::Put { .. }, _)) =
+            a.next(Input::Computed(Computed::Value(&9)))
+        else {
+            panic!("A stores");
+        };
+        let stored = Input::Stored(Ok(StoreReply::Stored {
+            evicted: 0,
+            reclaimed: 0,
+        }));
+        assert!(matches!(a.next(stored), Ok(Action::ReturnComputed)));
+        let handed = flight.wait_blocking(Duration::from_secs(5));
+        assert!(matches!(
+            b.next(Input::Followed(handed)),
+            Ok(Action::Return(9))
+        ));
+        assert_eq!(core.stats.total().execs, 1);
+    }
+
+    #[test]
+    fn a_new_leader_that_saw_another_callers_lease_looks_again_at_once() {
+        let core = core();
+        let mut call = call(&core, false, None);
+        let _ = call.next(Input::Start);
+        let miss = looked(Freshness::Missing, LeaseState::Theirs, None);
+        assert!(matches!(
+            call.next(miss),
+            Ok(Action::Store(StoreOp::Get { .. }, _))
+        ));
+        let fresh = looked(Freshness::Fresh, LeaseState::NotAsked, Some(entry_of(6)));
+        assert!(matches!(call.next(fresh), Ok(Action::Return(6))));
+        assert_eq!(
+            core.flights.in_progress(),
+            0,
+            "the flight ended with the call"
+        );
     }
 
     #[test]

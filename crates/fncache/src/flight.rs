@@ -1,9 +1,11 @@
 //! Single-flight within a process: concurrent calls for one key share one computation.
 //!
-//! The first caller of a key becomes the leader and computes; later callers follow and wait
-//! for the leader's outcome: the encoded value, or nothing when the leader failed, was
-//! cancelled or panicked (its [`Leader`] guard is dropped without finishing). Followers that
-//! get nothing try again from the start, so a dropped leader never strands them.
+//! Only calls that looked the key up and found no value to serve join (a hit never touches
+//! this state). The first caller of a key becomes the leader and computes; later callers
+//! follow and wait for the leader's outcome: the encoded value, or nothing when the leader
+//! failed, was cancelled or panicked (its [`Leader`] guard is dropped without finishing).
+//! Followers that get nothing try again from the start, so a dropped leader never strands
+//! them.
 //!
 //! The bookkeeping is shared by both front-ends; only waiting differs (a condition variable
 //! for threads, a `Notify` for tasks).
@@ -71,6 +73,20 @@ impl Flights {
         })
     }
 
+    /// Leads a new flight for `member` in place of the one in progress, if any: a caller that
+    /// won the key's lease computes, so later callers should follow it. The replaced flight's
+    /// leader goes on and still finishes its own followers (see [`Leader::successor`]).
+    pub(crate) fn take_over(&self, member: Member) -> Leader<'_> {
+        let flight = Arc::new(Flight::default());
+        lock(&self.map).insert(member, Arc::clone(&flight));
+        Leader {
+            flights: self,
+            member,
+            flight,
+            finished: false,
+        }
+    }
+
     /// Flights in progress (for tests and stats).
     #[cfg(test)]
     pub(crate) fn in_progress(&self) -> usize {
@@ -79,6 +95,14 @@ impl Flights {
 }
 
 impl Leader<'_> {
+    /// The flight that took this one's place (see [`Flights::take_over`]), if any.
+    pub(crate) fn successor(&self) -> Option<Arc<Flight>> {
+        lock(&self.flights.map)
+            .get(&self.member)
+            .filter(|f| !Arc::ptr_eq(f, &self.flight))
+            .cloned()
+    }
+
     /// Ends the flight, handing `value` (or nothing) to the followers.
     pub(crate) fn finish(mut self, value: Option<Shared>) {
         self.complete(value);

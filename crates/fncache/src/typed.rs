@@ -91,7 +91,25 @@ impl HashSink {
         }
     }
 
+    /// The first 16 bytes of the hash of everything written so far, without moving the
+    /// hasher. (BLAKE3's 32-byte hash is the start of its extended output, so this is also
+    /// the first 16 bytes of `finalize_xof`.)
+    pub(crate) fn digest16(&mut self) -> [u8; 16] {
+        self.flush();
+        let hash = self.hasher.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&hash.as_bytes()[..16]);
+        out
+    }
+
+    /// Forgets everything written: the sink is as it was made (same key and mode).
+    pub(crate) fn reset(&mut self) {
+        self.hasher.reset();
+        self.len = 0;
+    }
+
     /// The hasher, fed everything written so far.
+    #[cfg(test)]
     pub(crate) fn into_hasher(mut self) -> blake3::Hasher {
         self.flush();
         self.hasher

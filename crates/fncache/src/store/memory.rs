@@ -6,6 +6,7 @@
 //! orders by `(score, member bytes)`, so does this store.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::codec::{Entry, Times};
 use crate::duration::{store_micros, store_millis};
 use crate::key::Member;
 use crate::layout::Structure;
-use crate::policy::{IndexKind, InsertRule, TouchRule, VictimRule};
+use crate::policy::{IndexKind, InsertRule, Rules, TouchRule, VictimRule};
 
 /// How many expired entries one put reclaims before evicting live ones (as `put.lua`).
 const RECLAIM_BATCH: usize = 128;
@@ -28,13 +29,17 @@ pub(crate) struct MemoryStore {
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
     state: Mutex<State>,
+    hash: KeyedHash,
+    /// Tests: keep every sorted index as a tree, to check the chain against it.
+    #[cfg(test)]
+    force_tree: std::sync::atomic::AtomicBool,
 }
 
 /// Everything behind the store's lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Structures by index key name.
-    structures: HashMap<String, MemStructure>,
+    structures: Map<String, MemStructure>,
     /// The time of the previous op: every op sees a later time, as every Redis script sees a
     /// later `TIME` than the one before (scripts run one at a time and take over a
     /// microsecond), so time scores order ops exactly as they happened.
@@ -49,7 +54,7 @@ impl State {
     fn take_lease(&mut self, key: String, request: &LeaseRequest, now: u64) -> LeaseState {
         match self.leases.get(&key) {
             Some((holder, until)) if *until > now => {
-                if *holder == request.token {
+                if *holder == request.token() {
                     LeaseState::Mine
                 } else if holder.starts_with('!') {
                     LeaseState::Throttled
@@ -59,7 +64,7 @@ impl State {
             }
             _ => {
                 let until = now.saturating_add(store_micros(request.ttl));
-                self.leases.insert(key, (request.token.clone(), until));
+                self.leases.insert(key, (request.token(), until));
                 LeaseState::Mine
             }
         }
@@ -73,144 +78,363 @@ impl State {
     }
 }
 
+/// A hasher for the store's maps, keyed at random per store.
+///
+/// Members are BLAKE3 output, uniform already, so SipHash's mixing is wasted on them (it was
+/// a measurable part of a hit); one keyed multiply per 8 bytes spreads them as well. The random
+/// key keeps callers who choose arguments from steering members into one bucket. Structure
+/// names (a handful per cache) go through it too.
+#[derive(Debug, Clone, Copy)]
+struct KeyedHash {
+    key: u64,
+}
+
+impl KeyedHash {
+    fn new() -> KeyedHash {
+        // Odd, so the multiply is a bijection.
+        KeyedHash {
+            key: fastrand::u64(..) | 1,
+        }
+    }
+}
+
+impl BuildHasher for KeyedHash {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher {
+            state: self.key,
+            key: self.key,
+        }
+    }
+}
+
+/// The hasher of [`KeyedHash`].
+#[derive(Debug)]
+struct KeyedHasher {
+    state: u64,
+    key: u64,
+}
+
+impl KeyedHasher {
+    fn mix(&mut self, word: u64) {
+        // A folded 64x64->128 multiply (as in foldhash and ahash).
+        let product = u128::from(self.state ^ word) * u128::from(self.key);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for KeyedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length tells `ab` + `\0` from `ab`.
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+type Map<K, V> = HashMap<K, V, KeyedHash>;
+
+/// "No node" in a [`Chain`].
+const NIL: usize = usize::MAX;
+
+/// A doubly linked list of members in a slab (links are indices, so no `unsafe`): moving a
+/// member to the back or unlinking it is O(1).
+#[derive(Debug, Default)]
+struct Chain {
+    nodes: Vec<Node>,
+    free: Vec<usize>,
+    head: usize,
+    tail: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    member: Member,
+    prev: usize,
+    next: usize,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        Chain {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+
+    fn member(&self, at: usize) -> Option<Member> {
+        self.nodes.get(at).map(|n| n.member)
+    }
+
+    fn front(&self) -> Option<Member> {
+        self.member(self.head)
+    }
+
+    fn back(&self) -> Option<Member> {
+        self.member(self.tail)
+    }
+
+    fn set_next(&mut self, at: usize, next: usize) {
+        match self.nodes.get_mut(at) {
+            Some(node) => node.next = next,
+            None => self.head = next,
+        }
+    }
+
+    fn set_prev(&mut self, at: usize, prev: usize) {
+        match self.nodes.get_mut(at) {
+            Some(node) => node.prev = prev,
+            None => self.tail = prev,
+        }
+    }
+
+    fn link_back(&mut self, at: usize) {
+        let tail = self.tail;
+        if let Some(node) = self.nodes.get_mut(at) {
+            node.prev = tail;
+            node.next = NIL;
+        }
+        self.set_next(tail, at);
+        self.tail = at;
+    }
+
+    fn unlink(&mut self, at: usize) {
+        let Some(&Node { prev, next, .. }) = self.nodes.get(at) else {
+            return;
+        };
+        self.set_next(prev, next);
+        self.set_prev(next, prev);
+    }
+
+    /// Appends `member`; returns its node.
+    fn push_back(&mut self, member: Member) -> usize {
+        let node = Node {
+            member,
+            prev: NIL,
+            next: NIL,
+        };
+        let at = match self.free.pop() {
+            Some(at) => {
+                if let Some(slot) = self.nodes.get_mut(at) {
+                    *slot = node;
+                }
+                at
+            }
+            None => {
+                self.nodes.push(node);
+                self.nodes.len() - 1
+            }
+        };
+        self.link_back(at);
+        at
+    }
+
+    fn move_to_back(&mut self, at: usize) {
+        if at != self.tail {
+            self.unlink(at);
+            self.link_back(at);
+        }
+    }
+
+    fn remove(&mut self, at: usize) {
+        self.unlink(at);
+        self.free.push(at);
+    }
+}
+
+/// Everything a structure keeps of one member, under one hash lookup.
+#[derive(Debug)]
+struct Slot {
+    /// The stored entry (envelope with timestamps), shared with the lookups that return it.
+    entry: Arc<Vec<u8>>,
+    /// The member's score in a sorted index (unused in a plain set).
+    score: u64,
+    /// The member's node in a [`Chain`], or its position in a plain set.
+    at: usize,
+    /// When the entry is deleted (also in the structure's `expiry`), if ever.
+    keep_until: Option<u64>,
+}
+
 /// One structure: index, values, expiry times, and the structure's own deadline.
 #[derive(Debug)]
 struct MemStructure {
     /// Microseconds after which the whole structure is gone (`None`: no TTL).
     deadline_us: Option<u64>,
-    index: Index,
-    values: HashMap<Member, Vec<u8>>,
+    /// Entries, scores and expiry times by member (in Redis: the values hash, the index's
+    /// scores and the expiry set's scores).
+    slots: Map<Member, Slot>,
+    /// The order of the index.
+    order: Order,
     /// `(keep_until_us, member)`: when entries are deleted, ordered as Redis orders a
     /// sorted set.
     expiry: BTreeSet<(u64, Member)>,
-    expiry_of: HashMap<Member, u64>,
 }
 
-/// A sorted set (`score, member` order) or a plain set.
+/// The order of a structure's index: Redis keeps a sorted set (`score, member` order) or a
+/// plain set; this store keeps whatever answers the same questions soonest.
 #[derive(Debug)]
-enum Index {
-    Sorted {
-        order: BTreeSet<(u64, Member)>,
-        score_of: HashMap<Member, u64>,
-    },
-    Set {
-        members: Vec<Member>,
-        position: HashMap<Member, usize>,
-    },
+enum Order {
+    /// A sorted set in which every new or re-scored member takes a score above all others
+    /// (scores from a counter one above the top, or the op's time, which rises strictly from
+    /// op to op): scores never tie, and the list in the order of scoring *is* score order.
+    /// LRU, LRU-T, FIFO, FIFO-T and MRU: every use O(1).
+    Chain(Chain),
+    /// A sorted set whose scores can tie and move down the order (LFU): `(score, member)`.
+    Tree(BTreeSet<(u64, Member)>),
+    /// A plain set (random eviction needs no scores).
+    Set(Vec<Member>),
 }
 
-impl Index {
-    fn new(kind: IndexKind) -> Index {
-        match kind {
-            IndexKind::Sorted => Index::Sorted {
-                order: BTreeSet::new(),
-                score_of: HashMap::new(),
-            },
-            IndexKind::Set => Index::Set {
-                members: Vec::new(),
-                position: HashMap::new(),
-            },
+impl Order {
+    fn new(rules: Rules) -> Order {
+        match (rules.index, rules.insert, rules.touch) {
+            (IndexKind::Set, ..) => Order::Set(Vec::new()),
+            (
+                IndexKind::Sorted,
+                InsertRule::Counter | InsertRule::Time,
+                TouchRule::None | TouchRule::Counter | TouchRule::Time,
+            ) => Order::Chain(Chain::new()),
+            (IndexKind::Sorted, ..) => Order::Tree(BTreeSet::new()),
         }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Index::Sorted { score_of, .. } => score_of.len(),
-            Index::Set { members, .. } => members.len(),
-        }
-    }
-
-    fn top(&self) -> Option<(u64, Member)> {
-        match self {
-            Index::Sorted { order, .. } => order.last().copied(),
-            Index::Set { .. } => None,
-        }
-    }
-
-    /// ZADD / SADD.
-    fn set_score(&mut self, member: Member, score: u64) {
-        match self {
-            Index::Sorted { order, score_of } => {
-                if let Some(old) = score_of.insert(member, score) {
-                    order.remove(&(old, member));
-                }
-                order.insert((score, member));
-            }
-            Index::Set { members, position } => {
-                if let std::collections::hash_map::Entry::Vacant(slot) = position.entry(member) {
-                    slot.insert(members.len());
-                    members.push(member);
-                }
-            }
-        }
-    }
-
-    fn score(&self, member: &Member) -> Option<u64> {
-        match self {
-            Index::Sorted { score_of, .. } => score_of.get(member).copied(),
-            Index::Set { .. } => None,
-        }
-    }
-
-    /// ZREM / SREM.
-    fn remove(&mut self, member: &Member) {
-        match self {
-            Index::Sorted { order, score_of } => {
-                if let Some(old) = score_of.remove(member) {
-                    order.remove(&(old, *member));
-                }
-            }
-            Index::Set { members, position } => {
-                if let Some(at) = position.remove(member) {
-                    members.swap_remove(at);
-                    if let Some(moved) = members.get(at) {
-                        position.insert(*moved, at);
-                    }
-                }
-            }
-        }
-    }
-
-    /// ZPOPMIN / ZPOPMAX / SPOP.
-    fn pop(&mut self, victim: VictimRule) -> Option<Member> {
-        let member = match (&*self, victim) {
-            (Index::Sorted { order, .. }, VictimRule::Highest) => order.last().map(|(_, m)| *m),
-            (Index::Sorted { order, .. }, _) => order.first().map(|(_, m)| *m),
-            (Index::Set { members, .. }, _) if !members.is_empty() => {
-                members.get(fastrand::usize(..members.len())).copied()
-            }
-            (Index::Set { .. }, _) => None,
-        }?;
-        self.remove(&member);
-        Some(member)
     }
 }
 
 impl MemStructure {
-    fn new(kind: IndexKind) -> MemStructure {
+    fn new(rules: Rules, hash: KeyedHash) -> MemStructure {
         MemStructure {
             deadline_us: None,
-            index: Index::new(kind),
-            values: HashMap::new(),
+            slots: HashMap::with_hasher(hash),
+            order: Order::new(rules),
             expiry: BTreeSet::new(),
-            expiry_of: HashMap::new(),
         }
     }
 
-    fn remove_entry(&mut self, member: &Member) -> Option<Vec<u8>> {
-        self.index.remove(member);
-        if let Some(at) = self.expiry_of.remove(member) {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The highest `(score, member)` of a sorted index.
+    fn top(&self) -> Option<(u64, Member)> {
+        let member = match &self.order {
+            Order::Chain(chain) => chain.back()?,
+            Order::Tree(tree) => return tree.last().copied(),
+            Order::Set(_) => return None,
+        };
+        self.slots.get(&member).map(|s| (s.score, member))
+    }
+
+    /// ZADD of a member that is there (SADD of one: nothing).
+    fn rescore(&mut self, member: Member, score: u64) {
+        let Some(slot) = self.slots.get_mut(&member) else {
+            return;
+        };
+        match &mut self.order {
+            // Only scores above all others reach a chain (see `Order::Chain`).
+            Order::Chain(chain) => chain.move_to_back(slot.at),
+            Order::Tree(tree) => {
+                tree.remove(&(slot.score, member));
+                tree.insert((score, member));
+            }
+            Order::Set(_) => return,
+        }
+        slot.score = score;
+    }
+
+    /// ZADD / SADD of a new member, with its entry.
+    fn insert(&mut self, member: Member, score: u64, entry: Arc<Vec<u8>>) {
+        let at = match &mut self.order {
+            Order::Chain(chain) => chain.push_back(member),
+            Order::Tree(tree) => {
+                tree.insert((score, member));
+                0
+            }
+            Order::Set(members) => {
+                members.push(member);
+                members.len() - 1
+            }
+        };
+        self.slots.insert(
+            member,
+            Slot {
+                entry,
+                score,
+                at,
+                keep_until: None,
+            },
+        );
+    }
+
+    /// ZPOPMIN / ZPOPMAX / SPOP (the entry goes too).
+    fn pop(&mut self, victim: VictimRule) -> Option<Member> {
+        let member = match (&self.order, victim) {
+            (Order::Chain(chain), VictimRule::Highest) => chain.back(),
+            (Order::Chain(chain), _) => chain.front(),
+            (Order::Tree(tree), VictimRule::Highest) => tree.last().map(|(_, m)| *m),
+            (Order::Tree(tree), _) => tree.first().map(|(_, m)| *m),
+            (Order::Set(members), _) if !members.is_empty() => {
+                members.get(fastrand::usize(..members.len())).copied()
+            }
+            (Order::Set(_), _) => None,
+        }?;
+        self.remove_entry(&member);
+        Some(member)
+    }
+
+    /// ZREM / SREM from the index, HDEL from the values, ZREM from the expiry set.
+    fn remove_entry(&mut self, member: &Member) -> Option<Arc<Vec<u8>>> {
+        let slot = self.slots.remove(member)?;
+        match &mut self.order {
+            Order::Chain(chain) => chain.remove(slot.at),
+            Order::Tree(tree) => {
+                tree.remove(&(slot.score, *member));
+            }
+            Order::Set(members) => {
+                members.swap_remove(slot.at);
+                if let Some(moved) = members.get(slot.at)
+                    && let Some(moved) = self.slots.get_mut(moved)
+                {
+                    moved.at = slot.at;
+                }
+            }
+        }
+        if let Some(at) = slot.keep_until {
             self.expiry.remove(&(at, *member));
         }
-        self.values.remove(member)
+        Some(slot.entry)
     }
 
     fn set_expiry(&mut self, member: Member, at: Option<u64>) {
-        if let Some(old) = self.expiry_of.remove(&member) {
+        let Some(slot) = self.slots.get_mut(&member) else {
+            return;
+        };
+        if let Some(old) = std::mem::replace(&mut slot.keep_until, at) {
             self.expiry.remove(&(old, member));
         }
         if let Some(at) = at {
-            self.expiry_of.insert(member, at);
             self.expiry.insert((at, member));
         }
     }
@@ -220,7 +444,7 @@ impl MemStructure {
     }
 
     fn live_count(&self, now: u64) -> u64 {
-        self.index.len().saturating_sub(self.expired_count(now)) as u64
+        self.len().saturating_sub(self.expired_count(now)) as u64
     }
 
     fn expired_members(&self, now: u64, limit: usize) -> Vec<Member> {
@@ -264,19 +488,33 @@ fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) ->
 
 impl MemoryStore {
     pub(crate) fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> MemoryStore {
+        let hash = KeyedHash::new();
         MemoryStore {
             clock,
             settings,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                structures: HashMap::with_hasher(hash),
+                last_us: 0,
+                leases: HashMap::new(),
+            }),
+            hash,
+            #[cfg(test)]
+            force_tree: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Carries out one op; the embedded store cannot fail.
     pub(crate) fn apply(&self, op: StoreOp) -> StoreReply {
+        // The clock is read before the lock is taken, to keep the critical section short (two
+        // threads hitting one cache contend for nothing else); the time is still one that
+        // passed during the op, and still later than the previous op's.
+        let clock = self.clock.now_micros();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.clock.now_micros().max(state.last_us + 1);
+        let now = clock.max(state.last_us + 1);
         state.last_us = now;
-        state.leases.retain(|_, (_, until)| *until > now);
+        if !state.leases.is_empty() {
+            state.leases.retain(|_, (_, until)| *until > now);
+        }
         let State {
             structures: all,
             leases: _,
@@ -327,7 +565,7 @@ impl MemoryStore {
                 release,
             } => {
                 let times = entry_times(now, entry_ttl, keep);
-                let entry = Entry::assemble(head, times, &payload);
+                let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
                 if let Some(token) = release {
@@ -361,15 +599,15 @@ impl MemoryStore {
             }
             StoreOp::Peek { structure, member } => StoreReply::Flag(
                 all.get(&structure.index)
-                    .and_then(|s| s.values.get(&member))
-                    .is_some_and(|v| !MemStructure::is_entry_expired(v, now)),
+                    .and_then(|s| s.slots.get(&member))
+                    .is_some_and(|slot| !MemStructure::is_entry_expired(&slot.entry, now)),
             ),
             StoreOp::Remove { structure, member } => {
                 let Some(s) = all.get_mut(&structure.index) else {
                     return StoreReply::Flag(false);
                 };
                 let removed = s.remove_entry(&member);
-                if s.values.is_empty() {
+                if s.slots.is_empty() {
                     all.remove(&structure.index);
                 }
                 StoreReply::Flag(removed.is_some_and(|v| !MemStructure::is_entry_expired(&v, now)))
@@ -392,7 +630,7 @@ impl MemoryStore {
                         total += 1;
                     }
                 }
-                all.retain(|_, s| !s.values.is_empty());
+                all.retain(|_, s| !s.slots.is_empty());
                 StoreReply::Count(total)
             }
         }
@@ -418,17 +656,16 @@ impl MemoryStore {
         match self.settings.rules.touch {
             TouchRule::None => {}
             TouchRule::Counter => {
-                let top = s.index.top();
+                let top = s.top();
                 if top.map(|(_, m)| m) == Some(member) {
                     return;
                 }
-                s.index
-                    .set_score(member, top.map_or(0, |(score, _)| score) + 1);
+                s.rescore(member, top.map_or(0, |(score, _)| score) + 1);
             }
-            TouchRule::Time => s.index.set_score(member, now),
+            TouchRule::Time => s.rescore(member, now),
             TouchRule::Increment => {
-                let score = s.index.score(&member).unwrap_or(0) + 1;
-                s.index.set_score(member, score);
+                let score = s.slots.get(&member).map_or(0, |slot| slot.score) + 1;
+                s.rescore(member, score);
             }
         }
     }
@@ -436,22 +673,22 @@ impl MemoryStore {
     /// As `get.lua` (the lease is taken by the caller).
     fn get(
         &self,
-        all: &mut HashMap<String, MemStructure>,
+        all: &mut Map<String, MemStructure>,
         structure: &Structure,
         member: Member,
         refresh_after: Option<Duration>,
         now: u64,
-    ) -> (Freshness, Option<Vec<u8>>) {
+    ) -> (Freshness, Option<Arc<Vec<u8>>>) {
         let Some(s) = all.get_mut(&structure.index) else {
             return (Freshness::Missing, None);
         };
-        let Some(entry) = s.values.get(&member).cloned() else {
+        let Some(entry) = s.slots.get(&member).map(|slot| Arc::clone(&slot.entry)) else {
             return (Freshness::Missing, None);
         };
         let parsed = Entry::parse(&entry);
         if parsed.is_some_and(|e| e.is_gone(now)) {
             s.remove_entry(&member);
-            if s.values.is_empty() {
+            if s.slots.is_empty() {
                 all.remove(&structure.index);
             }
             return (Freshness::Missing, None);
@@ -481,10 +718,10 @@ impl MemoryStore {
 
     fn put(
         &self,
-        all: &mut HashMap<String, MemStructure>,
+        all: &mut Map<String, MemStructure>,
         structure: &Structure,
         member: Member,
-        entry: Vec<u8>,
+        entry: Arc<Vec<u8>>,
         keep_until: Option<u64>,
         now: u64,
     ) -> StoreReply {
@@ -492,37 +729,117 @@ impl MemoryStore {
         let is_new = !all.contains_key(&structure.index);
         let s = all
             .entry(structure.index.clone())
-            .or_insert_with(|| MemStructure::new(rules.index));
+            .or_insert_with(|| MemStructure::new(rules, self.hash));
+        #[cfg(test)]
+        if self.force_tree.load(std::sync::atomic::Ordering::Relaxed)
+            && let Order::Chain(chain) = &s.order
+            && chain.nodes.is_empty()
+        {
+            s.order = Order::Tree(BTreeSet::new());
+        }
         let (mut evicted, mut reclaimed) = (0, 0);
-        if s.values.contains_key(&member) {
+        if let Some(slot) = s.slots.get_mut(&member) {
+            slot.entry = entry;
             self.touch(s, member, now);
         } else {
             let maxsize = usize::try_from(self.settings.maxsize).unwrap_or(usize::MAX);
-            if s.index.len() >= maxsize && !s.expiry.is_empty() {
+            if s.len() >= maxsize && !s.expiry.is_empty() {
                 for m in s.expired_members(now, RECLAIM_BATCH) {
                     s.remove_entry(&m);
                     reclaimed += 1;
                 }
             }
-            while s.index.len() >= maxsize {
-                let Some(victim) = s.index.pop(rules.victim) else {
+            while s.len() >= maxsize {
+                if s.pop(rules.victim).is_none() {
                     break;
-                };
-                s.remove_entry(&victim);
+                }
                 evicted += 1;
             }
             let score = match rules.insert {
-                InsertRule::Counter => s.index.top().map_or(0, |(score, _)| score) + 1,
+                InsertRule::Counter => s.top().map_or(0, |(score, _)| score) + 1,
                 InsertRule::Time => now,
                 InsertRule::One | InsertRule::Set => 1,
             };
-            s.index.set_score(member, score);
+            s.insert(member, score, entry);
         }
         s.set_expiry(member, keep_until);
-        s.values.insert(member, entry);
         if self.settings.slide || is_new {
             self.slide(s, now);
         }
         StoreReply::Stored { evicted, reclaimed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::layout::{Layout, Naming};
+    use crate::policy::Policy;
+
+    fn store(policy: Policy, maxsize: u64, tree: bool) -> MemoryStore {
+        let naming = Naming::new("t:", "order", policy, Layout::Shared);
+        let settings = StoreSettings {
+            rules: policy.rules(),
+            maxsize,
+            ttl: None,
+            slide: false,
+            naming,
+        };
+        let store = MemoryStore::new(settings, Arc::new(ManualClock::new()));
+        if tree {
+            store
+                .force_tree
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        store
+    }
+
+    /// The O(1) chain of the recency and insertion-order policies must evict exactly as the
+    /// sorted set it stands for (`(score, member)` order), which is what Redis keeps: the same
+    /// ops on a chain-ordered and a tree-ordered store give the same answers throughout.
+    #[test]
+    fn the_chain_orders_exactly_as_the_sorted_set() {
+        for policy in [
+            Policy::Lru,
+            Policy::LruT,
+            Policy::Fifo,
+            Policy::FifoT,
+            Policy::Mru,
+            Policy::Lfu,
+        ] {
+            let mut rng = fastrand::Rng::with_seed(7);
+            let (chain, tree) = (store(policy, 4, false), store(policy, 4, true));
+            let structure = chain.settings.naming.structure("f");
+            for step in 0..4000 {
+                let member = [rng.u8(..9); 16];
+                let op = match rng.u8(..10) {
+                    0..=4 => StoreOp::Get {
+                        structure: structure.clone(),
+                        member,
+                        refresh_after: None,
+                        lease: None,
+                    },
+                    5..=8 => StoreOp::Put {
+                        structure: structure.clone(),
+                        member,
+                        head: [1, 1],
+                        payload: vec![step as u8],
+                        entry_ttl: None,
+                        keep: None,
+                        release: None,
+                    },
+                    _ => StoreOp::Remove {
+                        structure: structure.clone(),
+                        member,
+                    },
+                };
+                assert_eq!(
+                    chain.apply(op.clone()),
+                    tree.apply(op),
+                    "{policy:?}, step {step}"
+                );
+            }
+        }
     }
 }

@@ -85,24 +85,36 @@ pub(crate) enum StoreOp {
 /// A caller's random lease token.
 pub(crate) type Token = String;
 
-/// Asks a lookup to take the key's lease for `ttl` with `token` when it finds no fresh entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Asks a lookup to take the key's lease for `ttl` with a token when it finds no fresh entry.
+///
+/// The token is kept as its random bits and spelt out only when it is used: every call that
+/// may take a lease makes a request, but a hit on the embedded store never needs the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LeaseRequest {
-    pub(crate) token: Token,
+    bits: u128,
     pub(crate) ttl: Duration,
 }
 
 impl LeaseRequest {
     /// A request with a new random token.
     pub(crate) fn new(ttl: Duration) -> LeaseRequest {
+        LeaseRequest {
+            bits: fastrand::u128(..),
+            ttl,
+        }
+    }
+
+    /// The caller's token: its bits as 32 hex digits.
+    pub(crate) fn token(&self) -> Token {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut bits = fastrand::u128(..);
-        let mut token = String::with_capacity(32);
-        for _ in 0..32 {
-            token.push(char::from(HEX[(bits & 0xf) as usize]));
+        let mut bits = self.bits;
+        let mut hex = [0u8; 32];
+        for digit in &mut hex {
+            *digit = HEX[(bits & 0xf) as usize];
             bits >>= 4;
         }
-        LeaseRequest { token, ttl }
+        // Hex digits are ASCII, so the conversion cannot fail.
+        String::from_utf8(hex.to_vec()).unwrap_or_default()
     }
 }
 
@@ -137,8 +149,9 @@ pub(crate) enum LeaseState {
 pub(crate) struct Lookup {
     pub(crate) freshness: Freshness,
     pub(crate) lease: LeaseState,
-    /// The stored entry (envelope with timestamps) unless missing.
-    pub(crate) entry: Option<Vec<u8>>,
+    /// The stored entry (envelope with timestamps) unless missing. Shared: the embedded store
+    /// hands out its own copy without copying it, and the call hands it on to its followers.
+    pub(crate) entry: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// What a store answered.

@@ -252,7 +252,7 @@ impl Plan {
                     inv.arg(structure.lease_key(&member));
                 }
                 let (lease_ms, token) =
-                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token));
+                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token()));
                 inv.arg(&member[..])
                     .arg(rules.touch.script_word())
                     .arg(kind)
@@ -734,7 +734,7 @@ fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
             return Ok(Lookup {
                 freshness: Freshness::Fresh,
                 lease: LeaseState::NotAsked,
-                entry: Some(entry),
+                entry: Some(std::sync::Arc::new(entry)),
             });
         }
         Value::Array(parts) => parts,
@@ -761,7 +761,7 @@ fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
         n => return Err(protocol(&format!("unknown lease state {n}"))),
     };
     let entry = match entry {
-        Some(Value::BulkString(bytes)) => Some(bytes),
+        Some(Value::BulkString(bytes)) => Some(std::sync::Arc::new(bytes)),
         // Lua's false arrives as nil.
         Some(Value::Nil) | None => None,
         Some(other) => return Err(protocol(&format!("expected an entry, got {other:?}"))),
