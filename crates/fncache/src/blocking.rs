@@ -320,6 +320,101 @@ impl Cache {
             .into_flag()
     }
 
+    /// Stores `value` as the result of `function(args)` without calling anything or reading
+    /// the cache (Spring's `@CachePut`): the entry is written as a call would write it
+    /// (codec, entry TTL and jitter, `max_stale`, evicting by policy when full), replacing
+    /// any entry there. `Ok(true)` when stored; `Ok(false)` when nothing was to be stored:
+    /// the cache is switched off ([`Cache::set_enabled`]). A value its codec cannot give back
+    /// exactly, and a backend failure, are errors (counted in `stats().errors`).
+    ///
+    /// ```
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// assert!(cache.put("user", &(7u64,), &"ada".to_owned())?);
+    /// let name: String = cache.get_or_compute("user", &(7u64,), || unreachable!())?;
+    /// assert_eq!(name, "ada");
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn put<A, T>(&self, function: &str, args: &A, value: &T) -> Result<bool, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        self.put_with(&CallOptions::new(), function, args, value)
+    }
+
+    /// [`Cache::put`] under the function's own [`CallOptions`] (codec, entry TTL, jitter,
+    /// `max_stale`, `cache_none`): pass the options its calls use, so that the put writes
+    /// what a call would (a `None` that `cache_none(false)` leaves out is not stored:
+    /// `Ok(false)`).
+    pub fn put_with<A, T>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        value: &T,
+    ) -> Result<bool, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        self.put_member(options, function, key::member(function, args)?, value)
+    }
+
+    pub(crate) fn put_member<T: Serialize + DeserializeOwned>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        member: Member,
+        value: &T,
+    ) -> Result<bool, Error> {
+        let core = &self.inner.core;
+        match core.put_op(function, member, options, value) {
+            Ok(Some(op)) => core.put_done(function, self.run(op)),
+            Ok(None) => Ok(false),
+            Err(e) => core.put_done(function, Err(e)),
+        }
+    }
+
+    /// Soft invalidation: marks the entry of `function(args)` expired but keeps it as a
+    /// fail-safe fallback. The next call recomputes it; if that fails, the old value is
+    /// served instead of the error, for as long as the entry would have been kept anyway (its
+    /// entry TTL, or [`Builder::max_stale`](crate::Builder::max_stale) past its write).
+    /// `Ok(true)` if a live entry was marked; `Ok(false)` if there was none, or the cache is
+    /// switched off. Compare [`Cache::invalidate`], which removes the entry.
+    ///
+    /// ```
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// cache.get_or_compute("price", &1, || 10u64)?;
+    /// assert!(cache.expire("price", &1)?);
+    /// assert!(!cache.contains("price", &1)?); // no longer served as is
+    /// let failed: Result<u64, &str> = cache.try_get_or_compute("price", &1, || Err("down"))?;
+    /// assert_eq!(failed, Ok(10)); // the old value, as a fallback
+    /// assert_eq!(cache.get_or_compute("price", &1, || 11u64)?, 11); // refreshed
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn expire<A: Serialize + ?Sized>(&self, function: &str, args: &A) -> Result<bool, Error> {
+        self.expire_member(function, key::member(function, args)?)
+    }
+
+    pub(crate) fn expire_member(&self, function: &str, member: Member) -> Result<bool, Error> {
+        match self.inner.core.expire_op(function, member) {
+            Some(op) => self.run(op)?.into_flag(),
+            None => Ok(false),
+        }
+    }
+
+    /// Switches the cache off (`false`) or on at run time: off, every call runs its function
+    /// with no store traffic, as [`Builder::enabled`](crate::Builder::enabled) describes.
+    /// Clones share the switch.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.inner.core.set_enabled(enabled);
+    }
+
+    /// Is the cache switched on?
+    pub fn is_enabled(&self) -> bool {
+        self.inner.core.is_enabled()
+    }
+
     /// Removes the entry of `function(args)`; `true` if a live entry was there.
     pub fn invalidate<A: Serialize + ?Sized>(
         &self,

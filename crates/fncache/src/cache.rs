@@ -377,6 +377,94 @@ impl Cache {
         self.run(op).await?.into_flag()
     }
 
+    /// Stores `value` as the result of `function(args)` without calling anything or reading
+    /// the cache (Spring's `@CachePut`); see [`crate::blocking::Cache::put`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), fncache::Error> {
+    /// let cache = fncache::Cache::builder("doc").memory().build()?;
+    /// assert!(cache.put("user", &(7u64,), &"ada".to_owned()).await?);
+    /// let name: String = cache.get_or_compute("user", &(7u64,), || async { unreachable!() }).await?;
+    /// assert_eq!(name, "ada");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn put<A, T>(&self, function: &str, args: &A, value: &T) -> Result<bool, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        self.put_with(&CallOptions::new(), function, args, value)
+            .await
+    }
+
+    /// [`Cache::put`] under the function's own [`CallOptions`]; see
+    /// [`crate::blocking::Cache::put_with`].
+    pub async fn put_with<A, T>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        args: &A,
+        value: &T,
+    ) -> Result<bool, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        let member = key::member(function, args)?;
+        self.put_member(options, function, member, value).await
+    }
+
+    pub(crate) async fn put_member<T: Serialize + DeserializeOwned>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        member: Member,
+        value: &T,
+    ) -> Result<bool, Error> {
+        let core = &self.inner.core;
+        match core.put_op(function, member, options, value) {
+            Ok(Some(op)) => core.put_done(function, self.run(op).await),
+            Ok(None) => Ok(false),
+            Err(e) => core.put_done(function, Err(e)),
+        }
+    }
+
+    /// Soft invalidation: marks the entry of `function(args)` expired but keeps it as a
+    /// fail-safe fallback; see [`crate::blocking::Cache::expire`].
+    pub async fn expire<A: Serialize + ?Sized>(
+        &self,
+        function: &str,
+        args: &A,
+    ) -> Result<bool, Error> {
+        let member = key::member(function, args)?;
+        self.expire_member(function, member).await
+    }
+
+    pub(crate) async fn expire_member(
+        &self,
+        function: &str,
+        member: Member,
+    ) -> Result<bool, Error> {
+        match self.inner.core.expire_op(function, member) {
+            Some(op) => self.run(op).await?.into_flag(),
+            None => Ok(false),
+        }
+    }
+
+    /// Switches the cache off (`false`) or on at run time: off, every call runs its function
+    /// with no store traffic, as [`Builder::enabled`](crate::Builder::enabled) describes.
+    /// Clones share the switch.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.inner.core.set_enabled(enabled);
+    }
+
+    /// Is the cache switched on?
+    pub fn is_enabled(&self) -> bool {
+        self.inner.core.is_enabled()
+    }
+
     /// Removes the entry of `function(args)`; `true` if a live entry was there.
     pub async fn invalidate<A: Serialize + ?Sized>(
         &self,

@@ -303,7 +303,9 @@ impl Ticket {
     }
 }
 
-fn put_op(
+/// The put of `payload` at `member`, under `behaviour` (its entry TTL spread by the jitter
+/// that `member` decides), releasing `release` if it holds the key's lease.
+pub(crate) fn put_op(
     structure: &Structure,
     member: Member,
     codec: Codec,
@@ -316,7 +318,7 @@ fn put_op(
         member,
         head: codec.head(),
         payload,
-        entry_ttl: behaviour.entry_ttl,
+        entry_ttl: behaviour.entry_ttl_for(&member),
         keep: behaviour.max_stale,
         release,
     }

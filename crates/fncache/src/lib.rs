@@ -133,7 +133,7 @@ mod store;
 mod typed;
 mod workers;
 
-pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL};
+pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL, DISABLED_ENV};
 pub use cache::Cache;
 pub use circuit::CircuitBreaker;
 pub use codec::Codec;

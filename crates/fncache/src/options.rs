@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::ser::{self, Impossible};
 
 use crate::codec::Codec;
+use crate::key::Member;
 
 /// Options of one cached function, overriding the cache's defaults for its calls. Pass them to
 /// `get_or_compute_with` / `try_get_or_compute_with`; `#[fncache::cached]` builds them from
@@ -59,6 +60,11 @@ pub struct CallOptions {
     pub strict: Option<bool>,
     /// Overrides [`Builder::stampede_protection`](crate::Builder::stampede_protection).
     pub stampede_protection: Option<bool>,
+    /// Overrides [`Builder::ttl_jitter`](crate::Builder::ttl_jitter).
+    pub ttl_jitter: Option<Duration>,
+    /// Overrides [`Builder::entry_ttl_jitter`](crate::Builder::entry_ttl_jitter), in
+    /// millionths of the entry TTL (set it with [`CallOptions::entry_ttl_jitter`]).
+    pub entry_ttl_jitter_ppm: Option<u32>,
 }
 
 impl Default for CallOptions {
@@ -83,6 +89,8 @@ impl CallOptions {
             op_timeout: None,
             strict: None,
             stampede_protection: None,
+            ttl_jitter: None,
+            entry_ttl_jitter_ppm: None,
         }
     }
 
@@ -161,6 +169,20 @@ impl CallOptions {
         self
     }
 
+    /// Spreads this function's entry TTLs by up to `jitter` more; see
+    /// [`Builder::ttl_jitter`](crate::Builder::ttl_jitter).
+    pub const fn ttl_jitter(mut self, jitter: Duration) -> CallOptions {
+        self.ttl_jitter = Some(jitter);
+        self
+    }
+
+    /// Spreads this function's entry TTLs by up to `fraction` of the entry TTL more; see
+    /// [`Builder::entry_ttl_jitter`](crate::Builder::entry_ttl_jitter).
+    pub const fn entry_ttl_jitter(mut self, fraction: f64) -> CallOptions {
+        self.entry_ttl_jitter_ppm = Some(jitter_ppm(fraction));
+        self
+    }
+
     /// These options over a cache's `defaults`, as they take effect (see
     /// [`Behaviour::normalized`]).
     pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
@@ -183,6 +205,8 @@ impl CallOptions {
             stampede_protection: self
                 .stampede_protection
                 .unwrap_or(defaults.stampede_protection),
+            ttl_jitter: self.ttl_jitter.or(defaults.ttl_jitter),
+            entry_ttl_jitter_ppm: self.entry_ttl_jitter_ppm.or(defaults.entry_ttl_jitter_ppm),
         }
         .normalized()
     }
@@ -202,6 +226,10 @@ pub(crate) struct Behaviour {
     pub(crate) op_timeout: Duration,
     pub(crate) strict: bool,
     pub(crate) stampede_protection: bool,
+    /// Entry TTLs are spread by up to this much more (zero is allowed: no spread).
+    pub(crate) ttl_jitter: Option<Duration>,
+    /// ... and by up to this many millionths of the entry TTL more.
+    pub(crate) entry_ttl_jitter_ppm: Option<u32>,
 }
 
 impl Behaviour {
@@ -217,6 +245,8 @@ impl Behaviour {
         op_timeout: Duration::from_millis(250),
         strict: false,
         stampede_protection: true,
+        ttl_jitter: None,
+        entry_ttl_jitter_ppm: None,
     };
 
     /// Every duration as it takes effect: in whole milliseconds, rounded up, and at most
@@ -232,8 +262,31 @@ impl Behaviour {
             max_stale: self.max_stale.map(setting),
             fail_safe_throttle: setting(self.fail_safe_throttle),
             op_timeout: setting(self.op_timeout),
+            ttl_jitter: self.ttl_jitter.map(setting),
             ..self
         }
+    }
+
+    /// The entry TTL of the entry at `member`: the entry TTL plus a share of the jitter that
+    /// the member alone decides, so every process (and both stores) writes the same TTL for
+    /// the same entry, while entries written together spread over the jitter instead of
+    /// expiring together. Without jitter, the entry TTL as it is.
+    pub(crate) fn entry_ttl_for(&self, member: &Member) -> Option<Duration> {
+        let ttl = self.entry_ttl?;
+        if self.ttl_jitter.is_none() && self.entry_ttl_jitter_ppm.is_none() {
+            return Some(ttl);
+        }
+        let ttl_ms = crate::duration::store_millis(ttl);
+        let share =
+            u128::from(ttl_ms) * u128::from(self.entry_ttl_jitter_ppm.unwrap_or(0)) / 1_000_000;
+        let spread = u128::from(self.ttl_jitter.map_or(0, crate::duration::store_millis)) + share;
+        // A member is a digest: its first 8 bytes are a uniform fraction of 2^64.
+        let [a, b, c, d, e, f, g, h, ..] = *member;
+        let unit = u128::from(u64::from_le_bytes([a, b, c, d, e, f, g, h]));
+        let extra = u64::try_from((spread * unit) >> 64).unwrap_or(u64::MAX);
+        Some(crate::duration::setting(Duration::from_millis(
+            ttl_ms.saturating_add(extra),
+        )))
     }
 
     /// Durations that must not be zero, with their names, for validation.
@@ -261,6 +314,17 @@ impl Behaviour {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// A jitter fraction in millionths: NaN and fractions below 0 count as 0, above 1 as 1.
+const fn jitter_ppm(fraction: f64) -> u32 {
+    if fraction.is_nan() || fraction <= 0.0 {
+        0
+    } else if fraction >= 1.0 {
+        1_000_000
+    } else {
+        (fraction * 1_000_000.0) as u32
     }
 }
 

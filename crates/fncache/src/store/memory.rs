@@ -288,6 +288,7 @@ impl MemoryStore {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
+            | StoreOp::Expire { structure, .. }
             | StoreOp::Remove { structure, .. }
             | StoreOp::Lease { structure, .. }
             | StoreOp::PurgeStructure { structure } => {
@@ -363,6 +364,16 @@ impl MemoryStore {
                 all.get(&structure.index)
                     .and_then(|s| s.values.get(&member))
                     .is_some_and(|v| !MemStructure::is_entry_expired(v, now)),
+            ),
+            // As `expire.lua`: only a live entry is marked; its keep_until (and so its place
+            // in the expiry index) stays.
+            StoreOp::Expire { structure, member } => StoreReply::Flag(
+                all.get_mut(&structure.index)
+                    .and_then(|s| s.values.get_mut(&member))
+                    .is_some_and(|entry| {
+                        Entry::parse(entry).is_some_and(|e| !e.is_gone(now) && !e.is_expired(now))
+                            && Entry::set_expire_at(entry, now)
+                    }),
             ),
             StoreOp::Remove { structure, member } => {
                 let Some(s) = all.get_mut(&structure.index) else {

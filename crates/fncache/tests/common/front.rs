@@ -114,6 +114,60 @@ impl Front {
         }
     }
 
+    /// Calls the fallible `function(x)` with per-call `options`, computing `result` on a miss.
+    pub fn try_call_with(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        x: u64,
+        result: Result<u64, String>,
+    ) -> Result<Result<u64, String>, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.try_get_or_compute_with(options, function, &(x,), || result),
+            Front::Async(c, rt) => {
+                rt.block_on(
+                    c.try_get_or_compute_with(options, function, &(x,), || async { result }),
+                )
+            }
+        }
+    }
+
+    /// Stores `value` as `function(x)` without computing (`put_with`).
+    pub fn put_with<T: Serialize + DeserializeOwned>(
+        &self,
+        options: &CallOptions,
+        function: &str,
+        x: u64,
+        value: &T,
+    ) -> Result<bool, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.put_with(options, function, &(x,), value),
+            Front::Async(c, rt) => rt.block_on(c.put_with(options, function, &(x,), value)),
+        }
+    }
+
+    /// Soft-invalidates `function(x)`.
+    pub fn expire(&self, function: &str, x: u64) -> Result<bool, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.expire(function, &(x,)),
+            Front::Async(c, rt) => rt.block_on(c.expire(function, &(x,))),
+        }
+    }
+
+    pub fn set_enabled(&self, enabled: bool) {
+        match self {
+            Front::Blocking(c) => c.set_enabled(enabled),
+            Front::Async(c, _) => c.set_enabled(enabled),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        match self {
+            Front::Blocking(c) => c.is_enabled(),
+            Front::Async(c, _) => c.is_enabled(),
+        }
+    }
+
     /// True when `function(x)` is served from the cache (checked by calling it).
     pub fn is_hit(&self, function: &str, x: u64) -> bool {
         let execs = AtomicU64::new(0);

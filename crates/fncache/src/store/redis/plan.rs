@@ -46,6 +46,7 @@ static GET: LazyLock<Script> = script!(hot "scripts/get.lua");
 static PUT: LazyLock<Script> = script!(hot "scripts/put.lua");
 static PEEK: LazyLock<Script> = script!(maintenance "scripts/peek.lua");
 static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
+static EXPIRE: LazyLock<Script> = script!(hot "scripts/expire.lua");
 static LEN: LazyLock<Script> = script!(maintenance "scripts/len.lua");
 static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
@@ -232,6 +233,7 @@ impl Plan {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
+            | StoreOp::Expire { structure, .. }
             | StoreOp::Remove { structure, .. }
             | StoreOp::Lease { structure, .. }
             | StoreOp::PurgeStructure { structure } => vec![structure.clone()],
@@ -319,6 +321,11 @@ impl Plan {
             ),
             StoreOp::Peek { structure, member } => {
                 let mut inv = ScriptCall::new(&PEEK, "peek.lua", 1);
+                inv.arg(&structure.values).arg(&member[..]);
+                single(inv, ReplyShape::Flag)
+            }
+            StoreOp::Expire { structure, member } => {
+                let mut inv = ScriptCall::new(&EXPIRE, "expire.lua", 1);
                 inv.arg(&structure.values).arg(&member[..]);
                 single(inv, ReplyShape::Flag)
             }
