@@ -75,6 +75,8 @@ pub(crate) struct CachedArgs {
     pub(crate) stampede_protection: Option<LitBool>,
     /// The value answered on a cold miss when the function does not wait.
     pub(crate) default: Option<Expr>,
+    /// `entry_ttl_jitter = FRACTION` (an `f64` expression).
+    pub(crate) entry_ttl_jitter: Option<Expr>,
 }
 
 impl CachedArgs {
@@ -94,11 +96,11 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
-const DURATION_OPTIONS: [&str; 7] = [
+const DURATION_OPTIONS: [&str; 8] = [
     "entry_ttl",
     "refresh_after",
     "lock_timeout",
@@ -106,6 +108,7 @@ const DURATION_OPTIONS: [&str; 7] = [
     "max_stale",
     "fail_safe_throttle",
     "op_timeout",
+    "ttl_jitter",
 ];
 
 /// What a user probably meant by an unknown option (names from other caching libraries).
@@ -129,6 +132,7 @@ fn hint(unknown: &str) -> Option<&'static str> {
         "throttle" | "fail_safe_throttle_duration" => "fail_safe_throttle",
         "op_ttl" | "redis_timeout" | "backend_timeout" | "socket_timeout" => "op_timeout",
         "fail_open" | "raise" | "errors" => "strict",
+        "jitter" | "ttl_spread" | "spread" => "ttl_jitter",
         "stampede" | "single_flight" | "dogpile" => "stampede_protection",
         _ => return None,
     })
@@ -252,6 +256,7 @@ impl CachedArgs {
             strict: None,
             stampede_protection: None,
             default: None,
+            entry_ttl_jitter: None,
         };
         for option in raw.0 {
             let name = option.name.to_string();
@@ -300,6 +305,7 @@ impl CachedArgs {
                     args.stampede_protection = expect_bool(expr, "stampede_protection", errors)
                 }
                 "default" => args.default = Some(expr),
+                "entry_ttl_jitter" => args.entry_ttl_jitter = Some(expr),
                 "code_hash" => {
                     if let Some(b) = expect_bool(expr, "code_hash", errors) {
                         args.code_hash = b.value;

@@ -185,6 +185,12 @@ fn options(args: &CachedArgs) -> TokenStream {
             __fncache_duration
         }));
     }
+    if let Some(fraction) = &args.entry_ttl_jitter {
+        options = quote_spanned!(fraction.span()=> #options.entry_ttl_jitter({
+            let __fncache_fraction: f64 = #fraction;
+            __fncache_fraction
+        }));
+    }
     if let Some(codec) = &args.codec {
         options = quote_spanned!(codec.span()=> #options.codec({
             #[allow(unused_imports)]
@@ -326,21 +332,66 @@ fn key_companion(
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let receiver = function.receiver.map(|_| quote!(&self,));
-    let params = function.args.iter().filter(|a| !a.skipped).map(|a| {
-        let ident = &a.ident;
-        let ty = &a.ty;
-        quote!(#ident: &#ty)
-    });
+    let mut params: Vec<TokenStream> = function
+        .args
+        .iter()
+        .filter(|a| !a.skipped)
+        .map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            quote!(#ident: &#ty)
+        })
+        .collect();
     let identity = identity(item, args);
     let cache = cache_handle(&args.cache, asynchronous, None);
     let key = key(function, args, true);
     let helper = match (asynchronous, suffix) {
         (false, "invalidate") => quote!(::fncache::__private::invalidate_blocking),
+        (false, "expire") => quote!(::fncache::__private::expire_blocking),
         (false, _) => quote!(::fncache::__private::is_cached_blocking),
         (true, "invalidate") => quote!(::fncache::__private::invalidate_async),
+        (true, "expire") => quote!(::fncache::__private::expire_async),
         (true, _) => quote!(::fncache::__private::is_cached_async),
     };
-    let call = quote!(#helper(__fncache_cache, __FNCACHE_FUNCTION, __fncache_key));
+    // A put writes what a call would: under the function's own options, its value typed as
+    // the function's.
+    let (options, value) = if suffix == "put" {
+        let ty = &function.value_type;
+        params.push(quote!(__fncache_value: &#ty));
+        let options = options(args);
+        (
+            Some(quote!(let __fncache_options = #options;)),
+            // Spanned at the return type: the value's bound (serializable, owned) is
+            // reported on this argument, and there it points where the wrapper's does.
+            Some(match &item.sig.output {
+                ReturnType::Type(_, ty) => {
+                    quote_spanned!(ty.span()=> &__fncache_options, __fncache_value,)
+                }
+                ReturnType::Default => quote!(&__fncache_options, __fncache_value,),
+            }),
+        )
+    } else {
+        (None, None)
+    };
+    // A put's bound on the value (serializable, owned) is reported at the return type, where
+    // the wrapper reports it too.
+    let span = match (&item.sig.output, suffix) {
+        (ReturnType::Type(_, ty), "put") => ty.span(),
+        _ => Span::call_site(),
+    };
+    let helper = if suffix == "put" {
+        let name = if asynchronous {
+            "put_async"
+        } else {
+            "put_blocking"
+        };
+        let name = Ident::new(name, span);
+        quote_spanned!(span=> ::fncache::__private::#name)
+    } else {
+        helper
+    };
+    let call =
+        quote_spanned!(span=> #helper(__fncache_cache, #value __FNCACHE_FUNCTION, __fncache_key));
     let call = if asynchronous {
         quote!(#call.await)
     } else {
@@ -360,6 +411,7 @@ fn key_companion(
         {
             const __FNCACHE_FUNCTION: &str = #identity;
             #cache
+            #options
             let __fncache_key = #key;
             #call
         }
@@ -431,6 +483,26 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
         "is_cached",
         "Is this call cached? A peek: changes no eviction order, score or TTL",
     );
+    let expire = key_companion(
+        item,
+        args,
+        function,
+        "expire",
+        "Marks the cached entry of this call expired but keeps it as a fail-safe fallback: the \
+         next call recomputes it, and serves the old value if that fails; `Ok(true)` if a live \
+         entry was marked",
+    );
+    // Without a nameable value type there is nothing to type the value by.
+    let put = function.value_type.is_some().then(|| {
+        key_companion(
+            item,
+            args,
+            function,
+            "put",
+            "Stores `value` as the result of this call without running the function (under the \
+             function's options); `Ok(true)` if stored",
+        )
+    });
     let stats = stats_companion(item, args, function);
     let identity_const = identity_const(&sig.ident);
     let identity = identity(item, args);
@@ -460,6 +532,10 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
         #invalidate
 
         #is_cached
+
+        #expire
+
+        #put
 
         #stats
 

@@ -433,6 +433,40 @@ pub async fn invalidate_async(cache: &Cache, function: &str, key: Key) -> Result
     cache.invalidate_member(function, member).await
 }
 
+/// `{fn}_expire` of a blocking function.
+pub fn expire_blocking(cache: &blocking::Cache, function: &str, key: Key) -> Result<bool, Error> {
+    cache.expire_member(function, key.encoder.finish(function)?)
+}
+
+/// `{fn}_expire` of an async function.
+pub async fn expire_async(cache: &Cache, function: &str, key: Key) -> Result<bool, Error> {
+    let member = key.encoder.finish(function)?;
+    cache.expire_member(function, member).await
+}
+
+/// `{fn}_put` of a blocking function: `value` stored under the function's `options`.
+pub fn put_blocking<T: CachedValue>(
+    cache: &blocking::Cache,
+    options: &CallOptions,
+    value: &T,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error> {
+    cache.put_member(options, function, key.encoder.finish(function)?, value)
+}
+
+/// `{fn}_put` of an async function.
+pub async fn put_async<T: CachedValue>(
+    cache: &Cache,
+    options: &CallOptions,
+    value: &T,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error> {
+    let member = key.encoder.finish(function)?;
+    cache.put_member(options, function, member, value).await
+}
+
 /// `{fn}_stats()` of a blocking function.
 pub fn stats_blocking(cache: &blocking::Cache, function: &str) -> crate::Stats {
     cache.stats_of_identity(function)
