@@ -297,7 +297,7 @@ impl Builder {
     /// # Ok::<(), fncache::Error>(())
     /// ```
     pub fn ttl_jitter(mut self, jitter: Duration) -> Self {
-        self.behaviour.ttl_jitter = Some(jitter);
+        self.behaviour.ttl_jitter_ms = crate::duration::store_millis(jitter);
         self
     }
 
@@ -307,7 +307,8 @@ impl Builder {
     pub fn entry_ttl_jitter(mut self, fraction: f64) -> Self {
         self.behaviour.entry_ttl_jitter_ppm = CallOptions::new()
             .entry_ttl_jitter(fraction)
-            .entry_ttl_jitter_ppm;
+            .entry_ttl_jitter_ppm
+            .unwrap_or(0);
         self
     }
 
@@ -442,4 +443,21 @@ fn disabled_by(value: Option<String>) -> Result<bool, Error> {
 pub(crate) enum Backend {
     Memory(Arc<dyn Clock>),
     Redis(RedisTarget),
+}
+
+#[cfg(test)]
+mod disabled_env_tests {
+    use super::disabled_by;
+
+    #[test]
+    fn only_one_and_true_disable_and_nonsense_is_an_error() {
+        let of = |v: Option<&str>| disabled_by(v.map(str::to_owned));
+        for on in [None, Some(""), Some("0"), Some("false"), Some(" FALSE ")] {
+            assert!(!of(on).unwrap(), "{on:?}");
+        }
+        for off in [Some("1"), Some("true"), Some("True")] {
+            assert!(of(off).unwrap(), "{off:?}");
+        }
+        assert!(of(Some("yes please")).is_err());
+    }
 }

@@ -205,8 +205,12 @@ impl CallOptions {
             stampede_protection: self
                 .stampede_protection
                 .unwrap_or(defaults.stampede_protection),
-            ttl_jitter: self.ttl_jitter.or(defaults.ttl_jitter),
-            entry_ttl_jitter_ppm: self.entry_ttl_jitter_ppm.or(defaults.entry_ttl_jitter_ppm),
+            ttl_jitter_ms: self
+                .ttl_jitter
+                .map_or(defaults.ttl_jitter_ms, crate::duration::store_millis),
+            entry_ttl_jitter_ppm: self
+                .entry_ttl_jitter_ppm
+                .unwrap_or(defaults.entry_ttl_jitter_ppm),
         }
         .normalized()
     }
@@ -226,10 +230,12 @@ pub(crate) struct Behaviour {
     pub(crate) op_timeout: Duration,
     pub(crate) strict: bool,
     pub(crate) stampede_protection: bool,
-    /// Entry TTLs are spread by up to this much more (zero is allowed: no spread).
-    pub(crate) ttl_jitter: Option<Duration>,
-    /// ... and by up to this many millionths of the entry TTL more.
-    pub(crate) entry_ttl_jitter_ppm: Option<u32>,
+    /// Entry TTLs are spread by up to this many milliseconds more (0: no spread; already a
+    /// store setting, at most `MAX_DURATION`). Plain integers rather than `Option<Duration>`:
+    /// the behaviour is copied into every call, and these keep it small.
+    pub(crate) ttl_jitter_ms: u64,
+    /// ... and by up to this many millionths of the entry TTL more (0: none).
+    pub(crate) entry_ttl_jitter_ppm: u32,
 }
 
 impl Behaviour {
@@ -245,8 +251,8 @@ impl Behaviour {
         op_timeout: Duration::from_millis(250),
         strict: false,
         stampede_protection: true,
-        ttl_jitter: None,
-        entry_ttl_jitter_ppm: None,
+        ttl_jitter_ms: 0,
+        entry_ttl_jitter_ppm: 0,
     };
 
     /// Every duration as it takes effect: in whole milliseconds, rounded up, and at most
@@ -262,7 +268,6 @@ impl Behaviour {
             max_stale: self.max_stale.map(setting),
             fail_safe_throttle: setting(self.fail_safe_throttle),
             op_timeout: setting(self.op_timeout),
-            ttl_jitter: self.ttl_jitter.map(setting),
             ..self
         }
     }
@@ -273,13 +278,12 @@ impl Behaviour {
     /// expiring together. Without jitter, the entry TTL as it is.
     pub(crate) fn entry_ttl_for(&self, member: &Member) -> Option<Duration> {
         let ttl = self.entry_ttl?;
-        if self.ttl_jitter.is_none() && self.entry_ttl_jitter_ppm.is_none() {
+        if self.ttl_jitter_ms == 0 && self.entry_ttl_jitter_ppm == 0 {
             return Some(ttl);
         }
         let ttl_ms = crate::duration::store_millis(ttl);
-        let share =
-            u128::from(ttl_ms) * u128::from(self.entry_ttl_jitter_ppm.unwrap_or(0)) / 1_000_000;
-        let spread = u128::from(self.ttl_jitter.map_or(0, crate::duration::store_millis)) + share;
+        let share = u128::from(ttl_ms) * u128::from(self.entry_ttl_jitter_ppm) / 1_000_000;
+        let spread = u128::from(self.ttl_jitter_ms) + share;
         // A member is a digest: its first 8 bytes are a uniform fraction of 2^64.
         let [a, b, c, d, e, f, g, h, ..] = *member;
         let unit = u128::from(u64::from_le_bytes([a, b, c, d, e, f, g, h]));
@@ -486,6 +490,55 @@ mod tests {
         assert!(!serializes_as_none(""));
         assert!(!serializes_as_none(&Vec::<Option<u8>>::new()));
         assert!(!serializes_as_none(&(None::<u8>,)));
+    }
+
+    #[test]
+    fn jitter_is_a_share_of_the_spread_decided_by_the_member() {
+        let b = Behaviour {
+            entry_ttl: Some(Duration::from_secs(10)),
+            ttl_jitter_ms: 1000,
+            entry_ttl_jitter_ppm: 500_000,
+            ..Behaviour::DEFAULT
+        };
+        // The first 8 bytes, little-endian, as a fraction of 2^64.
+        let at = |first: u64| {
+            let mut m = [0xab; 16];
+            m[..8].copy_from_slice(&first.to_le_bytes());
+            b.entry_ttl_for(&m)
+        };
+        assert_eq!(at(0), Some(Duration::from_secs(10)));
+        assert_eq!(at(1 << 63), Some(Duration::from_secs(13))); // half of 1 s + 5 s
+        assert_eq!(at(u64::MAX), Some(Duration::from_millis(15_999)));
+        let plain = Behaviour {
+            entry_ttl: Some(Duration::from_secs(10)),
+            ..Behaviour::DEFAULT
+        };
+        assert_eq!(
+            plain.entry_ttl_for(&[0xff; 16]),
+            Some(Duration::from_secs(10))
+        );
+        let no_ttl = Behaviour {
+            entry_ttl: None,
+            ..b
+        };
+        assert_eq!(
+            no_ttl.entry_ttl_for(&[0xff; 16]),
+            None,
+            "jitter needs an entry TTL"
+        );
+        let huge = Behaviour {
+            entry_ttl: Some(crate::MAX_DURATION),
+            ..b
+        };
+        assert_eq!(huge.entry_ttl_for(&[0xff; 16]), Some(crate::MAX_DURATION));
+    }
+
+    #[test]
+    fn jitter_fractions_are_clamped_to_zero_and_one() {
+        assert_eq!(jitter_ppm(0.25), 250_000);
+        assert_eq!(jitter_ppm(1.5), 1_000_000);
+        assert_eq!(jitter_ppm(-1.0), 0);
+        assert_eq!(jitter_ppm(f64::NAN), 0);
     }
 
     #[test]
