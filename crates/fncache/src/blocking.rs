@@ -17,7 +17,7 @@ use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
 use crate::mode::{Mode, in_thread_ambient, thread_ambient};
-use crate::options::CallOptions;
+use crate::options::{CallOptions, Options};
 use crate::stats::{Counters, Stats};
 use crate::store::redis::BlockingRedis;
 use crate::store::{StoreOp, StoreReply};
@@ -100,14 +100,15 @@ impl Cache {
 
     /// [`Cache::get_or_compute`] with the function's own [`CallOptions`] (entry TTL, codec,
     /// whether `None` is cached) in place of the cache's defaults.
-    pub fn get_or_compute_with<A, T, F>(
+    pub fn get_or_compute_with<O, A, T, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
@@ -136,14 +137,15 @@ impl Cache {
     }
 
     /// [`Cache::try_get_or_compute`] with the function's own [`CallOptions`].
-    pub fn try_get_or_compute_with<A, T, E, F>(
+    pub fn try_get_or_compute_with<O, A, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
@@ -189,14 +191,15 @@ impl Cache {
     }
 
     /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
-    pub fn get_or_try_compute_with<A, T, E, F>(
+    pub fn get_or_try_compute_with<O, A, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, E>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         E: From<Error>,
@@ -249,15 +252,16 @@ impl Cache {
     /// [`Cache::try_get_or_compute_owned`] with the function's own [`CallOptions`] and a
     /// `default`: with `wait(false)`, a cold miss answers the default at once and fills the
     /// cache in the background.
-    pub fn try_get_or_compute_owned_with<A, T, E, F>(
+    pub fn try_get_or_compute_owned_with<O, A, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         default: Option<T>,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
@@ -275,14 +279,15 @@ impl Cache {
 
     /// The one call path of this front-end; `S` says how failures surface (see
     /// `core::Surface`).
-    pub(crate) fn call<S: Surface, T, E, F>(
+    pub(crate) fn call<O, S: Surface, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         compute: F,
     ) -> Result<Result<T, E>, S>
     where
+        O: Options<T> + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
@@ -291,15 +296,16 @@ impl Cache {
 
     /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
     /// function.
-    pub(crate) fn drive<S: Surface, T, E, R>(
+    pub(crate) fn drive<O, S: Surface, T, E, R>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         mut runner: R,
         default: Option<T>,
     ) -> Result<Result<T, E>, S>
     where
+        O: Options<T> + ?Sized,
         T: Serialize + DeserializeOwned,
         R: Runner<T, E>,
     {
@@ -346,27 +352,31 @@ impl Cache {
     /// `max_stale`, `cache_none`): pass the options its calls use, so that the put writes
     /// what a call would (a `None` that `cache_none(false)` leaves out is not stored:
     /// `Ok(false)`).
-    pub fn put_with<A, T>(
+    pub fn put_with<O, A, T>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         value: &T,
     ) -> Result<bool, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
     {
         self.put_member(options, function, key::member(function, args)?, value)
     }
 
-    pub(crate) fn put_member<T: Serialize + DeserializeOwned>(
+    pub(crate) fn put_member<O, T: Serialize + DeserializeOwned>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Member,
         value: &T,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, Error>
+    where
+        O: Options<T> + ?Sized,
+    {
         let core = &self.inner.core;
         match core.put_op(function, member, options, value) {
             Ok(Some(op)) => core.put_done(function, self.run(op)),

@@ -21,7 +21,7 @@ use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
 use crate::mode::{Mode, in_task_ambient, task_ambient};
-use crate::options::CallOptions;
+use crate::options::{CallOptions, Options};
 use crate::stats::{Counters, Stats};
 use crate::store::redis::AsyncRedis;
 use crate::store::{StoreOp, StoreReply};
@@ -123,14 +123,15 @@ impl Cache {
 
     /// [`Cache::get_or_compute`] with the function's own [`CallOptions`] (entry TTL, codec,
     /// whether `None` is cached) in place of the cache's defaults.
-    pub async fn get_or_compute_with<A, T, F, Fut>(
+    pub async fn get_or_compute_with<O, A, T, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -165,14 +166,15 @@ impl Cache {
     }
 
     /// [`Cache::try_get_or_compute`] with the function's own [`CallOptions`].
-    pub async fn try_get_or_compute_with<A, T, E, F, Fut>(
+    pub async fn try_get_or_compute_with<O, A, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -229,14 +231,15 @@ impl Cache {
     }
 
     /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
-    pub async fn get_or_try_compute_with<A, T, E, F, Fut>(
+    pub async fn get_or_try_compute_with<O, A, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, E>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         E: From<Error>,
@@ -299,15 +302,16 @@ impl Cache {
     /// [`Cache::try_get_or_compute_owned`] with the function's own [`CallOptions`] and a
     /// `default`: with `wait(false)`, a cold miss answers the default at once and fills the
     /// cache in the background.
-    pub async fn try_get_or_compute_owned_with<A, T, E, F, Fut>(
+    pub async fn try_get_or_compute_owned_with<O, A, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         default: Option<T>,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
@@ -321,14 +325,15 @@ impl Cache {
 
     /// The one call path of this front-end; `S` says how failures surface (see
     /// `core::Surface`).
-    pub(crate) async fn call<S: Surface, T, E, F, Fut>(
+    pub(crate) async fn call<O, S: Surface, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         compute: F,
     ) -> Result<Result<T, E>, S>
     where
+        O: Options<T> + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -339,15 +344,16 @@ impl Cache {
 
     /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
     /// function.
-    pub(crate) async fn drive<S: Surface, R>(
+    pub(crate) async fn drive<O, S: Surface, R>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         mut runner: R,
         default: Option<R::Value>,
     ) -> Result<Result<R::Value, R::Error>, S>
     where
+        O: Options<R::Value> + ?Sized,
         R: Runner,
         R::Value: Serialize + DeserializeOwned,
     {
@@ -401,14 +407,15 @@ impl Cache {
 
     /// [`Cache::put`] under the function's own [`CallOptions`]; see
     /// [`crate::blocking::Cache::put_with`].
-    pub async fn put_with<A, T>(
+    pub async fn put_with<O, A, T>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         value: &T,
     ) -> Result<bool, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
     {
@@ -416,13 +423,16 @@ impl Cache {
         self.put_member(options, function, member, value).await
     }
 
-    pub(crate) async fn put_member<T: Serialize + DeserializeOwned>(
+    pub(crate) async fn put_member<O, T: Serialize + DeserializeOwned>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Member,
         value: &T,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, Error>
+    where
+        O: Options<T> + ?Sized,
+    {
         let core = &self.inner.core;
         match core.put_op(function, member, options, value) {
             Ok(Some(op)) => core.put_done(function, self.run(op).await),

@@ -35,7 +35,7 @@ use crate::flight::{Flight, Leader, Role};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::mode::Mode;
-use crate::options::{Behaviour, serializes_as_none};
+use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
 use crate::store::{Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, Token};
 
@@ -385,6 +385,8 @@ pub(crate) struct Call<'a, S, T> {
     looked: bool,
     /// The value returned is the function's default.
     serving_default: bool,
+    /// Hooks that judge a computed value before it is stored.
+    typed: Option<&'a TypedOptions<T>>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -412,6 +414,8 @@ pub(crate) struct Setup<'a, T> {
     pub(crate) default: Option<T>,
     /// The per-call options were invalid: skip the cache (counted as an error).
     pub(crate) invalid: Option<Error>,
+    /// Hooks that judge a computed value before it is stored.
+    pub(crate) typed: Option<&'a TypedOptions<T>>,
 }
 
 impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
@@ -443,6 +447,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             backend_down: false,
             looked: false,
             serving_default: false,
+            typed: setup.typed,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -906,6 +911,18 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.share_computed(value);
             return Ok(None);
         }
+        // The hooks, if any: a value they refuse is returned (and shared) but not stored.
+        let behaviour = match self.typed.map(|typed| typed.judge(value)) {
+            None | Some(Some(None)) => self.b,
+            Some(Some(Some(ttl))) => Behaviour {
+                entry_ttl: Some(ttl),
+                ..self.b
+            },
+            Some(None) => {
+                self.share_computed(value);
+                return Ok(None);
+            }
+        };
         // One encoding serves the put and this process's followers; a value the codec
         // cannot give back exactly is neither (they compute their own).
         let payload = match self.codec.encode_faithful(value) {
@@ -928,7 +945,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 *member,
                 self.codec,
                 payload,
-                &self.b,
+                &behaviour,
                 self.lease.clone(),
             )
         }))
@@ -1005,10 +1022,13 @@ mod tests {
     }
 
     fn call<'a>(core: &'a Core, owned: bool, default: Option<u32>) -> Call<'a, Infallible, u32> {
-        let Ok(call) = core.begin::<Infallible, u32>(
+        let Ok(call) = core.begin::<Infallible, u32, CallOptions>(
             "f",
             Ok([1; 16]),
-            &CallOptions::new(),
+            {
+                const NONE: CallOptions = CallOptions::new();
+                &NONE
+            },
             &Ambient::default(),
             owned,
             default,

@@ -17,7 +17,7 @@ use crate::flight::Flights;
 use crate::key::Member;
 use crate::layout::Layout;
 use crate::mode::{Ambient, CacheId};
-use crate::options::{Behaviour, CallOptions, serializes_as_none};
+use crate::options::{Behaviour, CallOptions, Options, serializes_as_none};
 use crate::policy::Policy;
 use crate::stats::{Event, StatsRegistry};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
@@ -114,15 +114,21 @@ impl Core {
     /// Starts a call of `function` whose arguments gave `member`, under the thread's or task's
     /// `ambient`, with the function's own `options`; `owned` when the function may run in the
     /// background, with the `default` to answer when `wait` is off.
-    pub(crate) fn begin<'a, S: Surface, T: Serialize + DeserializeOwned>(
+    ///
+    /// Options with hooks ([`TypedOptions`](crate::TypedOptions)) make the call judge its
+    /// value before storing it, and keep its function out of background work (`owned` is
+    /// dropped), where nothing would judge it.
+    pub(crate) fn begin<'a, S: Surface, T: Serialize + DeserializeOwned, O: Options<T> + ?Sized>(
         &'a self,
         function: &'a str,
         member: Result<Member, Error>,
-        options: &CallOptions,
+        options: &'a O,
         ambient: &Ambient,
         owned: bool,
         default: Option<T>,
     ) -> Result<Call<'a, S, T>, S> {
+        let typed = options.typed();
+        let options = options.call_options();
         let behaviour = options.resolve(&self.behaviour);
         // Switched off, a call is a bypass: it computes, and neither reads nor writes.
         let mode = if self.enabled.load(Ordering::Relaxed) {
@@ -140,7 +146,8 @@ impl Core {
                 cache_none: options.cache_none,
                 behaviour,
                 rec: self.stats.recorder(function, ambient.collectors(self.id)),
-                owned,
+                owned: owned && typed.is_none(),
+                typed,
                 default,
                 // The cache's own settings were validated when it was built: only a call's
                 // overrides can be invalid.
@@ -194,18 +201,25 @@ impl Core {
     /// `max_stale`, the `None` rule), without reading and without the key's lease. `None`
     /// when nothing is to be stored: the cache is switched off, or `value` is a `None` the
     /// options say not to cache. A value the codec cannot give back exactly is an error.
-    pub(crate) fn put_op<T: Serialize + DeserializeOwned>(
+    pub(crate) fn put_op<T: Serialize + DeserializeOwned, O: Options<T> + ?Sized>(
         &self,
         function: &str,
         member: Member,
-        options: &CallOptions,
+        options: &O,
         value: &T,
     ) -> Result<Option<StoreOp>, Error> {
+        let (typed, options) = (options.typed(), options.call_options());
         if !self.is_enabled() || (!options.cache_none && serializes_as_none(value)) {
             return Ok(None);
         }
-        let behaviour = options.resolve(&self.behaviour);
+        let mut behaviour = options.resolve(&self.behaviour);
         behaviour.validate()?;
+        // The hooks, if any: a value they refuse is not stored; one may set its entry TTL.
+        match typed.map(|typed| typed.judge(value)) {
+            None | Some(Some(None)) => {}
+            Some(Some(Some(ttl))) => behaviour.entry_ttl = Some(ttl),
+            Some(None) => return Ok(None),
+        }
         let codec = options.codec.unwrap_or(self.codec);
         let payload = codec.encode_faithful(value)?;
         let structure = self.settings.naming.structure(function);

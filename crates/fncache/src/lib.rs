@@ -143,7 +143,7 @@ pub use error::{Error, ErrorKind};
 pub use fncache_macros::{cache_evict, cached};
 pub use layout::Layout;
 pub use mode::Mode;
-pub use options::CallOptions;
+pub use options::{CallOptions, Options, TypedOptions};
 pub use policy::Policy;
 pub use stats::Stats;
 pub use store::redis::connect::{REDIS_URL_ENV, REDIS_URL_ENV_FALLBACK};

@@ -1,5 +1,6 @@
 //! Per-call options: settings of one function that override the cache's defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -213,6 +214,164 @@ impl CallOptions {
                 .unwrap_or(defaults.entry_ttl_jitter_ppm),
         }
         .normalized()
+    }
+}
+
+/// [`CallOptions`] with hooks that look at the value a function returned: whether it is
+/// stored ([`TypedOptions::cache_if`]) and for how long ([`TypedOptions::entry_ttl_from`]).
+/// Made by the [`CallOptions`] methods of the same names, typed by the value `T` their
+/// closures take; pass it wherever `&CallOptions` goes (the `_with` methods and `put_with`).
+///
+/// The closures are `Send + Sync + 'static` (kept in an `Arc`), so options can be built once
+/// and kept in a `static` or shared across tasks; cloning is cheap.
+///
+/// ```
+/// use std::time::Duration;
+/// use fncache::CallOptions;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Page { status: u16, max_age_secs: u64, body: String }
+///
+/// let options = CallOptions::new()
+///     .cache_if(|page: &Page| page.status == 200) // errors pages are returned, not stored
+///     .entry_ttl_from(|page| Duration::from_secs(page.max_age_secs)); // as Cache-Control says
+/// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+/// let fetch = |status| Page { status, max_age_secs: 30, body: "hi".into() };
+/// let page = cache.get_or_compute_with(&options, "fetch", &("/a",), || fetch(503))?;
+/// assert_eq!(page.status, 503);
+/// assert!(!cache.contains("fetch", &("/a",))?); // not stored
+/// cache.get_or_compute_with(&options, "fetch", &("/a",), || fetch(200))?;
+/// assert!(cache.contains("fetch", &("/a",))?); // stored, for 30 s
+/// # Ok::<(), fncache::Error>(())
+/// ```
+///
+/// A call with hooks refreshes and fills inline: its function does not run as background
+/// work (`refresh_after` serves the stale value to everyone but the caller that refreshes;
+/// `wait(false)` waits), so that every value that is stored has passed the hooks.
+#[must_use]
+pub struct TypedOptions<T> {
+    options: CallOptions,
+    cache_if: Option<Arc<dyn Fn(&T) -> bool + Send + Sync>>,
+    entry_ttl_from: Option<Arc<dyn Fn(&T) -> Duration + Send + Sync>>,
+}
+
+impl<T> Clone for TypedOptions<T> {
+    fn clone(&self) -> Self {
+        TypedOptions {
+            options: self.options,
+            cache_if: self.cache_if.clone(),
+            entry_ttl_from: self.entry_ttl_from.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for TypedOptions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedOptions")
+            .field("options", &self.options)
+            .field("cache_if", &self.cache_if.is_some())
+            .field("entry_ttl_from", &self.entry_ttl_from.is_some())
+            .finish()
+    }
+}
+
+impl CallOptions {
+    /// Stores only the values for which `keep` answers `true`; any other value is returned
+    /// (and handed to this process's callers waiting for it) but not stored, so the next call
+    /// computes again. For `Result` functions it sees the `Ok` value (errors are never stored).
+    pub fn cache_if<T>(self, keep: impl Fn(&T) -> bool + Send + Sync + 'static) -> TypedOptions<T> {
+        TypedOptions::from(self).cache_if(keep)
+    }
+
+    /// Each stored value lives as long as `ttl` answers for it (in place of the entry TTL,
+    /// e.g. from an upstream `Cache-Control: max-age`); jitter and `max_stale` apply to it as
+    /// to the entry TTL. A zero answer means the value is not stored.
+    pub fn entry_ttl_from<T>(
+        self,
+        ttl: impl Fn(&T) -> Duration + Send + Sync + 'static,
+    ) -> TypedOptions<T> {
+        TypedOptions::from(self).entry_ttl_from(ttl)
+    }
+}
+
+impl<T> From<CallOptions> for TypedOptions<T> {
+    fn from(options: CallOptions) -> Self {
+        TypedOptions {
+            options,
+            cache_if: None,
+            entry_ttl_from: None,
+        }
+    }
+}
+
+impl<T> TypedOptions<T> {
+    /// See [`CallOptions::cache_if`].
+    pub fn cache_if(mut self, keep: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.cache_if = Some(Arc::new(keep));
+        self
+    }
+
+    /// See [`CallOptions::entry_ttl_from`].
+    pub fn entry_ttl_from(mut self, ttl: impl Fn(&T) -> Duration + Send + Sync + 'static) -> Self {
+        self.entry_ttl_from = Some(Arc::new(ttl));
+        self
+    }
+
+    /// The options without their hooks.
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// What the hooks say of `value`: `None` when it is not to be stored, else the entry TTL
+    /// it is stored with (`None` inside: the options' own).
+    pub(crate) fn judge(&self, value: &T) -> Option<Option<Duration>> {
+        if self.cache_if.as_ref().is_some_and(|keep| !keep(value)) {
+            return None;
+        }
+        match &self.entry_ttl_from {
+            Some(ttl) => {
+                let ttl = crate::duration::setting(ttl(value));
+                (!ttl.is_zero()).then_some(Some(ttl))
+            }
+            None => Some(None),
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::CallOptions {}
+    impl<T> Sealed for super::TypedOptions<T> {}
+}
+
+/// What the `_with` methods take as options for a function returning `T`: [`CallOptions`], or
+/// [`TypedOptions<T>`] (options with hooks on the value). Sealed.
+pub trait Options<T>: sealed::Sealed {
+    /// The options without hooks.
+    #[doc(hidden)]
+    fn call_options(&self) -> &CallOptions;
+    /// The options with hooks, if these are.
+    #[doc(hidden)]
+    fn typed(&self) -> Option<&TypedOptions<T>>;
+}
+
+impl<T> Options<T> for CallOptions {
+    fn call_options(&self) -> &CallOptions {
+        self
+    }
+
+    fn typed(&self) -> Option<&TypedOptions<T>> {
+        None
+    }
+}
+
+impl<T> Options<T> for TypedOptions<T> {
+    fn call_options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    fn typed(&self) -> Option<&TypedOptions<T>> {
+        Some(self)
     }
 }
 

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::core::Surface;
 use crate::key::ArgsEncoder;
 use crate::{Cache, blocking};
-pub use crate::{CallOptions, Codec, Error, Stats};
+pub use crate::{CallOptions, Codec, Error, Options, Stats};
 
 mod sealed {
     use std::sync::{Arc, LazyLock};
@@ -225,14 +225,15 @@ pub trait Background: Send + 'static {}
 impl<T: Send + 'static> Background for T {}
 
 /// Calls `compute` through the blocking `cache`: never fails, whatever the backend does.
-pub fn call_blocking<T, F>(
+pub fn call_blocking<O, T, F>(
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue,
     F: FnOnce() -> T,
 {
@@ -245,15 +246,16 @@ where
 
 /// Like [`call_blocking`] for a `Result`: only `Ok` is stored; backend failures surface as
 /// `failures` says.
-pub fn try_call_blocking<P, T, E, F>(
+pub fn try_call_blocking<O, P, T, E, F>(
     failures: P,
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue,
@@ -267,15 +269,16 @@ where
 /// Like [`call_blocking`] for an owned function, which may run on the cache's worker threads:
 /// a stale entry is refreshed in the background, a recomputation can be abandoned at the
 /// compute timeout, and with `wait(false)` a cold miss answers `default`.
-pub fn call_blocking_owned<T, F>(
+pub fn call_blocking_owned<O, T, F>(
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue + Background,
     F: FnOnce() -> T + Background,
 {
@@ -288,16 +291,17 @@ where
 
 /// Like [`call_blocking_owned`] for a `Result`: only `Ok` is stored; backend failures surface
 /// as `failures` says.
-pub fn try_call_blocking_owned<P, T, E, F>(
+pub fn try_call_blocking_owned<O, P, T, E, F>(
     failures: P,
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue + Background,
@@ -311,14 +315,15 @@ where
 }
 
 /// Calls `compute` through the async `cache`: never fails, whatever the backend does.
-pub async fn call_async<T, F, Fut>(
+pub async fn call_async<O, T, F, Fut>(
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
@@ -332,15 +337,16 @@ where
 
 /// Like [`call_async`] for a `Result`: only `Ok` is stored; backend failures surface as
 /// `failures` says.
-pub async fn try_call_async<P, T, E, F, Fut>(
+pub async fn try_call_async<O, P, T, E, F, Fut>(
     failures: P,
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue,
@@ -354,15 +360,16 @@ where
 
 /// Like [`call_async`] for an owned function (its future `Send + 'static`), which may run as
 /// a task of its own: see [`call_blocking_owned`].
-pub async fn call_async_owned<T, F, Fut>(
+pub async fn call_async_owned<O, T, F, Fut>(
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue + Background,
     F: FnOnce() -> Fut + Background,
     Fut: Future<Output = T> + Send + 'static,
@@ -376,16 +383,17 @@ where
 
 /// Like [`call_async_owned`] for a `Result`: only `Ok` is stored; backend failures surface as
 /// `failures` says.
-pub async fn try_call_async_owned<P, T, E, F, Fut>(
+pub async fn try_call_async_owned<O, P, T, E, F, Fut>(
     failures: P,
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue + Background,
@@ -445,24 +453,30 @@ pub async fn expire_async(cache: &Cache, function: &str, key: Key) -> Result<boo
 }
 
 /// `{fn}_put` of a blocking function: `value` stored under the function's `options`.
-pub fn put_blocking<T: CachedValue>(
+pub fn put_blocking<O, T: CachedValue>(
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     value: &T,
     function: &str,
     key: Key,
-) -> Result<bool, Error> {
+) -> Result<bool, Error>
+where
+    O: Options<T> + ?Sized,
+{
     cache.put_member(options, function, key.encoder.finish(function)?, value)
 }
 
 /// `{fn}_put` of an async function.
-pub async fn put_async<T: CachedValue>(
+pub async fn put_async<O, T: CachedValue>(
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     value: &T,
     function: &str,
     key: Key,
-) -> Result<bool, Error> {
+) -> Result<bool, Error>
+where
+    O: Options<T> + ?Sized,
+{
     let member = key.encoder.finish(function)?;
     cache.put_member(options, function, member, value).await
 }

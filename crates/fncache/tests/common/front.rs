@@ -99,9 +99,9 @@ impl Front {
     }
 
     /// Calls `function(x)` with per-call `options`, computing with `compute` on a miss.
-    pub fn call_with<T: Serialize + DeserializeOwned>(
+    pub fn call_with<T: Serialize + DeserializeOwned, O: fncache::Options<T>>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         x: u64,
         compute: impl FnOnce() -> T,
@@ -115,9 +115,9 @@ impl Front {
     }
 
     /// Calls the fallible `function(x)` with per-call `options`, computing `result` on a miss.
-    pub fn try_call_with(
+    pub fn try_call_with<O: fncache::Options<u64>>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         x: u64,
         result: Result<u64, String>,
@@ -133,9 +133,9 @@ impl Front {
     }
 
     /// Stores `value` as `function(x)` without computing (`put_with`).
-    pub fn put_with<T: Serialize + DeserializeOwned>(
+    pub fn put_with<T: Serialize + DeserializeOwned, O: fncache::Options<T>>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         x: u64,
         value: &T,

@@ -345,3 +345,123 @@ fn jitter_applies_to_puts_and_per_call_options() {
         assert_eq!(ttls.iter().filter(|ms| **ms == 100_000).count(), 1, "{who}");
     }
 }
+
+#[test]
+fn cache_if_returns_what_it_refuses_without_storing_it() {
+    for (store, front) in all_fronts(|b| b) {
+        let who = describe(&store, &front);
+        let options = CallOptions::new().cache_if(|v: &u64| *v < 100);
+        assert_eq!(front.call_with(&options, "f", 1, || 500u64).unwrap(), 500);
+        assert!(!front.contains("f", 1), "{who}: refused");
+        assert_eq!(front.call_with(&options, "f", 1, || 5u64).unwrap(), 5);
+        assert_eq!(
+            front.call_with(&options, "f", 1, || 6u64).unwrap(),
+            5,
+            "{who}"
+        );
+        // A `Result` function: the hook sees the `Ok` value; errors are never stored.
+        let options = CallOptions::new().cache_if(|v: &u64| *v % 2 == 0);
+        assert_eq!(front.try_call_with(&options, "g", 1, Ok(3)).unwrap(), Ok(3));
+        assert!(!front.contains("g", 1), "{who}");
+        assert_eq!(front.try_call_with(&options, "g", 1, Ok(4)).unwrap(), Ok(4));
+        assert!(front.contains("g", 1), "{who}");
+        // A put obeys the hook like any put.
+        assert!(!front.put_with(&options, "g", 2, &7u64).unwrap(), "{who}");
+        assert!(!front.contains("g", 2), "{who}");
+        assert!(front.put_with(&options, "g", 2, &8u64).unwrap(), "{who}");
+        let s = front.stats();
+        assert_eq!((s.errors, s.writes), (0, 3), "{who}");
+    }
+}
+
+#[test]
+fn entry_ttl_from_sets_each_entrys_ttl_from_its_value() {
+    // On Redis, read back what was written.
+    for (store, front) in all_fronts(|b| b.entry_ttl(Duration::from_secs(5))) {
+        let Store::Redis(server) = &*store else {
+            continue;
+        };
+        let who = describe(&store, &front);
+        let options = CallOptions::new().entry_ttl_from(|v: &u64| Duration::from_secs(*v));
+        front.call_with(&options, "f", 1, || 40u64).unwrap();
+        assert!(front.put_with(&options, "f", 2, &70u64).unwrap());
+        // Zero: not stored (as `max-age=0`).
+        assert_eq!(front.call_with(&options, "f", 3, || 0u64).unwrap(), 0);
+        assert!(!front.put_with(&options, "f", 4, &0u64).unwrap(), "{who}");
+        let mut ttls = redis_ttls(server, front.name());
+        ttls.sort_unstable();
+        assert_eq!(ttls, [40_000, 70_000], "{who}");
+        // Jitter applies to it as to the entry TTL.
+        let jittered = CallOptions::new()
+            .ttl_jitter(Duration::from_secs(1))
+            .entry_ttl_from(|v: &u64| Duration::from_secs(*v));
+        for x in 10..20 {
+            front.call_with(&jittered, "j", x, || 100u64).unwrap();
+        }
+        let ttls = redis_ttls(server, front.name());
+        let spread: Vec<_> = ttls.iter().filter(|ms| **ms >= 100_000).collect();
+        assert_eq!(spread.len(), 10, "{who}: {ttls:?}");
+        assert!(spread.iter().all(|ms| **ms < 101_000), "{who}: {ttls:?}");
+        assert!(spread.iter().any(|ms| **ms != 100_000), "{who}: {ttls:?}");
+    }
+    // On the embedded store, by its clock.
+    let clock = Arc::new(ManualClock::new());
+    let cache = Cache::builder(unique_name())
+        .memory()
+        .clock(clock.clone())
+        .entry_ttl(Duration::from_secs(5))
+        .build_blocking()
+        .unwrap();
+    let options = CallOptions::new().entry_ttl_from(|v: &u64| Duration::from_secs(*v));
+    cache
+        .get_or_compute_with(&options, "f", &1, || 40u64)
+        .unwrap();
+    clock.advance(Duration::from_secs(39));
+    assert!(cache.contains("f", &1).unwrap());
+    // (The put came a microsecond after the lookup on the store's op clock.)
+    clock.advance(Duration::from_secs(1) + Duration::from_micros(1));
+    assert!(!cache.contains("f", &1).unwrap());
+}
+
+#[test]
+fn hooks_keep_refreshes_inline_so_no_background_work_stores_a_refused_value() {
+    let clock = Arc::new(ManualClock::new());
+    let builder = || {
+        Cache::builder(unique_name())
+            .memory()
+            .clock(clock.clone())
+            .refresh_after(Duration::from_secs(1))
+    };
+    let options = CallOptions::new().cache_if(|v: &u64| *v < 100);
+    let read = |v: Result<Result<u64, ()>, fncache::Error>| v.unwrap().unwrap();
+    // Blocking.
+    let cache = builder().build_blocking().unwrap();
+    let call = |v: u64| cache.try_get_or_compute_owned_with(&options, None, "f", &1, move || Ok(v));
+    assert_eq!(read(call(1)), 1);
+    clock.advance(Duration::from_secs(2));
+    // Stale: this caller refreshes inline, gets its own (refused) value, and nothing stores it.
+    assert_eq!(read(call(500)), 500);
+    let stale = cache.with_mode(fncache::Mode::READ_ONLY, || call(7));
+    assert_eq!(read(stale), 1, "the refused value was not stored");
+    // Async.
+    let rt = crate::front::runtime();
+    let cache = builder().build().unwrap();
+    let call = |v: u64| {
+        rt.block_on(cache.try_get_or_compute_owned_with(
+            &options,
+            None,
+            "f",
+            &1,
+            move || async move { Ok(v) },
+        ))
+    };
+    assert_eq!(read(call(1)), 1);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(read(call(500)), 500);
+    let stale = rt.block_on(cache.with_mode(fncache::Mode::READ_ONLY, async {
+        cache
+            .try_get_or_compute_owned_with(&options, None, "f", &1, || async { Ok(7) })
+            .await
+    }));
+    assert_eq!(read(stale), 1, "async: the refused value was not stored");
+}
