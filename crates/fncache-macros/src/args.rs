@@ -77,6 +77,10 @@ pub(crate) struct CachedArgs {
     pub(crate) default: Option<Expr>,
     /// `entry_ttl_jitter = FRACTION` (an `f64` expression).
     pub(crate) entry_ttl_jitter: Option<Expr>,
+    /// `cache_if = |value| ..`: which values are stored.
+    pub(crate) cache_if: Option<Expr>,
+    /// `entry_ttl_from = |value| ..`: each value's entry TTL.
+    pub(crate) entry_ttl_from: Option<Expr>,
 }
 
 impl CachedArgs {
@@ -96,7 +100,7 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
@@ -133,6 +137,8 @@ fn hint(unknown: &str) -> Option<&'static str> {
         "op_ttl" | "redis_timeout" | "backend_timeout" | "socket_timeout" => "op_timeout",
         "fail_open" | "raise" | "errors" => "strict",
         "jitter" | "ttl_spread" | "spread" => "ttl_jitter",
+        "condition" | "unless" | "cache_when" | "only_if" | "predicate" => "cache_if",
+        "ttl_from" | "ttl_fn" | "entry_ttl_fn" | "max_age" => "entry_ttl_from",
         "stampede" | "single_flight" | "dogpile" => "stampede_protection",
         _ => return None,
     })
@@ -257,6 +263,8 @@ impl CachedArgs {
             stampede_protection: None,
             default: None,
             entry_ttl_jitter: None,
+            cache_if: None,
+            entry_ttl_from: None,
         };
         for option in raw.0 {
             let name = option.name.to_string();
@@ -306,6 +314,8 @@ impl CachedArgs {
                 }
                 "default" => args.default = Some(expr),
                 "entry_ttl_jitter" => args.entry_ttl_jitter = Some(expr),
+                "cache_if" => args.cache_if = Some(expr),
+                "entry_ttl_from" => args.entry_ttl_from = Some(expr),
                 "code_hash" => {
                     if let Some(b) = expect_bool(expr, "code_hash", errors) {
                         args.code_hash = b.value;

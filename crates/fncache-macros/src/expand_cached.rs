@@ -176,7 +176,7 @@ fn key(function: &Function, args: &CachedArgs, companion: bool) -> TokenStream {
 
 /// The per-call options: durations, codec, `None` rule, waiting, strictness, stampede
 /// protection. Each `Duration` expression is checked at its own span.
-fn options(args: &CachedArgs) -> TokenStream {
+fn options(args: &CachedArgs, function: &Function) -> TokenStream {
     let mut options = quote!(::fncache::__private::CallOptions::new());
     for (name, expr) in &args.durations {
         let method = Ident::new(&name.to_string(), expr.span());
@@ -209,6 +209,30 @@ fn options(args: &CachedArgs) -> TokenStream {
             options = quote!(#options.#method(#flag));
         }
     }
+    // The hooks come last (they turn the options into `TypedOptions<T>`); each closure is
+    // checked against the value type at its own span.
+    let value = match &function.value_type {
+        Some(ty) => quote!(#ty),
+        None => quote!(_),
+    };
+    let mut typed = false;
+    for (method, hook, expr) in [
+        ("cache_if", "cache_if_hook", &args.cache_if),
+        ("entry_ttl_from", "entry_ttl_hook", &args.entry_ttl_from),
+    ] {
+        if let Some(expr) = expr {
+            let span = expr.span();
+            let method = Ident::new(method, span);
+            let hook = Ident::new(hook, span);
+            // The first hook names the value type (`CallOptions::cache_if::<T>`), so that a
+            // closure of the wrong type fails alone instead of retyping the options.
+            let turbofish = (!typed).then(|| quote_spanned!(span=> ::<#value>));
+            typed = true;
+            options = quote_spanned!(span=>
+                #options.#method #turbofish(::fncache::__private::#hook::<#value, _>(#expr))
+            );
+        }
+    }
     options
 }
 
@@ -232,7 +256,7 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
     let names: HashSet<String> = function.args.iter().map(|a| a.ident.to_string()).collect();
     let identity = identity(item, args);
     let cache = cache_handle(&args.cache, asynchronous, Some(&names));
-    let options = options(args);
+    let options = options(args, function);
     let key = key(function, args, false);
     let block = &item.block;
     let (span, ret) = match &item.sig.output {
@@ -358,7 +382,7 @@ fn key_companion(
     let (options, value) = if suffix == "put" {
         let ty = &function.value_type;
         params.push(quote!(__fncache_value: &#ty));
-        let options = options(args);
+        let options = options(args, function);
         (
             Some(quote!(let __fncache_options = #options;)),
             // Spanned at the return type: the value's bound (serializable, owned) is

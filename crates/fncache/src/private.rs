@@ -441,6 +441,17 @@ pub async fn invalidate_async(cache: &Cache, function: &str, key: Key) -> Result
     cache.invalidate_member(function, member).await
 }
 
+/// `cache_if = EXPR`: the closure, checked against the function's value type `T` here, at
+/// the user's expression.
+pub fn cache_if_hook<T, F: Fn(&T) -> bool + Send + Sync + 'static>(keep: F) -> F {
+    keep
+}
+
+/// `entry_ttl_from = EXPR`: the closure, checked against the function's value type `T`.
+pub fn entry_ttl_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'static>(ttl: F) -> F {
+    ttl
+}
+
 /// `{fn}_expire` of a blocking function.
 pub fn expire_blocking(cache: &blocking::Cache, function: &str, key: Key) -> Result<bool, Error> {
     cache.expire_member(function, key.encoder.finish(function)?)

@@ -194,3 +194,65 @@ fn a_switched_off_cache_runs_every_decorated_call() {
         },
     );
 }
+
+/// A response whose own headers say whether and how long to cache it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Page {
+    status: u16,
+    max_age: u64,
+}
+
+#[fncache::cached(
+    cache = blocking(),
+    cache_if = |page| page.status == 200,
+    entry_ttl_from = |page: &Page| Duration::from_secs(page.max_age)
+)]
+fn fetch(path: &str, status: u16) -> Result<Page, String> {
+    ran();
+    let _ = path;
+    Ok(Page {
+        status,
+        max_age: 40,
+    })
+}
+
+#[fncache::cached(cache = asynchronous(), cache_if = |n: &u64| *n > 0)]
+async fn count(x: u64) -> u64 {
+    ran();
+    x
+}
+
+#[test]
+fn cache_if_and_entry_ttl_from_options() {
+    on_every_store(
+        |b| b,
+        |s| {
+            let who = s.label;
+            assert_eq!(runs(|| fetch("/a", 503)).1, 1);
+            assert!(!fetch_is_cached(&"/a", &503).unwrap(), "{who}: refused");
+            assert_eq!(runs(|| fetch("/a", 503)).1, 1, "{who}");
+            assert_eq!(runs(|| fetch("/b", 200)).1, 1);
+            assert_eq!(runs(|| fetch("/b", 200)).1, 0, "{who}: stored");
+            // The put companion obeys the same hooks.
+            let refused = Page {
+                status: 500,
+                max_age: 1,
+            };
+            assert!(!fetch_put(&"/c", &500, &refused).unwrap(), "{who}");
+            if let Some(mut con) = s.redis() {
+                let values: Vec<Vec<u8>> = redis::cmd("HVALS")
+                    .arg(format!("func-cache:{}:lru_t:1", s.blocking.name()))
+                    .query(&mut con)
+                    .unwrap();
+                assert_eq!(values.len(), 1, "{who}");
+                let word =
+                    |at: usize| u64::from_be_bytes(values[0][at..at + 8].try_into().unwrap());
+                assert_eq!((word(10) - word(2)) / 1000, 40_000, "{who}: max_age");
+            }
+            assert_eq!(runs(|| s.block_on(count(0))).1, 1);
+            assert_eq!(runs(|| s.block_on(count(0))).1, 1, "{who}: 0 is not stored");
+            assert_eq!(runs(|| s.block_on(count(3))).1, 1);
+            assert_eq!(runs(|| s.block_on(count(3))).1, 0, "{who}");
+        },
+    );
+}
