@@ -251,9 +251,12 @@ impl CallOptions {
 #[must_use]
 pub struct TypedOptions<T> {
     options: CallOptions,
-    cache_if: Option<Arc<dyn Fn(&T) -> bool + Send + Sync>>,
-    entry_ttl_from: Option<Arc<dyn Fn(&T) -> Duration + Send + Sync>>,
+    cache_if: Option<Hook<T, bool>>,
+    entry_ttl_from: Option<Hook<T, Duration>>,
 }
+
+/// A closure over a value, shareable across threads and tasks.
+type Hook<T, R> = Arc<dyn Fn(&T) -> R + Send + Sync>;
 
 impl<T> Clone for TypedOptions<T> {
     fn clone(&self) -> Self {

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fncache::{Builder, Cache, CallOptions, Mode, Stats, blocking};
+use fncache::{Builder, Cache, Mode, Stats, blocking};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

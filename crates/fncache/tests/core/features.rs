@@ -360,7 +360,7 @@ fn cache_if_returns_what_it_refuses_without_storing_it() {
             "{who}"
         );
         // A `Result` function: the hook sees the `Ok` value; errors are never stored.
-        let options = CallOptions::new().cache_if(|v: &u64| *v % 2 == 0);
+        let options = CallOptions::new().cache_if(|v: &u64| v.is_multiple_of(2));
         assert_eq!(front.try_call_with(&options, "g", 1, Ok(3)).unwrap(), Ok(3));
         assert!(!front.contains("g", 1), "{who}");
         assert_eq!(front.try_call_with(&options, "g", 1, Ok(4)).unwrap(), Ok(4));
