@@ -12,11 +12,10 @@ use fncache_testing::RedisServer;
 
 use crate::support::{Store, all_fronts, describe, unique_name};
 
-fn commands_processed(server: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query(&mut server.connection())
-        .unwrap();
+/// Commands the server has processed (on one connection of the test's own, so that opening
+/// it is not counted in between).
+fn commands_processed(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix("total_commands_processed:"))
         .and_then(|n| n.trim().parse().ok())
@@ -136,15 +135,16 @@ fn a_disabled_cache_runs_every_call_with_no_store_traffic() {
         let none = CallOptions::new();
         let execs = AtomicU64::new(0);
         assert!(!front.is_enabled(), "{who}");
-        let before = store.server().map(commands_processed);
+        let mut con = store.server().map(RedisServer::connection);
+        let before = con.as_mut().map(commands_processed);
         for _ in 0..3 {
             assert_eq!(front.call("f", 1, &execs), 10, "{who}");
         }
         assert!(!front.put_with(&none, "f", 1, &5u64).unwrap(), "{who}");
         assert!(!front.expire("f", 1).unwrap(), "{who}");
-        if let (Some(server), Some(before)) = (store.server(), before) {
+        if let (Some(con), Some(before)) = (con.as_mut(), before) {
             // One command in between: the first INFO itself.
-            assert_eq!(commands_processed(server), before + 1, "{who}: no traffic");
+            assert_eq!(commands_processed(con), before + 1, "{who}: no traffic");
         }
         let s = front.stats();
         assert_eq!(
