@@ -943,6 +943,25 @@ mod tests {
     }
 
     #[test]
+    fn an_expire_is_one_script_call_on_the_values_key_answering_a_flag() {
+        let s = settings(Layout::Shared);
+        let structure = s.naming.structure("f");
+        let op = StoreOp::Expire {
+            structure: structure.clone(),
+            member: [7; 16],
+        };
+        let mut plan = Plan::new(op, &s, Topology::Server);
+        let Step::Send(Request::Script(call)) = plan.step(None).unwrap() else {
+            panic!("a script call was expected")
+        };
+        assert_eq!(call.name(), "expire.lua");
+        let words = call.words();
+        assert!(words.contains(&structure.values), "{words:?}");
+        let done = plan.step(Some(Ok(Value::Int(1)))).unwrap();
+        assert!(matches!(done, Step::Done(StoreReply::Flag(true))));
+    }
+
+    #[test]
     fn a_get_is_one_script_call_then_its_reply() {
         let s = settings(Layout::Shared);
         let op = StoreOp::Get {
