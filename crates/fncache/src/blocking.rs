@@ -211,6 +211,60 @@ impl Cache {
         }
     }
 
+    /// Negative caching: [`Cache::try_get_or_compute_with`] where an error for which
+    /// `cache_err_if` answers `true` (a `NotFound`, say) is cached too, for the options'
+    /// [`negative_ttl`](CallOptions::negative_ttl) (required: a configuration error without
+    /// it), and served as that same error until then. Other errors pass through uncached, and
+    /// a stale or expired value is still the fail-safe fallback when they happen. The entry
+    /// holds the whole `Result<T, E>`, so `E` must be serializable, and a function cached this
+    /// way must be cached this way by every caller (one value type per function identity, as
+    /// always). The options' own hooks judge `Ok` values.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fncache::CallOptions;
+    ///
+    /// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    /// enum LookupError { NotFound, Timeout }
+    ///
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// let options = CallOptions::new().negative_ttl(Duration::from_secs(10));
+    /// let not_found = |e: &LookupError| *e == LookupError::NotFound;
+    /// let find = |answer: Result<u64, LookupError>| {
+    ///     cache.try_get_or_compute_negative(&options, "find", &(7u64,), not_found, || answer)
+    /// };
+    /// assert_eq!(find(Err(LookupError::NotFound))?, Err(LookupError::NotFound));
+    /// assert_eq!(find(Ok(1))?, Err(LookupError::NotFound)); // the cached error, for 10 s
+    /// assert_eq!(find(Err(LookupError::Timeout))?, Err(LookupError::NotFound));
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn try_get_or_compute_negative<O, A, T, E, P, F>(
+        &self,
+        options: &O,
+        function: &str,
+        args: &A,
+        cache_err_if: P,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        O: Options<T> + ?Sized,
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+        P: FnOnce(&E) -> bool,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let options = crate::options::negative_options::<T, E, O>(options)?;
+        let result =
+            self.try_get_or_compute_with(&options, function, args, || match compute() {
+                Ok(value) => Ok(Ok(value)),
+                Err(e) if cache_err_if(&e) => Ok(Err(e)),
+                Err(e) => Err(e),
+            })?;
+        // Ok(Ok(v)): a value; Ok(Err(e)): an error, computed or cached; Err(e): one not cached.
+        Ok(result.and_then(|result| result))
+    }
+
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`), which lets the
     /// cache run it in the background: a stale entry (see
     /// [`Builder::refresh_after`](crate::Builder::refresh_after)) is served at once while a

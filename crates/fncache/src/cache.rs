@@ -255,6 +255,41 @@ impl Cache {
         }
     }
 
+    /// Negative caching: [`Cache::try_get_or_compute_with`] where an error for which
+    /// `cache_err_if` answers `true` is cached too, for the options'
+    /// [`negative_ttl`](CallOptions::negative_ttl); see
+    /// [`crate::blocking::Cache::try_get_or_compute_negative`].
+    pub async fn try_get_or_compute_negative<O, A, T, E, P, F, Fut>(
+        &self,
+        options: &O,
+        function: &str,
+        args: &A,
+        cache_err_if: P,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        O: Options<T> + ?Sized,
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+        P: FnOnce(&E) -> bool,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let options = crate::options::negative_options::<T, E, O>(options)?;
+        let result = self
+            .try_get_or_compute_with(&options, function, args, || async {
+                match compute().await {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(e) if cache_err_if(&e) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        // Ok(Ok(v)): a value; Ok(Err(e)): an error, computed or cached; Err(e): one not cached.
+        Ok(result.and_then(|result| result))
+    }
+
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`, returning a
     /// `Send + 'static` future), which lets the cache run it as a background task: a stale
     /// entry (see [`Builder::refresh_after`](crate::Builder::refresh_after)) is served at once

@@ -66,6 +66,9 @@ pub struct CallOptions {
     /// Overrides [`Builder::entry_ttl_jitter`](crate::Builder::entry_ttl_jitter), in
     /// millionths of the entry TTL (set it with [`CallOptions::entry_ttl_jitter`]).
     pub entry_ttl_jitter_ppm: Option<u32>,
+    /// How long a negative entry (an error that `try_get_or_compute_negative` was told to
+    /// cache) lives; the negative methods need it.
+    pub negative_ttl: Option<Duration>,
 }
 
 impl Default for CallOptions {
@@ -92,6 +95,7 @@ impl CallOptions {
             stampede_protection: None,
             ttl_jitter: None,
             entry_ttl_jitter_ppm: None,
+            negative_ttl: None,
         }
     }
 
@@ -184,6 +188,13 @@ impl CallOptions {
         self
     }
 
+    /// Negative caching: an error that `try_get_or_compute_negative` is told to cache (say a
+    /// `NotFound`) is stored for `ttl`, and served as that error until then. Zero: not stored.
+    pub const fn negative_ttl(mut self, ttl: Duration) -> CallOptions {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
     /// These options over a cache's `defaults`, as they take effect (see
     /// [`Behaviour::normalized`]).
     pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
@@ -252,7 +263,8 @@ impl CallOptions {
 pub struct TypedOptions<T> {
     options: CallOptions,
     cache_if: Option<Hook<T, bool>>,
-    entry_ttl_from: Option<Hook<T, Duration>>,
+    /// `None` from it: the options' own entry TTL (negative caching answers so for `Ok`).
+    entry_ttl_from: Option<Hook<T, Option<Duration>>>,
 }
 
 /// A closure over a value, shareable across threads and tasks.
@@ -316,7 +328,7 @@ impl<T> TypedOptions<T> {
 
     /// See [`CallOptions::entry_ttl_from`].
     pub fn entry_ttl_from(mut self, ttl: impl Fn(&T) -> Duration + Send + Sync + 'static) -> Self {
-        self.entry_ttl_from = Some(Arc::new(ttl));
+        self.entry_ttl_from = Some(Arc::new(move |value: &T| Some(ttl(value))));
         self
     }
 
@@ -331,14 +343,43 @@ impl<T> TypedOptions<T> {
         if self.cache_if.as_ref().is_some_and(|keep| !keep(value)) {
             return None;
         }
-        match &self.entry_ttl_from {
+        match self.entry_ttl_from.as_ref().and_then(|ttl| ttl(value)) {
             Some(ttl) => {
-                let ttl = crate::duration::setting(ttl(value));
+                let ttl = crate::duration::setting(ttl);
                 (!ttl.is_zero()).then_some(Some(ttl))
             }
             None => Some(None),
         }
     }
+}
+
+/// The options of a negative call (`try_get_or_compute_negative`): the value stored is the
+/// whole `Result<T, E>` (only errors chosen to be cached reach the store as `Err`; serde
+/// tells `Ok` from `Err`, so a stored error is never served as a value nor the reverse). An
+/// `Ok` passes the caller's own hooks and lives the entry TTL; an `Err` lives `negative_ttl`.
+pub(crate) fn negative_options<T: 'static, E: 'static, O: Options<T> + ?Sized>(
+    options: &O,
+) -> Result<TypedOptions<Result<T, E>>, crate::Error> {
+    let call = *options.call_options();
+    let Some(negative_ttl) = call.negative_ttl else {
+        return Err(crate::Error::config(
+            "negative caching needs a negative_ttl: set it with CallOptions::negative_ttl",
+        ));
+    };
+    let (keep, ttl_from) = match options.typed() {
+        Some(typed) => (typed.cache_if.clone(), typed.entry_ttl_from.clone()),
+        None => (None, None),
+    };
+    let mut out = TypedOptions::from(call);
+    out.cache_if = Some(Arc::new(move |result: &Result<T, E>| match result {
+        Ok(value) => keep.as_ref().is_none_or(|keep| keep(value)),
+        Err(_) => true,
+    }));
+    out.entry_ttl_from = Some(Arc::new(move |result: &Result<T, E>| match result {
+        Ok(value) => ttl_from.as_ref().and_then(|ttl| ttl(value)),
+        Err(_) => Some(negative_ttl),
+    }));
+    Ok(out)
 }
 
 mod sealed {

@@ -465,3 +465,126 @@ fn hooks_keep_refreshes_inline_so_no_background_work_stores_a_refused_value() {
     }));
     assert_eq!(read(stale), 1, "async: the refused value was not stored");
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum LookupError {
+    NotFound,
+    Timeout,
+}
+
+fn negative(
+    front: &crate::support::Front,
+    options: &CallOptions,
+    x: u64,
+    answer: Result<u64, LookupError>,
+    execs: &AtomicU64,
+) -> Result<u64, LookupError> {
+    let not_found = |e: &LookupError| *e == LookupError::NotFound;
+    let compute = || {
+        execs.fetch_add(1, Ordering::SeqCst);
+        answer
+    };
+    match front {
+        crate::support::Front::Blocking(c) => {
+            c.try_get_or_compute_negative(options, "find", &(x,), not_found, compute)
+        }
+        crate::support::Front::Async(c, rt) => rt.block_on(c.try_get_or_compute_negative(
+            options,
+            "find",
+            &(x,),
+            not_found,
+            || async { compute() },
+        )),
+    }
+    .unwrap()
+}
+
+#[test]
+fn negative_caching_stores_the_chosen_errors_for_negative_ttl_and_serves_them_as_errors() {
+    for (store, front) in all_fronts(|b| b.entry_ttl(Duration::from_secs(300))) {
+        let who = describe(&store, &front);
+        let options = CallOptions::new().negative_ttl(Duration::from_secs(10));
+        let execs = AtomicU64::new(0);
+        let ran = || execs.load(Ordering::SeqCst);
+        // The chosen error is cached, and served as that error, never as a value.
+        let got = negative(&front, &options, 1, Err(LookupError::NotFound), &execs);
+        assert_eq!(got, Err(LookupError::NotFound), "{who}");
+        let got = negative(&front, &options, 1, Ok(5), &execs);
+        assert_eq!(got, Err(LookupError::NotFound), "{who}: the negative entry");
+        assert_eq!(ran(), 1, "{who}");
+        // Another error passes through, uncached.
+        let got = negative(&front, &options, 2, Err(LookupError::Timeout), &execs);
+        assert_eq!(got, Err(LookupError::Timeout), "{who}");
+        assert!(!front.contains("find", 2), "{who}");
+        // A value is cached as usual, and served as a value.
+        assert_eq!(negative(&front, &options, 2, Ok(7), &execs), Ok(7));
+        let got = negative(&front, &options, 2, Err(LookupError::NotFound), &execs);
+        assert_eq!(got, Ok(7), "{who}");
+        assert_eq!(ran(), 3, "{who}");
+        // Fail-safe still holds for errors that are not cached: an expired value is served.
+        assert!(front.expire("find", 2).unwrap());
+        let got = negative(&front, &options, 2, Err(LookupError::Timeout), &execs);
+        assert_eq!(got, Ok(7), "{who}: the fallback");
+        if let Store::Redis(server) = &*store {
+            // The negative entry lives negative_ttl; the value (expired since) was written
+            // for the entry TTL, whose expiry is now its expire time.
+            let ttls = redis_ttls(server, front.name());
+            assert_eq!(ttls.len(), 2, "{who}");
+            assert!(ttls.contains(&10_000), "{who}: {ttls:?}");
+            assert!(ttls.iter().all(|ms| *ms <= 10_000), "{who}: {ttls:?}");
+        }
+        // Without a negative_ttl: a configuration error, nothing runs.
+        let before = ran();
+        let err = match &front {
+            crate::support::Front::Blocking(c) => c
+                .try_get_or_compute_negative(
+                    &CallOptions::new(),
+                    "find",
+                    &(3,),
+                    |_| true,
+                    || Ok::<u64, LookupError>(1),
+                )
+                .unwrap_err(),
+            crate::support::Front::Async(c, rt) => rt
+                .block_on(c.try_get_or_compute_negative(
+                    &CallOptions::new(),
+                    "find",
+                    &(3,),
+                    |_| true,
+                    || async { Ok::<u64, LookupError>(1) },
+                ))
+                .unwrap_err(),
+        };
+        assert_eq!(err.kind(), ErrorKind::Config, "{who}");
+        assert_eq!(ran(), before);
+    }
+}
+
+#[test]
+fn a_negative_entry_expires_after_negative_ttl() {
+    let clock = Arc::new(ManualClock::new());
+    let cache = Cache::builder(unique_name())
+        .memory()
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
+    let options = CallOptions::new().negative_ttl(Duration::from_secs(10));
+    let find = |answer: Result<u64, LookupError>| {
+        cache
+            .try_get_or_compute_negative(
+                &options,
+                "f",
+                &1,
+                |e| *e == LookupError::NotFound,
+                || answer,
+            )
+            .unwrap()
+    };
+    assert_eq!(find(Err(LookupError::NotFound)), Err(LookupError::NotFound));
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(find(Ok(1)), Err(LookupError::NotFound));
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(find(Ok(1)), Ok(1), "the negative entry is gone after 10 s");
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(find(Ok(2)), Ok(1), "a value has no entry TTL here");
+}
