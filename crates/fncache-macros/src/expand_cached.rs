@@ -269,7 +269,10 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         (true, false) => "call_async",
         (true, true) => "try_call_async",
     };
-    let name = if function.owned.is_some() {
+    // Negative caching has its own helpers (a call with hooks runs inline anyway).
+    let name = if args.cache_err_if.is_some() {
+        format_ident!("{name}_negative", span = span)
+    } else if function.owned.is_some() {
         format_ident!("{name}_owned", span = span)
     } else {
         Ident::new(name, span)
@@ -284,7 +287,19 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         (true, _) => Some(quote_spanned!(span=> ::fncache::__private::Lenient,)),
     };
     // The owned path also takes the default answered when the function does not wait.
-    let default = function.owned.map(|_| {
+    // The predicate is checked against the function's error type at its own span, so that a
+    // closure of the wrong type fails there instead of retyping the call.
+    let negative = args.cache_err_if.as_ref().map(|predicate| {
+        let error = match &item.sig.output {
+            ReturnType::Type(_, ty) => error_type(ty),
+            ReturnType::Default => None,
+        };
+        let error = error.map_or_else(|| quote!(_), |e| quote!(#e));
+        quote_spanned!(predicate.span()=>
+            ::fncache::__private::cache_err_hook::<#error, _>(#predicate),
+        )
+    });
+    let default = function.owned.filter(|_| negative.is_none()).map(|_| {
         let default = default_value(args, function);
         quote!(#default,)
     });
@@ -316,6 +331,7 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         #default
         __FNCACHE_FUNCTION,
         __fncache_key,
+        #negative
         #compute,
     ));
     let call = if asynchronous {
@@ -380,7 +396,15 @@ fn key_companion(
     // A put writes what a call would: under the function's own options, its value typed as
     // the function's.
     let (options, value) = if suffix == "put" {
-        let ty = &function.value_type;
+        // A negatively cached function's entries hold its whole `Result<T, E>`: its put
+        // takes one (an `Err` is a negative entry).
+        let ty = match (&args.cache_err_if, &item.sig.output) {
+            (Some(_), ReturnType::Type(_, ret)) => quote!(#ret),
+            (_, _) => {
+                let ty = &function.value_type;
+                quote!(#ty)
+            }
+        };
         params.push(quote!(__fncache_value: &#ty));
         let options = options(args, function);
         (
@@ -404,10 +428,11 @@ fn key_companion(
         _ => Span::call_site(),
     };
     let helper = if suffix == "put" {
-        let name = if asynchronous {
-            "put_async"
-        } else {
-            "put_blocking"
+        let name = match (asynchronous, args.cache_err_if.is_some()) {
+            (false, false) => "put_blocking",
+            (false, true) => "put_blocking_negative",
+            (true, false) => "put_async",
+            (true, true) => "put_async_negative",
         };
         let name = Ident::new(name, span);
         quote_spanned!(span=> ::fncache::__private::#name)
@@ -568,4 +593,23 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
         #[allow(dead_code, non_upper_case_globals)]
         #vis const #identity_const: &str = #identity;
     }
+}
+
+/// The `E` of a return type written `..Result<T, E>`, if it is written there (an alias such as
+/// `io::Result<T>` hides it).
+fn error_type(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .nth(1)
 }

@@ -266,6 +266,98 @@ where
     settle::<P, T, E>(cache.call(options, function, member, compute))
 }
 
+/// A value or error type of a negatively cached function: the whole `Result<T, E>` is stored.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached as a negative entry: with `cache_err_if` the error is stored too, so it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "this error is stored when `cache_err_if` chooses it",
+    note = "derive `Serialize` and `Deserialize` for the error type, or remove `negative_ttl` and `cache_err_if`"
+)]
+pub trait CachedError: Serialize + DeserializeOwned + 'static {}
+
+impl<E: Serialize + DeserializeOwned + 'static> CachedError for E {}
+
+/// `cache_err_if = EXPR`: the predicate, checked against the function's error type `E`.
+pub fn cache_err_hook<E, C: FnOnce(&E) -> bool>(predicate: C) -> impl FnOnce(&E) -> bool {
+    predicate
+}
+
+/// Negative caching (`cache_err_if`, `negative_ttl`): the errors `cache_err_if` chooses are
+/// stored too, and served as those errors.
+pub fn try_call_blocking_negative<O, P, T, E, C, F>(
+    failures: P,
+    cache: &blocking::Cache,
+    options: &O,
+    function: &str,
+    key: Key,
+    cache_err_if: C,
+    compute: F,
+) -> Result<T, E>
+where
+    O: crate::Options<T> + ?Sized,
+    P: sealed::Way,
+    E: Failures<P> + CachedError,
+    T: CachedValue + 'static,
+    C: FnOnce(&E) -> bool,
+    F: FnOnce() -> Result<T, E>,
+{
+    let _ = failures;
+    let member = key.encoder.finish(function);
+    let options = match crate::options::negative_options::<T, E, O>(options) {
+        Ok(options) => options,
+        // The attribute requires `negative_ttl`: unreachable from generated code.
+        Err(e) => {
+            cache.absorb(function, "negative caching is misconfigured", &e);
+            return compute();
+        }
+    };
+    let compute = || match compute() {
+        Ok(value) => Ok(Ok(value)),
+        Err(e) if cache_err_if(&e) => Ok(Err(e)),
+        Err(e) => Err(e),
+    };
+    settle::<P, Result<T, E>, E>(cache.call(&options, function, member, compute))
+        .and_then(|result| result)
+}
+
+/// [`try_call_blocking_negative`] for an `async fn`.
+pub async fn try_call_async_negative<O, P, T, E, C, F, Fut>(
+    failures: P,
+    cache: &Cache,
+    options: &O,
+    function: &str,
+    key: Key,
+    cache_err_if: C,
+    compute: F,
+) -> Result<T, E>
+where
+    O: crate::Options<T> + ?Sized,
+    P: sealed::Way,
+    E: Failures<P> + CachedError,
+    T: CachedValue + 'static,
+    C: FnOnce(&E) -> bool,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let _ = failures;
+    let member = key.encoder.finish(function);
+    let options = match crate::options::negative_options::<T, E, O>(options) {
+        Ok(options) => options,
+        Err(e) => {
+            cache.absorb(function, "negative caching is misconfigured", &e);
+            return compute().await;
+        }
+    };
+    let compute = || async {
+        match compute().await {
+            Ok(value) => Ok(Ok(value)),
+            Err(e) if cache_err_if(&e) => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    };
+    settle::<P, Result<T, E>, E>(cache.call(&options, function, member, compute).await)
+        .and_then(|result| result)
+}
+
 /// Like [`call_blocking`] for an owned function, which may run on the cache's worker threads:
 /// a stale entry is refreshed in the background, a recomputation can be abandoned at the
 /// compute timeout, and with `wait(false)` a cold miss answers `default`.
@@ -490,6 +582,42 @@ where
 {
     let member = key.encoder.finish(function)?;
     cache.put_member(options, function, member, value).await
+}
+
+/// `{fn}_put` of a negatively cached blocking function: its entries hold the whole
+/// `Result<T, E>` (an `Err` put is a negative entry, for `negative_ttl`).
+pub fn put_blocking_negative<O, T, E>(
+    cache: &blocking::Cache,
+    options: &O,
+    value: &Result<T, E>,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error>
+where
+    O: crate::Options<T> + ?Sized,
+    T: CachedValue + 'static,
+    E: CachedError,
+{
+    let options = crate::options::negative_options::<T, E, O>(options)?;
+    cache.put_member(&options, function, key.encoder.finish(function)?, value)
+}
+
+/// `{fn}_put` of a negatively cached async function.
+pub async fn put_async_negative<O, T, E>(
+    cache: &Cache,
+    options: &O,
+    value: &Result<T, E>,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error>
+where
+    O: crate::Options<T> + ?Sized,
+    T: CachedValue + 'static,
+    E: CachedError,
+{
+    let options = crate::options::negative_options::<T, E, O>(options)?;
+    let member = key.encoder.finish(function)?;
+    cache.put_member(&options, function, member, value).await
 }
 
 /// `{fn}_stats()` of a blocking function.

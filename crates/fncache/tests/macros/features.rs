@@ -256,3 +256,81 @@ fn cache_if_and_entry_ttl_from_options() {
         },
     );
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LookupError {
+    NotFound,
+    Timeout,
+}
+
+#[fncache::cached(
+    cache = blocking(),
+    negative_ttl = Duration::from_secs(10),
+    cache_err_if = |e| matches!(e, LookupError::NotFound)
+)]
+fn lookup(id: u64, answer: u8) -> Result<u64, LookupError> {
+    ran();
+    match answer {
+        0 => Ok(id),
+        1 => Err(LookupError::NotFound),
+        _ => Err(LookupError::Timeout),
+    }
+}
+
+#[fncache::cached(
+    cache = asynchronous(),
+    negative_ttl = Duration::from_secs(10),
+    cache_err_if = |e: &LookupError| *e == LookupError::NotFound
+)]
+async fn lookup_async(id: u64, answer: u8) -> Result<u64, LookupError> {
+    ran();
+    match answer {
+        0 => Ok(id),
+        1 => Err(LookupError::NotFound),
+        _ => Err(LookupError::Timeout),
+    }
+}
+
+#[test]
+fn negative_ttl_and_cache_err_if_options() {
+    on_every_store(
+        |b| b,
+        |s| {
+            let who = s.label;
+            assert_eq!(runs(|| lookup(1, 1)), (Err(LookupError::NotFound), 1));
+            assert_eq!(
+                runs(|| lookup(1, 1)),
+                (Err(LookupError::NotFound), 0),
+                "{who}"
+            );
+            assert_eq!(runs(|| lookup(2, 2)), (Err(LookupError::Timeout), 1));
+            assert_eq!(
+                runs(|| lookup(2, 2)),
+                (Err(LookupError::Timeout), 1),
+                "{who}"
+            );
+            assert_eq!(runs(|| lookup(3, 0)), (Ok(3), 1));
+            assert_eq!(runs(|| lookup(3, 0)), (Ok(3), 0), "{who}");
+            // The put companion takes the whole `Result`: an `Err` is a negative entry.
+            assert!(lookup_put(&4, &0, &Err(LookupError::NotFound)).unwrap());
+            assert_eq!(
+                runs(|| lookup(4, 0)),
+                (Err(LookupError::NotFound), 0),
+                "{who}"
+            );
+            assert!(lookup_put(&5, &0, &Ok(50)).unwrap());
+            assert_eq!(runs(|| lookup(5, 0)), (Ok(50), 0), "{who}");
+
+            let got = runs(|| s.block_on(lookup_async(1, 1)));
+            assert_eq!(got, (Err(LookupError::NotFound), 1));
+            let got = runs(|| s.block_on(lookup_async(1, 1)));
+            assert_eq!(got, (Err(LookupError::NotFound), 0), "{who}");
+            assert!(s.block_on(lookup_async_put(&6, &0, &Ok(60))).unwrap());
+            assert_eq!(
+                runs(|| s.block_on(lookup_async(6, 0))),
+                (Ok(60), 0),
+                "{who}"
+            );
+        },
+    );
+}
