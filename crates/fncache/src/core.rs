@@ -17,7 +17,7 @@ use crate::flight::Flights;
 use crate::key::Member;
 use crate::layout::Layout;
 use crate::mode::{Ambient, CacheId};
-use crate::options::{Behaviour, CallOptions, Options, serializes_as_none};
+use crate::options::{Behaviour, Options, serializes_as_none};
 use crate::policy::Policy;
 use crate::stats::{Event, StatsRegistry};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
@@ -129,7 +129,13 @@ impl Core {
     ) -> Result<Call<'a, S, T>, S> {
         let typed = options.typed();
         let options = options.call_options();
-        let behaviour = options.resolve(&self.behaviour);
+        // Checked once: the hot path (no option set) takes the cache's normalized settings.
+        let overridden = !options.is_default();
+        let behaviour = if overridden {
+            options.resolve(&self.behaviour)
+        } else {
+            self.behaviour
+        };
         // Switched off, a call is a bypass: it computes, and neither reads nor writes.
         let mode = if self.enabled.load(Ordering::Relaxed) {
             ambient.mode(self.id)
@@ -151,9 +157,7 @@ impl Core {
                 default,
                 // The cache's own settings were validated when it was built: only a call's
                 // overrides can be invalid.
-                invalid: (*options != CallOptions::new())
-                    .then(|| behaviour.validate().err())
-                    .flatten(),
+                invalid: overridden.then(|| behaviour.validate().err()).flatten(),
             },
         )
     }

@@ -195,10 +195,47 @@ impl CallOptions {
         self
     }
 
+    /// No option is set (`== CallOptions::new()`), checked field by field so that the check
+    /// stops at the first option set and costs a few instructions per field otherwise.
+    pub(crate) fn is_default(&self) -> bool {
+        let CallOptions {
+            entry_ttl,
+            codec,
+            cache_none,
+            refresh_after,
+            lock_timeout,
+            wait,
+            compute_timeout,
+            max_stale,
+            fail_safe_throttle,
+            op_timeout,
+            strict,
+            stampede_protection,
+            ttl_jitter,
+            entry_ttl_jitter_ppm,
+            negative_ttl,
+        } = self;
+        *cache_none
+            && entry_ttl.is_none()
+            && codec.is_none()
+            && refresh_after.is_none()
+            && lock_timeout.is_none()
+            && wait.is_none()
+            && compute_timeout.is_none()
+            && max_stale.is_none()
+            && fail_safe_throttle.is_none()
+            && op_timeout.is_none()
+            && strict.is_none()
+            && stampede_protection.is_none()
+            && ttl_jitter.is_none()
+            && entry_ttl_jitter_ppm.is_none()
+            && negative_ttl.is_none()
+    }
+
     /// These options over a cache's `defaults`, as they take effect (see
     /// [`Behaviour::normalized`]).
     pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
-        if *self == CallOptions::new() {
+        if self.is_default() {
             // The hot path: the cache's settings were normalized when it was built.
             return *defaults;
         }
@@ -742,6 +779,24 @@ mod tests {
         assert_eq!(jitter_ppm(1.5), 1_000_000);
         assert_eq!(jitter_ppm(-1.0), 0);
         assert_eq!(jitter_ppm(f64::NAN), 0);
+    }
+
+    #[test]
+    fn is_default_means_equal_to_new() {
+        let set = [
+            CallOptions::new().entry_ttl(Duration::from_secs(1)),
+            CallOptions::new().codec(Codec::Json),
+            CallOptions::new().cache_none(false),
+            CallOptions::new().stampede_protection(true),
+            CallOptions::new().ttl_jitter(Duration::ZERO),
+            CallOptions::new().entry_ttl_jitter(0.5),
+            CallOptions::new().negative_ttl(Duration::from_secs(1)),
+        ];
+        assert!(CallOptions::new().is_default());
+        for options in set {
+            assert!(!options.is_default(), "{options:?}");
+            assert_ne!(options, CallOptions::new());
+        }
     }
 
     #[test]
