@@ -75,6 +75,14 @@ pub(crate) struct CachedArgs {
     pub(crate) stampede_protection: Option<LitBool>,
     /// The value answered on a cold miss when the function does not wait.
     pub(crate) default: Option<Expr>,
+    /// `entry_ttl_jitter = FRACTION` (an `f64` expression).
+    pub(crate) entry_ttl_jitter: Option<Expr>,
+    /// `cache_if = |value| ..`: which values are stored.
+    pub(crate) cache_if: Option<Expr>,
+    /// `entry_ttl_from = |value| ..`: each value's entry TTL.
+    pub(crate) entry_ttl_from: Option<Expr>,
+    /// `cache_err_if = |error| ..`: which errors are cached, for `negative_ttl`.
+    pub(crate) cache_err_if: Option<Expr>,
 }
 
 impl CachedArgs {
@@ -94,11 +102,11 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, negative_ttl, cache_err_if";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
-const DURATION_OPTIONS: [&str; 7] = [
+const DURATION_OPTIONS: [&str; 9] = [
     "entry_ttl",
     "refresh_after",
     "lock_timeout",
@@ -106,6 +114,8 @@ const DURATION_OPTIONS: [&str; 7] = [
     "max_stale",
     "fail_safe_throttle",
     "op_timeout",
+    "ttl_jitter",
+    "negative_ttl",
 ];
 
 /// What a user probably meant by an unknown option (names from other caching libraries).
@@ -129,6 +139,10 @@ fn hint(unknown: &str) -> Option<&'static str> {
         "throttle" | "fail_safe_throttle_duration" => "fail_safe_throttle",
         "op_ttl" | "redis_timeout" | "backend_timeout" | "socket_timeout" => "op_timeout",
         "fail_open" | "raise" | "errors" => "strict",
+        "jitter" | "ttl_spread" | "spread" => "ttl_jitter",
+        "condition" | "unless" | "cache_when" | "only_if" | "predicate" => "cache_if",
+        "negative_cache" | "cache_errors" | "error_ttl" | "not_found_ttl" => "negative_ttl",
+        "ttl_from" | "ttl_fn" | "entry_ttl_fn" | "max_age" => "entry_ttl_from",
         "stampede" | "single_flight" | "dogpile" => "stampede_protection",
         _ => return None,
     })
@@ -252,6 +266,10 @@ impl CachedArgs {
             strict: None,
             stampede_protection: None,
             default: None,
+            entry_ttl_jitter: None,
+            cache_if: None,
+            entry_ttl_from: None,
+            cache_err_if: None,
         };
         for option in raw.0 {
             let name = option.name.to_string();
@@ -300,6 +318,10 @@ impl CachedArgs {
                     args.stampede_protection = expect_bool(expr, "stampede_protection", errors)
                 }
                 "default" => args.default = Some(expr),
+                "entry_ttl_jitter" => args.entry_ttl_jitter = Some(expr),
+                "cache_if" => args.cache_if = Some(expr),
+                "entry_ttl_from" => args.entry_ttl_from = Some(expr),
+                "cache_err_if" => args.cache_err_if = Some(expr),
                 "code_hash" => {
                     if let Some(b) = expect_bool(expr, "code_hash", errors) {
                         args.code_hash = b.value;

@@ -176,13 +176,19 @@ fn key(function: &Function, args: &CachedArgs, companion: bool) -> TokenStream {
 
 /// The per-call options: durations, codec, `None` rule, waiting, strictness, stampede
 /// protection. Each `Duration` expression is checked at its own span.
-fn options(args: &CachedArgs) -> TokenStream {
+fn options(args: &CachedArgs, function: &Function) -> TokenStream {
     let mut options = quote!(::fncache::__private::CallOptions::new());
     for (name, expr) in &args.durations {
         let method = Ident::new(&name.to_string(), expr.span());
         options = quote_spanned!(expr.span()=> #options.#method({
             let __fncache_duration: ::core::time::Duration = #expr;
             __fncache_duration
+        }));
+    }
+    if let Some(fraction) = &args.entry_ttl_jitter {
+        options = quote_spanned!(fraction.span()=> #options.entry_ttl_jitter({
+            let __fncache_fraction: f64 = #fraction;
+            __fncache_fraction
         }));
     }
     if let Some(codec) = &args.codec {
@@ -201,6 +207,30 @@ fn options(args: &CachedArgs) -> TokenStream {
         if let Some(flag) = flag {
             let method = Ident::new(method, flag.span());
             options = quote!(#options.#method(#flag));
+        }
+    }
+    // The hooks come last (they turn the options into `TypedOptions<T>`); each closure is
+    // checked against the value type at its own span.
+    let value = match &function.value_type {
+        Some(ty) => quote!(#ty),
+        None => quote!(_),
+    };
+    let mut typed = false;
+    for (method, hook, expr) in [
+        ("cache_if", "cache_if_hook", &args.cache_if),
+        ("entry_ttl_from", "entry_ttl_hook", &args.entry_ttl_from),
+    ] {
+        if let Some(expr) = expr {
+            let span = expr.span();
+            let method = Ident::new(method, span);
+            let hook = Ident::new(hook, span);
+            // The first hook names the value type (`CallOptions::cache_if::<T>`), so that a
+            // closure of the wrong type fails alone instead of retyping the options.
+            let turbofish = (!typed).then(|| quote_spanned!(span=> ::<#value>));
+            typed = true;
+            options = quote_spanned!(span=>
+                #options.#method #turbofish(::fncache::__private::#hook::<#value, _>(#expr))
+            );
         }
     }
     options
@@ -226,7 +256,7 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
     let names: HashSet<String> = function.args.iter().map(|a| a.ident.to_string()).collect();
     let identity = identity(item, args);
     let cache = cache_handle(&args.cache, asynchronous, Some(&names));
-    let options = options(args);
+    let options = options(args, function);
     let key = key(function, args, false);
     let block = &item.block;
     let (span, ret) = match &item.sig.output {
@@ -239,7 +269,10 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         (true, false) => "call_async",
         (true, true) => "try_call_async",
     };
-    let name = if function.owned.is_some() {
+    // Negative caching has its own helpers (a call with hooks runs inline anyway).
+    let name = if args.cache_err_if.is_some() {
+        format_ident!("{name}_negative", span = span)
+    } else if function.owned.is_some() {
         format_ident!("{name}_owned", span = span)
     } else {
         Ident::new(name, span)
@@ -254,7 +287,19 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         (true, _) => Some(quote_spanned!(span=> ::fncache::__private::Lenient,)),
     };
     // The owned path also takes the default answered when the function does not wait.
-    let default = function.owned.map(|_| {
+    // The predicate is checked against the function's error type at its own span, so that a
+    // closure of the wrong type fails there instead of retyping the call.
+    let negative = args.cache_err_if.as_ref().map(|predicate| {
+        let error = match &item.sig.output {
+            ReturnType::Type(_, ty) => error_type(ty),
+            ReturnType::Default => None,
+        };
+        let error = error.map_or_else(|| quote!(_), |e| quote!(#e));
+        quote_spanned!(predicate.span()=>
+            ::fncache::__private::cache_err_hook::<#error, _>(#predicate),
+        )
+    });
+    let default = function.owned.filter(|_| negative.is_none()).map(|_| {
         let default = default_value(args, function);
         quote!(#default,)
     });
@@ -286,6 +331,7 @@ fn wrapper_body(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenS
         #default
         __FNCACHE_FUNCTION,
         __fncache_key,
+        #negative
         #compute,
     ));
     let call = if asynchronous {
@@ -326,21 +372,75 @@ fn key_companion(
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let receiver = function.receiver.map(|_| quote!(&self,));
-    let params = function.args.iter().filter(|a| !a.skipped).map(|a| {
-        let ident = &a.ident;
-        let ty = &a.ty;
-        quote!(#ident: &#ty)
-    });
+    let mut params: Vec<TokenStream> = function
+        .args
+        .iter()
+        .filter(|a| !a.skipped)
+        .map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            quote!(#ident: &#ty)
+        })
+        .collect();
     let identity = identity(item, args);
     let cache = cache_handle(&args.cache, asynchronous, None);
     let key = key(function, args, true);
     let helper = match (asynchronous, suffix) {
         (false, "invalidate") => quote!(::fncache::__private::invalidate_blocking),
+        (false, "expire") => quote!(::fncache::__private::expire_blocking),
         (false, _) => quote!(::fncache::__private::is_cached_blocking),
         (true, "invalidate") => quote!(::fncache::__private::invalidate_async),
+        (true, "expire") => quote!(::fncache::__private::expire_async),
         (true, _) => quote!(::fncache::__private::is_cached_async),
     };
-    let call = quote!(#helper(__fncache_cache, __FNCACHE_FUNCTION, __fncache_key));
+    // A put writes what a call would: under the function's own options, its value typed as
+    // the function's.
+    let (options, value) = if suffix == "put" {
+        // A negatively cached function's entries hold its whole `Result<T, E>`: its put
+        // takes one (an `Err` is a negative entry).
+        let ty = match (&args.cache_err_if, &item.sig.output) {
+            (Some(_), ReturnType::Type(_, ret)) => quote!(#ret),
+            (_, _) => {
+                let ty = &function.value_type;
+                quote!(#ty)
+            }
+        };
+        params.push(quote!(__fncache_value: &#ty));
+        let options = options(args, function);
+        (
+            Some(quote!(let __fncache_options = #options;)),
+            // Spanned at the return type: the value's bound (serializable, owned) is
+            // reported on this argument, and there it points where the wrapper's does.
+            Some(match &item.sig.output {
+                ReturnType::Type(_, ty) => {
+                    quote_spanned!(ty.span()=> &__fncache_options, __fncache_value,)
+                }
+                ReturnType::Default => quote!(&__fncache_options, __fncache_value,),
+            }),
+        )
+    } else {
+        (None, None)
+    };
+    // A put's bound on the value (serializable, owned) is reported at the return type, where
+    // the wrapper reports it too.
+    let span = match (&item.sig.output, suffix) {
+        (ReturnType::Type(_, ty), "put") => ty.span(),
+        _ => Span::call_site(),
+    };
+    let helper = if suffix == "put" {
+        let name = match (asynchronous, args.cache_err_if.is_some()) {
+            (false, false) => "put_blocking",
+            (false, true) => "put_blocking_negative",
+            (true, false) => "put_async",
+            (true, true) => "put_async_negative",
+        };
+        let name = Ident::new(name, span);
+        quote_spanned!(span=> ::fncache::__private::#name)
+    } else {
+        helper
+    };
+    let call =
+        quote_spanned!(span=> #helper(__fncache_cache, #value __FNCACHE_FUNCTION, __fncache_key));
     let call = if asynchronous {
         quote!(#call.await)
     } else {
@@ -360,6 +460,7 @@ fn key_companion(
         {
             const __FNCACHE_FUNCTION: &str = #identity;
             #cache
+            #options
             let __fncache_key = #key;
             #call
         }
@@ -431,6 +532,26 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
         "is_cached",
         "Is this call cached? A peek: changes no eviction order, score or TTL",
     );
+    let expire = key_companion(
+        item,
+        args,
+        function,
+        "expire",
+        "Marks the cached entry of this call expired but keeps it as a fail-safe fallback: the \
+         next call recomputes it, and serves the old value if that fails; `Ok(true)` if a live \
+         entry was marked",
+    );
+    // Without a nameable value type there is nothing to type the value by.
+    let put = function.value_type.is_some().then(|| {
+        key_companion(
+            item,
+            args,
+            function,
+            "put",
+            "Stores `value` as the result of this call without running the function (under the \
+             function's options); `Ok(true)` if stored",
+        )
+    });
     let stats = stats_companion(item, args, function);
     let identity_const = identity_const(&sig.ident);
     let identity = identity(item, args);
@@ -461,6 +582,10 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
 
         #is_cached
 
+        #expire
+
+        #put
+
         #stats
 
         #(#companion_attrs)*
@@ -468,4 +593,23 @@ fn generate(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStrea
         #[allow(dead_code, non_upper_case_globals)]
         #vis const #identity_const: &str = #identity;
     }
+}
+
+/// The `E` of a return type written `..Result<T, E>`, if it is written there (an alias such as
+/// `io::Result<T>` hides it).
+fn error_type(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .nth(1)
 }

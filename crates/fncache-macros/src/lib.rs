@@ -70,6 +70,12 @@ use proc_macro::TokenStream;
 /// | `op_timeout = EXPR` | a `Duration`: how long one backend operation of this function may take |
 /// | `strict = true` | backend errors are returned as `Err(E::from(error))` (`Result<T, E>` with `E: From<fncache::Error>`) |
 /// | `stampede_protection = false` | concurrent misses of one key all compute instead of sharing one computation |
+/// | `ttl_jitter = EXPR` | a `Duration`: each entry lives up to this much longer than its entry TTL, by a share its key decides |
+/// | `entry_ttl_jitter = EXPR` | an `f64` fraction of the entry TTL, likewise (`0.1`: up to 10 % longer) |
+/// | `cache_if = CLOSURE` | an `Fn(&T) -> bool` over the value: only values it accepts are stored |
+/// | `entry_ttl_from = CLOSURE` | an `Fn(&T) -> Duration`: each value's entry TTL (zero: not stored) |
+/// | `negative_ttl = EXPR` | a `Duration`: how long the errors `cache_err_if` chooses are cached (the error type is then stored too) |
+/// | `cache_err_if = CLOSURE` | an `FnOnce(&E) -> bool`: which errors are cached as negative entries, served as those errors; its `{fn}_put` takes a `&Result<T, E>` |
 ///
 /// `entry_ttl` and the options from `refresh_after` on (but `default`) override, for this
 /// function, the builder setting of the same name. Durations are expressions of type
@@ -101,8 +107,38 @@ use proc_macro::TokenStream;
 /// | `{fn}_invalidate(..) -> Result<bool, fncache::Error>` | removes the entry of that call; `true` if it was there |
 /// | `{fn}_is_cached(..) -> Result<bool, fncache::Error>` | a peek: changes no eviction order, score or TTL |
 /// | `{fn}_stats() -> fncache::Stats` | the cache's counters of this function (zeros before its first call) |
+/// | `{fn}_put(.., value: &T) -> Result<bool, fncache::Error>` | stores `value` as that call's result without running the body, under the function's options |
+/// | `{fn}_expire(..) -> Result<bool, fncache::Error>` | soft invalidation: the next call recomputes, and serves the old value if that fails |
 ///
-/// `{fn}_invalidate` and `{fn}_is_cached` take a reference to each argument of the key (`&T`
+/// ```
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+///
+/// static CACHE: LazyLock<fncache::blocking::Cache> =
+///     LazyLock::new(|| fncache::Cache::builder("doc-put").build_blocking().expect("valid config"));
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// pub struct Quote { status: u16, max_age_secs: u64, price: u64 }
+///
+/// #[fncache::cached(
+///     cache = CACHE,
+///     cache_if = |q| q.status == 200,
+///     entry_ttl_from = |q: &Quote| Duration::from_secs(q.max_age_secs),
+///     ttl_jitter = Duration::from_secs(5),
+/// )]
+/// fn quote(sku: u64) -> Result<Quote, String> {
+///     Ok(Quote { status: 200, max_age_secs: 60, price: sku * 2 })
+/// }
+///
+/// assert!(quote_put(&7, &Quote { status: 200, max_age_secs: 60, price: 99 })?);
+/// assert_eq!(quote(7).unwrap().price, 99); // the put value, the body did not run
+/// assert!(quote_expire(&7)?); // the next call recomputes, with 99 as its fallback
+/// assert_eq!(quote(7).unwrap().price, 14);
+/// # Ok::<(), fncache::Error>(())
+/// ```
+///
+/// `{fn}_invalidate`, `{fn}_is_cached`, `{fn}_expire` and `{fn}_put` take a reference to each
+/// argument of the key (`&T`
 /// for an argument declared `T`; skipped arguments are left out) and, for methods, `&self`;
 /// they are `async` for an `async fn` and keep the function's generic parameters.
 /// `{fn}_stats` takes `&self` only when the cache is reached through `self`, and is never

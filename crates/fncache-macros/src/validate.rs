@@ -340,6 +340,7 @@ pub(crate) fn analyze(item: &ItemFn, args: &CachedArgs, errors: &mut Errors) -> 
     let returns_result = matches!(&sig.output, ReturnType::Type(_, ty) if is_result(ty));
     let owned = background(item, args, errors);
     check_strict(item, args, returns_result, errors);
+    check_negative(args, returns_result, errors);
 
     let in_impl = receiver.is_some()
         || mentions(sig.to_token_stream(), "Self")
@@ -675,4 +676,27 @@ fn check_strict(item: &ItemFn, args: &CachedArgs, returns_result: bool, errors: 
              is counted and logged)"
         ),
     ));
+}
+
+/// Negative caching needs both its options, and a function whose errors there are.
+fn check_negative(args: &CachedArgs, returns_result: bool, errors: &mut Errors) {
+    let ttl = args.duration_option("negative_ttl");
+    match (&args.cache_err_if, ttl) {
+        (None, None) => {}
+        (Some(predicate), None) => errors.push(syn::Error::new_spanned(
+            predicate,
+            "`cache_err_if` caches the errors it chooses for `negative_ttl`, which is missing: \
+             add `negative_ttl = Duration::from_secs(..)`",
+        )),
+        (None, Some(ttl)) => errors.push(syn::Error::new_spanned(
+            ttl,
+            "`negative_ttl` is how long the errors `cache_err_if` chooses are cached, and \
+             `cache_err_if` is missing: add `cache_err_if = |e| matches!(e, ..)`",
+        )),
+        (Some(predicate), Some(_)) if !returns_result => errors.push(syn::Error::new_spanned(
+            predicate,
+            "`cache_err_if` caches chosen errors, but this function does not return a `Result`",
+        )),
+        (Some(_), Some(_)) => {}
+    }
 }

@@ -17,7 +17,7 @@ use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
 use crate::mode::{Mode, in_thread_ambient, thread_ambient};
-use crate::options::CallOptions;
+use crate::options::{CallOptions, Options};
 use crate::shared_stats::SharedStats;
 use crate::stats::{Counters, Stats};
 use crate::store::redis::BlockingRedis;
@@ -120,14 +120,15 @@ impl Cache {
 
     /// [`Cache::get_or_compute`] with the function's own [`CallOptions`] (entry TTL, codec,
     /// whether `None` is cached) in place of the cache's defaults.
-    pub fn get_or_compute_with<A, T, F>(
+    pub fn get_or_compute_with<O, A, T, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
@@ -156,14 +157,15 @@ impl Cache {
     }
 
     /// [`Cache::try_get_or_compute`] with the function's own [`CallOptions`].
-    pub fn try_get_or_compute_with<A, T, E, F>(
+    pub fn try_get_or_compute_with<O, A, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
@@ -209,14 +211,15 @@ impl Cache {
     }
 
     /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
-    pub fn get_or_try_compute_with<A, T, E, F>(
+    pub fn get_or_try_compute_with<O, A, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, E>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         E: From<Error>,
@@ -226,6 +229,60 @@ impl Cache {
             Ok(result) => result,
             Err(error) => Err(E::from(error)),
         }
+    }
+
+    /// Negative caching: [`Cache::try_get_or_compute_with`] where an error for which
+    /// `cache_err_if` answers `true` (a `NotFound`, say) is cached too, for the options'
+    /// [`negative_ttl`](CallOptions::negative_ttl) (required: a configuration error without
+    /// it), and served as that same error until then. Other errors pass through uncached, and
+    /// a stale or expired value is still the fail-safe fallback when they happen. The entry
+    /// holds the whole `Result<T, E>`, so `E` must be serializable, and a function cached this
+    /// way must be cached this way by every caller (one value type per function identity, as
+    /// always). The options' own hooks judge `Ok` values.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fncache::CallOptions;
+    ///
+    /// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    /// enum LookupError { NotFound, Timeout }
+    ///
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// let options = CallOptions::new().negative_ttl(Duration::from_secs(10));
+    /// let not_found = |e: &LookupError| *e == LookupError::NotFound;
+    /// let find = |answer: Result<u64, LookupError>| {
+    ///     cache.try_get_or_compute_negative(&options, "find", &(7u64,), not_found, || answer)
+    /// };
+    /// assert_eq!(find(Err(LookupError::NotFound))?, Err(LookupError::NotFound));
+    /// assert_eq!(find(Ok(1))?, Err(LookupError::NotFound)); // the cached error, for 10 s
+    /// assert_eq!(find(Err(LookupError::Timeout))?, Err(LookupError::NotFound));
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn try_get_or_compute_negative<O, A, T, E, P, F>(
+        &self,
+        options: &O,
+        function: &str,
+        args: &A,
+        cache_err_if: P,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        O: Options<T> + ?Sized,
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+        P: FnOnce(&E) -> bool,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let options = crate::options::negative_options::<T, E, O>(options)?;
+        let result =
+            self.try_get_or_compute_with(&options, function, args, || match compute() {
+                Ok(value) => Ok(Ok(value)),
+                Err(e) if cache_err_if(&e) => Ok(Err(e)),
+                Err(e) => Err(e),
+            })?;
+        // Ok(Ok(v)): a value; Ok(Err(e)): an error, computed or cached; Err(e): one not cached.
+        Ok(result.and_then(|result| result))
     }
 
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`), which lets the
@@ -269,15 +326,16 @@ impl Cache {
     /// [`Cache::try_get_or_compute_owned`] with the function's own [`CallOptions`] and a
     /// `default`: with `wait(false)`, a cold miss answers the default at once and fills the
     /// cache in the background.
-    pub fn try_get_or_compute_owned_with<A, T, E, F>(
+    pub fn try_get_or_compute_owned_with<O, A, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         default: Option<T>,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
@@ -295,14 +353,15 @@ impl Cache {
 
     /// The one call path of this front-end; `S` says how failures surface (see
     /// `core::Surface`).
-    pub(crate) fn call<S: Surface, T, E, F>(
+    pub(crate) fn call<O, S: Surface, T, E, F>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         compute: F,
     ) -> Result<Result<T, E>, S>
     where
+        O: Options<T> + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
@@ -311,15 +370,16 @@ impl Cache {
 
     /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
     /// function.
-    pub(crate) fn drive<S: Surface, T, E, R>(
+    pub(crate) fn drive<O, S: Surface, T, E, R>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         mut runner: R,
         default: Option<T>,
     ) -> Result<Result<T, E>, S>
     where
+        O: Options<T> + ?Sized,
         T: Serialize + DeserializeOwned,
         R: Runner<T, E>,
     {
@@ -338,6 +398,107 @@ impl Cache {
     pub(crate) fn contains_member(&self, function: &str, member: Member) -> Result<bool, Error> {
         self.run(self.inner.core.peek_op(function, member))?
             .into_flag()
+    }
+
+    /// Stores `value` as the result of `function(args)` without calling anything or reading
+    /// the cache (Spring's `@CachePut`): the entry is written as a call would write it
+    /// (codec, entry TTL and jitter, `max_stale`, evicting by policy when full), replacing
+    /// any entry there. `Ok(true)` when stored; `Ok(false)` when nothing was to be stored:
+    /// the cache is switched off ([`Cache::set_enabled`]). A value its codec cannot give back
+    /// exactly, and a backend failure, are errors (counted in `stats().errors`).
+    ///
+    /// ```
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// assert!(cache.put("user", &(7u64,), &"ada".to_owned())?);
+    /// let name: String = cache.get_or_compute("user", &(7u64,), || unreachable!())?;
+    /// assert_eq!(name, "ada");
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn put<A, T>(&self, function: &str, args: &A, value: &T) -> Result<bool, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        self.put_with(&CallOptions::new(), function, args, value)
+    }
+
+    /// [`Cache::put`] under the function's own [`CallOptions`] (codec, entry TTL, jitter,
+    /// `max_stale`, `cache_none`): pass the options its calls use, so that the put writes
+    /// what a call would (a `None` that `cache_none(false)` leaves out is not stored:
+    /// `Ok(false)`).
+    pub fn put_with<O, A, T>(
+        &self,
+        options: &O,
+        function: &str,
+        args: &A,
+        value: &T,
+    ) -> Result<bool, Error>
+    where
+        O: Options<T> + ?Sized,
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        self.put_member(options, function, key::member(function, args)?, value)
+    }
+
+    pub(crate) fn put_member<O, T: Serialize + DeserializeOwned>(
+        &self,
+        options: &O,
+        function: &str,
+        member: Member,
+        value: &T,
+    ) -> Result<bool, Error>
+    where
+        O: Options<T> + ?Sized,
+    {
+        let core = &self.inner.core;
+        match core.put_op(function, member, options, value) {
+            Ok(Some(op)) => core.put_done(function, self.run(op)),
+            Ok(None) => Ok(false),
+            Err(e) => core.put_done(function, Err(e)),
+        }
+    }
+
+    /// Soft invalidation: marks the entry of `function(args)` expired but keeps it as a
+    /// fail-safe fallback. The next call recomputes it; if that fails, the old value is
+    /// served instead of the error, for as long as the entry would have been kept anyway (its
+    /// entry TTL, or [`Builder::max_stale`](crate::Builder::max_stale) past its write).
+    /// `Ok(true)` if a live entry was marked; `Ok(false)` if there was none, or the cache is
+    /// switched off. Compare [`Cache::invalidate`], which removes the entry.
+    ///
+    /// ```
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// cache.get_or_compute("price", &1, || 10u64)?;
+    /// assert!(cache.expire("price", &1)?);
+    /// assert!(!cache.contains("price", &1)?); // no longer served as is
+    /// assert_eq!(cache.get_or_compute("price", &1, || 11u64)?, 11); // recomputed
+    ///
+    /// assert!(cache.expire("price", &1)?);
+    /// let failed: Result<u64, &str> = cache.try_get_or_compute("price", &1, || Err("down"))?;
+    /// assert_eq!(failed, Ok(11)); // the old value, as a fallback
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn expire<A: Serialize + ?Sized>(&self, function: &str, args: &A) -> Result<bool, Error> {
+        self.expire_member(function, key::member(function, args)?)
+    }
+
+    pub(crate) fn expire_member(&self, function: &str, member: Member) -> Result<bool, Error> {
+        match self.inner.core.expire_op(function, member) {
+            Some(op) => self.run(op)?.into_flag(),
+            None => Ok(false),
+        }
+    }
+
+    /// Switches the cache off (`false`) or on at run time: off, every call runs its function
+    /// with no store traffic, as [`Builder::enabled`](crate::Builder::enabled) describes.
+    /// Clones share the switch.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.inner.core.set_enabled(enabled);
+    }
+
+    /// Is the cache switched on?
+    pub fn is_enabled(&self) -> bool {
+        self.inner.core.is_enabled()
     }
 
     /// Removes the entry of `function(args)`; `true` if a live entry was there.

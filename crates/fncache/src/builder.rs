@@ -11,7 +11,7 @@ use crate::codec::Codec;
 use crate::core::Core;
 use crate::error::Error;
 use crate::layout::{Layout, Naming, check_hash_tag_free, check_prefix};
-use crate::options::Behaviour;
+use crate::options::{Behaviour, CallOptions};
 use crate::policy::Policy;
 use crate::stats::StatsRegistry;
 use crate::store::StoreSettings;
@@ -87,7 +87,14 @@ pub struct Builder {
     connect: ConnectOptions,
     clock: Arc<dyn Clock>,
     shared_stats: bool,
+    /// `None`: enabled unless [`DISABLED_ENV`] says otherwise.
+    enabled: Option<bool>,
 }
+
+/// The environment variable that turns caches off: `FNCACHE_DISABLED=1` (or `true`) makes
+/// every cache built without [`Builder::enabled`] start disabled (see
+/// [`Builder::enabled`]). Read once, when the cache is built.
+pub const DISABLED_ENV: &str = "FNCACHE_DISABLED";
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,6 +111,7 @@ impl fmt::Debug for Builder {
             .field("codec", &self.codec)
             .field("store", &self.store)
             .field("connect", &self.connect)
+            .field("enabled", &self.enabled)
             .finish()
     }
 }
@@ -125,6 +133,7 @@ impl Builder {
             connect: ConnectOptions::default(),
             clock: Arc::new(SystemClock),
             shared_stats: true,
+            enabled: None,
         }
     }
 
@@ -272,6 +281,61 @@ impl Builder {
         self
     }
 
+    /// Spreads entry TTLs: each entry lives up to `jitter` longer than its entry TTL, by a
+    /// share that its key alone decides (a hash of it), so entries written together (a warm-up,
+    /// a deploy) do not all expire, and recompute, together, and every process writes the
+    /// same TTL for the same entry. Needs an entry TTL; zero means no spread. Adds to
+    /// [`Builder::entry_ttl_jitter`] when both are set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cache = fncache::Cache::builder("doc")
+    ///     .memory()
+    ///     .entry_ttl(Duration::from_secs(60))
+    ///     .ttl_jitter(Duration::from_secs(10)) // each entry lives 60 to 70 s
+    ///     .build_blocking()?;
+    /// assert_eq!(cache.get_or_compute("f", &1, || 2)?, 2);
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn ttl_jitter(mut self, jitter: Duration) -> Self {
+        self.behaviour.ttl_jitter_ms = crate::duration::store_millis(jitter);
+        self
+    }
+
+    /// Spreads entry TTLs by up to `fraction` of the entry TTL (`0.1`: an entry of a 60 s TTL
+    /// lives 60 to 66 s), decided per entry as with [`Builder::ttl_jitter`]. A fraction above
+    /// 1 counts as 1; NaN or below 0 as 0.
+    pub fn entry_ttl_jitter(mut self, fraction: f64) -> Self {
+        self.behaviour.entry_ttl_jitter_ppm = CallOptions::new()
+            .entry_ttl_jitter(fraction)
+            .entry_ttl_jitter_ppm
+            .unwrap_or(0);
+        self
+    }
+
+    /// `false`: the cache starts switched off. Every call then runs its function, with no
+    /// store traffic at all (no lookup, no put, no lease); `put` and `expire` do nothing, and
+    /// the stats still count calls and executions. Switch it at run time with
+    /// `set_enabled` on either front-end. Without this setting, a cache starts enabled unless
+    /// the environment variable [`DISABLED_ENV`] (`FNCACHE_DISABLED`) is `1` or `true` when it
+    /// is built.
+    ///
+    /// ```
+    /// let cache = fncache::Cache::builder("doc").memory().enabled(false).build_blocking()?;
+    /// assert_eq!(cache.get_or_compute("f", &1, || 2)?, 2);
+    /// assert_eq!(cache.get_or_compute("f", &1, || 3)?, 3); // ran again: nothing was stored
+    /// cache.set_enabled(true);
+    /// assert_eq!(cache.get_or_compute("f", &1, || 4)?, 4);
+    /// assert_eq!(cache.get_or_compute("f", &1, || 5)?, 4); // cached
+    /// assert_eq!((cache.stats().calls, cache.stats().execs), (4, 3));
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = Some(enabled);
+        self
+    }
+
     /// When the backend is skipped after consecutive failures, and for how long
     /// ([`CircuitBreaker::DEFAULT`]: 5 failures, 1 s; [`CircuitBreaker::DISABLED`]).
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
@@ -324,6 +388,10 @@ impl Builder {
         }
         self.behaviour.validate()?;
         let behaviour = self.behaviour.normalized();
+        let enabled = match self.enabled {
+            Some(enabled) => enabled,
+            None => !disabled_by(connect::process_env(DISABLED_ENV)?)?,
+        };
         if self.layout.is_cluster() {
             check_hash_tag_free("cache name", &self.name)?;
             check_hash_tag_free("key prefix", &self.prefix)?;
@@ -376,8 +444,23 @@ impl Builder {
                 &record,
                 self.shared_stats && matches!(backend, Backend::Redis(_)),
             ),
+            enabled: std::sync::atomic::AtomicBool::new(enabled),
         };
         Ok((core, backend))
+    }
+}
+
+/// Whether a value of [`DISABLED_ENV`] turns caches off: `1` or `true` does, unset, empty,
+/// `0` or `false` does not; anything else is a configuration error rather than a guess.
+fn disabled_by(value: Option<String>) -> Result<bool, Error> {
+    match value.as_deref().map(str::trim) {
+        None | Some("" | "0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) => Err(Error::config(format!(
+            "{DISABLED_ENV}={v:?}: expected 1 or true (disable caches) or 0 or false"
+        ))),
     }
 }
 
@@ -386,4 +469,21 @@ impl Builder {
 pub(crate) enum Backend {
     Memory(Arc<dyn Clock>),
     Redis(RedisTarget),
+}
+
+#[cfg(test)]
+mod disabled_env_tests {
+    use super::disabled_by;
+
+    #[test]
+    fn only_one_and_true_disable_and_nonsense_is_an_error() {
+        let of = |v: Option<&str>| disabled_by(v.map(str::to_owned));
+        for on in [None, Some(""), Some("0"), Some("false"), Some(" FALSE ")] {
+            assert!(!of(on).unwrap(), "{on:?}");
+        }
+        for off in [Some("1"), Some("true"), Some("True")] {
+            assert!(of(off).unwrap(), "{off:?}");
+        }
+        assert!(of(Some("yes please")).is_err());
+    }
 }

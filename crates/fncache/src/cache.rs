@@ -21,7 +21,7 @@ use crate::core::{Core, Parts, Store, Surface};
 use crate::error::Error;
 use crate::key::{self, Member};
 use crate::mode::{Mode, in_task_ambient, task_ambient};
-use crate::options::CallOptions;
+use crate::options::{CallOptions, Options};
 use crate::shared_stats::SharedStats;
 use crate::stats::{Counters, Stats};
 use crate::store::redis::AsyncRedis;
@@ -143,14 +143,15 @@ impl Cache {
 
     /// [`Cache::get_or_compute`] with the function's own [`CallOptions`] (entry TTL, codec,
     /// whether `None` is cached) in place of the cache's defaults.
-    pub async fn get_or_compute_with<A, T, F, Fut>(
+    pub async fn get_or_compute_with<O, A, T, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -185,14 +186,15 @@ impl Cache {
     }
 
     /// [`Cache::try_get_or_compute`] with the function's own [`CallOptions`].
-    pub async fn try_get_or_compute_with<A, T, E, F, Fut>(
+    pub async fn try_get_or_compute_with<O, A, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -249,14 +251,15 @@ impl Cache {
     }
 
     /// [`Cache::get_or_try_compute`] with the function's own [`CallOptions`].
-    pub async fn get_or_try_compute_with<A, T, E, F, Fut>(
+    pub async fn get_or_try_compute_with<O, A, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<T, E>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned,
         E: From<Error>,
@@ -270,6 +273,41 @@ impl Cache {
             Ok(result) => result,
             Err(error) => Err(E::from(error)),
         }
+    }
+
+    /// Negative caching: [`Cache::try_get_or_compute_with`] where an error for which
+    /// `cache_err_if` answers `true` is cached too, for the options'
+    /// [`negative_ttl`](CallOptions::negative_ttl); see
+    /// [`crate::blocking::Cache::try_get_or_compute_negative`].
+    pub async fn try_get_or_compute_negative<O, A, T, E, P, F, Fut>(
+        &self,
+        options: &O,
+        function: &str,
+        args: &A,
+        cache_err_if: P,
+        compute: F,
+    ) -> Result<Result<T, E>, Error>
+    where
+        O: Options<T> + ?Sized,
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+        P: FnOnce(&E) -> bool,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let options = crate::options::negative_options::<T, E, O>(options)?;
+        let result = self
+            .try_get_or_compute_with(&options, function, args, || async {
+                match compute().await {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(e) if cache_err_if(&e) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        // Ok(Ok(v)): a value; Ok(Err(e)): an error, computed or cached; Err(e): one not cached.
+        Ok(result.and_then(|result| result))
     }
 
     /// Like [`Cache::get_or_compute`] for an owned function (`Send + 'static`, returning a
@@ -319,15 +357,16 @@ impl Cache {
     /// [`Cache::try_get_or_compute_owned`] with the function's own [`CallOptions`] and a
     /// `default`: with `wait(false)`, a cold miss answers the default at once and fills the
     /// cache in the background.
-    pub async fn try_get_or_compute_owned_with<A, T, E, F, Fut>(
+    pub async fn try_get_or_compute_owned_with<O, A, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         default: Option<T>,
         function: &str,
         args: &A,
         compute: F,
     ) -> Result<Result<T, E>, Error>
     where
+        O: Options<T> + ?Sized,
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
@@ -341,14 +380,15 @@ impl Cache {
 
     /// The one call path of this front-end; `S` says how failures surface (see
     /// `core::Surface`).
-    pub(crate) async fn call<S: Surface, T, E, F, Fut>(
+    pub(crate) async fn call<O, S: Surface, T, E, F, Fut>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         compute: F,
     ) -> Result<Result<T, E>, S>
     where
+        O: Options<T> + ?Sized,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -359,15 +399,16 @@ impl Cache {
 
     /// Walks a [`Call`] to its end: the only place this front-end waits, sleeps or runs the
     /// function.
-    pub(crate) async fn drive<S: Surface, R>(
+    pub(crate) async fn drive<O, S: Surface, R>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         member: Result<Member, Error>,
         mut runner: R,
         default: Option<R::Value>,
     ) -> Result<Result<R::Value, R::Error>, S>
     where
+        O: Options<R::Value> + ?Sized,
         R: Runner,
         R::Value: Serialize + DeserializeOwned,
     {
@@ -395,6 +436,98 @@ impl Cache {
     ) -> Result<bool, Error> {
         let op = self.inner.core.peek_op(function, member);
         self.run(op).await?.into_flag()
+    }
+
+    /// Stores `value` as the result of `function(args)` without calling anything or reading
+    /// the cache (Spring's `@CachePut`); see [`crate::blocking::Cache::put`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), fncache::Error> {
+    /// let cache = fncache::Cache::builder("doc").memory().build()?;
+    /// assert!(cache.put("user", &(7u64,), &"ada".to_owned()).await?);
+    /// let name: String = cache.get_or_compute("user", &(7u64,), || async { unreachable!() }).await?;
+    /// assert_eq!(name, "ada");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn put<A, T>(&self, function: &str, args: &A, value: &T) -> Result<bool, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        self.put_with(&CallOptions::new(), function, args, value)
+            .await
+    }
+
+    /// [`Cache::put`] under the function's own [`CallOptions`]; see
+    /// [`crate::blocking::Cache::put_with`].
+    pub async fn put_with<O, A, T>(
+        &self,
+        options: &O,
+        function: &str,
+        args: &A,
+        value: &T,
+    ) -> Result<bool, Error>
+    where
+        O: Options<T> + ?Sized,
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+    {
+        let member = key::member(function, args)?;
+        self.put_member(options, function, member, value).await
+    }
+
+    pub(crate) async fn put_member<O, T: Serialize + DeserializeOwned>(
+        &self,
+        options: &O,
+        function: &str,
+        member: Member,
+        value: &T,
+    ) -> Result<bool, Error>
+    where
+        O: Options<T> + ?Sized,
+    {
+        let core = &self.inner.core;
+        match core.put_op(function, member, options, value) {
+            Ok(Some(op)) => core.put_done(function, self.run(op).await),
+            Ok(None) => Ok(false),
+            Err(e) => core.put_done(function, Err(e)),
+        }
+    }
+
+    /// Soft invalidation: marks the entry of `function(args)` expired but keeps it as a
+    /// fail-safe fallback; see [`crate::blocking::Cache::expire`].
+    pub async fn expire<A: Serialize + ?Sized>(
+        &self,
+        function: &str,
+        args: &A,
+    ) -> Result<bool, Error> {
+        let member = key::member(function, args)?;
+        self.expire_member(function, member).await
+    }
+
+    pub(crate) async fn expire_member(
+        &self,
+        function: &str,
+        member: Member,
+    ) -> Result<bool, Error> {
+        match self.inner.core.expire_op(function, member) {
+            Some(op) => self.run(op).await?.into_flag(),
+            None => Ok(false),
+        }
+    }
+
+    /// Switches the cache off (`false`) or on at run time: off, every call runs its function
+    /// with no store traffic, as [`Builder::enabled`](crate::Builder::enabled) describes.
+    /// Clones share the switch.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.inner.core.set_enabled(enabled);
+    }
+
+    /// Is the cache switched on?
+    pub fn is_enabled(&self) -> bool {
+        self.inner.core.is_enabled()
     }
 
     /// Removes the entry of `function(args)`; `true` if a live entry was there.

@@ -38,7 +38,7 @@ use crate::flight::{Flight, Leader, Role};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::mode::Mode;
-use crate::options::{Behaviour, serializes_as_none};
+use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
 use crate::store::{Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, Token};
 
@@ -306,7 +306,9 @@ impl Ticket {
     }
 }
 
-fn put_op(
+/// The put of `payload` at `member`, under `behaviour` (its entry TTL spread by the jitter
+/// that `member` decides), releasing `release` if it holds the key's lease.
+pub(crate) fn put_op(
     structure: &Structure,
     member: Member,
     codec: Codec,
@@ -319,7 +321,7 @@ fn put_op(
         member,
         head: codec.head(),
         payload,
-        entry_ttl: behaviour.entry_ttl,
+        entry_ttl: behaviour.entry_ttl_for(&member),
         keep: behaviour.max_stale,
         release,
     }
@@ -389,6 +391,8 @@ pub(crate) struct Call<'a, S, T> {
     looked: bool,
     /// The value returned is the function's default.
     serving_default: bool,
+    /// Hooks that judge a computed value before it is stored.
+    typed: Option<&'a TypedOptions<T>>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -416,6 +420,8 @@ pub(crate) struct Setup<'a, T> {
     pub(crate) default: Option<T>,
     /// The per-call options were invalid: skip the cache (counted as an error).
     pub(crate) invalid: Option<Error>,
+    /// Hooks that judge a computed value before it is stored.
+    pub(crate) typed: Option<&'a TypedOptions<T>>,
 }
 
 impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
@@ -448,6 +454,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             backend_down: false,
             looked: false,
             serving_default: false,
+            typed: setup.typed,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -967,6 +974,18 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.share_computed(value);
             return Ok(None);
         }
+        // The hooks, if any: a value they refuse is returned (and shared) but not stored.
+        let behaviour = match self.typed.map(|typed| typed.judge(value)) {
+            None | Some(Some(None)) => self.b,
+            Some(Some(Some(ttl))) => Behaviour {
+                entry_ttl: Some(ttl),
+                ..self.b
+            },
+            Some(None) => {
+                self.share_computed(value);
+                return Ok(None);
+            }
+        };
         // One encoding serves the put and this process's followers; a value the codec
         // cannot give back exactly is neither (they compute their own).
         let payload = match self.codec.encode_faithful(value) {
@@ -989,7 +1008,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 *member,
                 self.codec,
                 payload,
-                &self.b,
+                &behaviour,
                 self.lease.clone(),
             )
         }))
@@ -1066,10 +1085,13 @@ mod tests {
     }
 
     fn call<'a>(core: &'a Core, owned: bool, default: Option<u32>) -> Call<'a, Infallible, u32> {
-        let Ok(call) = core.begin::<Infallible, u32>(
+        let Ok(call) = core.begin::<Infallible, u32, CallOptions>(
             "f",
             Ok([1; 16]),
-            &CallOptions::new(),
+            {
+                const NONE: CallOptions = CallOptions::new();
+                &NONE
+            },
             &Ambient::default(),
             owned,
             default,

@@ -164,6 +164,21 @@ impl<'a> Entry<'a> {
         out
     }
 
+    /// Rewrites the logical expiry of stored `bytes` to `at_us` in place (as `expire.lua`
+    /// does); `false` when they are not an envelope this version reads.
+    pub(crate) fn set_expire_at(bytes: &mut [u8], at_us: u64) -> bool {
+        if Entry::parse(bytes).is_none() {
+            return false;
+        }
+        match bytes.get_mut(10..18) {
+            Some(word) => {
+                word.copy_from_slice(&at_us.to_be_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// True when the entry has a per-entry TTL that has passed at `now_us`.
     pub(crate) fn is_expired(&self, now_us: u64) -> bool {
         self.expire_at_us != 0 && self.expire_at_us <= now_us

@@ -17,7 +17,7 @@ use crate::flight::Flights;
 use crate::key::Member;
 use crate::layout::Layout;
 use crate::mode::{Ambient, CacheId};
-use crate::options::{Behaviour, CallOptions};
+use crate::options::{Behaviour, Options, serializes_as_none};
 use crate::policy::Policy;
 use crate::stats::{Event, StatsRegistry};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
@@ -48,6 +48,10 @@ pub(crate) struct Core {
     pub(crate) last_failure: std::sync::Mutex<Option<String>>,
     /// Batches of counters and registry records for Redis (see `shared_stats.rs`).
     pub(crate) shared: crate::shared_stats::SharedCounters,
+    /// The off switch (`Builder::enabled`, `set_enabled`): off, every call runs its function
+    /// with no store traffic. Read with one relaxed load per call: a switch needs no order
+    /// with anything else, and a call that starts just before a flip may still use the store.
+    pub(crate) enabled: std::sync::atomic::AtomicBool,
 }
 
 /// Logs backend trouble at most once per interval, counting what it held back.
@@ -112,16 +116,34 @@ impl Core {
     /// Starts a call of `function` whose arguments gave `member`, under the thread's or task's
     /// `ambient`, with the function's own `options`; `owned` when the function may run in the
     /// background, with the `default` to answer when `wait` is off.
-    pub(crate) fn begin<'a, S: Surface, T: Serialize + DeserializeOwned>(
+    ///
+    /// Options with hooks ([`TypedOptions`](crate::TypedOptions)) make the call judge its
+    /// value before storing it, and keep its function out of background work (`owned` is
+    /// dropped), where nothing would judge it.
+    pub(crate) fn begin<'a, S: Surface, T: Serialize + DeserializeOwned, O: Options<T> + ?Sized>(
         &'a self,
         function: &'a str,
         member: Result<Member, Error>,
-        options: &CallOptions,
+        options: &'a O,
         ambient: &Ambient,
         owned: bool,
         default: Option<T>,
     ) -> Result<Call<'a, S, T>, S> {
-        let behaviour = options.resolve(&self.behaviour);
+        let typed = options.typed();
+        let options = options.call_options();
+        // Checked once: the hot path (no option set) takes the cache's normalized settings.
+        let overridden = !options.is_default();
+        let behaviour = if overridden {
+            options.resolve(&self.behaviour)
+        } else {
+            self.behaviour
+        };
+        // Switched off, a call is a bypass: it computes, and neither reads nor writes.
+        let mode = if self.enabled.load(Ordering::Relaxed) {
+            ambient.mode(self.id)
+        } else {
+            crate::mode::Mode::BYPASS
+        };
         let rec = self.stats.recorder(function, ambient.collectors(self.id));
         if rec.first_sight() {
             // Once per function and process: recorded in Redis with the next batch.
@@ -139,18 +161,17 @@ impl Core {
             Setup {
                 function,
                 member,
-                mode: ambient.mode(self.id),
+                mode,
                 codec: options.codec.unwrap_or(self.codec),
                 cache_none: options.cache_none,
                 behaviour,
                 rec,
-                owned,
+                owned: owned && typed.is_none(),
+                typed,
                 default,
                 // The cache's own settings were validated when it was built: only a call's
                 // overrides can be invalid.
-                invalid: (*options != CallOptions::new())
-                    .then(|| behaviour.validate().err())
-                    .flatten(),
+                invalid: overridden.then(|| behaviour.validate().err()).flatten(),
             },
         )
     }
@@ -181,6 +202,78 @@ impl Core {
         for event in ticket.events(stored.as_ref(), ok, refused.is_some()) {
             rec.add(event);
         }
+    }
+
+    /// Is the cache switched on?
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Switches the cache on or off.
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// The op behind `put`: `value` stored as a call of `function` whose arguments gave
+    /// `member` would store it, under the same `options` (codec, entry TTL and jitter,
+    /// `max_stale`, the `None` rule), without reading and without the key's lease. `None`
+    /// when nothing is to be stored: the cache is switched off, or `value` is a `None` the
+    /// options say not to cache. A value the codec cannot give back exactly is an error.
+    pub(crate) fn put_op<T: Serialize + DeserializeOwned, O: Options<T> + ?Sized>(
+        &self,
+        function: &str,
+        member: Member,
+        options: &O,
+        value: &T,
+    ) -> Result<Option<StoreOp>, Error> {
+        let (typed, options) = (options.typed(), options.call_options());
+        if !self.is_enabled() || (!options.cache_none && serializes_as_none(value)) {
+            return Ok(None);
+        }
+        let mut behaviour = options.resolve(&self.behaviour);
+        behaviour.validate()?;
+        // The hooks, if any: a value they refuse is not stored; one may set its entry TTL.
+        match typed.map(|typed| typed.judge(value)) {
+            None | Some(Some(None)) => {}
+            Some(Some(Some(ttl))) => behaviour.entry_ttl = Some(ttl),
+            Some(None) => return Ok(None),
+        }
+        let codec = options.codec.unwrap_or(self.codec);
+        let payload = codec.encode_faithful(value)?;
+        let structure = self.settings.naming.structure(function);
+        Ok(Some(crate::call::put_op(
+            &structure, member, codec, payload, &behaviour, None,
+        )))
+    }
+
+    /// Counts the reply of a `put`: `Ok(true)` when stored.
+    pub(crate) fn put_done(
+        &self,
+        function: &str,
+        reply: Result<StoreReply, Error>,
+    ) -> Result<bool, Error> {
+        let rec = self.stats.recorder(function, Vec::new());
+        match reply.and_then(StoreReply::into_stored) {
+            Ok((evicted, _)) => {
+                rec.add(Event::Write);
+                if evicted > 0 {
+                    rec.add(Event::Evictions(evicted));
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                rec.add(Event::Error);
+                Err(e)
+            }
+        }
+    }
+
+    /// The op behind `expire`; `None` when the cache is switched off.
+    pub(crate) fn expire_op(&self, function: &str, member: Member) -> Option<StoreOp> {
+        self.is_enabled().then(|| StoreOp::Expire {
+            structure: self.settings.naming.structure(function),
+            member,
+        })
     }
 
     /// The op behind `contains`.

@@ -138,7 +138,7 @@ mod store;
 mod typed;
 mod workers;
 
-pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL};
+pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL, DISABLED_ENV};
 pub use cache::Cache;
 pub use circuit::CircuitBreaker;
 pub use codec::Codec;
@@ -148,7 +148,7 @@ pub use error::{Error, ErrorKind};
 pub use fncache_macros::{cache_evict, cached};
 pub use layout::Layout;
 pub use mode::Mode;
-pub use options::CallOptions;
+pub use options::{CallOptions, Options, TypedOptions};
 pub use policy::Policy;
 pub use shared_stats::SharedStats;
 pub use stats::Stats;

@@ -1,11 +1,13 @@
 //! Per-call options: settings of one function that override the cache's defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
 use crate::codec::Codec;
+use crate::key::Member;
 
 /// Options of one cached function, overriding the cache's defaults for its calls. Pass them to
 /// `get_or_compute_with` / `try_get_or_compute_with`; `#[fncache::cached]` builds them from
@@ -59,6 +61,14 @@ pub struct CallOptions {
     pub strict: Option<bool>,
     /// Overrides [`Builder::stampede_protection`](crate::Builder::stampede_protection).
     pub stampede_protection: Option<bool>,
+    /// Overrides [`Builder::ttl_jitter`](crate::Builder::ttl_jitter).
+    pub ttl_jitter: Option<Duration>,
+    /// Overrides [`Builder::entry_ttl_jitter`](crate::Builder::entry_ttl_jitter), in
+    /// millionths of the entry TTL (set it with [`CallOptions::entry_ttl_jitter`]).
+    pub entry_ttl_jitter_ppm: Option<u32>,
+    /// How long a negative entry (an error that `try_get_or_compute_negative` was told to
+    /// cache) lives; the negative methods need it.
+    pub negative_ttl: Option<Duration>,
 }
 
 impl Default for CallOptions {
@@ -83,6 +93,9 @@ impl CallOptions {
             op_timeout: None,
             strict: None,
             stampede_protection: None,
+            ttl_jitter: None,
+            entry_ttl_jitter_ppm: None,
+            negative_ttl: None,
         }
     }
 
@@ -161,10 +174,68 @@ impl CallOptions {
         self
     }
 
+    /// Spreads this function's entry TTLs by up to `jitter` more; see
+    /// [`Builder::ttl_jitter`](crate::Builder::ttl_jitter).
+    pub const fn ttl_jitter(mut self, jitter: Duration) -> CallOptions {
+        self.ttl_jitter = Some(jitter);
+        self
+    }
+
+    /// Spreads this function's entry TTLs by up to `fraction` of the entry TTL more; see
+    /// [`Builder::entry_ttl_jitter`](crate::Builder::entry_ttl_jitter).
+    pub const fn entry_ttl_jitter(mut self, fraction: f64) -> CallOptions {
+        self.entry_ttl_jitter_ppm = Some(jitter_ppm(fraction));
+        self
+    }
+
+    /// Negative caching: an error that `try_get_or_compute_negative` is told to cache (say a
+    /// `NotFound`) is stored for `ttl`, and served as that error until then. Zero: not stored.
+    pub const fn negative_ttl(mut self, ttl: Duration) -> CallOptions {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// No option is set (`== CallOptions::new()`), checked field by field so that the check
+    /// stops at the first option set and costs a few instructions per field otherwise.
+    pub(crate) fn is_default(&self) -> bool {
+        let CallOptions {
+            entry_ttl,
+            codec,
+            cache_none,
+            refresh_after,
+            lock_timeout,
+            wait,
+            compute_timeout,
+            max_stale,
+            fail_safe_throttle,
+            op_timeout,
+            strict,
+            stampede_protection,
+            ttl_jitter,
+            entry_ttl_jitter_ppm,
+            negative_ttl,
+        } = self;
+        *cache_none
+            && entry_ttl.is_none()
+            && codec.is_none()
+            && refresh_after.is_none()
+            && lock_timeout.is_none()
+            && wait.is_none()
+            && compute_timeout.is_none()
+            && max_stale.is_none()
+            && fail_safe_throttle.is_none()
+            && op_timeout.is_none()
+            && strict.is_none()
+            && stampede_protection.is_none()
+            && ttl_jitter.is_none()
+            && entry_ttl_jitter_ppm.is_none()
+            && negative_ttl.is_none()
+    }
+
     /// These options over a cache's `defaults`, as they take effect (see
     /// [`Behaviour::normalized`]).
     pub(crate) fn resolve(&self, defaults: &Behaviour) -> Behaviour {
-        if *self == CallOptions::new() {
+        if self.is_default() {
             // The hot path: the cache's settings were normalized when it was built.
             return *defaults;
         }
@@ -183,8 +254,205 @@ impl CallOptions {
             stampede_protection: self
                 .stampede_protection
                 .unwrap_or(defaults.stampede_protection),
+            ttl_jitter_ms: self
+                .ttl_jitter
+                .map_or(defaults.ttl_jitter_ms, crate::duration::store_millis),
+            entry_ttl_jitter_ppm: self
+                .entry_ttl_jitter_ppm
+                .unwrap_or(defaults.entry_ttl_jitter_ppm),
         }
         .normalized()
+    }
+}
+
+/// [`CallOptions`] with hooks that look at the value a function returned: whether it is
+/// stored ([`TypedOptions::cache_if`]) and for how long ([`TypedOptions::entry_ttl_from`]).
+/// Made by the [`CallOptions`] methods of the same names, typed by the value `T` their
+/// closures take; pass it wherever `&CallOptions` goes (the `_with` methods and `put_with`).
+///
+/// The closures are `Send + Sync + 'static` (kept in an `Arc`), so options can be built once
+/// and kept in a `static` or shared across tasks; cloning is cheap.
+///
+/// ```
+/// use std::time::Duration;
+/// use fncache::CallOptions;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Page { status: u16, max_age_secs: u64, body: String }
+///
+/// let options = CallOptions::new()
+///     .cache_if(|page: &Page| page.status == 200) // errors pages are returned, not stored
+///     .entry_ttl_from(|page| Duration::from_secs(page.max_age_secs)); // as Cache-Control says
+/// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+/// let fetch = |status| Page { status, max_age_secs: 30, body: "hi".into() };
+/// let page = cache.get_or_compute_with(&options, "fetch", &("/a",), || fetch(503))?;
+/// assert_eq!(page.status, 503);
+/// assert!(!cache.contains("fetch", &("/a",))?); // not stored
+/// cache.get_or_compute_with(&options, "fetch", &("/a",), || fetch(200))?;
+/// assert!(cache.contains("fetch", &("/a",))?); // stored, for 30 s
+/// # Ok::<(), fncache::Error>(())
+/// ```
+///
+/// A call with hooks refreshes and fills inline: its function does not run as background
+/// work (`refresh_after` serves the stale value to everyone but the caller that refreshes;
+/// `wait(false)` waits), so that every value that is stored has passed the hooks.
+#[must_use]
+pub struct TypedOptions<T> {
+    options: CallOptions,
+    cache_if: Option<Hook<T, bool>>,
+    /// `None` from it: the options' own entry TTL (negative caching answers so for `Ok`).
+    entry_ttl_from: Option<Hook<T, Option<Duration>>>,
+}
+
+/// A closure over a value, shareable across threads and tasks.
+type Hook<T, R> = Arc<dyn Fn(&T) -> R + Send + Sync>;
+
+impl<T> Clone for TypedOptions<T> {
+    fn clone(&self) -> Self {
+        TypedOptions {
+            options: self.options,
+            cache_if: self.cache_if.clone(),
+            entry_ttl_from: self.entry_ttl_from.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for TypedOptions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedOptions")
+            .field("options", &self.options)
+            .field("cache_if", &self.cache_if.is_some())
+            .field("entry_ttl_from", &self.entry_ttl_from.is_some())
+            .finish()
+    }
+}
+
+impl CallOptions {
+    /// Stores only the values for which `keep` answers `true`; any other value is returned
+    /// (and handed to this process's callers waiting for it) but not stored, so the next call
+    /// computes again. For `Result` functions it sees the `Ok` value (errors are never stored).
+    pub fn cache_if<T>(self, keep: impl Fn(&T) -> bool + Send + Sync + 'static) -> TypedOptions<T> {
+        TypedOptions::from(self).cache_if(keep)
+    }
+
+    /// Each stored value lives as long as `ttl` answers for it (in place of the entry TTL,
+    /// e.g. from an upstream `Cache-Control: max-age`); jitter and `max_stale` apply to it as
+    /// to the entry TTL. A zero answer means the value is not stored.
+    pub fn entry_ttl_from<T>(
+        self,
+        ttl: impl Fn(&T) -> Duration + Send + Sync + 'static,
+    ) -> TypedOptions<T> {
+        TypedOptions::from(self).entry_ttl_from(ttl)
+    }
+}
+
+impl<T> From<CallOptions> for TypedOptions<T> {
+    fn from(options: CallOptions) -> Self {
+        TypedOptions {
+            options,
+            cache_if: None,
+            entry_ttl_from: None,
+        }
+    }
+}
+
+impl<T> TypedOptions<T> {
+    /// See [`CallOptions::cache_if`].
+    pub fn cache_if(mut self, keep: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.cache_if = Some(Arc::new(keep));
+        self
+    }
+
+    /// See [`CallOptions::entry_ttl_from`].
+    pub fn entry_ttl_from(mut self, ttl: impl Fn(&T) -> Duration + Send + Sync + 'static) -> Self {
+        self.entry_ttl_from = Some(Arc::new(move |value: &T| Some(ttl(value))));
+        self
+    }
+
+    /// The options without their hooks.
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// What the hooks say of `value`: `None` when it is not to be stored, else the entry TTL
+    /// it is stored with (`None` inside: the options' own).
+    pub(crate) fn judge(&self, value: &T) -> Option<Option<Duration>> {
+        if self.cache_if.as_ref().is_some_and(|keep| !keep(value)) {
+            return None;
+        }
+        match self.entry_ttl_from.as_ref().and_then(|ttl| ttl(value)) {
+            Some(ttl) => {
+                let ttl = crate::duration::setting(ttl);
+                (!ttl.is_zero()).then_some(Some(ttl))
+            }
+            None => Some(None),
+        }
+    }
+}
+
+/// The options of a negative call (`try_get_or_compute_negative`): the value stored is the
+/// whole `Result<T, E>` (only errors chosen to be cached reach the store as `Err`; serde
+/// tells `Ok` from `Err`, so a stored error is never served as a value nor the reverse). An
+/// `Ok` passes the caller's own hooks and lives the entry TTL; an `Err` lives `negative_ttl`.
+pub(crate) fn negative_options<T: 'static, E: 'static, O: Options<T> + ?Sized>(
+    options: &O,
+) -> Result<TypedOptions<Result<T, E>>, crate::Error> {
+    let call = *options.call_options();
+    let Some(negative_ttl) = call.negative_ttl else {
+        return Err(crate::Error::config(
+            "negative caching needs a negative_ttl: set it with CallOptions::negative_ttl",
+        ));
+    };
+    let (keep, ttl_from) = match options.typed() {
+        Some(typed) => (typed.cache_if.clone(), typed.entry_ttl_from.clone()),
+        None => (None, None),
+    };
+    let mut out = TypedOptions::from(call);
+    out.cache_if = Some(Arc::new(move |result: &Result<T, E>| match result {
+        Ok(value) => keep.as_ref().is_none_or(|keep| keep(value)),
+        Err(_) => true,
+    }));
+    out.entry_ttl_from = Some(Arc::new(move |result: &Result<T, E>| match result {
+        Ok(value) => ttl_from.as_ref().and_then(|ttl| ttl(value)),
+        Err(_) => Some(negative_ttl),
+    }));
+    Ok(out)
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::CallOptions {}
+    impl<T> Sealed for super::TypedOptions<T> {}
+}
+
+/// What the `_with` methods take as options for a function returning `T`: [`CallOptions`], or
+/// [`TypedOptions<T>`] (options with hooks on the value). Sealed.
+pub trait Options<T>: sealed::Sealed {
+    /// The options without hooks.
+    #[doc(hidden)]
+    fn call_options(&self) -> &CallOptions;
+    /// The options with hooks, if these are.
+    #[doc(hidden)]
+    fn typed(&self) -> Option<&TypedOptions<T>>;
+}
+
+impl<T> Options<T> for CallOptions {
+    fn call_options(&self) -> &CallOptions {
+        self
+    }
+
+    fn typed(&self) -> Option<&TypedOptions<T>> {
+        None
+    }
+}
+
+impl<T> Options<T> for TypedOptions<T> {
+    fn call_options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    fn typed(&self) -> Option<&TypedOptions<T>> {
+        Some(self)
     }
 }
 
@@ -202,6 +470,12 @@ pub(crate) struct Behaviour {
     pub(crate) op_timeout: Duration,
     pub(crate) strict: bool,
     pub(crate) stampede_protection: bool,
+    /// Entry TTLs are spread by up to this many milliseconds more (0: no spread; already a
+    /// store setting, at most `MAX_DURATION`). Plain integers rather than `Option<Duration>`:
+    /// the behaviour is copied into every call, and these keep it small.
+    pub(crate) ttl_jitter_ms: u64,
+    /// ... and by up to this many millionths of the entry TTL more (0: none).
+    pub(crate) entry_ttl_jitter_ppm: u32,
 }
 
 impl Behaviour {
@@ -217,6 +491,8 @@ impl Behaviour {
         op_timeout: Duration::from_millis(250),
         strict: false,
         stampede_protection: true,
+        ttl_jitter_ms: 0,
+        entry_ttl_jitter_ppm: 0,
     };
 
     /// Every duration as it takes effect: in whole milliseconds, rounded up, and at most
@@ -234,6 +510,27 @@ impl Behaviour {
             op_timeout: setting(self.op_timeout),
             ..self
         }
+    }
+
+    /// The entry TTL of the entry at `member`: the entry TTL plus a share of the jitter that
+    /// the member alone decides, so every process (and both stores) writes the same TTL for
+    /// the same entry, while entries written together spread over the jitter instead of
+    /// expiring together. Without jitter, the entry TTL as it is.
+    pub(crate) fn entry_ttl_for(&self, member: &Member) -> Option<Duration> {
+        let ttl = self.entry_ttl?;
+        if self.ttl_jitter_ms == 0 && self.entry_ttl_jitter_ppm == 0 {
+            return Some(ttl);
+        }
+        let ttl_ms = crate::duration::store_millis(ttl);
+        let share = u128::from(ttl_ms) * u128::from(self.entry_ttl_jitter_ppm) / 1_000_000;
+        let spread = u128::from(self.ttl_jitter_ms) + share;
+        // A member is a digest: its first 8 bytes are a uniform fraction of 2^64.
+        let [a, b, c, d, e, f, g, h, ..] = *member;
+        let unit = u128::from(u64::from_le_bytes([a, b, c, d, e, f, g, h]));
+        let extra = u64::try_from((spread * unit) >> 64).unwrap_or(u64::MAX);
+        Some(crate::duration::setting(Duration::from_millis(
+            ttl_ms.saturating_add(extra),
+        )))
     }
 
     /// Durations that must not be zero, with their names, for validation.
@@ -261,6 +558,17 @@ impl Behaviour {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// A jitter fraction in millionths: NaN and fractions below 0 count as 0, above 1 as 1.
+const fn jitter_ppm(fraction: f64) -> u32 {
+    if fraction.is_nan() || fraction <= 0.0 {
+        0
+    } else if fraction >= 1.0 {
+        1_000_000
+    } else {
+        (fraction * 1_000_000.0) as u32
     }
 }
 
@@ -422,6 +730,73 @@ mod tests {
         assert!(!serializes_as_none(""));
         assert!(!serializes_as_none(&Vec::<Option<u8>>::new()));
         assert!(!serializes_as_none(&(None::<u8>,)));
+    }
+
+    #[test]
+    fn jitter_is_a_share_of_the_spread_decided_by_the_member() {
+        let b = Behaviour {
+            entry_ttl: Some(Duration::from_secs(10)),
+            ttl_jitter_ms: 1000,
+            entry_ttl_jitter_ppm: 500_000,
+            ..Behaviour::DEFAULT
+        };
+        // The first 8 bytes, little-endian, as a fraction of 2^64.
+        let at = |first: u64| {
+            let mut m = [0xab; 16];
+            m[..8].copy_from_slice(&first.to_le_bytes());
+            b.entry_ttl_for(&m)
+        };
+        assert_eq!(at(0), Some(Duration::from_secs(10)));
+        assert_eq!(at(1 << 63), Some(Duration::from_secs(13))); // half of 1 s + 5 s
+        assert_eq!(at(u64::MAX), Some(Duration::from_millis(15_999)));
+        let plain = Behaviour {
+            entry_ttl: Some(Duration::from_secs(10)),
+            ..Behaviour::DEFAULT
+        };
+        assert_eq!(
+            plain.entry_ttl_for(&[0xff; 16]),
+            Some(Duration::from_secs(10))
+        );
+        let no_ttl = Behaviour {
+            entry_ttl: None,
+            ..b
+        };
+        assert_eq!(
+            no_ttl.entry_ttl_for(&[0xff; 16]),
+            None,
+            "jitter needs an entry TTL"
+        );
+        let huge = Behaviour {
+            entry_ttl: Some(crate::MAX_DURATION),
+            ..b
+        };
+        assert_eq!(huge.entry_ttl_for(&[0xff; 16]), Some(crate::MAX_DURATION));
+    }
+
+    #[test]
+    fn jitter_fractions_are_clamped_to_zero_and_one() {
+        assert_eq!(jitter_ppm(0.25), 250_000);
+        assert_eq!(jitter_ppm(1.5), 1_000_000);
+        assert_eq!(jitter_ppm(-1.0), 0);
+        assert_eq!(jitter_ppm(f64::NAN), 0);
+    }
+
+    #[test]
+    fn is_default_means_equal_to_new() {
+        let set = [
+            CallOptions::new().entry_ttl(Duration::from_secs(1)),
+            CallOptions::new().codec(Codec::Json),
+            CallOptions::new().cache_none(false),
+            CallOptions::new().stampede_protection(true),
+            CallOptions::new().ttl_jitter(Duration::ZERO),
+            CallOptions::new().entry_ttl_jitter(0.5),
+            CallOptions::new().negative_ttl(Duration::from_secs(1)),
+        ];
+        assert!(CallOptions::new().is_default());
+        for options in set {
+            assert!(!options.is_default(), "{options:?}");
+            assert_ne!(options, CallOptions::new());
+        }
     }
 
     #[test]

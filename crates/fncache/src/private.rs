@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::core::Surface;
 use crate::key::ArgsEncoder;
 use crate::{Cache, blocking};
-pub use crate::{CallOptions, Codec, Error, Stats};
+pub use crate::{CallOptions, Codec, Error, Options, Stats};
 
 mod sealed {
     use std::sync::{Arc, LazyLock};
@@ -225,14 +225,15 @@ pub trait Background: Send + 'static {}
 impl<T: Send + 'static> Background for T {}
 
 /// Calls `compute` through the blocking `cache`: never fails, whatever the backend does.
-pub fn call_blocking<T, F>(
+pub fn call_blocking<O, T, F>(
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue,
     F: FnOnce() -> T,
 {
@@ -245,15 +246,16 @@ where
 
 /// Like [`call_blocking`] for a `Result`: only `Ok` is stored; backend failures surface as
 /// `failures` says.
-pub fn try_call_blocking<P, T, E, F>(
+pub fn try_call_blocking<O, P, T, E, F>(
     failures: P,
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue,
@@ -264,18 +266,111 @@ where
     settle::<P, T, E>(cache.call(options, function, member, compute))
 }
 
+/// A value or error type of a negatively cached function: the whole `Result<T, E>` is stored.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached as a negative entry: with `cache_err_if` the error is stored too, so it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "this error is stored when `cache_err_if` chooses it",
+    note = "derive `Serialize` and `Deserialize` for the error type, or remove `negative_ttl` and `cache_err_if`"
+)]
+pub trait CachedError: Serialize + DeserializeOwned + 'static {}
+
+impl<E: Serialize + DeserializeOwned + 'static> CachedError for E {}
+
+/// `cache_err_if = EXPR`: the predicate, checked against the function's error type `E`.
+pub fn cache_err_hook<E, C: FnOnce(&E) -> bool>(predicate: C) -> impl FnOnce(&E) -> bool {
+    predicate
+}
+
+/// Negative caching (`cache_err_if`, `negative_ttl`): the errors `cache_err_if` chooses are
+/// stored too, and served as those errors.
+pub fn try_call_blocking_negative<O, P, T, E, C, F>(
+    failures: P,
+    cache: &blocking::Cache,
+    options: &O,
+    function: &str,
+    key: Key,
+    cache_err_if: C,
+    compute: F,
+) -> Result<T, E>
+where
+    O: crate::Options<T> + ?Sized,
+    P: sealed::Way,
+    E: Failures<P> + CachedError,
+    T: CachedValue + 'static,
+    C: FnOnce(&E) -> bool,
+    F: FnOnce() -> Result<T, E>,
+{
+    let _ = failures;
+    let member = key.encoder.finish(function);
+    let options = match crate::options::negative_options::<T, E, O>(options) {
+        Ok(options) => options,
+        // The attribute requires `negative_ttl`: unreachable from generated code.
+        Err(e) => {
+            cache.absorb(function, "negative caching is misconfigured", &e);
+            return compute();
+        }
+    };
+    let compute = || match compute() {
+        Ok(value) => Ok(Ok(value)),
+        Err(e) if cache_err_if(&e) => Ok(Err(e)),
+        Err(e) => Err(e),
+    };
+    settle::<P, Result<T, E>, E>(cache.call(&options, function, member, compute))
+        .and_then(|result| result)
+}
+
+/// [`try_call_blocking_negative`] for an `async fn`.
+pub async fn try_call_async_negative<O, P, T, E, C, F, Fut>(
+    failures: P,
+    cache: &Cache,
+    options: &O,
+    function: &str,
+    key: Key,
+    cache_err_if: C,
+    compute: F,
+) -> Result<T, E>
+where
+    O: crate::Options<T> + ?Sized,
+    P: sealed::Way,
+    E: Failures<P> + CachedError,
+    T: CachedValue + 'static,
+    C: FnOnce(&E) -> bool,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let _ = failures;
+    let member = key.encoder.finish(function);
+    let options = match crate::options::negative_options::<T, E, O>(options) {
+        Ok(options) => options,
+        Err(e) => {
+            cache.absorb(function, "negative caching is misconfigured", &e);
+            return compute().await;
+        }
+    };
+    let compute = || async {
+        match compute().await {
+            Ok(value) => Ok(Ok(value)),
+            Err(e) if cache_err_if(&e) => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    };
+    settle::<P, Result<T, E>, E>(cache.call(&options, function, member, compute).await)
+        .and_then(|result| result)
+}
+
 /// Like [`call_blocking`] for an owned function, which may run on the cache's worker threads:
 /// a stale entry is refreshed in the background, a recomputation can be abandoned at the
 /// compute timeout, and with `wait(false)` a cold miss answers `default`.
-pub fn call_blocking_owned<T, F>(
+pub fn call_blocking_owned<O, T, F>(
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue + Background,
     F: FnOnce() -> T + Background,
 {
@@ -288,16 +383,17 @@ where
 
 /// Like [`call_blocking_owned`] for a `Result`: only `Ok` is stored; backend failures surface
 /// as `failures` says.
-pub fn try_call_blocking_owned<P, T, E, F>(
+pub fn try_call_blocking_owned<O, P, T, E, F>(
     failures: P,
     cache: &blocking::Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue + Background,
@@ -311,14 +407,15 @@ where
 }
 
 /// Calls `compute` through the async `cache`: never fails, whatever the backend does.
-pub async fn call_async<T, F, Fut>(
+pub async fn call_async<O, T, F, Fut>(
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
@@ -332,15 +429,16 @@ where
 
 /// Like [`call_async`] for a `Result`: only `Ok` is stored; backend failures surface as
 /// `failures` says.
-pub async fn try_call_async<P, T, E, F, Fut>(
+pub async fn try_call_async<O, P, T, E, F, Fut>(
     failures: P,
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue,
@@ -354,15 +452,16 @@ where
 
 /// Like [`call_async`] for an owned function (its future `Send + 'static`), which may run as
 /// a task of its own: see [`call_blocking_owned`].
-pub async fn call_async_owned<T, F, Fut>(
+pub async fn call_async_owned<O, T, F, Fut>(
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> T
 where
+    O: Options<T> + ?Sized,
     T: CachedValue + Background,
     F: FnOnce() -> Fut + Background,
     Fut: Future<Output = T> + Send + 'static,
@@ -376,16 +475,17 @@ where
 
 /// Like [`call_async_owned`] for a `Result`: only `Ok` is stored; backend failures surface as
 /// `failures` says.
-pub async fn try_call_async_owned<P, T, E, F, Fut>(
+pub async fn try_call_async_owned<O, P, T, E, F, Fut>(
     failures: P,
     cache: &Cache,
-    options: &CallOptions,
+    options: &O,
     default: Option<T>,
     function: &str,
     key: Key,
     compute: F,
 ) -> Result<T, E>
 where
+    O: Options<T> + ?Sized,
     P: sealed::Way,
     E: Failures<P>,
     T: CachedValue + Background,
@@ -431,6 +531,93 @@ pub async fn is_cached_async(cache: &Cache, function: &str, key: Key) -> Result<
 pub async fn invalidate_async(cache: &Cache, function: &str, key: Key) -> Result<bool, Error> {
     let member = key.encoder.finish(function)?;
     cache.invalidate_member(function, member).await
+}
+
+/// `cache_if = EXPR`: the closure, checked against the function's value type `T` here, at
+/// the user's expression.
+pub fn cache_if_hook<T, F: Fn(&T) -> bool + Send + Sync + 'static>(keep: F) -> F {
+    keep
+}
+
+/// `entry_ttl_from = EXPR`: the closure, checked against the function's value type `T`.
+pub fn entry_ttl_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'static>(ttl: F) -> F {
+    ttl
+}
+
+/// `{fn}_expire` of a blocking function.
+pub fn expire_blocking(cache: &blocking::Cache, function: &str, key: Key) -> Result<bool, Error> {
+    cache.expire_member(function, key.encoder.finish(function)?)
+}
+
+/// `{fn}_expire` of an async function.
+pub async fn expire_async(cache: &Cache, function: &str, key: Key) -> Result<bool, Error> {
+    let member = key.encoder.finish(function)?;
+    cache.expire_member(function, member).await
+}
+
+/// `{fn}_put` of a blocking function: `value` stored under the function's `options`.
+pub fn put_blocking<O, T: CachedValue>(
+    cache: &blocking::Cache,
+    options: &O,
+    value: &T,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error>
+where
+    O: Options<T> + ?Sized,
+{
+    cache.put_member(options, function, key.encoder.finish(function)?, value)
+}
+
+/// `{fn}_put` of an async function.
+pub async fn put_async<O, T: CachedValue>(
+    cache: &Cache,
+    options: &O,
+    value: &T,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error>
+where
+    O: Options<T> + ?Sized,
+{
+    let member = key.encoder.finish(function)?;
+    cache.put_member(options, function, member, value).await
+}
+
+/// `{fn}_put` of a negatively cached blocking function: its entries hold the whole
+/// `Result<T, E>` (an `Err` put is a negative entry, for `negative_ttl`).
+pub fn put_blocking_negative<O, T, E>(
+    cache: &blocking::Cache,
+    options: &O,
+    value: &Result<T, E>,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error>
+where
+    O: crate::Options<T> + ?Sized,
+    T: CachedValue + 'static,
+    E: CachedError,
+{
+    let options = crate::options::negative_options::<T, E, O>(options)?;
+    cache.put_member(&options, function, key.encoder.finish(function)?, value)
+}
+
+/// `{fn}_put` of a negatively cached async function.
+pub async fn put_async_negative<O, T, E>(
+    cache: &Cache,
+    options: &O,
+    value: &Result<T, E>,
+    function: &str,
+    key: Key,
+) -> Result<bool, Error>
+where
+    O: crate::Options<T> + ?Sized,
+    T: CachedValue + 'static,
+    E: CachedError,
+{
+    let options = crate::options::negative_options::<T, E, O>(options)?;
+    let member = key.encoder.finish(function)?;
+    cache.put_member(&options, function, member, value).await
 }
 
 /// `{fn}_stats()` of a blocking function.

@@ -526,6 +526,7 @@ impl MemoryStore {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
+            | StoreOp::Expire { structure, .. }
             | StoreOp::Remove { structure, .. }
             | StoreOp::Lease { structure, .. }
             | StoreOp::PurgeStructure { structure } => {
@@ -601,6 +602,19 @@ impl MemoryStore {
                 all.get(&structure.index)
                     .and_then(|s| s.slots.get(&member))
                     .is_some_and(|slot| !MemStructure::is_entry_expired(&slot.entry, now)),
+            ),
+            // As `expire.lua`: only a live entry is marked; its keep_until (and so its place
+            // in the expiry index) stays.
+            StoreOp::Expire { structure, member } => StoreReply::Flag(
+                all.get_mut(&structure.index)
+                    .and_then(|s| s.slots.get_mut(&member))
+                    .is_some_and(|slot| {
+                        Entry::parse(&slot.entry)
+                            .is_some_and(|e| !e.is_gone(now) && !e.is_expired(now))
+                            // Lookups may share the old bytes: they keep them, the slot
+                            // gets its own marked copy.
+                            && Entry::set_expire_at(Arc::make_mut(&mut slot.entry).as_mut_slice(), now)
+                    }),
             ),
             StoreOp::Remove { structure, member } => {
                 let Some(s) = all.get_mut(&structure.index) else {

@@ -67,6 +67,14 @@ pub(crate) enum StoreOp {
         structure: Structure,
         member: Member,
     },
+    /// Soft invalidation: a live entry's logical expiry becomes now, so that the next lookup
+    /// finds it expired (recompute) while it stays as a fail-safe fallback until it would
+    /// have been deleted anyway (its `keep_until`, unchanged). Answers whether a live entry
+    /// was marked.
+    Expire {
+        structure: Structure,
+        member: Member,
+    },
     /// Remove an entry.
     Remove {
         structure: Structure,

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fncache::{Builder, Cache, CallOptions, Mode, Stats, blocking};
+use fncache::{Builder, Cache, Mode, Stats, blocking};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -99,9 +99,9 @@ impl Front {
     }
 
     /// Calls `function(x)` with per-call `options`, computing with `compute` on a miss.
-    pub fn call_with<T: Serialize + DeserializeOwned>(
+    pub fn call_with<T: Serialize + DeserializeOwned, O: fncache::Options<T>>(
         &self,
-        options: &CallOptions,
+        options: &O,
         function: &str,
         x: u64,
         compute: impl FnOnce() -> T,
@@ -111,6 +111,60 @@ impl Front {
             Front::Async(c, rt) => {
                 rt.block_on(c.get_or_compute_with(options, function, &(x,), || async { compute() }))
             }
+        }
+    }
+
+    /// Calls the fallible `function(x)` with per-call `options`, computing `result` on a miss.
+    pub fn try_call_with<O: fncache::Options<u64>>(
+        &self,
+        options: &O,
+        function: &str,
+        x: u64,
+        result: Result<u64, String>,
+    ) -> Result<Result<u64, String>, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.try_get_or_compute_with(options, function, &(x,), || result),
+            Front::Async(c, rt) => {
+                rt.block_on(
+                    c.try_get_or_compute_with(options, function, &(x,), || async { result }),
+                )
+            }
+        }
+    }
+
+    /// Stores `value` as `function(x)` without computing (`put_with`).
+    pub fn put_with<T: Serialize + DeserializeOwned, O: fncache::Options<T>>(
+        &self,
+        options: &O,
+        function: &str,
+        x: u64,
+        value: &T,
+    ) -> Result<bool, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.put_with(options, function, &(x,), value),
+            Front::Async(c, rt) => rt.block_on(c.put_with(options, function, &(x,), value)),
+        }
+    }
+
+    /// Soft-invalidates `function(x)`.
+    pub fn expire(&self, function: &str, x: u64) -> Result<bool, fncache::Error> {
+        match self {
+            Front::Blocking(c) => c.expire(function, &(x,)),
+            Front::Async(c, rt) => rt.block_on(c.expire(function, &(x,))),
+        }
+    }
+
+    pub fn set_enabled(&self, enabled: bool) {
+        match self {
+            Front::Blocking(c) => c.set_enabled(enabled),
+            Front::Async(c, _) => c.set_enabled(enabled),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        match self {
+            Front::Blocking(c) => c.is_enabled(),
+            Front::Async(c, _) => c.is_enabled(),
         }
     }
 

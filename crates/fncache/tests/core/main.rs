@@ -12,6 +12,7 @@ mod behaviour;
 mod concurrency;
 mod corruption;
 mod durations;
+mod features;
 mod fidelity;
 #[path = "../common/front.rs"]
 mod front;

@@ -17,6 +17,9 @@ enum Op {
     WriteOnlyCall { function: u8, x: u8 },
     Contains { function: u8, x: u8 },
     Invalidate { function: u8, x: u8 },
+    Put { function: u8, x: u8 },
+    Expire { function: u8, x: u8 },
+    FailingCall { function: u8, x: u8 },
     PurgeFunction { function: u8 },
     Len,
 }
@@ -28,7 +31,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => fx.clone().prop_map(|(function, x)| Op::ReadOnlyCall { function, x }),
         1 => fx.clone().prop_map(|(function, x)| Op::WriteOnlyCall { function, x }),
         2 => fx.clone().prop_map(|(function, x)| Op::Contains { function, x }),
-        1 => fx.prop_map(|(function, x)| Op::Invalidate { function, x }),
+        1 => fx.clone().prop_map(|(function, x)| Op::Invalidate { function, x }),
+        1 => fx.clone().prop_map(|(function, x)| Op::Put { function, x }),
+        2 => fx.clone().prop_map(|(function, x)| Op::Expire { function, x }),
+        1 => fx.prop_map(|(function, x)| Op::FailingCall { function, x }),
         1 => (0u8..3).prop_map(|function| Op::PurgeFunction { function }),
         1 => Just(Op::Len),
     ]
@@ -61,6 +67,21 @@ fn apply(cache: &blocking::Cache, op: &Op) -> String {
             .invalidate(&format!("f{function}"), &(x,))
             .unwrap()
             .to_string(),
+        Op::Put { function, x } => cache
+            .put(&format!("f{function}"), &(x,), &(u32::from(x) * 3))
+            .unwrap()
+            .to_string(),
+        Op::Expire { function, x } => cache
+            .expire(&format!("f{function}"), &(x,))
+            .unwrap()
+            .to_string(),
+        // Serves a kept fallback (an expired entry) or passes the error through.
+        Op::FailingCall { function, x } => format!(
+            "{:?}",
+            cache
+                .try_get_or_compute(&format!("f{function}"), &(x,), || Err::<u32, _>("down"))
+                .unwrap()
+        ),
         Op::PurgeFunction { function } => {
             // Shared layout: a configuration error on both stores.
             format!(

@@ -14,6 +14,7 @@
 mod companions;
 mod evict;
 mod failures;
+mod features;
 mod generics;
 mod identity;
 // One-line bodies are the point of these tests: rustfmt would spread them over lines.

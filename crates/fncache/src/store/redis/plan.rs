@@ -46,6 +46,7 @@ static GET: LazyLock<Script> = script!(hot "scripts/get.lua");
 static PUT: LazyLock<Script> = script!(hot "scripts/put.lua");
 static PEEK: LazyLock<Script> = script!(maintenance "scripts/peek.lua");
 static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
+static EXPIRE: LazyLock<Script> = script!(hot "scripts/expire.lua");
 static LEN: LazyLock<Script> = script!(maintenance "scripts/len.lua");
 static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
@@ -232,6 +233,7 @@ impl Plan {
             StoreOp::Get { structure, .. }
             | StoreOp::Put { structure, .. }
             | StoreOp::Peek { structure, .. }
+            | StoreOp::Expire { structure, .. }
             | StoreOp::Remove { structure, .. }
             | StoreOp::Lease { structure, .. }
             | StoreOp::PurgeStructure { structure } => vec![structure.clone()],
@@ -319,6 +321,11 @@ impl Plan {
             ),
             StoreOp::Peek { structure, member } => {
                 let mut inv = ScriptCall::new(&PEEK, "peek.lua", 1);
+                inv.arg(&structure.values).arg(&member[..]);
+                single(inv, ReplyShape::Flag)
+            }
+            StoreOp::Expire { structure, member } => {
+                let mut inv = ScriptCall::new(&EXPIRE, "expire.lua", 1);
                 inv.arg(&structure.values).arg(&member[..]);
                 single(inv, ReplyShape::Flag)
             }
@@ -933,6 +940,25 @@ mod tests {
             lease_words(plan.step(None).unwrap()),
             ["1", key.as_str(), "tok", "1500"]
         );
+    }
+
+    #[test]
+    fn an_expire_is_one_script_call_on_the_values_key_answering_a_flag() {
+        let s = settings(Layout::Shared);
+        let structure = s.naming.structure("f");
+        let op = StoreOp::Expire {
+            structure: structure.clone(),
+            member: [7; 16],
+        };
+        let mut plan = Plan::new(op, &s, Topology::Server);
+        let Step::Send(Request::Script(call)) = plan.step(None).unwrap() else {
+            panic!("a script call was expected")
+        };
+        assert_eq!(call.name(), "expire.lua");
+        let words = call.words();
+        assert!(words.contains(&structure.values), "{words:?}");
+        let done = plan.step(Some(Ok(Value::Int(1)))).unwrap();
+        assert!(matches!(done, Step::Done(StoreReply::Flag(true))));
     }
 
     #[test]
