@@ -15,6 +15,7 @@ use super::script::ScriptCall;
 use crate::duration::store_millis;
 use crate::error::{Error, ErrorKind};
 use crate::layout::{Naming, Structure};
+use crate::policy::TouchRule;
 use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
 
 /// Keys returned per SCAN round trip (a hint to the server).
@@ -42,7 +43,8 @@ macro_rules! script {
     };
 }
 
-static GET: LazyLock<Script> = script!(hot "scripts/get.lua");
+// The hit path stands alone: no prelude closures to create per call.
+static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get.lua")));
 static PUT: LazyLock<Script> = script!(hot "scripts/put.lua");
 static PEEK: LazyLock<Script> = script!(maintenance "scripts/peek.lua");
 static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
@@ -208,6 +210,29 @@ impl Node {
     }
 }
 
+/// What a lookup needs from its driver rather than from the op: a fresh hit then costs the
+/// server two commands (the lookup and the touch), no `TIME` and no `PTTL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hints {
+    /// The caller's clock in microseconds since the Unix epoch: the score of a use under the
+    /// `time` touch rule (applied with `ZADD GT`, so a late script never moves a score back).
+    /// Freshness never depends on it: entry times stay the server's.
+    pub(crate) now_us: u64,
+    /// Renew the structure TTL if this lookup hits (the driver asks at most once per step per
+    /// structure, see `SlideGate`).
+    pub(crate) slide: bool,
+}
+
+impl Hints {
+    /// The system clock in microseconds since the Unix epoch (0 before it, which `ZADD GT`
+    /// then ignores).
+    pub(crate) fn clock() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
 /// The requests of one store op.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -222,8 +247,26 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Plans `op` for a cache with `settings`, whose store has `topology`.
+    /// Plans `op` for a cache with `settings`, whose store has `topology`, a lookup scoring
+    /// with the system clock and renewing the structure TTL when the settings slide (see
+    /// [`Plan::with_hints`]).
+    #[cfg(test)]
     pub(crate) fn new(op: StoreOp, settings: &StoreSettings, topology: Topology) -> Plan {
+        let hints = Hints {
+            now_us: Hints::clock(),
+            slide: settings.slide,
+        };
+        Plan::with_hints(op, settings, topology, hints)
+    }
+
+    /// Plans `op` for a cache with `settings`, whose store has `topology`; a lookup uses what
+    /// the driver knows (`hints`).
+    pub(crate) fn with_hints(
+        op: StoreOp,
+        settings: &StoreSettings,
+        topology: Topology,
+        hints: Hints,
+    ) -> Plan {
         let rules = settings.rules;
         let kind = rules.index.script_word();
         let single = |request, shape| State::Single(Some(Request::Script(request)), shape);
@@ -251,16 +294,24 @@ impl Plan {
                 if lease.is_some() {
                     inv.arg(structure.lease_key(&member));
                 }
-                let (lease_ms, token) =
-                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token));
                 inv.arg(&member[..])
                     .arg(rules.touch.script_word())
                     .arg(kind)
-                    .arg(ttl_ms(settings))
-                    .arg(flag(settings.slide))
-                    .arg(refresh_after.map_or(0, store_millis))
-                    .arg(lease_ms)
-                    .arg(token);
+                    .arg(if hints.slide { ttl_ms(settings) } else { 0 })
+                    .arg(if rules.touch == TouchRule::Time {
+                        hints.now_us
+                    } else {
+                        0
+                    });
+                // The rest only when something is asked: each argument costs the script a
+                // string to intern, on every hit.
+                let refresh_ms = refresh_after.map_or(0, store_millis);
+                if refresh_ms > 0 || lease.is_some() {
+                    inv.arg(refresh_ms);
+                }
+                if let Some(lease) = lease {
+                    inv.arg(store_millis(lease.ttl)).arg(lease.token);
+                }
                 single(inv, ReplyShape::Lookup)
             }
             StoreOp::Put {
@@ -840,6 +891,59 @@ mod tests {
     }
 
     const VALKEY: Capabilities = Capabilities { delifeq: true };
+
+    /// The words of a get.lua call planned with `hints`.
+    fn get_words(s: &StoreSettings, op: StoreOp, hints: Hints) -> Vec<String> {
+        let mut plan = Plan::with_hints(op, s, Topology::Server, hints);
+        let Ok(Step::Send(Request::Script(call))) = plan.step(None) else {
+            panic!("get.lua was expected");
+        };
+        assert_eq!(call.name(), "get.lua");
+        call.words()
+    }
+
+    #[test]
+    fn a_plain_lookup_sends_only_what_the_hit_path_reads() {
+        let mut s = settings(Layout::Shared);
+        s.rules = Policy::LruT.rules();
+        s.ttl = Some(std::time::Duration::from_secs(60));
+        let structure = s.naming.structure("f");
+        let op = || StoreOp::Get {
+            structure: structure.clone(),
+            member: *b"0123456789abcdef",
+            refresh_after: None,
+            lease: None,
+        };
+        let keys = [
+            structure.index.as_str(),
+            structure.values.as_str(),
+            structure.expiry.as_str(),
+        ];
+        let hints = |slide| Hints { now_us: 42, slide };
+        // The caller's clock scores the use; the TTL is renewed only when the driver asks.
+        let words = get_words(&s, op(), hints(false));
+        assert_eq!(words[..4], ["3", keys[0], keys[1], keys[2]]);
+        assert_eq!(words[4..], ["0123456789abcdef", "time", "zset", "0", "42"]);
+        let words = get_words(&s, op(), hints(true));
+        assert_eq!(words[4..], ["0123456789abcdef", "time", "zset", "60000", "42"]);
+        // Other rules do not score with a time.
+        s.rules = Policy::Lru.rules();
+        let words = get_words(&s, op(), hints(false));
+        assert_eq!(words[4..], ["0123456789abcdef", "counter", "zset", "0", "0"]);
+        // A lease or refresh-after adds the trailing arguments.
+        let op = StoreOp::Get {
+            structure: structure.clone(),
+            member: *b"0123456789abcdef",
+            refresh_after: None,
+            lease: Some(crate::store::LeaseRequest {
+                token: "tok".to_owned(),
+                ttl: std::time::Duration::from_secs(2),
+            }),
+        };
+        let words = get_words(&s, op, hints(false));
+        assert_eq!(words[0], "4");
+        assert_eq!(words[9..], ["0", "0", "2000", "tok"]);
+    }
 
     #[test]
     fn a_first_release_probes_for_delifeq_and_uses_it() {
