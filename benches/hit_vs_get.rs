@@ -922,14 +922,29 @@ fn main() {
         server.version(),
         std::env::consts::ARCH
     );
+    // `-- --pass <blocking|server|async|memory>`: that pass only (for a profiler).
+    let only = args
+        .iter()
+        .position(|a| a == "--pass")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let runs = |pass: &str| only.is_none_or(|o| o == pass);
     let mut table = Vec::new();
-    blocking_pass(&mut fixtures, sizes, &mut table);
-    for fixture in &fixtures {
-        fixture.check();
+    if runs("blocking") {
+        blocking_pass(&mut fixtures, sizes, &mut table);
+        for fixture in &fixtures {
+            fixture.check();
+        }
     }
-    server_pass(&server, sizes, &mut table);
-    async_pass(&server, sizes, &mut table);
-    memory_pass(&server, sizes, &mut table);
+    if runs("server") {
+        server_pass(&server, sizes, &mut table);
+    }
+    if runs("async") {
+        async_pass(&server, sizes, &mut table);
+    }
+    if runs("memory") {
+        memory_pass(&server, sizes, &mut table);
+    }
 
     println!("\n== summary (blocking figures: 100-byte value) ==");
     for row in &table {

@@ -19,13 +19,6 @@ local function now_us()
   return t[1] * 1000000 + t[2]
 end
 
--- The entry's write time, logical expiry and physical expiry (0 = never). An entry too short
--- to carry a header never expires here: the client sees it as corrupt and overwrites it.
-local function times(entry)
-  if #entry < 26 then return 0, 0, 0 end
-  return struct.unpack('>I8I8I8', entry, 3)
-end
-
 -- Applies the policy's rule for a use (a hit, or an overwrite of an existing entry):
 -- 'counter' makes the member the highest score unless it already is (only the order
 -- matters), 'time' scores it with server time (strictly increasing across scripts, which run
