@@ -1,35 +1,33 @@
-//! What does the cache cost on top of Redis itself?
+//! The Redis side of fncache's performance record: what a call costs on top of Redis itself,
+//! every figure against its reference on the same throwaway server (spawned by
+//! [`fncache_testing::RedisServer`]), printed as ratios in one run, with a closing summary
+//! against the goals of issue 10:
 //!
-//! A Redis-backed fncache call is a network round trip plus work on both sides: hashing the
-//! arguments into a member, running a Lua script (the lookup also records the use for the
-//! eviction policy and renews the structure TTL), and decoding the stored envelope. This bench
-//! puts that next to the cheapest thing a hand-written cache could do against the same server,
-//! for a value of the same size (a ~100 byte and a ~4 KiB string):
+//! - **blocking**: a [`fncache::blocking::Cache::get_or_compute`] hit against a raw redis-rs
+//!   `GET` of a same-sized value (~100 B and ~4 KiB), and a miss+store (every call a fresh
+//!   argument, in a full cache, so every store also evicts) against a raw `GET` that misses
+//!   plus a `SET`; policies `LruT` (default) and `Lru`. The variants run interleaved in small
+//!   chunks, in a rotating order; each round gives a ratio, and the median ratio is reported,
+//!   so drift and other load hit both sides of a ratio alike.
+//! - **server**: Redis time per hit of the hit script of every policy (`INFO commandstats`,
+//!   `usec` per `EVALSHA`) against a `GET`'s, and the server process's whole CPU per call
+//!   (`INFO cpu`: reading, parsing and replying included).
+//! - **async**: the async front-end with 1 task and with 64 tasks, each on its own key, against
+//!   as many tasks doing raw `GET`s on one redis-rs `MultiplexedConnection`, on one
+//!   current-thread runtime; time per op, and where it goes: client CPU per op (the process's
+//!   threads, `/proc/self/task/*/schedstat`) and server CPU per op (`INFO cpu`).
+//! - **memory**: Redis bytes per entry (`INFO memory` `used_memory`) of 100k entries with a
+//!   23-byte value in one structure, against 100k plain `SET`s, with `MEMORY USAGE` per key.
 //!
-//! - `raw_get` vs `cache_hit`: one redis-rs `GET` of a key holding the value, against a blocking
-//!   [`fncache::blocking::Cache::get_or_compute`] hit (default policy `LruT`, and `Lru`).
-//!   Goal: a hit costs at most 1.3x a raw `GET` round trip.
-//! - `raw_get_set` vs `cache_miss_store`: a raw `GET` that misses followed by a raw `SET` of
-//!   the value, against a cache call with a fresh argument every iteration, so that every call
-//!   misses, computes and stores. Goal: a miss plus store costs at most 1.3x a raw `GET`+`SET`.
+//! Where the machine has two CPUs or more, the server is pinned to CPU 1 and the bench to CPU 0
+//! (`taskset`), so that client and server do not share a core. The ratios depend on the round
+//! trip (the cache's overhead is mostly a fixed cost per call: a fast idle loopback shows the
+//! worst ratio) and on other load: compare ratios from one run, not across machines.
 //!
-//! Everything runs on one throwaway `redis-server` on loopback (spawned by
-//! [`fncache_testing::RedisServer`]), so the numbers are dominated by round trips and
-//! server-side work, which is exactly the overhead that matters for a cache.
-//!
-//! Criterion reports each pair side by side (groups `hit_<size>` and `store_<size>`). After the
-//! criterion groups the bench measures every variant again with plain [`Instant`] timing,
-//! interleaving the variants in small chunks so that drift (CPU frequency, other load) hits all
-//! of them alike, and prints the ratios against the goals. Next to each wall time it prints
-//! the Redis-side execution time per op (from `INFO commandstats`, measured in a separate
-//! short pass), which splits the overhead into Lua work on the server and client work.
-//!
-//! The ratios depend on how fast the round trip is: the cache's overhead is mostly a fixed
-//! cost per call, so a fast, idle loopback shows the worst ratio and a busy machine (or a real
-//! network) a better one. Compare ratios from one run, not across machines.
-//!
-//! Run with `cargo bench --bench hit_vs_get`; with `-- --test` every benchmark runs once and the
-//! ratio pass is shortened to a smoke test; with `-- --ratios` only the ratio pass runs.
+//! `cargo bench --bench hit_vs_get` runs criterion's groups (`hit_<size>`, `store_<size>`)
+//! first, then the measured passes; `-- --quick` runs only the passes, shortened (under a
+//! minute); `-- --ratios` only the passes at full length; `-- --pass <blocking|server|async|
+//! memory>` one pass (for a profiler); `-- --test` everything once, as a smoke test.
 
 #![allow(clippy::expect_used)]
 
@@ -135,7 +133,7 @@ const MISS_FUNCTION: &str = "bench_miss";
 impl Fixture {
     fn new(server: &RedisServer, label: &'static str, size: usize) -> Fixture {
         // ASCII, so the MessagePack encoding is the string plus a 2 or 3 byte header and the
-        // stored sizes of raw and cached values differ only by fncache's 18-byte envelope head.
+        // stored sizes of raw and cached values differ only by fncache's 26-byte envelope head.
         let value: String = "abcdefghijklmnopqrstuvwxyz0123456789"
             .chars()
             .cycle()
