@@ -393,10 +393,7 @@ fn verdict(ratio: f64, goal: f64) -> String {
 
 /// `INFO <section>` as `field -> value` pairs.
 fn info(con: &mut redis::Connection, section: &str) -> Vec<(String, String)> {
-    let text: String = redis::cmd("INFO")
-        .arg(section)
-        .query(con)
-        .expect("INFO");
+    let text: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
     text.lines()
         .filter_map(|line| line.trim_end().split_once(':'))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -407,7 +404,7 @@ fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String
     info(con, section)
         .into_iter()
         .find_map(|(k, v)| (k == field).then_some(v))
-        .unwrap_or_else(|| panic!("INFO {section} has no `{field}`"))
+        .expect("INFO has the field")
 }
 
 /// The server process's CPU time so far (user + system, `INFO cpu`): everything the server
@@ -530,7 +527,11 @@ fn blocking_pass(fixtures: &mut [Fixture], sizes: &Sizes, table: &mut Vec<Row>) 
                 verdict(store, STORE_GOAL)
             );
             if fixture.label == SIZES[0].0 {
-                table.push(Row::new(format!("blocking hit / GET ({policy})"), hit, HIT_GOAL));
+                table.push(Row::new(
+                    format!("blocking hit / GET ({policy})"),
+                    hit,
+                    HIT_GOAL,
+                ));
                 table.push(Row::new(
                     format!("blocking miss+store / GET+SET ({policy})"),
                     store,
@@ -562,7 +563,10 @@ fn server_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
         }
         let cpu = server_cpu(con).saturating_sub(cpu);
         let (calls, usec) = command_usec(con, names);
-        assert!(calls >= n as u64, "expected {n} calls of {names:?}, saw {calls}");
+        assert!(
+            calls >= n as u64,
+            "expected {n} calls of {names:?}, saw {calls}"
+        );
         (usec as f64 / calls as f64, micros(cpu) / n as f64)
     };
     let mut raw = server.connection();
@@ -581,7 +585,7 @@ fn server_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
     for (name, policy) in ALL_POLICIES {
         let cache = Cache::builder(format!("bench-cpu-{name}"))
             .redis(server.url())
-                .op_timeout(OP_TIMEOUT)
+            .op_timeout(OP_TIMEOUT)
             .policy(policy)
             .build_blocking()
             .expect("a blocking cache");
@@ -597,7 +601,11 @@ fn server_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
         });
         let s = cache.stats();
         assert_eq!(s.hits as usize, n, "{name}: every call should hit: {s:?}");
-        let goal = if name == "LruT" { Some(SCRIPT_GOAL_US) } else { None };
+        let goal = if name == "LruT" {
+            Some(SCRIPT_GOAL_US)
+        } else {
+            None
+        };
         println!(
             "{name:>6} hit script: commandstats {usec:.2} us ({:.1}x GET){}, process {cpu:.2} \
              us ({:.1}x GET)",
@@ -646,7 +654,7 @@ fn async_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
             .expect("a multiplexed connection");
         let cache = Cache::builder("bench-async")
             .redis(server.url())
-                .op_timeout(OP_TIMEOUT)
+            .op_timeout(OP_TIMEOUT)
             .build()
             .expect("an async cache");
         for i in 0..MAX_TASKS {
@@ -788,7 +796,7 @@ fn memory_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
         .expect("a runtime");
     let cache = Cache::builder("bench-mem")
         .redis(server.url())
-                .op_timeout(OP_TIMEOUT)
+        .op_timeout(OP_TIMEOUT)
         .maxsize(n)
         .build()
         .expect("an async cache");
@@ -833,7 +841,8 @@ fn memory_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
                 .expect("MEMORY USAGE");
             format!(
                 "`{}` {:.0}",
-                key.split_once("bench-mem").map_or(key.as_str(), |(_, rest)| rest),
+                key.split_once("bench-mem")
+                    .map_or(key.as_str(), |(_, rest)| rest),
                 bytes as f64 / n as f64
             )
         })
@@ -844,7 +853,11 @@ fn memory_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
          <= {MEMORY_GOAL} bytes {}",
         cached / raw,
         parts.join(", "),
-        if cached <= MEMORY_GOAL { "ok" } else { "OVER GOAL" }
+        if cached <= MEMORY_GOAL {
+            "ok"
+        } else {
+            "OVER GOAL"
+        }
     );
     table.push(Row::absolute(
         "Redis bytes per entry".to_owned(),
@@ -907,7 +920,9 @@ fn main() {
         return;
     }
     let sizes = if testing {
-        println!("\n(--test: a short smoke run of the measured passes; their numbers mean nothing)");
+        println!(
+            "\n(--test: a short smoke run of the measured passes; their numbers mean nothing)"
+        );
         &Sizes::TEST
     } else if quick {
         &Sizes::QUICK
@@ -946,7 +961,11 @@ fn main() {
 
     println!("\n== summary (blocking figures: 100-byte value) ==");
     for row in &table {
-        let ok = if row.value <= row.goal { "ok" } else { "OVER GOAL" };
+        let ok = if row.value <= row.goal {
+            "ok"
+        } else {
+            "OVER GOAL"
+        };
         println!(
             "{:<44} {:>8.2}{:<2} goal <= {}{} {ok}",
             row.what, row.value, row.unit, row.goal, row.unit

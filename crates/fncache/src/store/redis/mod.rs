@@ -504,13 +504,19 @@ mod tests {
         assert!(hints.slide);
         gate.settle_at(renewing, &looked(Freshness::Fresh), t0);
         let half = t0 + Duration::from_millis(500);
-        assert!(!gate.hints_at(&get(&s, "f"), &s, half).0.slide, "within the step");
+        assert!(
+            !gate.hints_at(&get(&s, "f"), &s, half).0.slide,
+            "within the step"
+        );
         assert!(
             gate.hints_at(&get(&s, "g"), &s, half).0.slide,
             "per structure"
         );
         let step = t0 + Duration::from_secs(1);
-        assert!(gate.hints_at(&get(&s, "f"), &s, step).0.slide, "a step later");
+        assert!(
+            gate.hints_at(&get(&s, "f"), &s, step).0.slide,
+            "a step later"
+        );
     }
 
     #[test]

@@ -925,11 +925,17 @@ mod tests {
         assert_eq!(words[..4], ["3", keys[0], keys[1], keys[2]]);
         assert_eq!(words[4..], ["0123456789abcdef", "time", "zset", "0", "42"]);
         let words = get_words(&s, op(), hints(true));
-        assert_eq!(words[4..], ["0123456789abcdef", "time", "zset", "60000", "42"]);
+        assert_eq!(
+            words[4..],
+            ["0123456789abcdef", "time", "zset", "60000", "42"]
+        );
         // Other rules do not score with a time.
         s.rules = Policy::Lru.rules();
         let words = get_words(&s, op(), hints(false));
-        assert_eq!(words[4..], ["0123456789abcdef", "counter", "zset", "0", "0"]);
+        assert_eq!(
+            words[4..],
+            ["0123456789abcdef", "counter", "zset", "0", "0"]
+        );
         // A lease or refresh-after adds the trailing arguments.
         let op = StoreOp::Get {
             structure: structure.clone(),
