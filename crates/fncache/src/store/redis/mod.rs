@@ -17,7 +17,7 @@ use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub(crate) use self::connect::RedisTarget;
-use self::plan::{Capabilities, Hints, Plan, Request, Step, Topology};
+use self::plan::{Capabilities, Hints, Plan, RecordedUse, Request, Step, Topology};
 use crate::error::{Error, ErrorKind};
 use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
 
@@ -138,6 +138,55 @@ impl SlideGate {
     }
 }
 
+/// Uses recorded by hits under `touch_batch`, waiting to be applied to their indexes.
+#[derive(Debug, Default)]
+struct Recorded(Mutex<Pending>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// When the oldest use waiting was recorded.
+    since: Option<Instant>,
+    /// Per index key, the latest score of each member used.
+    uses: HashMap<String, HashMap<crate::key::Member, u64>>,
+}
+
+impl Recorded {
+    /// Members remembered per structure at most; later uses of other members are dropped
+    /// until the next flush (they would only move those members up the order).
+    const MAX_MEMBERS: usize = 1 << 16;
+
+    fn record(&self, used: RecordedUse) {
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pending.since.get_or_insert_with(Instant::now);
+        let members = pending.uses.entry(used.index).or_default();
+        if members.len() < Recorded::MAX_MEMBERS || members.contains_key(&used.member) {
+            let score = members.entry(used.member).or_default();
+            *score = (*score).max(used.score);
+        }
+    }
+
+    /// The requests that apply every recorded use, once the oldest is `delay` old.
+    fn due(&self, delay: Option<Duration>) -> Vec<Request> {
+        let Some(delay) = delay else {
+            return Vec::new();
+        };
+        let uses = {
+            let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if !pending.since.is_some_and(|t| t.elapsed() >= delay) {
+                return Vec::new();
+            }
+            pending.since = None;
+            std::mem::take(&mut pending.uses)
+        };
+        uses.into_iter()
+            .map(|(index, members)| {
+                let members: Vec<_> = members.into_iter().collect();
+                plan::apply_uses(&index, &members)
+            })
+            .collect()
+    }
+}
+
 /// The blocking driver: a small pool of synchronous connections (to a server or a cluster),
 /// or the user's r2d2 pool; no runtime needed.
 #[derive(Debug)]
@@ -146,6 +195,7 @@ pub(crate) struct BlockingRedis {
     idle: Mutex<Vec<Pooled>>,
     learned: Learned,
     gate: SlideGate,
+    recorded: Recorded,
 }
 
 /// A checked-out connection (its `Debug` says nothing about the server's credentials).
@@ -198,6 +248,7 @@ impl BlockingRedis {
             idle: Mutex::new(Vec::new()),
             learned: Learned::default(),
             gate: SlideGate::default(),
+            recorded: Recorded::default(),
         }
     }
 
@@ -210,6 +261,14 @@ impl BlockingRedis {
     ) -> Result<StoreReply, Error> {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
+        // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
+        for request in self.recorded.due(settings.touch_batch) {
+            if let Err(e) = con.send(&request)
+                && !is_reusable_after(&e)
+            {
+                return Err(Error::from_redis(e));
+            }
+        }
         let (hints, renewing) = self.gate.hints(&op, settings);
         let mut plan = Plan::with_hints(op, settings, topology(&self.target), hints)
             .knowing(self.learned.get());
@@ -232,6 +291,9 @@ impl BlockingRedis {
         };
         self.learned.keep(&plan);
         self.gate.settle(renewing, &result);
+        if let Some(used) = plan.take_recorded() {
+            self.recorded.record(used);
+        }
         if healthy {
             self.checkin(con);
         }
@@ -300,6 +362,7 @@ pub(crate) struct AsyncRedis {
     connection: Mutex<Option<(AsyncConnection, Option<tokio::runtime::Id>)>>,
     learned: Learned,
     gate: SlideGate,
+    recorded: Recorded,
 }
 
 /// A shared async connection (cheap to clone).
@@ -325,6 +388,7 @@ impl AsyncRedis {
             connection: Mutex::new(None),
             learned: Learned::default(),
             gate: SlideGate::default(),
+            recorded: Recorded::default(),
         }
     }
 
@@ -362,12 +426,24 @@ impl AsyncRedis {
         op: StoreOp,
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
+        // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
+        for request in self.recorded.due(settings.touch_batch) {
+            if let Err(e) = self.send(&mut con, &request).await
+                && !is_reusable_after(&e)
+            {
+                self.reset();
+                return Err(Error::from_redis(e));
+            }
+        }
         let (hints, renewing) = self.gate.hints(&op, settings);
         let mut plan = Plan::with_hints(op, settings, topology(&self.target), hints)
             .knowing(self.learned.get());
         let result = self.drive(&mut plan, &mut con).await;
         self.learned.keep(&plan);
         self.gate.settle(renewing, &result);
+        if let Some(used) = plan.take_recorded() {
+            self.recorded.record(used);
+        }
         result
     }
 
@@ -377,17 +453,7 @@ impl AsyncRedis {
             match plan.step(reply.take())? {
                 Step::Done(out) => return Ok(out),
                 Step::Send(request) => {
-                    let sent = match &mut *con {
-                        AsyncConnection::Manager(con) => match &request {
-                            Request::Script(invocation) => invocation.invoke_async(con).await,
-                            Request::Cmd(cmd) => cmd.query_async(con).await,
-                            Request::Pipe(pipe) => pipe.query_async(con).await,
-                            Request::AllPrimaries(_) | Request::OnNode(..) => {
-                                Err(cluster::not_a_cluster())
-                            }
-                        },
-                        AsyncConnection::Cluster(con) => cluster::send_async(con, &request).await,
-                    };
+                    let sent = self.send(con, &request).await;
                     match sent {
                         // Our connections reconnect by themselves, but they are bound to the
                         // runtime that created them: start afresh in the current one (with a
@@ -400,6 +466,22 @@ impl AsyncRedis {
                     }
                 }
             }
+        }
+    }
+
+    async fn send(
+        &self,
+        con: &mut AsyncConnection,
+        request: &Request,
+    ) -> redis::RedisResult<Value> {
+        match con {
+            AsyncConnection::Manager(con) => match request {
+                Request::Script(invocation) => invocation.invoke_async(con).await,
+                Request::Cmd(cmd) => cmd.query_async(con).await,
+                Request::Pipe(pipe) => pipe.query_async(con).await,
+                Request::AllPrimaries(_) | Request::OnNode(..) => Err(cluster::not_a_cluster()),
+            },
+            AsyncConnection::Cluster(con) => cluster::send_async(con, request).await,
         }
     }
 
@@ -469,6 +551,7 @@ mod tests {
             maxsize: 3,
             ttl,
             slide,
+            touch_batch: None,
             naming: Naming::new("p:", "n", Policy::LruT, Layout::PerFunction),
         }
     }

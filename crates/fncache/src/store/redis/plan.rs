@@ -12,8 +12,10 @@ use redis::{Script, Value};
 
 use super::script::ScriptCall;
 
+use crate::codec::Entry;
 use crate::duration::store_millis;
 use crate::error::{Error, ErrorKind};
+use crate::key::Member;
 use crate::layout::{Naming, Structure};
 use crate::policy::TouchRule;
 use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
@@ -110,6 +112,23 @@ enum State {
     Sweep(SweepState),
     /// Releasing a lease now: with `DELIFEQ` where the server has it, else `lease.lua`.
     Release(Release),
+    /// A lookup under `touch_batch`: a plain `HGET` first; an entry that never expires is a
+    /// fresh hit (its use recorded in the process), anything else takes the hit script.
+    Probe {
+        hget: Option<Request>,
+        script: Option<Request>,
+        /// The use to record on a fresh hit (`time` rule only).
+        record: Option<RecordedUse>,
+    },
+}
+
+/// A hit's use under `touch_batch`, for the driver to apply later: the index key, the member
+/// and its score (the caller's clock, as the `time` rule scores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordedUse {
+    pub(crate) index: String,
+    pub(crate) member: Member,
+    pub(crate) score: u64,
 }
 
 /// What the plans of a cache know about its server's commands: learned once, by the first
@@ -244,6 +263,8 @@ pub(crate) struct Plan {
     touched: Vec<Structure>,
     /// The wrong-type error being diagnosed with TYPE requests.
     diagnosing: Option<redis::RedisError>,
+    /// A fresh hit's use for the driver to record (under `touch_batch`).
+    recorded: Option<RecordedUse>,
 }
 
 impl Plan {
@@ -312,7 +333,25 @@ impl Plan {
                 if let Some(lease) = lease {
                     inv.arg(store_millis(lease.ttl)).arg(lease.token);
                 }
-                single(inv, ReplyShape::Lookup)
+                let batched = settings.touch_batch.is_some()
+                    && matches!(rules.touch, TouchRule::Time | TouchRule::None)
+                    && refresh_ms == 0
+                    && !hints.slide;
+                if batched {
+                    let mut hget = redis::cmd("HGET");
+                    hget.arg(&structure.values).arg(&member[..]);
+                    State::Probe {
+                        hget: Some(Request::Cmd(hget)),
+                        script: Some(Request::Script(inv)),
+                        record: (rules.touch == TouchRule::Time).then(|| RecordedUse {
+                            index: structure.index.clone(),
+                            member,
+                            score: hints.now_us,
+                        }),
+                    }
+                } else {
+                    single(inv, ReplyShape::Lookup)
+                }
             }
             StoreOp::Put {
                 structure,
@@ -397,7 +436,13 @@ impl Plan {
             index_kind: kind,
             touched,
             diagnosing: None,
+            recorded: None,
         }
+    }
+
+    /// The use a fresh hit under `touch_batch` leaves for the driver to apply later.
+    pub(crate) fn take_recorded(&mut self) -> Option<RecordedUse> {
+        self.recorded.take()
     }
 
     /// Tells the plan what is known of the server's commands (`None`: not yet probed; a plan
@@ -515,6 +560,33 @@ impl Plan {
     fn advance(&mut self, reply: Option<Value>) -> Result<Step, Error> {
         let kind = self.index_kind;
         match &mut self.state {
+            State::Probe {
+                hget,
+                script,
+                record,
+            } => {
+                if let Some(hget) = hget.take() {
+                    return Ok(Step::Send(hget));
+                }
+                let reply = reply.ok_or_else(|| protocol("a reply was expected"))?;
+                if let Value::BulkString(entry) = reply
+                    && Entry::parse(&entry)
+                        .is_some_and(|e| e.expire_at_us == 0 && e.keep_until_us == 0)
+                {
+                    // It never expires: fresh, whatever the time.
+                    self.recorded = record.take();
+                    return Ok(Step::Done(StoreReply::Looked(Lookup {
+                        freshness: Freshness::Fresh,
+                        lease: LeaseState::NotAsked,
+                        entry: Some(entry),
+                    })));
+                }
+                let script = script
+                    .take()
+                    .ok_or_else(|| protocol("a lookup probed twice"))?;
+                self.state = State::Single(None, ReplyShape::Lookup);
+                Ok(Step::Send(script))
+            }
             State::Single(request, shape) => match (request.take(), reply) {
                 (Some(request), _) => Ok(Step::Send(request)),
                 (None, Some(reply)) => parse(*shape, reply).map(Step::Done),
@@ -747,6 +819,17 @@ fn scan(cursor: u64, pattern: &str) -> redis::Cmd {
     cmd
 }
 
+/// Applies recorded uses of one structure's members (`touch_batch`): `XX`, so a member evicted
+/// or removed since is not put back; `GT`, so a score never moves back.
+pub(crate) fn apply_uses(index: &str, uses: &[(Member, u64)]) -> Request {
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(index).arg("XX").arg("GT");
+    for (member, score) in uses {
+        cmd.arg(*score).arg(&member[..]);
+    }
+    Request::Cmd(cmd)
+}
+
 fn ttl_ms(settings: &StoreSettings) -> u64 {
     settings.ttl.map_or(0, store_millis)
 }
@@ -847,6 +930,7 @@ mod tests {
             maxsize: 3,
             ttl: None,
             slide: true,
+            touch_batch: None,
             naming: Naming::new("p:", "n", Policy::Lru, layout),
         }
     }
