@@ -158,7 +158,13 @@ impl Recorded {
     fn record(&self, used: RecordedUse) {
         let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
         pending.since.get_or_insert_with(Instant::now);
-        let members = pending.uses.entry(used.index).or_default();
+        let index = used.structure.index.as_str();
+        if !pending.uses.contains_key(index) {
+            pending.uses.insert(index.to_owned(), HashMap::new());
+        }
+        let Some(members) = pending.uses.get_mut(index) else {
+            return;
+        };
         if members.len() < Recorded::MAX_MEMBERS || members.contains_key(&used.member) {
             let score = members.entry(used.member).or_default();
             *score = (*score).max(used.score);

@@ -18,7 +18,9 @@ use crate::error::{Error, ErrorKind};
 use crate::key::Member;
 use crate::layout::{Naming, Structure};
 use crate::policy::TouchRule;
-use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
+use crate::store::{
+    Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings,
+};
 
 /// Keys returned per SCAN round trip (a hint to the server).
 const SCAN_COUNT: usize = 512;
@@ -116,17 +118,59 @@ enum State {
     /// fresh hit (its use recorded in the process), anything else takes the hit script.
     Probe {
         hget: Option<Request>,
-        script: Option<Request>,
+        script: Option<GetCall>,
         /// The use to record on a fresh hit (`time` rule only).
         record: Option<RecordedUse>,
     },
+}
+
+/// A get.lua call, built when it is sent.
+#[derive(Debug)]
+struct GetCall {
+    structure: Structure,
+    member: Member,
+    lease: Option<LeaseRequest>,
+    touch: &'static str,
+    kind: &'static str,
+    /// The TTL to renew the structure with (0: not this time).
+    slide_ttl: u64,
+    /// The use's score (`time` rule), else 0.
+    score: u64,
+    refresh_ms: u64,
+}
+
+impl GetCall {
+    fn build(self) -> Request {
+        let lease = self.lease;
+        let mut inv = ScriptCall::new(&GET, "get.lua", if lease.is_some() { 4 } else { 3 });
+        keys(&mut inv, &self.structure);
+        // The lease key only when a lease is asked for: on a cluster, every declared key
+        // must be on the node (a missing one mid-migration means TRYAGAIN).
+        if lease.is_some() {
+            inv.arg(self.structure.lease_key(&self.member));
+        }
+        inv.arg(&self.member[..])
+            .arg(self.touch)
+            .arg(self.kind)
+            .arg(self.slide_ttl)
+            .arg(self.score);
+        // The rest only when something is asked: each argument costs the script a string to
+        // intern, on every hit.
+        if self.refresh_ms > 0 || lease.is_some() {
+            inv.arg(self.refresh_ms);
+        }
+        if let Some(lease) = lease {
+            inv.arg(store_millis(lease.ttl)).arg(lease.token);
+        }
+        Request::Script(inv)
+    }
 }
 
 /// A hit's use under `touch_batch`, for the driver to apply later: the index key, the member
 /// and its score (the caller's clock, as the `time` rule scores).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RecordedUse {
-    pub(crate) index: String,
+    pub(crate) structure: Structure,
     pub(crate) member: Member,
     pub(crate) score: u64,
 }
@@ -308,49 +352,40 @@ impl Plan {
                 refresh_after,
                 lease,
             } => {
-                let mut inv = ScriptCall::new(&GET, "get.lua", with_lease(lease.is_some()));
-                keys(&mut inv, &structure);
-                // The lease key only when a lease is asked for: on a cluster, every declared key
-                // must be on the node (a missing one mid-migration means TRYAGAIN).
-                if lease.is_some() {
-                    inv.arg(structure.lease_key(&member));
-                }
-                inv.arg(&member[..])
-                    .arg(rules.touch.script_word())
-                    .arg(kind)
-                    .arg(if hints.slide { ttl_ms(settings) } else { 0 })
-                    .arg(if rules.touch == TouchRule::Time {
-                        hints.now_us
-                    } else {
-                        0
-                    });
-                // The rest only when something is asked: each argument costs the script a
-                // string to intern, on every hit.
                 let refresh_ms = refresh_after.map_or(0, store_millis);
-                if refresh_ms > 0 || lease.is_some() {
-                    inv.arg(refresh_ms);
-                }
-                if let Some(lease) = lease {
-                    inv.arg(store_millis(lease.ttl)).arg(lease.token);
-                }
                 let batched = settings.touch_batch.is_some()
                     && matches!(rules.touch, TouchRule::Time | TouchRule::None)
                     && refresh_ms == 0
                     && !hints.slide;
+                let call = GetCall {
+                    touch: rules.touch.script_word(),
+                    kind,
+                    slide_ttl: if hints.slide { ttl_ms(settings) } else { 0 },
+                    score: if rules.touch == TouchRule::Time {
+                        hints.now_us
+                    } else {
+                        0
+                    },
+                    refresh_ms,
+                    structure,
+                    member,
+                    lease,
+                };
                 if batched {
                     let mut hget = redis::cmd("HGET");
-                    hget.arg(&structure.values).arg(&member[..]);
+                    hget.arg(&call.structure.values).arg(&call.member[..]);
                     State::Probe {
                         hget: Some(Request::Cmd(hget)),
-                        script: Some(Request::Script(inv)),
                         record: (rules.touch == TouchRule::Time).then(|| RecordedUse {
-                            index: structure.index.clone(),
+                            structure: call.structure.clone(),
                             member,
                             score: hints.now_us,
                         }),
+                        // Built only if the HGET does not settle the lookup.
+                        script: Some(call),
                     }
                 } else {
-                    single(inv, ReplyShape::Lookup)
+                    State::Single(Some(call.build()), ReplyShape::Lookup)
                 }
             }
             StoreOp::Put {
@@ -585,7 +620,7 @@ impl Plan {
                     .take()
                     .ok_or_else(|| protocol("a lookup probed twice"))?;
                 self.state = State::Single(None, ReplyShape::Lookup);
-                Ok(Step::Send(script))
+                Ok(Step::Send(script.build()))
             }
             State::Single(request, shape) => match (request.take(), reply) {
                 (Some(request), _) => Ok(Step::Send(request)),
