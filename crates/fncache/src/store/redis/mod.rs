@@ -178,7 +178,7 @@ impl Recorded {
         };
         let uses = {
             let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            if !pending.since.is_some_and(|t| t.elapsed() >= delay) {
+            if pending.since.is_none_or(|t| t.elapsed() < delay) {
                 return Vec::new();
             }
             pending.since = None;
