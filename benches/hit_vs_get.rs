@@ -359,8 +359,8 @@ impl Sizes {
         rounds: 30,
         chunk: 100,
         server_ops: 5_000,
-        async_rounds: 7,
-        async_ops: 16_000,
+        async_rounds: 5,
+        async_ops: 8_000,
         entries: 100_000,
     };
     const TEST: Sizes = Sizes {
