@@ -1,35 +1,34 @@
-//! What does the cache cost on top of Redis itself?
+//! The Redis side of fncache's performance record: what a call costs on top of Redis itself,
+//! every figure against its reference on the same throwaway server (spawned by
+//! [`fncache_testing::RedisServer`]), printed as ratios in one run, with a closing summary
+//! against the goals of issue 10:
 //!
-//! A Redis-backed fncache call is a network round trip plus work on both sides: hashing the
-//! arguments into a member, running a Lua script (the lookup also records the use for the
-//! eviction policy and renews the structure TTL), and decoding the stored envelope. This bench
-//! puts that next to the cheapest thing a hand-written cache could do against the same server,
-//! for a value of the same size (a ~100 byte and a ~4 KiB string):
+//! - **blocking**: a [`fncache::blocking::Cache::get_or_compute`] hit against a raw redis-rs
+//!   `GET` of a same-sized value (~100 B and ~4 KiB), and a miss+store (every call a fresh
+//!   argument, in a full cache, so every store also evicts) against a raw `GET` that misses
+//!   plus a `SET`; policies `LruT` (default) and `Lru`. The variants run interleaved in small
+//!   chunks, in a rotating order; each round gives a ratio, and the median ratio is reported,
+//!   so drift and other load hit both sides of a ratio alike.
+//! - **server**: Redis time per hit of the hit script of every policy (`INFO commandstats`,
+//!   `usec` per `EVALSHA`) against a `GET`'s, and the server process's whole CPU per call
+//!   (`INFO cpu`: reading, parsing and replying included).
+//! - **async**: the async front-end with 1 task and with 64 tasks, each on its own key, against
+//!   as many tasks doing raw `GET`s on one redis-rs `MultiplexedConnection`, on one
+//!   current-thread runtime; time per op, and where it goes: client CPU per op (the process's
+//!   threads, `/proc/self/task/*/schedstat`) and server CPU per op (`INFO cpu`).
+//! - **memory**: Redis bytes per entry (`INFO memory` `used_memory`) of 100k entries with a
+//!   23-byte value in one structure, against 100k plain `SET`s, with `MEMORY USAGE` per key.
 //!
-//! - `raw_get` vs `cache_hit`: one redis-rs `GET` of a key holding the value, against a blocking
-//!   [`fncache::blocking::Cache::get_or_compute`] hit (default policy `LruT`, and `Lru`).
-//!   Goal: a hit costs at most 1.3x a raw `GET` round trip.
-//! - `raw_get_set` vs `cache_miss_store`: a raw `GET` that misses followed by a raw `SET` of
-//!   the value, against a cache call with a fresh argument every iteration, so that every call
-//!   misses, computes and stores. Goal: a miss plus store costs at most 1.3x a raw `GET`+`SET`.
+//! Where the machine has two CPUs or more, the server is pinned to CPU 1 and the bench to CPU 0
+//! (`taskset`), so that client and server do not share a core (`FNCACHE_BENCH_PIN=0` leaves
+//! them to the scheduler: better on a machine busy with other work). The ratios depend on the round
+//! trip (the cache's overhead is mostly a fixed cost per call: a fast idle loopback shows the
+//! worst ratio) and on other load: compare ratios from one run, not across machines.
 //!
-//! Everything runs on one throwaway `redis-server` on loopback (spawned by
-//! [`fncache_testing::RedisServer`]), so the numbers are dominated by round trips and
-//! server-side work, which is exactly the overhead that matters for a cache.
-//!
-//! Criterion reports each pair side by side (groups `hit_<size>` and `store_<size>`). After the
-//! criterion groups the bench measures every variant again with plain [`Instant`] timing,
-//! interleaving the variants in small chunks so that drift (CPU frequency, other load) hits all
-//! of them alike, and prints the ratios against the goals. Next to each wall time it prints
-//! the Redis-side execution time per op (from `INFO commandstats`, measured in a separate
-//! short pass), which splits the overhead into Lua work on the server and client work.
-//!
-//! The ratios depend on how fast the round trip is: the cache's overhead is mostly a fixed
-//! cost per call, so a fast, idle loopback shows the worst ratio and a busy machine (or a real
-//! network) a better one. Compare ratios from one run, not across machines.
-//!
-//! Run with `cargo bench --bench hit_vs_get`; with `-- --test` every benchmark runs once and the
-//! ratio pass is shortened to a smoke test; with `-- --ratios` only the ratio pass runs.
+//! `cargo bench --bench hit_vs_get` runs criterion's groups (`hit_<size>`, `store_<size>`)
+//! first, then the measured passes; `-- --quick` runs only the passes, shortened (under a
+//! minute); `-- --ratios` only the passes at full length; `-- --pass <blocking|server|async|
+//! memory>` one pass (for a profiler); `-- --test` everything once, as a smoke test.
 
 #![allow(clippy::expect_used)]
 
@@ -46,15 +45,40 @@ const SIZES: [(&str, usize); 2] = [("100B", 100), ("4KiB", 4096)];
 /// Policies of the cache variants: the default (`LruT`) and the counter-based `Lru`.
 const POLICIES: [(&str, Policy); 2] = [("LruT", Policy::LruT), ("Lru", Policy::Lru)];
 
-/// Operations per variant in the ratio pass.
-const RATIO_OPS: usize = 20_000;
-/// Operations per variant in the ratio pass under `--test`.
-const RATIO_OPS_TEST: usize = 200;
-/// Operations run back to back before switching to the next variant in the ratio pass.
-const CHUNK: usize = 250;
+/// Every policy, for the server-CPU pass.
+const ALL_POLICIES: [(&str, Policy); 7] = [
+    ("LruT", Policy::LruT),
+    ("Lru", Policy::Lru),
+    ("Fifo", Policy::Fifo),
+    ("FifoT", Policy::FifoT),
+    ("Lfu", Policy::Lfu),
+    ("Mru", Policy::Mru),
+    ("Random", Policy::Random),
+];
 
-/// The goal for both ratios.
-const GOAL: f64 = 1.3;
+/// Generous: on a loaded machine a default op timeout would turn slow calls into errors,
+/// which the checks refuse (a failed call measures nothing).
+const OP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Concurrent tasks of the async pass's busy variant.
+const MAX_TASKS: usize = 64;
+
+/// Goals (issue 10): a blocking hit against a raw `GET`.
+const HIT_GOAL: f64 = 1.15;
+/// A blocking miss+store against a raw `GET`+`SET`.
+const STORE_GOAL: f64 = 1.15;
+/// Async hits against raw multiplexed `GET`s, one task.
+const ASYNC_ONE_GOAL: f64 = 1.15;
+/// Async hits against raw multiplexed `GET`s, [`MAX_TASKS`] tasks.
+const ASYNC_MANY_GOAL: f64 = 1.3;
+/// Server time of the default policy's hit script, in microseconds per call.
+const SCRIPT_GOAL_US: f64 = 2.5;
+/// Redis bytes per entry.
+const MEMORY_GOAL: f64 = 200.0;
+/// Server time of a hit under the opt-in `touch_batch`, against a `GET`'s.
+const BATCHED_GOAL: f64 = 2.0;
+/// The delay of the `touch_batch` variants.
+const TOUCH_BATCH: Duration = Duration::from_millis(5);
 
 /// One measured operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +138,7 @@ const MISS_FUNCTION: &str = "bench_miss";
 impl Fixture {
     fn new(server: &RedisServer, label: &'static str, size: usize) -> Fixture {
         // ASCII, so the MessagePack encoding is the string plus a 2 or 3 byte header and the
-        // stored sizes of raw and cached values differ only by fncache's 18-byte envelope head.
+        // stored sizes of raw and cached values differ only by fncache's 26-byte envelope head.
         let value: String = "abcdefghijklmnopqrstuvwxyz0123456789"
             .chars()
             .cycle()
@@ -134,6 +158,7 @@ impl Fixture {
         let build = |kind: &str, policy_name: &str, policy: Policy| {
             Cache::builder(format!("bench-{kind}-{policy_name}-{label}"))
                 .redis(server.url())
+                .op_timeout(OP_TIMEOUT)
                 .policy(policy)
                 .build_blocking()
                 .expect("building a Redis-backed blocking cache")
@@ -284,29 +309,68 @@ fn criterion_groups(c: &mut Criterion, fixtures: &mut [Fixture]) {
     }
 }
 
-/// Mean time per operation of every op of `fixture`, in the same order as `ops`, measured
-/// interleaved: chunks of [`CHUNK`] operations, the variants in a rotating order.
-fn interleaved_means(fixture: &mut Fixture, ops: &[Op], per_op: usize) -> Vec<Duration> {
-    let mut total = vec![Duration::ZERO; ops.len()];
-    let mut done = vec![0usize; ops.len()];
-    let rounds = per_op.div_ceil(CHUNK);
-    for round in 0..rounds {
+/// Times per operation of every op of `fixture`, per round: `rounds[r][i]` is the mean of op
+/// `ops[i]` over its chunk of [`Sizes::chunk`] operations in round `r`. The variants run
+/// interleaved, in a rotating order, so that drift (CPU frequency, other load) hits all of
+/// them alike; ratios are then taken within each round and their median reported.
+fn interleaved_rounds(fixture: &mut Fixture, ops: &[Op], sizes: &Sizes) -> Vec<Vec<Duration>> {
+    let mut rounds = Vec::with_capacity(sizes.rounds);
+    for round in 0..sizes.rounds {
+        let mut times = vec![Duration::ZERO; ops.len()];
         for k in 0..ops.len() {
             let i = (k + round) % ops.len();
-            let n = CHUNK.min(per_op - done[i]);
             let start = Instant::now();
-            for _ in 0..n {
+            for _ in 0..sizes.chunk {
                 fixture.run(ops[i]);
             }
-            total[i] += start.elapsed();
-            done[i] += n;
+            times[i] = start.elapsed() / op_count(sizes.chunk);
         }
+        rounds.push(times);
     }
-    total
-        .iter()
-        .zip(&done)
-        .map(|(t, &n)| *t / op_count(n))
-        .collect()
+    rounds
+}
+
+/// How much each pass measures.
+struct Sizes {
+    /// Rounds of the interleaved blocking pass.
+    rounds: usize,
+    /// Operations per variant and round.
+    chunk: usize,
+    /// Operations per policy for the server-CPU pass.
+    server_ops: usize,
+    /// Rounds of the async pass (each runs every variant once).
+    async_rounds: usize,
+    /// Operations per variant and round of the async pass.
+    async_ops: usize,
+    /// Entries of the memory pass.
+    entries: usize,
+}
+
+impl Sizes {
+    const FULL: Sizes = Sizes {
+        rounds: 80,
+        chunk: 250,
+        server_ops: 20_000,
+        async_rounds: 15,
+        async_ops: 64_000,
+        entries: 100_000,
+    };
+    const QUICK: Sizes = Sizes {
+        rounds: 30,
+        chunk: 100,
+        server_ops: 5_000,
+        async_rounds: 5,
+        async_ops: 8_000,
+        entries: 100_000,
+    };
+    const TEST: Sizes = Sizes {
+        rounds: 2,
+        chunk: 10,
+        server_ops: 20,
+        async_rounds: 1,
+        async_ops: 128,
+        entries: 1_000,
+    };
 }
 
 /// `n` as a divisor of a [`Duration`].
@@ -318,96 +382,585 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn ratio_line(what: &str, ratio: f64) -> String {
-    let verdict = if ratio <= GOAL { "ok" } else { "OVER GOAL" };
-    format!("{what} ratio: {ratio:.2}x (goal <= {GOAL}x) {verdict}")
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
 }
 
-/// Server-side time per operation, from `INFO commandstats` over `n` operations run alone:
-/// the time Redis spent executing the top-level commands the op sends (`GET`, `SET`,
-/// `EVALSHA`; the commands a script runs are inside its `EVALSHA` time). The rest of an op's
-/// wall time is the round trip and the client.
-fn server_time(fixture: &mut Fixture, op: Op, n: usize) -> Duration {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut fixture.con)
-        .expect("CONFIG RESETSTAT");
-    for _ in 0..n {
-        fixture.run(op);
-    }
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut fixture.con)
-        .expect("INFO commandstats");
+fn verdict(ratio: f64, goal: f64) -> String {
+    let verdict = if ratio <= goal { "ok" } else { "OVER GOAL" };
+    format!("{ratio:.2}x (goal <= {goal}x) {verdict}")
+}
+
+/// `INFO <section>` as `field -> value` pairs.
+fn info(con: &mut redis::Connection, section: &str) -> Vec<(String, String)> {
+    let text: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
+    text.lines()
+        .filter_map(|line| line.trim_end().split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    info(con, section)
+        .into_iter()
+        .find_map(|(k, v)| (k == field).then_some(v))
+        .expect("INFO has the field")
+}
+
+/// The server process's CPU time so far (user + system, `INFO cpu`): everything the server
+/// does for a request, reading and parsing it and writing the reply included.
+fn server_cpu(con: &mut redis::Connection) -> Duration {
+    let seconds: f64 = info(con, "cpu")
+        .into_iter()
+        .filter(|(k, _)| k == "used_cpu_user" || k == "used_cpu_sys")
+        .map(|(_, v)| v.parse::<f64>().expect("a CPU time"))
+        .sum();
+    Duration::from_secs_f64(seconds)
+}
+
+/// `(calls, usec)` of the top-level commands `INFO commandstats` lists under `names` (the
+/// commands a script runs are inside its `EVALSHA` time).
+fn command_usec(con: &mut redis::Connection, names: &[&str]) -> (u64, u64) {
     // Lines look like `cmdstat_get:calls=5,usec=1,usec_per_call=0.20,...`.
-    let usec: u64 = info
-        .lines()
-        .filter_map(|line| line.strip_prefix("cmdstat_")?.split_once(':'))
-        .filter(|(command, _)| matches!(*command, "get" | "set" | "evalsha" | "eval"))
-        .filter_map(|(_, fields)| {
+    let mut calls = 0;
+    let mut usec = 0;
+    for (key, fields) in info(con, "commandstats") {
+        let Some(command) = key.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        if !names.contains(&command) {
+            continue;
+        }
+        let field = |name: &str| -> u64 {
             fields
                 .split(',')
-                .find_map(|field| field.strip_prefix("usec="))?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    Duration::from_micros(usec) / op_count(n)
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        calls += field("calls");
+        usec += field("usec");
+    }
+    (calls, usec)
 }
 
-fn ratio_pass(fixtures: &mut [Fixture], per_op: usize) {
+fn reset_stats(con: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(con)
+        .expect("CONFIG RESETSTAT");
+}
+
+/// CPU time of this process so far, all threads (`/proc/self/task/*/schedstat`, in ns), or
+/// `None` where there is no such file.
+fn client_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// Pins the server to CPU 1 and this process (and the threads it starts later) to CPU 0 with
+/// `taskset`, so that client and server do not compete for one core and each keeps its caches
+/// warm. Says what it did.
+fn pin(con: &mut redis::Connection) -> String {
+    if std::env::var("FNCACHE_BENCH_PIN").is_ok_and(|v| v == "0") {
+        return "not pinned: FNCACHE_BENCH_PIN=0".to_owned();
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        return format!("not pinned: {cpus} CPU available");
+    }
+    let server_pid = info_field(con, "server", "process_id");
+    let taskset = |cpu: &str, pid: &str| {
+        std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpu, pid])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if taskset("1", &server_pid) && taskset("0", &std::process::id().to_string()) {
+        "server pinned to CPU 1, client to CPU 0 (taskset)".to_owned()
+    } else {
+        "not pinned: `taskset` failed or is missing".to_owned()
+    }
+}
+
+/// Blocking front-end: hit vs `GET`, miss+store vs `GET`+`SET`, per size and policy.
+fn blocking_pass(fixtures: &mut [Fixture], sizes: &Sizes, table: &mut Vec<Row>) {
     let ops = Op::all();
-    println!();
     println!(
-        "== fncache vs raw redis-rs on the same server: mean wall time per op over {per_op} \
-         interleaved ops per variant (server: Redis-side execution time per op, measured \
-         separately) =="
+        "\n== blocking: median over {} rounds of the per-round ratio ({} interleaved ops per \
+         variant and round) ==",
+        sizes.rounds, sizes.chunk
     );
     for fixture in fixtures.iter_mut() {
-        let server: Vec<Duration> = ops
-            .iter()
-            .map(|&op| server_time(fixture, op, (per_op / 4).max(1)))
-            .collect();
-        let means = interleaved_means(fixture, &ops, per_op);
-        let index = |op: Op| {
-            ops.iter()
-                .position(|&o| o == op)
-                .expect("every op was measured")
-        };
-        let mean = |op: Op| means[index(op)];
-        let timing = |op: Op| {
-            format!(
-                "{:.1} us (server {:.1} us)",
-                micros(means[index(op)]),
-                micros(server[index(op)])
+        let rounds = interleaved_rounds(fixture, &ops, sizes);
+        let index = |op: Op| ops.iter().position(|&o| o == op).expect("measured");
+        let typical = |op: Op| median(rounds.iter().map(|r| micros(r[index(op)])).collect());
+        let ratio = |op: Op, reference: Op| {
+            median(
+                rounds
+                    .iter()
+                    .map(|r| r[index(op)].as_secs_f64() / r[index(reference)].as_secs_f64())
+                    .collect(),
             )
         };
-        let raw_get = mean(Op::RawGet);
-        let raw_get_set = mean(Op::RawGetSet);
         println!(
-            "[{}] raw GET {}, raw GET+SET {}",
+            "[{}] raw GET {:.1} us, raw GET+SET {:.1} us",
             fixture.label,
-            timing(Op::RawGet),
-            timing(Op::RawGetSet)
+            typical(Op::RawGet),
+            typical(Op::RawGetSet)
         );
         for (p, &(policy, _)) in POLICIES.iter().enumerate() {
-            let hit = mean(Op::CacheHit(p));
-            let store = mean(Op::CacheMissStore(p));
+            let hit = ratio(Op::CacheHit(p), Op::RawGet);
+            let store = ratio(Op::CacheMissStore(p), Op::RawGetSet);
             println!(
-                "[{} {policy:>4}] cache hit {}: {}",
+                "[{} {policy:>4}] hit {:.1} us: hit/GET {}",
                 fixture.label,
-                timing(Op::CacheHit(p)),
-                ratio_line("hit/GET", hit.as_secs_f64() / raw_get.as_secs_f64())
+                typical(Op::CacheHit(p)),
+                verdict(hit, HIT_GOAL)
             );
             println!(
-                "[{} {policy:>4}] miss+store {}: {}",
+                "[{} {policy:>4}] miss+store {:.1} us: miss+store/(GET+SET) {}",
                 fixture.label,
-                timing(Op::CacheMissStore(p)),
-                ratio_line(
-                    "miss+store/GET+SET",
-                    store.as_secs_f64() / raw_get_set.as_secs_f64()
+                typical(Op::CacheMissStore(p)),
+                verdict(store, STORE_GOAL)
+            );
+            if fixture.label == SIZES[0].0 {
+                table.push(Row::new(
+                    format!("blocking hit / GET ({policy})"),
+                    hit,
+                    HIT_GOAL,
+                ));
+                table.push(Row::new(
+                    format!("blocking miss+store / GET+SET ({policy})"),
+                    store,
+                    STORE_GOAL,
+                ));
+            }
+        }
+    }
+}
+
+/// Server CPU per hit of every policy: `INFO commandstats` time of the hit script per call
+/// against a `GET`'s, and the server process's CPU per call (parsing and replying included).
+fn server_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
+    let mut con = server.connection();
+    let value = "x".repeat(100);
+    let _: () = redis::cmd("SET")
+        .arg("bench:cpu:raw")
+        .arg(&value)
+        .query(&mut con)
+        .expect("SET");
+    let n = sizes.server_ops;
+    // (commandstats usec per call, process CPU per call)
+    let measure = |con: &mut redis::Connection, names: &[&str], run: &mut dyn FnMut()| {
+        // The pass's own connection for INFO: its commands are not counted under `names`.
+        reset_stats(con);
+        let cpu = server_cpu(con);
+        for _ in 0..n {
+            run();
+        }
+        let cpu = server_cpu(con).saturating_sub(cpu);
+        let (calls, usec) = command_usec(con, names);
+        assert!(
+            calls >= n as u64,
+            "expected {n} calls of {names:?}, saw {calls}"
+        );
+        (usec as f64 / calls as f64, micros(cpu) / n as f64)
+    };
+    let mut raw = server.connection();
+    let (get_usec, get_cpu) = measure(&mut con, &["get"], &mut || {
+        let got: Vec<u8> = redis::cmd("GET")
+            .arg("bench:cpu:raw")
+            .query(&mut raw)
+            .expect("GET");
+        black_box(got);
+    });
+    println!(
+        "\n== server CPU per hit ({n} calls each; commandstats: execution of the command, \
+         process: all the server's CPU per call) ==\nGET: commandstats {get_usec:.2} us, \
+         process {get_cpu:.2} us"
+    );
+    for (name, policy) in ALL_POLICIES {
+        let cache = Cache::builder(format!("bench-cpu-{name}"))
+            .redis(server.url())
+            .op_timeout(OP_TIMEOUT)
+            .policy(policy)
+            .build_blocking()
+            .expect("a blocking cache");
+        let fill: String = cache
+            .get_or_compute("cpu", &(1u8,), || value.clone())
+            .expect("fill");
+        assert_eq!(fill, value);
+        let (usec, cpu) = measure(&mut con, &["evalsha"], &mut || {
+            let got: String = cache
+                .get_or_compute("cpu", &(1u8,), String::new)
+                .expect("hit");
+            black_box(got);
+        });
+        let s = cache.stats();
+        assert_eq!(s.hits as usize, n, "{name}: every call should hit: {s:?}");
+        let goal = if name == "LruT" {
+            Some(SCRIPT_GOAL_US)
+        } else {
+            None
+        };
+        println!(
+            "{name:>6} hit script: commandstats {usec:.2} us ({:.1}x GET){}, process {cpu:.2} \
+             us ({:.1}x GET)",
+            usec / get_usec,
+            goal.map_or(String::new(), |g| format!(
+                " goal <= {g} us {}",
+                if usec <= g { "ok" } else { "OVER GOAL" }
+            )),
+            cpu / get_cpu
+        );
+        if let Some(goal) = goal {
+            table.push(Row::absolute(
+                format!("hit script server us/call ({name})"),
+                usec,
+                goal,
+                "us",
+            ));
+        }
+    }
+    // The opt-in: a hit is one HGET; the recorded uses cost one ZADD per structure and delay.
+    let cache = Cache::builder("bench-cpu-batched")
+        .redis(server.url())
+        .op_timeout(OP_TIMEOUT)
+        .touch_batch(TOUCH_BATCH)
+        .build_blocking()
+        .expect("a blocking cache");
+    let fill: String = cache
+        .get_or_compute("cpu", &(1u8,), || value.clone())
+        .expect("fill");
+    assert_eq!(fill, value);
+    let (usec, cpu) = measure(&mut con, &["evalsha", "hget", "zadd"], &mut || {
+        let got: String = cache
+            .get_or_compute("cpu", &(1u8,), String::new)
+            .expect("hit");
+        black_box(got);
+    });
+    let ratio = usec / get_usec;
+    println!(
+        "  LruT touch_batch({TOUCH_BATCH:?}): commandstats {usec:.2} us per hit ({}), process \
+         {cpu:.2} us ({:.1}x GET)",
+        verdict(ratio, BATCHED_GOAL),
+        cpu / get_cpu
+    );
+    table.push(Row::new(
+        "batched hit server time / GET (LruT)".to_owned(),
+        ratio,
+        BATCHED_GOAL,
+    ));
+}
+
+/// The async front-end under concurrency: `tasks` tasks, each on its own key, against as many
+/// tasks doing raw `GET`s on one multiplexed connection. Reports time per op and where it
+/// goes (client CPU, server CPU).
+fn async_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
+    println!(
+        "\n== async hits: {} ops per variant and round, median over {} rounds; one \
+         current-thread tokio runtime, raw = redis-rs MultiplexedConnection ==",
+        sizes.async_ops, sizes.async_rounds
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut info_con = server.connection();
+    let value: String = "abcdefghijklmnopqrstuvwxyz0123456789"
+        .chars()
+        .cycle()
+        .take(100)
+        .collect();
+    rt.block_on(async {
+        let client = server.client();
+        let mux = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a multiplexed connection");
+        let cache = Cache::builder("bench-async")
+            .redis(server.url())
+            .op_timeout(OP_TIMEOUT)
+            .build()
+            .expect("an async cache");
+        let batched = Cache::builder("bench-async-batched")
+            .redis(server.url())
+            .op_timeout(OP_TIMEOUT)
+            .touch_batch(TOUCH_BATCH)
+            .build()
+            .expect("an async cache");
+        for i in 0..MAX_TASKS {
+            let _: () = redis::cmd("SET")
+                .arg(format!("bench:async:{i}"))
+                .arg(&value)
+                .query_async(&mut mux.clone())
+                .await
+                .expect("SET");
+            let v = value.clone();
+            let got: String = cache
+                .get_or_compute("async", &(i,), || async move { v })
+                .await
+                .expect("fill");
+            assert_eq!(got, value);
+            let v = value.clone();
+            let got: String = batched
+                .get_or_compute("async", &(i,), || async move { v })
+                .await
+                .expect("fill");
+            assert_eq!(got, value);
+        }
+        for tasks in [1, MAX_TASKS] {
+            let per_task = (sizes.async_ops / tasks).max(1);
+            let ops = per_task * tasks;
+            // (wall, client CPU, server CPU) per op, per round, per variant: raw GETs, cache
+            // hits, cache hits under touch_batch.
+            let mut rounds: [Vec<(Duration, Option<Duration>, Duration)>; 3] = Default::default();
+            for round in 0..sizes.async_rounds {
+                for k in 0..3 {
+                    let variant = (k + round) % 3;
+                    let cpu0 = client_cpu();
+                    let server0 = server_cpu(&mut info_con);
+                    let start = Instant::now();
+                    let mut set = tokio::task::JoinSet::new();
+                    for t in 0..tasks {
+                        let mux = mux.clone();
+                        let cache = if variant == 2 {
+                            batched.clone()
+                        } else {
+                            cache.clone()
+                        };
+                        set.spawn(async move {
+                            let key = format!("bench:async:{t}");
+                            let mut mux = mux;
+                            for _ in 0..per_task {
+                                if variant == 0 {
+                                    let got: Vec<u8> = redis::cmd("GET")
+                                        .arg(&key)
+                                        .query_async(&mut mux)
+                                        .await
+                                        .expect("GET");
+                                    black_box(got);
+                                } else {
+                                    let got: String = cache
+                                        .get_or_compute("async", &(t,), || async { String::new() })
+                                        .await
+                                        .expect("hit");
+                                    black_box(got);
+                                }
+                            }
+                        });
+                    }
+                    while let Some(done) = set.join_next().await {
+                        done.expect("a bench task");
+                    }
+                    let wall = start.elapsed() / op_count(ops);
+                    let cpu = client_cpu()
+                        .zip(cpu0)
+                        .map(|(b, a)| b.saturating_sub(a) / op_count(ops));
+                    let scpu = server_cpu(&mut info_con).saturating_sub(server0) / op_count(ops);
+                    rounds[variant].push((wall, cpu, scpu));
+                }
+            }
+            for c in [&cache, &batched] {
+                let s = c.stats();
+                assert_eq!(s.errors, 0, "async hits failed: {s:?}");
+                assert_eq!(
+                    s.hits + MAX_TASKS as u64,
+                    s.calls,
+                    "async hits missed: {s:?}"
+                );
+            }
+            let ratio = |variant: usize| {
+                median(
+                    rounds[0]
+                        .iter()
+                        .zip(&rounds[variant])
+                        .map(|(r, h)| h.0.as_secs_f64() / r.0.as_secs_f64())
+                        .collect(),
                 )
+            };
+            let show = |rounds: &[(Duration, Option<Duration>, Duration)]| {
+                let wall = median(rounds.iter().map(|r| micros(r.0)).collect());
+                let cpu = median(rounds.iter().filter_map(|r| r.1.map(micros)).collect());
+                let scpu = median(rounds.iter().map(|r| micros(r.2)).collect());
+                format!(
+                    "{wall:.2} us/op ({:.0} ops/s; client CPU {cpu:.2} us/op, server CPU \
+                     {scpu:.2} us/op)",
+                    1e6 / wall
+                )
+            };
+            let goal = if tasks == 1 {
+                ASYNC_ONE_GOAL
+            } else {
+                ASYNC_MANY_GOAL
+            };
+            println!("[{tasks:>2} tasks] raw GET     {}", show(&rounds[0]));
+            println!("[{tasks:>2} tasks] cache hit   {}", show(&rounds[1]));
+            println!("[{tasks:>2} tasks] batched hit {}", show(&rounds[2]));
+            println!("[{tasks:>2} tasks] hit/GET {}", verdict(ratio(1), goal));
+            println!(
+                "[{tasks:>2} tasks] batched hit/GET {}",
+                verdict(ratio(2), goal)
             );
+            table.push(Row::new(
+                format!("async hit / mux GET, {tasks} task(s)"),
+                ratio(1),
+                goal,
+            ));
+            table.push(Row::new(
+                format!("async batched hit / mux GET, {tasks} task(s)"),
+                ratio(2),
+                goal,
+            ));
+        }
+    });
+}
+
+/// Redis bytes per entry (`INFO memory` `used_memory`) of `sizes.entries` entries with a
+/// 23-byte value: raw `SET`s against one fncache structure holding as many.
+fn memory_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
+    let n = sizes.entries;
+    let mut con = server.connection();
+    let value = "v".repeat(23);
+    let used = |con: &mut redis::Connection| -> i64 {
+        info_field(con, "memory", "used_memory")
+            .parse()
+            .expect("used_memory")
+    };
+    let flush = |con: &mut redis::Connection| {
+        let _: () = redis::cmd("FLUSHALL")
+            .arg("SYNC")
+            .query(con)
+            .expect("FLUSHALL");
+    };
+    flush(&mut con);
+    let before = used(&mut con);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("SET")
+                .arg(format!("bench:mem:{i}"))
+                .arg(&value)
+                .ignore();
+        }
+        let _: () = pipe.query(&mut con).expect("SET pipeline");
+    }
+    let raw = (used(&mut con) - before) as f64 / n as f64;
+    flush(&mut con);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let cache = Cache::builder("bench-mem")
+        .redis(server.url())
+        .op_timeout(OP_TIMEOUT)
+        .maxsize(n)
+        .build()
+        .expect("an async cache");
+    // Connect (and load the scripts) before the baseline.
+    rt.block_on(cache.len()).expect("len");
+    let before = used(&mut con);
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for t in 0..MAX_TASKS {
+            let cache = cache.clone();
+            let value = value.clone();
+            set.spawn(async move {
+                for i in (t..n).step_by(MAX_TASKS) {
+                    let v = value.clone();
+                    let _: String = cache
+                        .get_or_compute("mem", &(i,), || async move { v })
+                        .await
+                        .expect("store");
+                }
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            done.expect("a fill task");
+        }
+    });
+    let stored = rt.block_on(cache.len()).expect("len");
+    assert_eq!(stored, n, "every entry should be stored");
+    let cached = (used(&mut con) - before) as f64 / n as f64;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*bench-mem*")
+        .query(&mut con)
+        .expect("KEYS");
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let bytes: i64 = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query(&mut con)
+                .expect("MEMORY USAGE");
+            format!(
+                "`{}` {:.0}",
+                key.split_once("bench-mem")
+                    .map_or(key.as_str(), |(_, rest)| rest),
+                bytes as f64 / n as f64
+            )
+        })
+        .collect();
+    println!(
+        "\n== Redis memory per entry, {n} entries, 23-byte value (INFO memory used_memory) ==\n\
+         raw SET: {raw:.0} bytes; fncache: {cached:.0} bytes ({:.2}x SET; per key: {}) goal \
+         <= {MEMORY_GOAL} bytes {}",
+        cached / raw,
+        parts.join(", "),
+        if cached <= MEMORY_GOAL {
+            "ok"
+        } else {
+            "OVER GOAL"
+        }
+    );
+    table.push(Row::absolute(
+        "Redis bytes per entry".to_owned(),
+        cached,
+        MEMORY_GOAL,
+        "B",
+    ));
+    flush(&mut con);
+}
+
+/// One line of the closing summary.
+struct Row {
+    what: String,
+    value: f64,
+    goal: f64,
+    unit: &'static str,
+}
+
+impl Row {
+    fn new(what: String, ratio: f64, goal: f64) -> Row {
+        Row {
+            what,
+            value: ratio,
+            goal,
+            unit: "x",
+        }
+    }
+
+    fn absolute(what: String, value: f64, goal: f64, unit: &'static str) -> Row {
+        Row {
+            what,
+            value,
+            goal,
+            unit,
         }
     }
 }
@@ -416,31 +969,76 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let listing = args.iter().any(|a| a == "--list");
     let testing = args.iter().any(|a| a == "--test");
-    // `-- --ratios`: only the interleaved ratio pass (quick, for comparing changes).
-    let ratios_only = args.iter().any(|a| a == "--ratios");
+    // `-- --quick`: only the measured passes, shortened (under a minute).
+    let quick = args.iter().any(|a| a == "--quick");
+    // `-- --ratios`: only the measured passes, full length.
+    let ratios_only = quick || args.iter().any(|a| a == "--ratios");
 
     let server = RedisServer::spawn();
+    let pinned = pin(&mut server.connection());
     let mut fixtures: Vec<Fixture> = SIZES
         .iter()
         .map(|&(label, size)| Fixture::new(&server, label, size))
         .collect();
 
-    // 12 benchmarks at ~4.5 s each, plus the ratio pass: about a minute and a half in all.
+    // 12 benchmarks at ~4.5 s each before the measured passes.
     if !ratios_only {
         run_criterion(&mut fixtures);
     }
     if listing {
         return;
     }
-    if testing {
-        println!("\n(--test: a short smoke run of the ratio pass; its numbers mean nothing)");
-    }
-    ratio_pass(
-        &mut fixtures,
-        if testing { RATIO_OPS_TEST } else { RATIO_OPS },
+    let sizes = if testing {
+        println!(
+            "\n(--test: a short smoke run of the measured passes; their numbers mean nothing)"
+        );
+        &Sizes::TEST
+    } else if quick {
+        &Sizes::QUICK
+    } else {
+        &Sizes::FULL
+    };
+    println!(
+        "\n{} {} on {}; {pinned}",
+        server.kind().name(),
+        server.version(),
+        std::env::consts::ARCH
     );
-    for fixture in &fixtures {
-        fixture.check();
+    // `-- --pass <blocking|server|async|memory>`: that pass only (for a profiler).
+    let only = args
+        .iter()
+        .position(|a| a == "--pass")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let runs = |pass: &str| only.is_none_or(|o| o == pass);
+    let mut table = Vec::new();
+    if runs("blocking") {
+        blocking_pass(&mut fixtures, sizes, &mut table);
+        for fixture in &fixtures {
+            fixture.check();
+        }
+    }
+    if runs("server") {
+        server_pass(&server, sizes, &mut table);
+    }
+    if runs("async") {
+        async_pass(&server, sizes, &mut table);
+    }
+    if runs("memory") {
+        memory_pass(&server, sizes, &mut table);
+    }
+
+    println!("\n== summary (blocking figures: 100-byte value) ==");
+    for row in &table {
+        let ok = if row.value <= row.goal {
+            "ok"
+        } else {
+            "OVER GOAL"
+        };
+        println!(
+            "{:<44} {:>8.2}{:<2} goal <= {}{} {ok}",
+            row.what, row.value, row.unit, row.goal, row.unit
+        );
     }
 }
 

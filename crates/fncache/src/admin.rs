@@ -207,6 +207,7 @@ impl CacheInfo {
                 maxsize: record.maxsize,
                 ttl: record.ttl_ms.map(Duration::from_millis),
                 slide: record.update_ttl,
+                touch_batch: None,
                 naming,
             },
             name: record.name,

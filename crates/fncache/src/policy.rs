@@ -10,7 +10,9 @@
 pub enum Policy {
     /// Least recently used, by a per-structure use counter.
     Lru,
-    /// Least recently used, by server time in microseconds (the default).
+    /// Least recently used, by time in microseconds (the default): writes are scored with the
+    /// server's time, Redis hits with the calling process's clock (see the README's eviction
+    /// policies).
     #[default]
     LruT,
     /// First in, first out, by a per-structure insert counter; reads do not matter.
@@ -54,7 +56,7 @@ pub(crate) enum TouchRule {
     None,
     /// Becomes one more than the highest score (unless already the highest).
     Counter,
-    /// Becomes the server time in microseconds.
+    /// Becomes the time in microseconds: the server's on a write, the caller's on a Redis hit.
     Time,
     /// Grows by one.
     Increment,

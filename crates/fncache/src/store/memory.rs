@@ -798,6 +798,7 @@ mod tests {
             maxsize,
             ttl: None,
             slide: false,
+            touch_batch: None,
             naming,
         };
         let store = MemoryStore::new(settings, Arc::new(ManualClock::new()));

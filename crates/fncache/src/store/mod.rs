@@ -24,6 +24,9 @@ pub(crate) struct StoreSettings {
     pub(crate) ttl: Option<Duration>,
     /// A hit or a put renews the structure TTL.
     pub(crate) slide: bool,
+    /// Redis: hits record their use in the process, applied at most this much later (see
+    /// `Builder::touch_batch`); the embedded store ignores it.
+    pub(crate) touch_batch: Option<Duration>,
     pub(crate) naming: Naming,
 }
 

@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod batched;
 mod behaviour;
 mod concurrency;
 mod corruption;

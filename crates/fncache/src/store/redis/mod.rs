@@ -7,18 +7,19 @@ pub(crate) mod connect;
 pub(crate) mod plan;
 pub(crate) mod script;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub(crate) use self::connect::RedisTarget;
-use self::plan::{Capabilities, Plan, Request, Step, Topology};
+use self::plan::{Capabilities, Hints, Plan, RecordedUse, Request, Step, Topology};
 use crate::error::{Error, ErrorKind};
-use crate::store::{StoreOp, StoreReply, StoreSettings};
+use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
 
 /// How long establishing a connection may take, at most (a call's op timeout may be shorter).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,6 +70,129 @@ impl Learned {
     }
 }
 
+/// When this process last renewed each structure's TTL with a hit, so that a hit asks the
+/// script to renew it at most once per step (1% of the TTL, at most a second) instead of the
+/// script reading `PTTL` on every hit. Guarantees what the server-side gate of `put.lua` does:
+/// after a hit the structure has at least its TTL less a step to live. Several processes
+/// renew once per step each; a TTL shortened from outside is renewed up to a step later.
+#[derive(Debug, Default)]
+struct SlideGate(Mutex<HashMap<String, Instant>>);
+
+impl SlideGate {
+    /// Structures remembered at most; past that all are forgotten (each renews once more).
+    const MAX: usize = 4096;
+
+    /// The hints for `op`, and the index key of a lookup that asks to renew its structure.
+    fn hints(&self, op: &StoreOp, settings: &StoreSettings) -> (Hints, Option<String>) {
+        self.hints_at(op, settings, Instant::now())
+    }
+
+    fn hints_at(
+        &self,
+        op: &StoreOp,
+        settings: &StoreSettings,
+        now: Instant,
+    ) -> (Hints, Option<String>) {
+        let renewing = match (op, settings.ttl) {
+            (StoreOp::Get { structure, .. }, Some(ttl)) if settings.slide => {
+                // As `slide` in prelude.lua: the step is 1% of the TTL, at most a second.
+                let step = (ttl / 100).min(Duration::from_secs(1));
+                let due = self
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(structure.index.as_str())
+                    .is_none_or(|&at| now.saturating_duration_since(at) >= step);
+                due.then(|| structure.index.clone())
+            }
+            _ => None,
+        };
+        let hints = Hints {
+            now_us: Hints::clock(),
+            slide: renewing.is_some(),
+        };
+        (hints, renewing)
+    }
+
+    /// Records a renewal: only a lookup that hit renewed (a miss or an expired entry does not).
+    fn settle(&self, renewing: Option<String>, result: &Result<StoreReply, Error>) {
+        self.settle_at(renewing, result, Instant::now());
+    }
+
+    fn settle_at(
+        &self,
+        renewing: Option<String>,
+        result: &Result<StoreReply, Error>,
+        now: Instant,
+    ) {
+        let (Some(index), Ok(StoreReply::Looked(lookup))) = (renewing, result) else {
+            return;
+        };
+        if matches!(lookup.freshness, Freshness::Fresh | Freshness::Stale) {
+            let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if last.len() >= SlideGate::MAX {
+                last.clear();
+            }
+            last.insert(index, now);
+        }
+    }
+}
+
+/// Uses recorded by hits under `touch_batch`, waiting to be applied to their indexes.
+#[derive(Debug, Default)]
+struct Recorded(Mutex<Pending>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// When the oldest use waiting was recorded.
+    since: Option<Instant>,
+    /// Per index key, the latest score of each member used.
+    uses: HashMap<String, HashMap<crate::key::Member, u64>>,
+}
+
+impl Recorded {
+    /// Members remembered per structure at most; later uses of other members are dropped
+    /// until the next flush (they would only move those members up the order).
+    const MAX_MEMBERS: usize = 1 << 16;
+
+    fn record(&self, used: RecordedUse) {
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pending.since.get_or_insert_with(Instant::now);
+        let index = used.structure.index.as_str();
+        if !pending.uses.contains_key(index) {
+            pending.uses.insert(index.to_owned(), HashMap::new());
+        }
+        let Some(members) = pending.uses.get_mut(index) else {
+            return;
+        };
+        if members.len() < Recorded::MAX_MEMBERS || members.contains_key(&used.member) {
+            let score = members.entry(used.member).or_default();
+            *score = (*score).max(used.score);
+        }
+    }
+
+    /// The requests that apply every recorded use, once the oldest is `delay` old.
+    fn due(&self, delay: Option<Duration>) -> Vec<Request> {
+        let Some(delay) = delay else {
+            return Vec::new();
+        };
+        let uses = {
+            let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.since.is_none_or(|t| t.elapsed() < delay) {
+                return Vec::new();
+            }
+            pending.since = None;
+            std::mem::take(&mut pending.uses)
+        };
+        uses.into_iter()
+            .map(|(index, members)| {
+                let members: Vec<_> = members.into_iter().collect();
+                plan::apply_uses(&index, &members)
+            })
+            .collect()
+    }
+}
+
 /// The blocking driver: a small pool of synchronous connections (to a server or a cluster),
 /// or the user's r2d2 pool; no runtime needed.
 #[derive(Debug)]
@@ -76,6 +200,8 @@ pub(crate) struct BlockingRedis {
     target: RedisTarget,
     idle: Mutex<Vec<Pooled>>,
     learned: Learned,
+    gate: SlideGate,
+    recorded: Recorded,
 }
 
 /// A checked-out connection (its `Debug` says nothing about the server's credentials).
@@ -127,6 +253,8 @@ impl BlockingRedis {
             target,
             idle: Mutex::new(Vec::new()),
             learned: Learned::default(),
+            gate: SlideGate::default(),
+            recorded: Recorded::default(),
         }
     }
 
@@ -139,7 +267,17 @@ impl BlockingRedis {
     ) -> Result<StoreReply, Error> {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
-        let mut plan = Plan::new(op, settings, topology(&self.target)).knowing(self.learned.get());
+        // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
+        for request in self.recorded.due(settings.touch_batch) {
+            if let Err(e) = con.send(&request)
+                && !is_reusable_after(&e)
+            {
+                return Err(Error::from_redis(e));
+            }
+        }
+        let (hints, renewing) = self.gate.hints(&op, settings);
+        let mut plan = Plan::with_hints(op, settings, topology(&self.target), hints)
+            .knowing(self.learned.get());
         let mut reply = None;
         let mut healthy = true;
         let result = loop {
@@ -158,6 +296,10 @@ impl BlockingRedis {
             }
         };
         self.learned.keep(&plan);
+        self.gate.settle(renewing, &result);
+        if let Some(used) = plan.take_recorded() {
+            self.recorded.record(used);
+        }
         if healthy {
             self.checkin(con);
         }
@@ -225,6 +367,8 @@ pub(crate) struct AsyncRedis {
     /// The connection, and the runtime it was made in (its I/O lives there).
     connection: Mutex<Option<(AsyncConnection, Option<tokio::runtime::Id>)>>,
     learned: Learned,
+    gate: SlideGate,
+    recorded: Recorded,
 }
 
 /// A shared async connection (cheap to clone).
@@ -249,6 +393,8 @@ impl AsyncRedis {
             target,
             connection: Mutex::new(None),
             learned: Learned::default(),
+            gate: SlideGate::default(),
+            recorded: Recorded::default(),
         }
     }
 
@@ -286,9 +432,24 @@ impl AsyncRedis {
         op: StoreOp,
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
-        let mut plan = Plan::new(op, settings, topology(&self.target)).knowing(self.learned.get());
+        // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
+        for request in self.recorded.due(settings.touch_batch) {
+            if let Err(e) = self.send_on(&mut con, &request).await
+                && !is_reusable_after(&e)
+            {
+                self.reset();
+                return Err(Error::from_redis(e));
+            }
+        }
+        let (hints, renewing) = self.gate.hints(&op, settings);
+        let mut plan = Plan::with_hints(op, settings, topology(&self.target), hints)
+            .knowing(self.learned.get());
         let result = self.drive(&mut plan, &mut con).await;
         self.learned.keep(&plan);
+        self.gate.settle(renewing, &result);
+        if let Some(used) = plan.take_recorded() {
+            self.recorded.record(used);
+        }
         result
     }
 
@@ -298,17 +459,7 @@ impl AsyncRedis {
             match plan.step(reply.take())? {
                 Step::Done(out) => return Ok(out),
                 Step::Send(request) => {
-                    let sent = match &mut *con {
-                        AsyncConnection::Manager(con) => match &request {
-                            Request::Script(invocation) => invocation.invoke_async(con).await,
-                            Request::Cmd(cmd) => cmd.query_async(con).await,
-                            Request::Pipe(pipe) => pipe.query_async(con).await,
-                            Request::AllPrimaries(_) | Request::OnNode(..) => {
-                                Err(cluster::not_a_cluster())
-                            }
-                        },
-                        AsyncConnection::Cluster(con) => cluster::send_async(con, &request).await,
-                    };
+                    let sent = self.send_on(con, &request).await;
                     match sent {
                         // Our connections reconnect by themselves, but they are bound to the
                         // runtime that created them: start afresh in the current one (with a
@@ -321,6 +472,22 @@ impl AsyncRedis {
                     }
                 }
             }
+        }
+    }
+
+    async fn send_on(
+        &self,
+        con: &mut AsyncConnection,
+        request: &Request,
+    ) -> redis::RedisResult<Value> {
+        match con {
+            AsyncConnection::Manager(con) => match request {
+                Request::Script(invocation) => invocation.invoke_async(con).await,
+                Request::Cmd(cmd) => cmd.query_async(con).await,
+                Request::Pipe(pipe) => pipe.query_async(con).await,
+                Request::AllPrimaries(_) | Request::OnNode(..) => Err(cluster::not_a_cluster()),
+            },
+            AsyncConnection::Cluster(con) => cluster::send_async(con, request).await,
         }
     }
 
@@ -459,6 +626,84 @@ impl AsyncRedis {
                     .clone(),
             ),
             learned: Learned::default(),
+            gate: SlideGate::default(),
+            recorded: Recorded::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Layout, Naming};
+    use crate::policy::Policy;
+    use crate::store::Lookup;
+
+    fn settings(ttl: Option<Duration>, slide: bool) -> StoreSettings {
+        StoreSettings {
+            rules: Policy::LruT.rules(),
+            maxsize: 3,
+            ttl,
+            slide,
+            touch_batch: None,
+            naming: Naming::new("p:", "n", Policy::LruT, Layout::PerFunction),
+        }
+    }
+
+    fn get(s: &StoreSettings, function: &str) -> StoreOp {
+        StoreOp::Get {
+            structure: s.naming.structure(function),
+            member: [1; 16],
+            refresh_after: None,
+            lease: None,
+        }
+    }
+
+    fn looked(freshness: Freshness) -> Result<StoreReply, Error> {
+        Ok(StoreReply::Looked(Lookup {
+            freshness,
+            lease: crate::store::LeaseState::NotAsked,
+            entry: None,
+        }))
+    }
+
+    #[test]
+    fn a_hit_renews_a_structure_at_most_once_per_step() {
+        // An hour's TTL: the step is a second.
+        let s = settings(Some(Duration::from_secs(3600)), true);
+        let gate = SlideGate::default();
+        let t0 = Instant::now();
+        let (hints, renewing) = gate.hints_at(&get(&s, "f"), &s, t0);
+        assert!(hints.slide, "the first lookup asks to renew");
+        // A miss renews nothing: the next lookup asks again.
+        gate.settle_at(renewing, &looked(Freshness::Missing), t0);
+        let (hints, renewing) = gate.hints_at(&get(&s, "f"), &s, t0);
+        assert!(hints.slide);
+        gate.settle_at(renewing, &looked(Freshness::Fresh), t0);
+        let half = t0 + Duration::from_millis(500);
+        assert!(
+            !gate.hints_at(&get(&s, "f"), &s, half).0.slide,
+            "within the step"
+        );
+        assert!(
+            gate.hints_at(&get(&s, "g"), &s, half).0.slide,
+            "per structure"
+        );
+        let step = t0 + Duration::from_secs(1);
+        assert!(
+            gate.hints_at(&get(&s, "f"), &s, step).0.slide,
+            "a step later"
+        );
+    }
+
+    #[test]
+    fn nothing_renews_without_a_sliding_ttl() {
+        for s in [
+            settings(None, true),
+            settings(Some(Duration::from_secs(60)), false),
+        ] {
+            let (hints, renewing) = SlideGate::default().hints(&get(&s, "f"), &s);
+            assert!(!hints.slide && renewing.is_none());
         }
     }
 }

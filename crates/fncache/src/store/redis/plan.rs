@@ -12,10 +12,15 @@ use redis::{Script, Value};
 
 use super::script::ScriptCall;
 
+use crate::codec::Entry;
 use crate::duration::store_millis;
 use crate::error::{Error, ErrorKind};
+use crate::key::Member;
 use crate::layout::{Naming, Structure};
-use crate::store::{Freshness, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings};
+use crate::policy::TouchRule;
+use crate::store::{
+    Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings,
+};
 
 /// Keys returned per SCAN round trip (a hint to the server).
 const SCAN_COUNT: usize = 512;
@@ -42,11 +47,12 @@ macro_rules! script {
     };
 }
 
-static GET: LazyLock<Script> = script!(hot "scripts/get.lua");
+// The hit path stands alone: no prelude closures to create per call.
+static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get.lua")));
 static PUT: LazyLock<Script> = script!(hot "scripts/put.lua");
 static PEEK: LazyLock<Script> = script!(maintenance "scripts/peek.lua");
 static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
-static EXPIRE: LazyLock<Script> = script!(hot "scripts/expire.lua");
+static EXPIRE: LazyLock<Script> = script!(maintenance "scripts/expire.lua");
 static LEN: LazyLock<Script> = script!(maintenance "scripts/len.lua");
 static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
@@ -109,6 +115,65 @@ enum State {
     Sweep(SweepState),
     /// Releasing a lease now: with `DELIFEQ` where the server has it, else `lease.lua`.
     Release(Release),
+    /// A lookup under `touch_batch`: a plain `HGET` first; an entry that never expires is a
+    /// fresh hit (its use recorded in the process), anything else takes the hit script.
+    Probe {
+        hget: Option<Request>,
+        script: Option<GetCall>,
+        /// The use to record on a fresh hit (`time` rule only).
+        record: Option<RecordedUse>,
+    },
+}
+
+/// A get.lua call, built when it is sent.
+#[derive(Debug)]
+struct GetCall {
+    structure: Structure,
+    member: Member,
+    lease: Option<LeaseRequest>,
+    touch: &'static str,
+    kind: &'static str,
+    /// The TTL to renew the structure with (0: not this time).
+    slide_ttl: u64,
+    /// The use's score (`time` rule), else 0.
+    score: u64,
+    refresh_ms: u64,
+}
+
+impl GetCall {
+    fn build(self) -> Request {
+        let lease = self.lease;
+        let mut inv = ScriptCall::new(&GET, "get.lua", if lease.is_some() { 4 } else { 3 });
+        keys(&mut inv, &self.structure);
+        // The lease key only when a lease is asked for: on a cluster, every declared key
+        // must be on the node (a missing one mid-migration means TRYAGAIN).
+        if lease.is_some() {
+            inv.arg(self.structure.lease_key(&self.member));
+        }
+        inv.arg(&self.member[..])
+            .arg(self.touch)
+            .arg(self.kind)
+            .arg(self.slide_ttl)
+            .arg(self.score);
+        // The rest only when something is asked: each argument costs the script a string to
+        // intern, on every hit.
+        if self.refresh_ms > 0 || lease.is_some() {
+            inv.arg(self.refresh_ms);
+        }
+        if let Some(lease) = lease {
+            inv.arg(store_millis(lease.ttl)).arg(lease.token());
+        }
+        Request::Script(inv)
+    }
+}
+
+/// A hit's use under `touch_batch`, for the driver to apply later: the index key, the member
+/// and its score (the caller's clock, as the `time` rule scores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordedUse {
+    pub(crate) structure: Structure,
+    pub(crate) member: Member,
+    pub(crate) score: u64,
 }
 
 /// What the plans of a cache know about its server's commands: learned once, by the first
@@ -209,6 +274,30 @@ impl Node {
     }
 }
 
+/// What a lookup needs from its driver rather than from the op: a fresh hit then costs the
+/// server two commands (the lookup and the touch), no `TIME` and no `PTTL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hints {
+    /// The caller's clock in microseconds since the Unix epoch: the score of a use under the
+    /// `time` touch rule with `touch_batch` (applied with `ZADD GT`, so a late script never
+    /// moves a score back); without it the script scores with the server's `TIME`.
+    /// Freshness never depends on it: entry times stay the server's.
+    pub(crate) now_us: u64,
+    /// Renew the structure TTL if this lookup hits (the driver asks at most once per step per
+    /// structure, see `SlideGate`).
+    pub(crate) slide: bool,
+}
+
+impl Hints {
+    /// The system clock in microseconds since the Unix epoch (0 before it, which `ZADD GT`
+    /// then ignores).
+    pub(crate) fn clock() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
 /// The requests of one store op.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -220,11 +309,31 @@ pub(crate) struct Plan {
     touched: Vec<Structure>,
     /// The wrong-type error being diagnosed with TYPE requests.
     diagnosing: Option<redis::RedisError>,
+    /// A fresh hit's use for the driver to record (under `touch_batch`).
+    recorded: Option<RecordedUse>,
 }
 
 impl Plan {
-    /// Plans `op` for a cache with `settings`, whose store has `topology`.
+    /// Plans `op` for a cache with `settings`, whose store has `topology`, a lookup scoring
+    /// with the system clock and renewing the structure TTL when the settings slide (see
+    /// [`Plan::with_hints`]).
+    #[cfg(test)]
     pub(crate) fn new(op: StoreOp, settings: &StoreSettings, topology: Topology) -> Plan {
+        let hints = Hints {
+            now_us: Hints::clock(),
+            slide: settings.slide,
+        };
+        Plan::with_hints(op, settings, topology, hints)
+    }
+
+    /// Plans `op` for a cache with `settings`, whose store has `topology`; a lookup uses what
+    /// the driver knows (`hints`).
+    pub(crate) fn with_hints(
+        op: StoreOp,
+        settings: &StoreSettings,
+        topology: Topology,
+        hints: Hints,
+    ) -> Plan {
         let rules = settings.rules;
         let kind = rules.index.script_word();
         let single = |request, shape| State::Single(Some(Request::Script(request)), shape);
@@ -246,24 +355,44 @@ impl Plan {
                 refresh_after,
                 lease,
             } => {
-                let mut inv = ScriptCall::new(&GET, "get.lua", with_lease(lease.is_some()));
-                keys(&mut inv, &structure);
-                // The lease key only when a lease is asked for: on a cluster, every declared key
-                // must be on the node (a missing one mid-migration means TRYAGAIN).
-                if lease.is_some() {
-                    inv.arg(structure.lease_key(&member));
+                let refresh_ms = refresh_after.map_or(0, store_millis);
+                let batched = settings.touch_batch.is_some()
+                    && matches!(rules.touch, TouchRule::Time | TouchRule::None)
+                    && refresh_ms == 0
+                    && !hints.slide;
+                let call = GetCall {
+                    touch: rules.touch.script_word(),
+                    kind,
+                    slide_ttl: if hints.slide { ttl_ms(settings) } else { 0 },
+                    // The server's TIME scores a use (exact order across processes),
+                    // except under `touch_batch`, whose recorded uses carry the caller's
+                    // clock anyway: a script it falls back to scores alike.
+                    score: if rules.touch == TouchRule::Time && settings.touch_batch.is_some() {
+                        hints.now_us
+                    } else {
+                        0
+                    },
+                    refresh_ms,
+                    structure,
+                    member,
+                    lease,
+                };
+                if batched {
+                    let mut hget = redis::cmd("HGET");
+                    hget.arg(&call.structure.values).arg(&call.member[..]);
+                    State::Probe {
+                        hget: Some(Request::Cmd(hget)),
+                        record: (rules.touch == TouchRule::Time).then(|| RecordedUse {
+                            structure: call.structure.clone(),
+                            member,
+                            score: hints.now_us,
+                        }),
+                        // Built only if the HGET does not settle the lookup.
+                        script: Some(call),
+                    }
+                } else {
+                    State::Single(Some(call.build()), ReplyShape::Lookup)
                 }
-                let (lease_ms, token) =
-                    lease.map_or((0, String::new()), |l| (store_millis(l.ttl), l.token()));
-                inv.arg(&member[..])
-                    .arg(rules.touch.script_word())
-                    .arg(kind)
-                    .arg(ttl_ms(settings))
-                    .arg(flag(settings.slide))
-                    .arg(refresh_after.map_or(0, store_millis))
-                    .arg(lease_ms)
-                    .arg(token);
-                single(inv, ReplyShape::Lookup)
             }
             StoreOp::Put {
                 structure,
@@ -353,7 +482,13 @@ impl Plan {
             index_kind: kind,
             touched,
             diagnosing: None,
+            recorded: None,
         }
+    }
+
+    /// The use a fresh hit under `touch_batch` leaves for the driver to apply later.
+    pub(crate) fn take_recorded(&mut self) -> Option<RecordedUse> {
+        self.recorded.take()
     }
 
     /// Tells the plan what is known of the server's commands (`None`: not yet probed; a plan
@@ -471,6 +606,33 @@ impl Plan {
     fn advance(&mut self, reply: Option<Value>) -> Result<Step, Error> {
         let kind = self.index_kind;
         match &mut self.state {
+            State::Probe {
+                hget,
+                script,
+                record,
+            } => {
+                if let Some(hget) = hget.take() {
+                    return Ok(Step::Send(hget));
+                }
+                let reply = reply.ok_or_else(|| protocol("a reply was expected"))?;
+                if let Value::BulkString(entry) = reply
+                    && Entry::parse(&entry)
+                        .is_some_and(|e| e.expire_at_us == 0 && e.keep_until_us == 0)
+                {
+                    // It never expires: fresh, whatever the time.
+                    self.recorded = record.take();
+                    return Ok(Step::Done(StoreReply::Looked(Lookup {
+                        freshness: Freshness::Fresh,
+                        lease: LeaseState::NotAsked,
+                        entry: Some(std::sync::Arc::new(entry)),
+                    })));
+                }
+                let script = script
+                    .take()
+                    .ok_or_else(|| protocol("a lookup probed twice"))?;
+                self.state = State::Single(None, ReplyShape::Lookup);
+                Ok(Step::Send(script.build()))
+            }
             State::Single(request, shape) => match (request.take(), reply) {
                 (Some(request), _) => Ok(Step::Send(request)),
                 (None, Some(reply)) => parse(*shape, reply).map(Step::Done),
@@ -703,6 +865,17 @@ fn scan(cursor: u64, pattern: &str) -> redis::Cmd {
     cmd
 }
 
+/// Applies recorded uses of one structure's members (`touch_batch`): `XX`, so a member evicted
+/// or removed since is not put back; `GT`, so a score never moves back.
+pub(crate) fn apply_uses(index: &str, uses: &[(Member, u64)]) -> Request {
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(index).arg("XX").arg("GT");
+    for (member, score) in uses {
+        cmd.arg(*score).arg(&member[..]);
+    }
+    Request::Cmd(cmd)
+}
+
 fn ttl_ms(settings: &StoreSettings) -> u64 {
     settings.ttl.map_or(0, store_millis)
 }
@@ -803,6 +976,7 @@ mod tests {
             maxsize: 3,
             ttl: None,
             slide: true,
+            touch_batch: None,
             naming: Naming::new("p:", "n", Policy::Lru, layout),
         }
     }
@@ -847,6 +1021,71 @@ mod tests {
     }
 
     const VALKEY: Capabilities = Capabilities { delifeq: true };
+
+    /// The words of a get.lua call planned with `hints`.
+    fn get_words(s: &StoreSettings, op: StoreOp, hints: Hints) -> Vec<String> {
+        let mut plan = Plan::with_hints(op, s, Topology::Server, hints);
+        let Ok(Step::Send(Request::Script(call))) = plan.step(None) else {
+            panic!("get.lua was expected");
+        };
+        assert_eq!(call.name(), "get.lua");
+        call.words()
+    }
+
+    #[test]
+    fn a_plain_lookup_sends_only_what_the_hit_path_reads() {
+        let mut s = settings(Layout::Shared);
+        s.rules = Policy::LruT.rules();
+        s.ttl = Some(std::time::Duration::from_secs(60));
+        let structure = s.naming.structure("f");
+        let op = || StoreOp::Get {
+            structure: structure.clone(),
+            member: *b"0123456789abcdef",
+            refresh_after: None,
+            lease: None,
+        };
+        let keys = [
+            structure.index.as_str(),
+            structure.values.as_str(),
+            structure.expiry.as_str(),
+        ];
+        let hints = |slide| Hints { now_us: 42, slide };
+        // The server's TIME scores the use ("0"); the TTL is renewed only when the driver asks.
+        let words = get_words(&s, op(), hints(false));
+        assert_eq!(words[..4], ["3", keys[0], keys[1], keys[2]]);
+        assert_eq!(words[4..], ["0123456789abcdef", "time", "zset", "0", "0"]);
+        let words = get_words(&s, op(), hints(true));
+        assert_eq!(
+            words[4..],
+            ["0123456789abcdef", "time", "zset", "60000", "0"]
+        );
+        // Under touch_batch the caller's clock scores it, as its recorded uses are scored.
+        let mut batched = s.clone();
+        batched.touch_batch = Some(std::time::Duration::from_millis(5));
+        let words = get_words(&batched, op(), hints(true));
+        assert_eq!(
+            words[4..],
+            ["0123456789abcdef", "time", "zset", "60000", "42"]
+        );
+        // Other rules do not score with a time.
+        s.rules = Policy::Lru.rules();
+        let words = get_words(&s, op(), hints(false));
+        assert_eq!(
+            words[4..],
+            ["0123456789abcdef", "counter", "zset", "0", "0"]
+        );
+        // A lease or refresh-after adds the trailing arguments.
+        let lease = crate::store::LeaseRequest::new(std::time::Duration::from_secs(2));
+        let op = StoreOp::Get {
+            structure: structure.clone(),
+            member: *b"0123456789abcdef",
+            refresh_after: None,
+            lease: Some(lease),
+        };
+        let words = get_words(&s, op, hints(false));
+        assert_eq!(words[0], "4");
+        assert_eq!(words[9..], ["0", "0", "2000", lease.token().as_str()]);
+    }
 
     #[test]
     fn a_first_release_probes_for_delifeq_and_uses_it() {

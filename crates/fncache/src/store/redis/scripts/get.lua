@@ -1,46 +1,106 @@
 -- get.lua: look one entry up, record the use, and (when asked) take the key's lease,
--- atomically. The hit path: kept lean.
+-- atomically. The hit path, so it stands alone (no prelude: every local function is a closure
+-- created per call) and a fresh hit runs two commands, HGET and the touch. What used to cost
+-- more per hit is decided by the client instead:
+-- * the 'time' rule scores a use with server TIME, as puts do, so uses are ordered exactly
+--   across processes; only under touch_batch (whose recorded uses are scored by the caller's
+--   clock anyway) does the caller send its clock (ARGV[5], microseconds), applied with ZADD GT
+--   so that a late script never moves a score back; freshness always uses server time;
+-- * the structure TTL is renewed only when the caller asks (ARGV[4] > 0): each client process
+--   asks at most once per step (1% of the TTL, at most a second) per structure, instead of the
+--   script reading PTTL on every hit.
 -- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0)
 -- ARGV: member, touch rule (none|counter|time|incr), index kind (zset|set),
---       structure ttl ms (0 = none), slide ('1' = a hit renews the structure ttl),
---       refresh after ms (0 = never stale), lease ms (0 = take no lease), lease token
+--       ttl ms to renew the structure with ('0' = not this time), touch score (caller's
+--       microseconds, for the 'time' rule under touch_batch; '0' = server TIME),
+--       then, only when not zero: refresh after ms (0 = never stale), lease ms (0 = take no
+--       lease), lease token
 -- Returns the bare entry for a fresh hit (the hot path: no table to build), else
 -- {state, lease, entry}:
 --   state 0 miss, 2 stale (older than refresh-after: served, worth refreshing),
 --         3 expired (past its entry TTL, kept only as a fallback: recompute);
 --   lease 0 not asked (fresh hits never ask), 1 the caller holds it, 2 another caller does,
 --         3 held back after a failed recomputation (serve the fallback, do not retry).
-local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local refresh_after, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+-- A stored entry is
+--   format (1) | codec (1) | written_at_us (8) | expire_at_us (8) | keep_until_us (8) | payload
+-- (see prelude.lua).
+local index, values, member = KEYS[1], KEYS[2], ARGV[1]
 
-local function leased(state, entry)
-  if lease_ms > 0 then return {state, take_lease(KEYS[4], ARGV[8], lease_ms), entry} end
-  return {state, 0, entry}
-end
-
+local state, now = 1, nil
 local entry = redis.call('HGET', values, member)
-if not entry then return leased(0, false) end
-
-local now
--- An entry without a per-entry TTL has expire_at = keep_until = 0: one unpack tells.
-local expire_at = #entry >= 26 and struct.unpack('>I8', entry, 11) or 0
-if expire_at ~= 0 then
-  now = now_us()
-  local keep_until = struct.unpack('>I8', entry, 19)
-  if keep_until ~= 0 and keep_until <= now then
-    if ARGV[3] == 'set' then redis.call('SREM', index, member) else redis.call('ZREM', index, member) end
-    redis.call('ZREM', expiry, member)
-    redis.call('HDEL', values, member)
-    return leased(0, false)
+if not entry then
+  state = 0
+elseif #entry >= 26 then
+  -- An entry without a per-entry TTL has expire_at = keep_until = 0: one unpack tells.
+  local expire_at = struct.unpack('>I8', entry, 11)
+  if expire_at ~= 0 then
+    local t = redis.call('TIME')
+    now = t[1] * 1000000 + t[2]
+    local keep_until = struct.unpack('>I8', entry, 19)
+    if keep_until ~= 0 and keep_until <= now then
+      if ARGV[3] == 'set' then redis.call('SREM', index, member) else redis.call('ZREM', index, member) end
+      redis.call('ZREM', KEYS[3], member)
+      redis.call('HDEL', values, member)
+      state, entry = 0, false
+    elseif expire_at <= now then
+      state = 3
+    end
   end
-  if expire_at ~= 0 and expire_at <= now then return leased(3, entry) end
 end
 
-touch(ARGV[2], index, member, now)
-local ttl = tonumber(ARGV[4])
-if ARGV[5] == '1' and ttl > 0 then slide(index, values, expiry, ttl) end
-if refresh_after > 0 and #entry >= 26 then
-  now = now or now_us()
-  if now - struct.unpack('>I8', entry, 3) >= refresh_after * 1000 then return leased(2, entry) end
+if state == 1 then
+  local rule = ARGV[2]
+  if rule == 'time' then
+    if ARGV[5] == '0' then
+      if not now then
+        local t = redis.call('TIME')
+        now = t[1] * 1000000 + t[2]
+      end
+      redis.call('ZADD', index, now, member)
+    else
+      redis.call('ZADD', index, 'GT', ARGV[5], member)
+    end
+  elseif rule == 'counter' then
+    local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
+    if top[1] ~= member then
+      redis.call('ZADD', index, (tonumber(top[2]) or 0) + 1, member)
+    end
+  elseif rule == 'incr' then
+    redis.call('ZINCRBY', index, 1, member)
+  end
+  local ttl = ARGV[4]
+  if ttl ~= '0' then
+    redis.call('PEXPIRE', index, ttl)
+    redis.call('PEXPIRE', values, ttl)
+    redis.call('PEXPIRE', KEYS[3], ttl)
+  end
+  local refresh_after = tonumber(ARGV[6] or 0)
+  if refresh_after == 0 or #entry < 26 then return entry end
+  if not now then
+    local t = redis.call('TIME')
+    now = t[1] * 1000000 + t[2]
+  end
+  if now - struct.unpack('>I8', entry, 3) < refresh_after * 1000 then return entry end
+  state = 2
 end
-return entry
+
+-- Not a fresh hit: take the lease when asked (`SET NX PX` with the caller's random token):
+-- 1 when the caller holds it (now or already), 2 when another caller does, 3 when it is held
+-- back after a failed recomputation (its value is '!' and the failed caller's token).
+local lease_ms, lease = tonumber(ARGV[7] or 0), 0
+if lease_ms > 0 then
+  local token = ARGV[8]
+  if redis.call('SET', KEYS[4], token, 'NX', 'PX', lease_ms) then
+    lease = 1
+  else
+    local holder = redis.call('GET', KEYS[4])
+    if holder == token then
+      lease = 1
+    elseif holder and string.sub(holder, 1, 1) == '!' then
+      lease = 3
+    else
+      lease = 2
+    end
+  end
+end
+return {state, lease, entry or false}

@@ -1,6 +1,13 @@
 -- maintenance.lua: helpers of the whole-structure scripts (peek, remove, len, purge, vacuum),
 -- prepended after prelude.lua. Not used on the hit or put path.
 
+-- The entry's write time, logical expiry and physical expiry (0 = never). An entry too short
+-- to carry a header never expires here: the client sees it as corrupt and overwrites it.
+local function times(entry)
+  if #entry < 26 then return 0, 0, 0 end
+  return struct.unpack('>I8I8I8', entry, 3)
+end
+
 local function index_card(kind, index)
   if kind == 'set' then return redis.call('SCARD', index) end
   return redis.call('ZCARD', index)

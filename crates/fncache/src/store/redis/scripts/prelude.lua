@@ -9,26 +9,21 @@
 -- kept until keep_until as a fail-safe fallback for when recomputing it fails.
 -- Times are server microseconds from TIME, so every client agrees on them.
 --
--- The hit path runs this on every call, so it stays small: each helper defined here is a
--- closure created per call. A key of the wrong type makes redis.call fail before anything is
--- written; the client then names the key (it asks TYPE of each key of the failed script).
+-- Every script but get.lua (the hit path, which stands alone) starts with this, so it stays
+-- small: each helper defined here is a closure created per call. A key of the wrong type makes
+-- redis.call fail before anything is written; the client then names the key (it asks TYPE of
+-- each key of the failed script).
 
 local function now_us()
   local t = redis.call('TIME')
   return t[1] * 1000000 + t[2]
 end
 
--- The entry's write time, logical expiry and physical expiry (0 = never). An entry too short
--- to carry a header never expires here: the client sees it as corrupt and overwrites it.
-local function times(entry)
-  if #entry < 26 then return 0, 0, 0 end
-  return struct.unpack('>I8I8I8', entry, 3)
-end
-
 -- Applies the policy's rule for a use (a hit, or an overwrite of an existing entry):
 -- 'counter' makes the member the highest score unless it already is (only the order
 -- matters), 'time' scores it with server time (strictly increasing across scripts, which run
--- one at a time and each take more than a microsecond), 'incr' adds one.
+-- one at a time and each take more than a microsecond; a hit in get.lua scores with the
+-- caller's clock, never moving a score back), 'incr' adds one.
 local function touch(rule, index, member, now)
   if rule == 'time' then
     redis.call('ZADD', index, now or now_us(), member)
@@ -43,18 +38,8 @@ local function touch(rule, index, member, now)
 end
 
 -- Renews the structure TTL once it has run down by a step (1% of it, at most a second), so
--- a hot structure costs one PTTL per call instead of a PEXPIRE per key.
--- Takes the lease of one key (`SET NX PX` with the caller's random token): 1 when the caller
--- holds it (now or already), 2 when another caller does, 3 when it is held back after a failed
--- recomputation (fail-safe throttle: its value is '!' and the failed caller's token).
-local function take_lease(lease, token, ms)
-  if redis.call('SET', lease, token, 'NX', 'PX', ms) then return 1 end
-  local holder = redis.call('GET', lease)
-  if holder == token then return 1 end
-  if holder and string.sub(holder, 1, 1) == '!' then return 3 end
-  return 2
-end
-
+-- a busy structure costs one PTTL per put instead of a PEXPIRE per key. (get.lua, the hit
+-- path, has the client decide instead: see there.)
 local function slide(index, values, expiry, ttl)
   local step = math.min(1000, math.floor(ttl / 100))
   if ttl - redis.call('PTTL', index) >= step then
