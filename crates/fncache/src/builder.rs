@@ -17,6 +17,7 @@ use crate::stats::StatsRegistry;
 use crate::store::StoreSettings;
 use crate::store::redis::RedisTarget;
 use crate::store::redis::connect::{self, ConnectOptions, Front, Resolved, StoreChoice};
+use crate::telemetry::Telemetry;
 use crate::workers::Workers;
 use crate::{Cache, blocking};
 
@@ -339,7 +340,6 @@ impl Builder {
                 slide: self.update_ttl,
                 naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
             },
-            name: self.name,
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,
@@ -348,8 +348,10 @@ impl Builder {
             flights: Default::default(),
             workers: Workers::new(4, 256),
             last_failure: Default::default(),
-            stats: StatsRegistry::default(),
+            stats: StatsRegistry::new(&self.name),
+            telemetry: Telemetry::new(&self.name),
             warnings: Default::default(),
+            name: self.name,
         };
         Ok((core, backend))
     }

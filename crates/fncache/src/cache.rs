@@ -72,15 +72,20 @@ impl Cache {
     /// Sends one op within `timeout`, through the circuit breaker.
     async fn run_timed(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, Error> {
         let core = &self.inner.core;
-        match &self.inner.store {
+        let timer = core.telemetry.start(&op);
+        let result = match &self.inner.store {
             Store::Memory(store) => Ok(store.apply(op)),
-            Store::Redis(redis) => {
-                core.gate()?;
-                let result = redis.run(op, &core.settings, timeout).await;
-                core.report(&result);
-                result
-            }
-        }
+            Store::Redis(redis) => match core.gate() {
+                Ok(()) => {
+                    let result = redis.run(op, &core.settings, timeout).await;
+                    core.report(&result);
+                    result
+                }
+                Err(skipped) => Err(skipped),
+            },
+        };
+        core.telemetry.stop(&core.name, timer, &result);
+        result
     }
 
     /// Ends background work: stores its value (or keeps its lease for the fail-safe

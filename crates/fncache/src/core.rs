@@ -21,6 +21,7 @@ use crate::options::{Behaviour, CallOptions};
 use crate::policy::Policy;
 use crate::stats::{Event, StatsRegistry};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
+use crate::telemetry::Telemetry;
 use crate::workers::Workers;
 
 /// Minimum time between two warnings logged by one cache.
@@ -38,6 +39,8 @@ pub(crate) struct Core {
     pub(crate) behaviour: Behaviour,
     pub(crate) settings: StoreSettings,
     pub(crate) stats: StatsRegistry,
+    /// Spans' and metrics' cache-wide part (the store latency histogram).
+    pub(crate) telemetry: Telemetry,
     pub(crate) warnings: WarnThrottle,
     pub(crate) breaker: Breaker,
     /// Computations in progress in this process, for single-flight.
@@ -164,7 +167,7 @@ impl Core {
             );
         }
         let rec = self.stats.recorder(&ticket.function, Vec::new());
-        for event in ticket.events(stored.as_ref(), ok, refused.is_some()) {
+        for event in ticket.events(stored.as_ref(), ok, refused.map(Error::kind)) {
             rec.add(event);
         }
     }
@@ -208,7 +211,7 @@ impl Core {
     pub(crate) fn absorb(&self, function: &str, ambient: &Ambient, what: &str, error: &Error) {
         self.stats
             .recorder(function, ambient.collectors(self.id))
-            .add(Event::Error);
+            .add(Event::Error(error.kind()));
         self.warnings.warn(&self.name, function, what, error);
     }
 }

@@ -130,6 +130,7 @@ mod options;
 mod policy;
 mod stats;
 mod store;
+mod telemetry;
 mod typed;
 mod workers;
 
