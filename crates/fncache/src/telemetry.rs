@@ -220,6 +220,7 @@ impl CallSpan {
     #[inline(never)]
     fn traced(cache: &str, function: &str) -> CallSpan {
         let span = tracing::debug_span!(
+            target: "fncache",
             "fncache.call",
             cache,
             function,
