@@ -120,7 +120,7 @@ macro_rules! drive_call {
                 $crate::call::Action::Store(op, timeout) => {
                     let started = $call.span().store_started();
                     let reply = $crate::telemetry::within!(
-                        $call.span().span(), $cache.run_timed(op, timeout) $(, .$aw)?);
+                        $call.span(), $cache.run_timed(op, timeout) $(, .$aw)?);
                     $call.span_mut().store_done(started);
                     $call.next($crate::call::Input::Stored(reply))?
                 }
@@ -134,7 +134,7 @@ macro_rules! drive_call {
                 }
                 $crate::call::Action::Compute { timeout, ticket } => {
                     let ran = $crate::telemetry::within!(
-                        $call.span().span(), $runner.run($cache, timeout, ticket) $(, .$aw)?);
+                        $call.span(), $runner.run($cache, timeout, ticket) $(, .$aw)?);
                     let elsewhere = ran.stored_elsewhere;
                     outcome = ran.result;
                     let computed = $crate::call::computed(outcome.as_ref(), elsewhere);

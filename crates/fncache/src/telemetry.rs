@@ -242,6 +242,12 @@ impl CallSpan {
         self.0.as_ref().map_or(&NONE, |t| &t.span)
     }
 
+    /// The span entered, if there is one (a disabled span entered costs more than nothing).
+    #[inline]
+    pub(crate) fn entered(&self) -> Option<tracing::span::Entered<'_>> {
+        self.0.as_ref().map(|t| t.span.enter())
+    }
+
     /// The start of a store op, when the span records the time.
     #[inline]
     pub(crate) fn store_started(&self) -> Option<Instant> {
@@ -272,11 +278,11 @@ impl CallSpan {
 /// span into other tasks.
 macro_rules! within {
     ($span:expr, $e:expr) => {{
-        let _entered = $span.enter();
+        let _entered = $span.entered();
         $e
     }};
     ($span:expr, $e:expr, .$aw:tt) => {
-        ::tracing::Instrument::instrument($e, $span.clone()).$aw
+        ::tracing::Instrument::instrument($e, $span.span().clone()).$aw
     };
 }
 
