@@ -8,7 +8,7 @@
 //! feature: `--features metrics`); `subscriber` installs a `tracing` subscriber that wants every
 //! span and event but does nothing with them.
 
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 

@@ -431,7 +431,7 @@ fn waiting_for_another_caller_and_a_dropped_call_are_outcomes_too() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let call = cache.get_or_compute("g", &1u8, || std::future::pending::<u8>());
+            let call = cache.get_or_compute("g", &1u8, std::future::pending::<u8>);
             let timed_out = tokio::time::timeout(Duration::from_millis(1), call).await;
             assert!(timed_out.is_err(), "the caller stopped waiting");
         });
