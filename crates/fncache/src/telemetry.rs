@@ -492,3 +492,43 @@ mod metrics_impl {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn seen(events: &[Event]) -> u16 {
+        events.iter().fold(0, |bits, e| bits | e.bit())
+    }
+
+    #[test]
+    fn a_call_has_the_outcome_its_events_say() {
+        use Event::*;
+        let cases = [
+            (&[Call, Hit][..], Outcome::Hit),
+            (&[Call, LockWait, Hit], Outcome::LockWait),
+            (&[Call, LockWait, LockTimeout, Miss, Exec], Outcome::Miss),
+            (&[Call, StaleServed, Hit], Outcome::Stale),
+            (&[Call, Miss, Exec, Write], Outcome::Miss),
+            (&[Call, DefaultServed, Miss], Outcome::Default),
+            (
+                &[Call, Error(ErrorKind::Backend), FailOpen, Exec],
+                Outcome::FailOpen,
+            ),
+            (&[Call, Exec], Outcome::Bypass),
+            (&[Call, Error(ErrorKind::Decode), Miss, Exec], Outcome::Miss),
+        ];
+        for (events, outcome) in cases {
+            assert_eq!(Outcome::of(seen(events)), outcome, "{events:?}");
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn every_outcome_has_its_own_slot() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(outcome.index(), i);
+        }
+    }
+}
