@@ -64,26 +64,31 @@ impl Cache {
     /// Sends one op within `timeout`, through the circuit breaker.
     fn run_timed(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, Error> {
         let core = &self.inner.core;
-        match &self.inner.store {
+        let timer = core.telemetry.start(&op);
+        let result = match &self.inner.store {
             Store::Memory(store) => Ok(store.apply(op)),
-            Store::Redis(redis) => {
-                core.gate()?;
-                let result = redis.run(op, &core.settings, timeout);
-                core.report(&result);
-                if core.shared.due() {
-                    // Weak: a queued batch never keeps a dropped cache alive (its drop sends
-                    // the last batch on the thread that drops it). A full queue skips this
-                    // batch: the next one carries its counts.
-                    let cache = Arc::downgrade(&self.inner);
-                    let _ = core.workers.submit(Box::new(move || {
-                        if let Some(inner) = cache.upgrade() {
-                            let _ = Cache { inner }.flush_shared();
-                        }
-                    }));
+            Store::Redis(redis) => match core.gate() {
+                Ok(()) => {
+                    let result = redis.run(op, &core.settings, timeout);
+                    core.report(&result);
+                    if core.shared.due() {
+                        // Weak: a queued batch never keeps a dropped cache alive (its drop
+                        // sends the last batch on the thread that drops it). A full queue skips
+                        // this batch: the next one carries its counts.
+                        let cache = Arc::downgrade(&self.inner);
+                        let _ = core.workers.submit(Box::new(move || {
+                            if let Some(inner) = cache.upgrade() {
+                                let _ = Cache { inner }.flush_shared();
+                            }
+                        }));
+                    }
+                    result
                 }
-                result
-            }
-        }
+                Err(skipped) => Err(skipped),
+            },
+        };
+        core.telemetry.stop(&core.name, timer, &result);
+        result
     }
 
     /// Sends what this process's counters gained since the last batch to the shared ones.

@@ -17,6 +17,7 @@ use crate::stats::StatsRegistry;
 use crate::store::StoreSettings;
 use crate::store::redis::RedisTarget;
 use crate::store::redis::connect::{self, ConnectOptions, Front, Resolved, StoreChoice};
+use crate::telemetry::Telemetry;
 use crate::workers::Workers;
 use crate::{Cache, blocking};
 
@@ -454,7 +455,6 @@ impl Builder {
                 touch_batch: self.touch_batch.map(crate::duration::setting),
                 naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
             },
-            name: self.name,
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,
@@ -463,13 +463,15 @@ impl Builder {
             flights: Default::default(),
             workers: Workers::new(4, 256),
             last_failure: Default::default(),
-            stats: StatsRegistry::default(),
+            stats: StatsRegistry::new(&self.name),
+            telemetry: Telemetry::new(&self.name),
             warnings: Default::default(),
             shared: crate::shared_stats::SharedCounters::new(
                 &record,
                 self.shared_stats && matches!(backend, Backend::Redis(_)),
             ),
             enabled: std::sync::atomic::AtomicBool::new(enabled),
+            name: self.name,
         };
         Ok((core, backend))
     }

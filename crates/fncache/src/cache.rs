@@ -73,26 +73,31 @@ impl Cache {
     /// Sends one op within `timeout`, through the circuit breaker.
     async fn run_timed(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, Error> {
         let core = &self.inner.core;
-        match &self.inner.store {
+        let timer = core.telemetry.start(&op);
+        let result = match &self.inner.store {
             Store::Memory(store) => Ok(store.apply(op)),
-            Store::Redis(redis) => {
-                core.gate()?;
-                let result = redis.run(op, &core.settings, timeout).await;
-                core.report(&result);
-                if core.shared.due()
-                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
-                {
-                    // Weak: a pending batch never keeps a dropped cache alive.
-                    let cache = Arc::downgrade(&self.inner);
-                    runtime.spawn(async move {
-                        if let Some(inner) = cache.upgrade() {
-                            let _ = Cache { inner }.flush_shared().await;
-                        }
-                    });
+            Store::Redis(redis) => match core.gate() {
+                Ok(()) => {
+                    let result = redis.run(op, &core.settings, timeout).await;
+                    core.report(&result);
+                    if core.shared.due()
+                        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                    {
+                        // Weak: a pending batch never keeps a dropped cache alive.
+                        let cache = Arc::downgrade(&self.inner);
+                        runtime.spawn(async move {
+                            if let Some(inner) = cache.upgrade() {
+                                let _ = Cache { inner }.flush_shared().await;
+                            }
+                        });
+                    }
+                    result
                 }
-                result
-            }
-        }
+                Err(skipped) => Err(skipped),
+            },
+        };
+        core.telemetry.stop(&core.name, timer, &result);
+        result
     }
 
     /// Sends what this process's counters gained since the last batch to the shared ones.

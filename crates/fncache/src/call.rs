@@ -41,6 +41,7 @@ use crate::mode::Mode;
 use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
 use crate::store::{Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, Token};
+use crate::telemetry::{CallSpan, Outcome};
 
 /// First pause between two polls for another caller's value; it doubles up to [`POLL_MAX`].
 const POLL_FIRST: Duration = Duration::from_millis(2);
@@ -120,7 +121,10 @@ macro_rules! drive_call {
         loop {
             action = match action {
                 $crate::call::Action::Store(op, timeout) => {
-                    let reply = $cache.run_timed(op, timeout) $(.$aw)?;
+                    let started = $call.span().store_started();
+                    let reply = $crate::telemetry::within!(
+                        $call.span(), $cache.run_timed(op, timeout) $(, .$aw)?);
+                    $call.span_mut().store_done(started);
                     $call.next($crate::call::Input::Stored(reply))?
                 }
                 $crate::call::Action::Follow(flight, timeout) => {
@@ -132,7 +136,8 @@ macro_rules! drive_call {
                     $call.next($crate::call::Input::Woke)?
                 }
                 $crate::call::Action::Compute { timeout, ticket } => {
-                    let ran = $runner.run($cache, timeout, ticket) $(.$aw)?;
+                    let ran = $crate::telemetry::within!(
+                        $call.span(), $runner.run($cache, timeout, ticket) $(, .$aw)?);
                     let elsewhere = ran.stored_elsewhere;
                     outcome = ran.result;
                     let computed = $crate::call::computed(outcome.as_ref(), elsewhere);
@@ -269,7 +274,7 @@ impl Ticket {
         &self,
         stored: Option<&Result<StoreReply, Error>>,
         ok: bool,
-        refused: bool,
+        refused: Option<crate::ErrorKind>,
     ) -> Vec<Event> {
         let mut events = Vec::new();
         if self.count_exec {
@@ -285,8 +290,12 @@ impl Ticket {
         } else if self.refresh {
             events.push(Event::RefreshFailure);
         }
-        if matches!(stored, Some(Err(_))) || refused {
-            events.push(Event::Error);
+        if let Some(kind) = stored
+            .and_then(|s| s.as_ref().err())
+            .map(Error::kind)
+            .or(refused)
+        {
+            events.push(Event::Error(kind));
         }
         events
     }
@@ -393,7 +402,27 @@ pub(crate) struct Call<'a, S, T> {
     serving_default: bool,
     /// Hooks that judge a computed value before it is stored.
     typed: Option<&'a TypedOptions<T>>,
+    /// The call returned a failure of the cache (strict).
+    raised: bool,
+    /// The call's `tracing` span.
+    span: CallSpan,
     surface: PhantomData<fn() -> S>,
+}
+
+/// A call ends when it is dropped, whichever way it ended (a value, a failure, a panic of the
+/// function, a dropped future): its outcome goes to the span and the metrics here, once.
+impl<S, T> Drop for Call<'_, S, T> {
+    fn drop(&mut self) {
+        let outcome = if self.stage == Stage::Done {
+            Outcome::of(self.rec.seen())
+        } else if self.raised {
+            Outcome::Error
+        } else {
+            Outcome::Cancelled
+        };
+        self.rec.end(outcome);
+        self.span.end(outcome);
+    }
 }
 
 impl<S, T> std::fmt::Debug for Call<'_, S, T> {
@@ -455,6 +484,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             looked: false,
             serving_default: false,
             typed: setup.typed,
+            raised: false,
+            span: CallSpan::new(&core.name, setup.function),
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -474,9 +505,22 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         Ok(call)
     }
 
+    /// The call's span.
+    pub(crate) fn span(&self) -> &CallSpan {
+        &self.span
+    }
+
+    pub(crate) fn span_mut(&mut self) -> &mut CallSpan {
+        &mut self.span
+    }
+
     /// The next action, given the outcome of the previous one.
     pub(crate) fn next(&mut self, input: Input<'_, T>) -> Result<Action<T>, S> {
         let action = self.step(input)?;
+        if let Action::Return(_) | Action::ReturnComputed = action {
+            // Whichever path returned, the call is over (`drop` reads its outcome from that).
+            self.stage = Stage::Done;
+        }
         // A call counts one outcome, when it returns: a value from the store (or from this
         // process's leader) is a hit; the function's own result, or its default, a miss.
         match &action {
@@ -651,7 +695,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         let value = match entry.as_deref().map(|e| decode_entry::<T>(self.codec, e)) {
             Some(Ok(value)) => entry.map(|e| (value, e)),
             Some(Err(e)) => {
-                self.rec.add(Event::Error);
+                self.rec.add(Event::Error(e.kind()));
                 self.core.warnings.warn(
                     &self.core.name,
                     self.function,
@@ -1035,11 +1079,14 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
     /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
     /// otherwise.
-    fn fail(&self, error: Error, what: &str) -> Result<(), S> {
-        self.rec.add(Event::Error);
+    fn fail(&mut self, error: Error, what: &str) -> Result<(), S> {
+        self.rec.add(Event::Error(error.kind()));
         let error = if self.b.strict {
             match S::raise(error) {
-                Ok(surfaced) => return Err(surfaced),
+                Ok(surfaced) => {
+                    self.raised = true;
+                    return Err(surfaced);
+                }
                 Err(error) => error,
             }
         } else {

@@ -21,6 +21,7 @@ use crate::options::{Behaviour, Options, serializes_as_none};
 use crate::policy::Policy;
 use crate::stats::{Event, StatsRegistry};
 use crate::store::{StoreOp, StoreReply, StoreSettings};
+use crate::telemetry::Telemetry;
 use crate::workers::Workers;
 
 /// Minimum time between two warnings logged by one cache.
@@ -38,6 +39,8 @@ pub(crate) struct Core {
     pub(crate) behaviour: Behaviour,
     pub(crate) settings: StoreSettings,
     pub(crate) stats: StatsRegistry,
+    /// Spans' and metrics' cache-wide part (the store latency histogram).
+    pub(crate) telemetry: Telemetry,
     pub(crate) warnings: WarnThrottle,
     pub(crate) breaker: Breaker,
     /// Computations in progress in this process, for single-flight.
@@ -199,7 +202,7 @@ impl Core {
             );
         }
         let rec = self.stats.recorder(&ticket.function, Vec::new());
-        for event in ticket.events(stored.as_ref(), ok, refused.is_some()) {
+        for event in ticket.events(stored.as_ref(), ok, refused.map(Error::kind)) {
             rec.add(event);
         }
     }
@@ -262,7 +265,7 @@ impl Core {
                 Ok(true)
             }
             Err(e) => {
-                rec.add(Event::Error);
+                rec.add(Event::Error(e.kind()));
                 Err(e)
             }
         }
@@ -315,7 +318,7 @@ impl Core {
     pub(crate) fn absorb(&self, function: &str, ambient: &Ambient, what: &str, error: &Error) {
         self.stats
             .recorder(function, ambient.collectors(self.id))
-            .add(Event::Error);
+            .add(Event::Error(error.kind()));
         self.warnings.warn(&self.name, function, what, error);
     }
 }

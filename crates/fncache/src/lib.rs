@@ -108,6 +108,32 @@
 //! The prefix ends with `:` and a `:` or `%` in the name is written `%3A` / `%25`, so two
 //! caches never share a key; a put that finds a structure's keys out of step (deleted or
 //! evicted from outside) repairs it before storing.
+//!
+//! ## Tracing and metrics
+//! Every call is a `tracing` span `fncache.call` at `debug`, target `fncache`, with the fields
+//! `cache`, `function`, `outcome` and `store_seconds`; the function runs inside it, and each
+//! store op is a `trace` event (`op`, `seconds`, `ok`) inside it. Unless a subscriber wants
+//! `debug` from `fncache`, a call pays one load and compare for this.
+//!
+//! With the `metrics` feature, caches record through the [`metrics`](https://docs.rs/metrics)
+//! facade (install the recorder before building caches: handles are registered when a cache is
+//! built and when it first sees a function, never per call):
+//!
+//! - `fncache_calls_total{cache, function, outcome}`: every call, by how it ended: `hit`,
+//!   `lock_wait` (another caller's value, after waiting), `stale`, `miss`, `default`,
+//!   `fail_open`, `bypass` (the cache was not read), `error` (a strict call's failure),
+//!   `cancelled` (an async call dropped mid-way);
+//! - `fncache_executions_total{cache, function}`, `fncache_writes_total{cache, function}`,
+//!   `fncache_refreshes_total{cache, function}`, `fncache_refresh_failures_total{cache,
+//!   function}`, `fncache_lock_timeouts_total{cache, function}`: the [`Stats`] counters of the
+//!   same names;
+//! - `fncache_errors_total{cache, function, kind}`, `kind` an [`ErrorKind`] in snake case
+//!   (`backend`, `decode`, ...);
+//! - `fncache_evictions_total{cache}`;
+//! - `fncache_store_seconds{cache, op}`, a histogram of store op latency, `op` one of `get`,
+//!   `put`, `lease`, `peek`, `remove`, `len`, `purge`, `vacuum`.
+//!
+//! `function` is the function's path (without a decorated function's `@vN` and code hash).
 
 #[doc(hidden)]
 #[path = "admin.rs"]
@@ -135,6 +161,7 @@ mod registry;
 mod shared_stats;
 mod stats;
 mod store;
+mod telemetry;
 mod typed;
 mod workers;
 

@@ -1,11 +1,15 @@
 //! Call counters: per cache, per function, and per scoped collector.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
+
+use crate::error::ErrorKind;
+use crate::telemetry::{FunctionMetrics, Outcome};
 
 /// A snapshot of counters.
 ///
@@ -200,7 +204,7 @@ pub(crate) enum Event {
     Miss,
     Exec,
     Write,
-    Error,
+    Error(ErrorKind),
     Evictions(u64),
     StaleServed,
     Refresh,
@@ -209,6 +213,28 @@ pub(crate) enum Event {
     LockTimeout,
     FailOpen,
     DefaultServed,
+}
+
+impl Event {
+    /// The event's bit in the set of events a call counted (see [`Outcome::of`]).
+    pub(crate) fn bit(self) -> u16 {
+        1 << match self {
+            Event::Call => 0,
+            Event::Hit => 1,
+            Event::Miss => 2,
+            Event::Exec => 3,
+            Event::Write => 4,
+            Event::Error(_) => 5,
+            Event::Evictions(_) => 6,
+            Event::StaleServed => 7,
+            Event::Refresh => 8,
+            Event::RefreshFailure => 9,
+            Event::LockWait => 10,
+            Event::LockTimeout => 11,
+            Event::FailOpen => 12,
+            Event::DefaultServed => 13,
+        }
+    }
 }
 
 /// Live counters.
@@ -241,7 +267,7 @@ impl Counters {
             Event::Miss => (&self.misses, 1),
             Event::Exec => (&self.execs, 1),
             Event::Write => (&self.writes, 1),
-            Event::Error => (&self.errors, 1),
+            Event::Error(_) => (&self.errors, 1),
             Event::Evictions(n) => (&self.evictions, n),
             Event::StaleServed => (&self.stale_served, 1),
             Event::Refresh => (&self.refreshes, 1),
@@ -278,6 +304,8 @@ impl Counters {
 /// Counters of a cache: the total and one set per function.
 #[derive(Debug, Default)]
 pub(crate) struct StatsRegistry {
+    /// The cache's name, a label of its metrics.
+    cache: String,
     total: Counters,
     per_function: RwLock<Functions>,
 }
@@ -286,11 +314,26 @@ pub(crate) struct StatsRegistry {
 /// the path of the identity (see [`path_of`]) when it differs.
 #[derive(Debug, Default)]
 struct Functions {
-    by_identity: HashMap<String, Arc<Counters>>,
-    by_path: HashMap<String, Vec<Arc<Counters>>>,
+    by_identity: HashMap<String, Arc<Function>>,
+    by_path: HashMap<String, Vec<Arc<Function>>>,
+}
+
+/// What a cache keeps per function: its counters, and its metrics handles.
+#[derive(Debug)]
+struct Function {
+    counters: Counters,
+    metrics: FunctionMetrics,
 }
 
 impl StatsRegistry {
+    /// The counters of cache `cache`.
+    pub(crate) fn new(cache: &str) -> StatsRegistry {
+        StatsRegistry {
+            cache: cache.to_owned(),
+            ..StatsRegistry::default()
+        }
+    }
+
     pub(crate) fn total(&self) -> Stats {
         self.total.snapshot()
     }
@@ -300,19 +343,19 @@ impl StatsRegistry {
     /// seen it.
     pub(crate) fn for_function(&self, function: &str) -> Option<Stats> {
         let functions = self.per_function.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(counters) = functions.by_identity.get(function) {
-            return Some(counters.snapshot());
+        if let Some(f) = functions.by_identity.get(function) {
+            return Some(f.counters.snapshot());
         }
         functions.by_path.get(function).map(|all| {
             all.iter()
-                .fold(Stats::default(), |sum, c| sum.plus(c.snapshot()))
+                .fold(Stats::default(), |sum, f| sum.plus(f.counters.snapshot()))
         })
     }
 
     /// The counters of exactly `identity`, which the cache knows from now on (a decorated
     /// function's `{fn}_stats()`: zeros before its first call).
     pub(crate) fn register(&self, identity: &str) -> Stats {
-        self.function_counters(identity).snapshot()
+        self.function(identity).counters.snapshot()
     }
 
     /// The counters of every function identity this cache has seen, for the shared counters.
@@ -321,7 +364,7 @@ impl StatsRegistry {
         functions
             .by_identity
             .iter()
-            .map(|(identity, c)| (identity.clone(), c.snapshot()))
+            .map(|(identity, c)| (identity.clone(), c.counters.snapshot()))
             .collect()
     }
 
@@ -333,12 +376,13 @@ impl StatsRegistry {
     ) -> Recorder<'a> {
         Recorder {
             total: &self.total,
-            function: self.function_counters(function),
+            function: self.function(function),
             scoped,
+            seen: Cell::new(0),
         }
     }
 
-    fn function_counters(&self, function: &str) -> Arc<Counters> {
+    fn function(&self, function: &str) -> Arc<Function> {
         if let Some(c) = self
             .per_function
             .read()
@@ -353,11 +397,16 @@ impl StatsRegistry {
         if let Some(c) = functions.by_identity.get(function) {
             return Arc::clone(c);
         }
-        let counters = Arc::new(Counters::default());
+        let path = path_of(function);
+        // Metrics are labelled with the path: a new version or code hash goes on counting
+        // in the same series.
+        let counters = Arc::new(Function {
+            counters: Counters::default(),
+            metrics: FunctionMetrics::new(&self.cache, path),
+        });
         functions
             .by_identity
             .insert(function.to_owned(), Arc::clone(&counters));
-        let path = path_of(function);
         if path != function {
             functions
                 .by_path
@@ -373,24 +422,38 @@ impl StatsRegistry {
 #[derive(Debug)]
 pub(crate) struct Recorder<'a> {
     total: &'a Counters,
-    function: Arc<Counters>,
+    function: Arc<Function>,
     scoped: Vec<Arc<Counters>>,
+    /// The events recorded so far ([`Event::bit`]s), which give the call's outcome.
+    seen: Cell<u16>,
 }
 
 impl Recorder<'_> {
     /// True for the first call of this function through this cache (once per process and
     /// cache): one relaxed load on every later call.
     pub(crate) fn first_sight(&self) -> bool {
-        !self.function.seen.load(Ordering::Relaxed)
-            && !self.function.seen.swap(true, Ordering::Relaxed)
+        !self.function.counters.seen.load(Ordering::Relaxed)
+            && !self.function.counters.seen.swap(true, Ordering::Relaxed)
     }
 
     pub(crate) fn add(&self, event: Event) {
         self.total.add(event);
-        self.function.add(event);
+        self.function.counters.add(event);
         for c in &self.scoped {
             c.add(event);
         }
+        self.seen.set(self.seen.get() | event.bit());
+        self.function.metrics.event(event);
+    }
+
+    /// The events recorded so far, as [`Event::bit`]s.
+    pub(crate) fn seen(&self) -> u16 {
+        self.seen.get()
+    }
+
+    /// Counts how the call ended (the counters already have its events).
+    pub(crate) fn end(&self, outcome: Outcome) {
+        self.function.metrics.outcome(outcome);
     }
 }
 

@@ -1,0 +1,126 @@
+//! The instructions a blocking hit on the embedded store costs, for callgrind: a repeatable
+//! measure of the hot path, where wall time is too noisy to see a few instructions.
+//!
+//! `cargo bench --bench hit_instructions --no-run` builds it; then run the binary twice under
+//! `valgrind --tool=callgrind` with two numbers of hits (say 1000 and 11000): the difference of
+//! the two totals over the difference of the hits is the cost of one hit, setup excluded.
+//! A second argument `recorder` installs a minimal `metrics` recorder first (with the `metrics`
+//! feature: `--features metrics`); `subscriber` installs a `tracing` subscriber that wants every
+//! span and event but does nothing with them.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let hits: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let listener = args.next().unwrap_or_default();
+    match listener.as_str() {
+        #[cfg(feature = "metrics")]
+        "recorder" => {
+            metrics::set_global_recorder(probe::Recorder::default()).expect("the first recorder")
+        }
+        "subscriber" => tracing::subscriber::set_global_default(probe::Subscriber::default())
+            .expect("the first subscriber"),
+        "" => {}
+        other => panic!("unknown listener `{other}`"),
+    }
+    let cache = fncache::Cache::builder("hit-instructions")
+        .memory()
+        .build_blocking()
+        .expect("valid config");
+    let mut sum = 0u64;
+    for _ in 0..=hits {
+        sum += cache
+            .get_or_compute("f", &(7u64,), || 49u64)
+            .expect("a value");
+    }
+    black_box(sum);
+}
+
+mod probe {
+    //! Listeners that cost as little as a listener can, so that what is measured is fncache.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Wants everything, keeps nothing.
+    #[derive(Debug, Default)]
+    pub(crate) struct Subscriber {
+        next: AtomicU64,
+    }
+
+    impl tracing::Subscriber for Subscriber {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Counters are atomics, histograms keep a count.
+    #[cfg(feature = "metrics")]
+    #[derive(Debug, Default)]
+    pub(crate) struct Recorder {
+        _state: u8,
+    }
+
+    #[cfg(feature = "metrics")]
+    #[derive(Debug, Default)]
+    struct Count(AtomicU64);
+
+    #[cfg(feature = "metrics")]
+    impl metrics::HistogramFn for Count {
+        fn record(&self, _: f64) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::from_arc(std::sync::Arc::new(AtomicU64::new(0)))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::from_arc(std::sync::Arc::new(Count::default()))
+        }
+    }
+}
