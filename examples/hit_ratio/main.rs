@@ -275,7 +275,7 @@ fn group(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -328,7 +328,7 @@ fn table(o: &Options, subjects: &[Subject], w: &Workload, r: &Results) -> String
     );
     if moka.is_some() {
         rows.push(
-            std::iter::once("-moka".to_owned())
+            std::iter::once("vs moka".to_owned())
                 .chain(vs_moka.iter().map(|&v| cell(v)))
                 .collect(),
         );
@@ -349,7 +349,8 @@ fn table(o: &Options, subjects: &[Subject], w: &Workload, r: &Results) -> String
     out
 }
 
-/// Right-aligned columns of width 6 (fits 80 columns with 11 of them), or Markdown.
+/// Right-aligned columns, the first of width 7 and the others 6 (80 columns hold 11), or
+/// Markdown.
 fn render(rows: &[Vec<String>], markdown: bool) -> String {
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
@@ -359,7 +360,17 @@ fn render(rows: &[Vec<String>], markdown: bool) -> String {
                 out.push_str(&format!("|{}\n", "---:|".repeat(row.len())));
             }
         } else {
-            let line: Vec<String> = row.iter().map(|c| format!("{c:>6}")).collect();
+            let line: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    if j == 0 {
+                        format!("{c:>7}")
+                    } else {
+                        format!("{c:>6}")
+                    }
+                })
+                .collect();
             out.push_str(line.join(" ").trim_end());
             out.push('\n');
         }
@@ -394,6 +405,7 @@ fn run(o: &Options) -> Result<(), String> {
         })
         .collect();
     let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let failure: Mutex<Option<String>> = Mutex::new(None);
     eprintln!(
         "{} workloads x {} sizes x {} subjects on {} threads",
@@ -413,6 +425,14 @@ fn run(o: &Options) -> Result<(), String> {
                             let ratio = 100.0 * hits as f64 / wl.trace.len().max(1) as f64;
                             if let Ok(mut r) = results[w].lock() {
                                 r.ratios[s][j] = ratio;
+                            }
+                            let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if done.is_multiple_of((tasks.len() / 20).max(1)) {
+                                eprintln!(
+                                    "{done}/{} replays, {:.0} s",
+                                    tasks.len(),
+                                    started.elapsed().as_secs_f64()
+                                );
                             }
                         }
                         Err(e) => {
@@ -491,7 +511,7 @@ fn run(o: &Options) -> Result<(), String> {
     );
     if let Some(m) = moka {
         rows.push(
-            std::iter::once("-moka".to_owned())
+            std::iter::once("vs moka".to_owned())
                 .chain(
                     moka_sum
                         .iter()
@@ -503,7 +523,7 @@ fn run(o: &Options) -> Result<(), String> {
     }
     println!(
         "Average over {} workloads x {} sizes, in points of hit ratio (gap: Belady minus the \
-         policy; -moka: the policy minus moka)",
+         policy; vs moka: the policy minus moka)",
         workloads.len(),
         o.sizes.len()
     );

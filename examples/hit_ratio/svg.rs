@@ -55,16 +55,15 @@ pub(crate) fn chart(title: &str, sizes: &[f64], series: &[(String, Vec<f64>)]) -
         escape(title)
     );
     // Grid and ticks.
-    let mut tick = 0.0;
-    while tick <= ymax + 1e-9 {
-        let ty = y(tick);
+    let step = if ymax >= 40.0 { 10 } else { 5 };
+    for tick in (0..=ymax as u32).step_by(step) {
+        let ty = y(f64::from(tick));
         let _ = writeln!(
             svg,
             r##"<line x1="{x0}" y1="{ty:.1}" x2="{x1}" y2="{ty:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" text-anchor="end">{tick}</text>"##,
             x0 - 6.0,
             ty + 4.0
         );
-        tick += ymax / 10.0;
     }
     for &size in sizes {
         let tx = x(size);
