@@ -19,6 +19,8 @@
 //!   --sizes A,B,..   cache sizes in % of distinct keys (default 1,5,10,25,50)
 //!   --policies P,..  fncache policies by tag (default all: lru,lru_t,fifo,fifo_t,lfu,mru,rr)
 //!   --no-moka        leave moka out
+//!   --wtinylfu       add `wtlfu`: a reference model of W-TinyLFU with a fixed 1% window
+//!                    (wtinylfu.rs), what a `Policy::TinyLfu` could reach
 //!   --jobs N         replays run at once (default: the machine's cores)
 //!   --out DIR        where the charts go (default target/hit-ratio)
 //!   --markdown       tables in Markdown
@@ -33,6 +35,7 @@
 mod belady;
 mod svg;
 mod workload;
+mod wtinylfu;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
@@ -50,6 +53,8 @@ enum Subject {
     Belady,
     Fncache(Policy),
     Moka,
+    /// The W-TinyLFU reference model of `wtinylfu.rs` (not a policy of fncache).
+    WTinyLfu,
 }
 
 impl Subject {
@@ -58,6 +63,7 @@ impl Subject {
             Subject::Belady => "Belady",
             Subject::Fncache(policy) => policy.tag(),
             Subject::Moka => "moka",
+            Subject::WTinyLfu => "wtlfu",
         }
     }
 }
@@ -73,6 +79,7 @@ struct Options {
     sizes: Vec<f64>,
     policies: Vec<Policy>,
     moka: bool,
+    wtinylfu: bool,
     jobs: usize,
     out: PathBuf,
     markdown: bool,
@@ -89,6 +96,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
         sizes: vec![1.0, 5.0, 10.0, 25.0, 50.0],
         policies: Policy::ALL.to_vec(),
         moka: true,
+        wtinylfu: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: PathBuf::from("target/hit-ratio"),
         markdown: false,
@@ -134,6 +142,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                     .collect::<Result<_, _>>()?;
             }
             "--no-moka" => o.moka = false,
+            "--wtinylfu" => o.wtinylfu = true,
             "--jobs" => o.jobs = number::<usize>(&arg, args.next())?.max(1),
             "--out" => o.out = number(&arg, args.next())?,
             "--markdown" => o.markdown = true,
@@ -221,6 +230,7 @@ fn replay(subject: Subject, w: &Workload, capacity: usize) -> Result<u64, String
     let accesses = w.trace.len() as u64;
     match subject {
         Subject::Belady => Ok(belady::belady_hits(&w.trace, w.distinct, capacity)),
+        Subject::WTinyLfu => Ok(wtinylfu::hits(&w.trace, w.distinct, capacity)),
         Subject::Moka => {
             let cache = moka::sync::Cache::builder()
                 .max_capacity(capacity as u64)
@@ -298,13 +308,10 @@ fn table(o: &Options, subjects: &[Subject], w: &Workload, r: &Results) -> String
         .enumerate()
         .map(|(j, _)| (j > 0).then(|| r.ratios.iter().map(|row| row[0] - row[j]).sum::<f64>() / n))
         .collect();
-    let vs_moka: Vec<Option<f64>> = subjects
-        .iter()
-        .enumerate()
-        .map(|(j, &s)| {
+    let vs_moka: Vec<Option<f64>> = (0..subjects.len())
+        .map(|j| {
             let m = moka?;
-            matches!(s, Subject::Fncache(_))
-                .then(|| r.ratios.iter().map(|row| row[j] - row[m]).sum::<f64>() / n)
+            (j > 0 && j != m).then(|| r.ratios.iter().map(|row| row[j] - row[m]).sum::<f64>() / n)
         })
         .collect();
     let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
@@ -385,6 +392,9 @@ fn run(o: &Options) -> Result<(), String> {
     subjects.extend(o.policies.iter().map(|&p| Subject::Fncache(p)));
     if o.moka {
         subjects.push(Subject::Moka);
+    }
+    if o.wtinylfu {
+        subjects.push(Subject::WTinyLfu);
     }
     // Every (workload, size, subject), longest traces first so the threads end together.
     let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
