@@ -515,6 +515,17 @@ impl Cache {
             .into_flag()
     }
 
+    /// Removes every entry tagged `tag` (see [`CallOptions::tags`](crate::CallOptions::tags)),
+    /// of every function and in every structure of the cache; returns how many live entries
+    /// were removed. Each structure is cleared at once (one script on Redis, found as
+    /// [`Cache::len`] finds them: one per hash slot on a cluster), so a put of the tag lands
+    /// wholly before or after it. A value computed before the invalidation and stored after
+    /// it is stored: invalidate after the change the tag stands for is visible to the
+    /// computation, as with [`Cache::invalidate`].
+    pub fn invalidate_tag(&self, tag: &str) -> Result<usize, Error> {
+        Core::count(self.run(Core::invalidate_tag_op(tag)))
+    }
+
     /// Live entries of the whole cache (all functions, all structures).
     pub fn len(&self) -> Result<usize, Error> {
         Core::count(self.run(StoreOp::Len))

@@ -247,6 +247,9 @@ impl Ticket {
                             payload,
                             &self.behaviour,
                             self.lease.clone(),
+                            // Tagged calls are typed, and typed calls never run as
+                            // background work: a ticket's value has no tags.
+                            Vec::new(),
                         )),
                         None,
                     ),
@@ -315,6 +318,7 @@ pub(crate) fn put_op(
     payload: Vec<u8>,
     behaviour: &Behaviour,
     release: Option<Token>,
+    tags: Vec<String>,
 ) -> StoreOp {
     StoreOp::Put {
         structure: structure.clone(),
@@ -324,6 +328,7 @@ pub(crate) fn put_op(
         entry_ttl: behaviour.entry_ttl_for(&member),
         keep: behaviour.max_stale,
         release,
+        tags,
     }
 }
 
@@ -1010,6 +1015,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 payload,
                 &behaviour,
                 self.lease.clone(),
+                self.typed.map_or_else(Vec::new, |typed| typed.tag_list().to_vec()),
             )
         }))
     }

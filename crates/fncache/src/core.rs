@@ -241,8 +241,9 @@ impl Core {
         let codec = options.codec.unwrap_or(self.codec);
         let payload = codec.encode_faithful(value)?;
         let structure = self.settings.naming.structure(function);
+        let tags = typed.map_or_else(Vec::new, |typed| typed.tag_list().to_vec());
         Ok(Some(crate::call::put_op(
-            &structure, member, codec, payload, &behaviour, None,
+            &structure, member, codec, payload, &behaviour, None, tags,
         )))
     }
 
@@ -281,6 +282,13 @@ impl Core {
         StoreOp::Peek {
             structure: self.settings.naming.structure(function),
             member,
+        }
+    }
+
+    /// The op behind `invalidate_tag`.
+    pub(crate) fn invalidate_tag_op(tag: &str) -> StoreOp {
+        StoreOp::InvalidateTag {
+            tag: tag.to_owned(),
         }
     }
 

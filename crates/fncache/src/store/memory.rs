@@ -292,6 +292,30 @@ struct MemStructure {
     /// `(keep_until_us, member)`: when entries are deleted, ordered as Redis orders a
     /// sorted set.
     expiry: BTreeSet<(u64, Member)>,
+    /// The tags of tagged entries (in Redis: the `:3` hash and the `:4` sorted set); `None`
+    /// until a tagged entry is stored, so an untagged cache pays one branch per removal.
+    tags: Option<Box<Tags>>,
+}
+
+/// A structure's tag bookkeeping: both directions, holding exactly the entries present.
+#[derive(Debug, Default)]
+struct Tags {
+    of: HashMap<Member, Vec<String>>,
+    members: HashMap<String, BTreeSet<Member>>,
+}
+
+impl Tags {
+    /// Forgets `member`'s tags (a tag left without members goes too).
+    fn untag(&mut self, member: &Member) {
+        for tag in self.of.remove(member).unwrap_or_default() {
+            if let Some(members) = self.members.get_mut(&tag) {
+                members.remove(member);
+                if members.is_empty() {
+                    self.members.remove(&tag);
+                }
+            }
+        }
+    }
 }
 
 /// The order of a structure's index: Redis keeps a sorted set (`score, member` order) or a
@@ -330,6 +354,7 @@ impl MemStructure {
             slots: HashMap::with_hasher(hash),
             order: Order::new(rules),
             expiry: BTreeSet::new(),
+            tags: None,
         }
     }
 
@@ -424,7 +449,38 @@ impl MemStructure {
         if let Some(at) = slot.keep_until {
             self.expiry.remove(&(at, *member));
         }
+        if let Some(tags) = &mut self.tags {
+            tags.untag(member);
+        }
         Some(slot.entry)
+    }
+
+    /// Gives `member` (present) exactly `tags`, as `put.lua`: a re-put replaces its old tags.
+    fn set_tags(&mut self, member: Member, tags: Vec<String>) {
+        if tags.is_empty() && self.tags.is_none() {
+            return;
+        }
+        let book = self.tags.get_or_insert_with(Box::default);
+        book.untag(&member);
+        if tags.is_empty() {
+            return;
+        }
+        let mut unique = tags;
+        unique.sort();
+        unique.dedup();
+        for tag in &unique {
+            book.members.entry(tag.clone()).or_default().insert(member);
+        }
+        book.of.insert(member, unique);
+    }
+
+    /// The members tagged `tag`.
+    fn tagged(&self, tag: &str) -> Vec<Member> {
+        self.tags
+            .as_ref()
+            .and_then(|t| t.members.get(tag))
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn set_expiry(&mut self, member: Member, at: Option<u64>) {
@@ -534,7 +590,9 @@ impl MemoryStore {
                     all.remove(&structure.index);
                 }
             }
-            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => all.retain(|_, s| s.is_alive(now)),
+            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum | StoreOp::InvalidateTag { .. } => {
+                all.retain(|_, s| s.is_alive(now))
+            }
         }
         match op {
             StoreOp::Get {
@@ -564,11 +622,15 @@ impl MemoryStore {
                 entry_ttl,
                 keep,
                 release,
+                tags,
             } => {
                 let times = entry_times(now, entry_ttl, keep);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
+                if let Some(s) = all.get_mut(&structure.index) {
+                    s.set_tags(member, tags);
+                }
                 if let Some(token) = release {
                     let key = structure.lease_key(&member);
                     if state.holds(&key, &token, now) {
@@ -642,6 +704,22 @@ impl MemoryStore {
                     for m in s.expired_members(now, usize::MAX) {
                         s.remove_entry(&m);
                         total += 1;
+                    }
+                }
+                all.retain(|_, s| !s.slots.is_empty());
+                StoreReply::Count(total)
+            }
+            // As `invalidate_tag.lua`: every member of the tag goes, with its bookkeeping;
+            // the live ones (not past their entry TTL) are counted, as `Remove` counts.
+            StoreOp::InvalidateTag { tag } => {
+                let mut total = 0;
+                for s in all.values_mut() {
+                    for m in s.tagged(&tag) {
+                        if s.remove_entry(&m)
+                            .is_some_and(|v| !MemStructure::is_entry_expired(&v, now))
+                        {
+                            total += 1;
+                        }
                     }
                 }
                 all.retain(|_, s| !s.slots.is_empty());
@@ -843,6 +921,7 @@ mod tests {
                         entry_ttl: None,
                         keep: None,
                         release: None,
+                        tags: Vec::new(),
                     },
                     _ => StoreOp::Remove {
                         structure: structure.clone(),

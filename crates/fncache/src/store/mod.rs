@@ -56,6 +56,8 @@ pub(crate) enum StoreOp {
         keep: Option<Duration>,
         /// Release the key's lease if it is held with this token.
         release: Option<Token>,
+        /// The entry's tags (empty: none), replacing any it had.
+        tags: Vec<String>,
     },
     /// Release the key's lease (`hold: None`), or make it end `hold` from now, if `token`
     /// holds it.
@@ -91,6 +93,9 @@ pub(crate) enum StoreOp {
     PurgeStructure { structure: Structure },
     /// Reclaim expired entries of the whole cache.
     Vacuum,
+    /// Remove every entry tagged `tag`, in every structure of the cache (each structure at
+    /// once); counts the live ones, as `Remove` does.
+    InvalidateTag { tag: String },
 }
 
 /// A caller's random lease token.
@@ -174,7 +179,7 @@ pub(crate) enum StoreReply {
     Stored { evicted: u64, reclaimed: u64 },
     /// Yes or no (peek, remove).
     Flag(bool),
-    /// A count (len, purge, purge of a structure, vacuum).
+    /// A count (len, purge, purge of a structure, vacuum, invalidation of a tag).
     Count(u64),
 }
 

@@ -49,3 +49,29 @@ local function slide(index, values, expiry, ttl)
   end
 end
 
+
+-- Tag bookkeeping, per structure: `tags` (`:3`) is a hash from a tagged member to its tags,
+-- each a 4-byte big-endian length and the tag's bytes; `tagged` (`:4`) is a sorted set, every
+-- score 0, of each such length-and-tag followed by the 16-byte member, so that one lexicographic
+-- range finds a tag's members (the length makes no tag's range take in another's). Both hold
+-- only what the entries present need: whatever removes an entry forgets its tags here.
+-- Forgets `member`'s tags.
+local function untag(tags, tagged, member)
+  local packed = redis.call('HGET', tags, member)
+  if not packed then return end
+  redis.call('HDEL', tags, member)
+  local pos = 1
+  while pos + 3 <= #packed do
+    local n = struct.unpack('>I4', packed, pos)
+    redis.call('ZREM', tagged, string.sub(packed, pos, pos + 3 + n) .. member)
+    pos = pos + 4 + n
+  end
+end
+
+-- Forgets the tags of members whose entry is gone (a hit deletes an entry past its keep time
+-- without looking at tags, and so do key evictions from outside).
+local function drop_orphans(values, tags, tagged)
+  for _, m in ipairs(redis.call('HKEYS', tags)) do
+    if redis.call('HEXISTS', values, m) == 0 then untag(tags, tagged, m) end
+  end
+end

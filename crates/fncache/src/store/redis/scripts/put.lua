@@ -1,17 +1,21 @@
 -- put.lua: store one entry, evicting by policy when the index is full, atomically.
--- KEYS: index, values, expiry, and the lease only when a token is given to release it
+-- KEYS: index, values, expiry, tags, tagged (see prelude.lua), and the lease only when a
+--       token is given to release it
 -- ARGV: member, envelope head (format+codec, 2 bytes), payload,
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
 --       slide ('1' = every put renews the structure ttl), entry ttl ms (0 = none),
 --       keep ms (how long past the write a fallback is kept; 0 = until the entry TTL;
 --       without an entry TTL, the entry's lifetime),
---       lease token ('' = none: a lease held with this token is released)
+--       lease token ('' = none: a lease held with this token is released),
+--       the entry's tags, each a 4-byte big-endian length and its bytes ('' = none; they
+--       replace the tags the member had)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
 -- maxsize.
 local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local tags, tagged, new_tags = KEYS[4], KEYS[5], ARGV[13]
 local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
@@ -24,6 +28,14 @@ local evicted, reclaimed = 0, 0
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
+-- A cache that never tags pays this one read; `tagging` gates all other tag work.
+local tag_count = redis.call('HLEN', tags)
+local tagging = tag_count > 0 or new_tags ~= ''
+if tagging then redis.call('ZCARD', tagged) end
+if tag_count > 0 and size == 0 and stored == 0 then
+  -- The entries went whole (the structure's TTL): so does the bookkeeping they left.
+  redis.call('UNLINK', tags, tagged)
+end
 if size ~= stored then
   -- The index and the entries are out of step: someone deleted one of the keys or some of
   -- their members, or Redis evicted a key under maxmemory. Entries outside the index would
@@ -33,7 +45,7 @@ if size ~= stored then
   -- it in the background); a small one keeps the members found in both.
   redis.call('ZCARD', expiry)
   if size == 0 or stored == 0 or size + stored > HEAL_LIMIT then
-    redis.call('UNLINK', index, values, expiry)
+    redis.call('UNLINK', index, values, expiry, tags, tagged)
   else
     local present, both = {}, {}
     local fields = redis.call('HKEYS', values)
@@ -45,12 +57,14 @@ if size ~= stored then
       else
         redis.call(is_set and 'SREM' or 'ZREM', index, m)
         redis.call('ZREM', expiry, m)
+        if tagging then untag(tags, tagged, m) end
       end
     end
     for _, f in ipairs(fields) do
       if not both[f] then
         redis.call('HDEL', values, f)
         redis.call('ZREM', expiry, f)
+        if tagging then untag(tags, tagged, f) end
       end
     end
   end
@@ -68,6 +82,9 @@ else
       redis.call(is_set and 'SREM' or 'ZREM', index, unpack(dead))
       reclaimed = redis.call('HDEL', values, unpack(dead))
       redis.call('ZREM', expiry, unpack(dead))
+      if tagging then
+        for _, m in ipairs(dead) do untag(tags, tagged, m) end
+      end
       size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
     end
   end
@@ -83,6 +100,7 @@ else
     if not out then break end
     evicted = evicted + redis.call('HDEL', values, out)
     redis.call('ZREM', expiry, out)
+    if tagging then untag(tags, tagged, out) end
     size = size - 1
   end
   if is_set then
@@ -118,7 +136,24 @@ elseif exists then
   redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
 redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
-if ARGV[12] ~= '' and redis.call('GET', KEYS[4]) == ARGV[12] then redis.call('DEL', KEYS[4]) end
+if tagging then
+  untag(tags, tagged, member)
+  if new_tags ~= '' then
+    redis.call('HSET', tags, member, new_tags)
+    local pos = 1
+    while pos + 3 <= #new_tags do
+      local n = struct.unpack('>I4', new_tags, pos)
+      redis.call('ZADD', tagged, 0, string.sub(new_tags, pos, pos + 3 + n) .. member)
+      pos = pos + 4 + n
+    end
+  end
+  -- Bookkeeping of entries deleted without it (see drop_orphans) is bounded: once the tagged
+  -- members outnumber the entries by far, it goes (amortized, one sweep per that many puts).
+  if redis.call('HLEN', tags) > 2 * redis.call('HLEN', values) + 16 then
+    drop_orphans(values, tags, tagged)
+  end
+end
+if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) == ARGV[12] then redis.call('DEL', KEYS[6]) end
 
 if ttl > 0 then
   if ARGV[9] == '1' then
