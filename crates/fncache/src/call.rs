@@ -1015,7 +1015,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 payload,
                 &behaviour,
                 self.lease.clone(),
-                self.typed.map_or_else(Vec::new, |typed| typed.tag_list().to_vec()),
+                self.typed
+                    .map_or_else(Vec::new, |typed| typed.tag_list().to_vec()),
             )
         }))
     }

@@ -12,20 +12,56 @@ use crate::support::unique_name;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Call { function: u8, x: u8 },
-    ReadOnlyCall { function: u8, x: u8 },
-    WriteOnlyCall { function: u8, x: u8 },
-    Contains { function: u8, x: u8 },
-    Invalidate { function: u8, x: u8 },
-    Put { function: u8, x: u8 },
-    Expire { function: u8, x: u8 },
-    FailingCall { function: u8, x: u8 },
-    PurgeFunction { function: u8 },
+    Call {
+        function: u8,
+        x: u8,
+    },
+    ReadOnlyCall {
+        function: u8,
+        x: u8,
+    },
+    WriteOnlyCall {
+        function: u8,
+        x: u8,
+    },
+    Contains {
+        function: u8,
+        x: u8,
+    },
+    Invalidate {
+        function: u8,
+        x: u8,
+    },
+    Put {
+        function: u8,
+        x: u8,
+    },
+    Expire {
+        function: u8,
+        x: u8,
+    },
+    FailingCall {
+        function: u8,
+        x: u8,
+    },
+    PurgeFunction {
+        function: u8,
+    },
     Len,
     /// A call whose entry carries the tags `t0`..`t2` picked by the bits of `tags`.
-    TaggedCall { function: u8, x: u8, tags: u8 },
-    TaggedPut { function: u8, x: u8, tags: u8 },
-    InvalidateTag { tag: u8 },
+    TaggedCall {
+        function: u8,
+        x: u8,
+        tags: u8,
+    },
+    TaggedPut {
+        function: u8,
+        x: u8,
+        tags: u8,
+    },
+    InvalidateTag {
+        tag: u8,
+    },
 }
 
 fn tag_names(bits: u8) -> Vec<String> {

@@ -18,10 +18,7 @@ const LAYOUTS: [Layout; 4] = [
 ];
 
 fn invalidate_tag(front: &Front, tag: &str) -> usize {
-    match front {
-        Front::Blocking(c) => c.invalidate_tag(tag).unwrap(),
-        Front::Async(c, rt) => rt.block_on(c.invalidate_tag(tag)).unwrap(),
-    }
+    front.invalidate_tag(tag)
 }
 
 fn tagged(tags: &[&str]) -> fncache::TypedOptions<u64> {
@@ -104,9 +101,7 @@ fn evicted_and_reclaimed_entries_leave_no_tag_bookkeeping() {
             let who = format!("{} {layout:?}", describe(&store, &front));
             for x in 0..6u64 {
                 let tag = format!("x{x}");
-                front
-                    .put_with(&tagged(&[&tag, "all"]), "f", x, &x)
-                    .unwrap();
+                front.put_with(&tagged(&[&tag, "all"]), "f", x, &x).unwrap();
             }
             if let Some(server) = store.server() {
                 let mut con = server.connection();
@@ -229,7 +224,10 @@ fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
         assert!(put_count.load(Ordering::SeqCst) >= 200);
         assert!(removed > 0, "{layout:?}: the race never overlapped");
         let left = writer.len().unwrap();
-        assert_eq!(rt.block_on(invalidator.invalidate_tag("hot")).unwrap(), left);
+        assert_eq!(
+            rt.block_on(invalidator.invalidate_tag("hot")).unwrap(),
+            left
+        );
         assert_eq!(writer.len().unwrap(), 0, "{layout:?}");
         assert_eq!(tag_keys(&server), Vec::<String>::new(), "{layout:?}");
     }

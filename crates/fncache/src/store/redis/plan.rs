@@ -430,8 +430,7 @@ impl Plan {
                 release,
                 tags,
             } => {
-                let mut inv =
-                    ScriptCall::new(&PUT, "put.lua", 2 + with_lease(release.is_some()));
+                let mut inv = ScriptCall::new(&PUT, "put.lua", 2 + with_lease(release.is_some()));
                 keys(&mut inv, &structure);
                 tag_keys(&mut inv, &structure);
                 if release.is_some() {
@@ -1274,7 +1273,7 @@ mod tests {
     }
 
     #[test]
-    fn purging_one_structure_is_one_purge_script_over_its_three_keys() {
+    fn purging_one_structure_is_one_purge_script_over_its_five_keys() {
         let s = settings(Layout::PerFunction);
         let structure = s.naming.structure("f");
         let mut plan = Plan::new(StoreOp::PurgeStructure { structure }, &s, Topology::Server);
@@ -1286,12 +1285,14 @@ mod tests {
         let keys: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_eq!(
             keys.len(),
-            5,
-            "a key count, three keys and the index kind: {keys:?}"
+            7,
+            "a key count, five keys (three of entries, two of tags) and the index kind: {keys:?}"
         );
-        assert_eq!(keys[0], "3");
-        assert!(keys[1].ends_with(":0") && keys[2].ends_with(":1") && keys[3].ends_with(":2"));
-        assert_eq!(keys[4], "zset");
+        assert_eq!(keys[0], "5");
+        for (at, key) in keys[1..6].iter().enumerate() {
+            assert!(key.ends_with(&format!(":{at}")), "{keys:?}");
+        }
+        assert_eq!(keys[6], "zset");
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }
