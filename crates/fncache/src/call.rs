@@ -250,6 +250,7 @@ impl Ticket {
                             // Tagged calls are typed, and typed calls never run as
                             // background work: a ticket's value has no tags.
                             Vec::new(),
+                            None,
                         )),
                         None,
                     ),
@@ -319,6 +320,7 @@ pub(crate) fn put_op(
     behaviour: &Behaviour,
     release: Option<Token>,
     tags: Vec<String>,
+    began: Option<Instant>,
 ) -> StoreOp {
     StoreOp::Put {
         structure: structure.clone(),
@@ -329,6 +331,7 @@ pub(crate) fn put_op(
         keep: behaviour.max_stale,
         release,
         tags,
+        began,
     }
 }
 
@@ -398,6 +401,9 @@ pub(crate) struct Call<'a, S, T> {
     serving_default: bool,
     /// Hooks that judge a computed value before it is stored.
     typed: Option<&'a TypedOptions<T>>,
+    /// A tagged call: when its last lookup was sent (else when its computation began), so
+    /// that its put tells the store how long ago the value's computation may have begun.
+    looked_at: Option<Instant>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -460,6 +466,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             looked: false,
             serving_default: false,
             typed: setup.typed,
+            looked_at: None,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -614,6 +621,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return self.compute_now(None);
         };
         self.stage = Stage::LookingUp;
+        if self.is_tagged() {
+            self.looked_at = Some(Instant::now());
+        }
         Action::Store(
             StoreOp::Get {
                 structure: structure.clone(),
@@ -808,7 +818,15 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
     }
 
+    /// Does the call tag its entry? (Only then does it note the time of its lookup.)
+    fn is_tagged(&self) -> bool {
+        self.typed.is_some_and(|typed| !typed.tag_list().is_empty())
+    }
+
     fn compute_now(&mut self, timeout: Option<(Duration, Option<Ticket>)>) -> Action<T> {
+        if self.looked_at.is_none() && self.is_tagged() {
+            self.looked_at = Some(Instant::now());
+        }
         self.rec.add(Event::Exec);
         self.computed = true;
         self.stage = Stage::Computing;
@@ -1017,6 +1035,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 self.lease.clone(),
                 self.typed
                     .map_or_else(Vec::new, |typed| typed.tag_list().to_vec()),
+                self.looked_at,
             )
         }))
     }

@@ -243,7 +243,7 @@ impl Core {
         let structure = self.settings.naming.structure(function);
         let tags = typed.map_or_else(Vec::new, |typed| typed.tag_list().to_vec());
         Ok(Some(crate::call::put_op(
-            &structure, member, codec, payload, &behaviour, None, tags,
+            &structure, member, codec, payload, &behaviour, None, tags, None,
         )))
     }
 

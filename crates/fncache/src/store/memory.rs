@@ -47,6 +47,11 @@ struct State {
     /// Leases by key: holder and end time. A held-back lease (after a failed recomputation)
     /// is `!` and the token, as in `lease.lua`.
     leases: HashMap<String, (Token, u64)>,
+    /// By structure (index key): when a tag of it was last invalidated (in Redis, the `g`
+    /// field of its tags hash). Kept when the structure empties, as Redis keeps that field;
+    /// one per structure, gone with a purge. An `Instant`, as a call notes when its
+    /// computation began: the cache's clock (manual in tests) does not time computations.
+    invalidated: HashMap<String, std::time::Instant>,
 }
 
 impl State {
@@ -552,6 +557,7 @@ impl MemoryStore {
                 structures: HashMap::with_hasher(hash),
                 last_us: 0,
                 leases: HashMap::new(),
+                invalidated: HashMap::new(),
             }),
             hash,
             #[cfg(test)]
@@ -573,7 +579,7 @@ impl MemoryStore {
         }
         let State {
             structures: all,
-            leases: _,
+            invalidated,
             ..
         } = &mut *state;
         // Structures whose TTL passed are gone, as Redis keys would be: the one this op
@@ -623,7 +629,28 @@ impl MemoryStore {
                 keep,
                 release,
                 tags,
+                began,
             } => {
+                // As `put.lua`: a tagged value whose computation began before an invalidation
+                // of the structure's tags is not stored (the lease is still released).
+                let refused = !tags.is_empty()
+                    && began.is_some_and(|began| {
+                        invalidated
+                            .get(&structure.index)
+                            .is_some_and(|&at| at >= began)
+                    });
+                if refused {
+                    if let Some(token) = release {
+                        let key = structure.lease_key(&member);
+                        if state.holds(&key, &token, now) {
+                            state.leases.remove(&key);
+                        }
+                    }
+                    return StoreReply::Stored {
+                        evicted: 0,
+                        reclaimed: 0,
+                    };
+                }
                 let times = entry_times(now, entry_ttl, keep);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
@@ -692,12 +719,16 @@ impl MemoryStore {
             StoreOp::Purge => {
                 let live = all.values().map(|s| s.live_count(now)).sum();
                 all.clear();
+                invalidated.clear();
                 StoreReply::Count(live)
             }
-            StoreOp::PurgeStructure { structure } => StoreReply::Count(
-                all.remove(&structure.index)
-                    .map_or(0, |s| s.live_count(now)),
-            ),
+            StoreOp::PurgeStructure { structure } => {
+                invalidated.remove(&structure.index);
+                StoreReply::Count(
+                    all.remove(&structure.index)
+                        .map_or(0, |s| s.live_count(now)),
+                )
+            }
             StoreOp::Vacuum => {
                 let mut total = 0;
                 for s in all.values_mut() {
@@ -713,6 +744,16 @@ impl MemoryStore {
             // the live ones (not past their entry TTL) are counted, as `Remove` counts.
             StoreOp::InvalidateTag { tag } => {
                 let mut total = 0;
+                let instant = std::time::Instant::now();
+                // Every structure Redis would find: those with entries, and those that keep
+                // the time of an earlier invalidation.
+                let fixed = self.settings.naming.fixed_structures().unwrap_or_default();
+                for index in all.keys().chain(fixed.iter().map(|s| &s.index)) {
+                    invalidated.insert(index.clone(), instant);
+                }
+                for at in invalidated.values_mut() {
+                    *at = instant;
+                }
                 for s in all.values_mut() {
                     for m in s.tagged(&tag) {
                         if s.remove_entry(&m)
@@ -922,6 +963,7 @@ mod tests {
                         keep: None,
                         release: None,
                         tags: Vec::new(),
+                        began: None,
                     },
                     _ => StoreOp::Remove {
                         structure: structure.clone(),

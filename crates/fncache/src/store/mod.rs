@@ -58,6 +58,11 @@ pub(crate) enum StoreOp {
         release: Option<Token>,
         /// The entry's tags (empty: none), replacing any it had.
         tags: Vec<String>,
+        /// A tagged value computed by a call: when its computation may have begun (the call's
+        /// lookup). A tagged put whose computation began before an invalidation of the
+        /// structure's tags is not stored (`None`: no such check, as for an explicit put).
+        /// Redis receives how long ago that was, and compares with its own clock.
+        began: Option<std::time::Instant>,
     },
     /// Release the key's lease (`hold: None`), or make it end `hold` from now, if `token`
     /// holds it.

@@ -119,6 +119,13 @@ fn pack_tag(out: &mut Vec<u8>, tag: &str) {
     out.extend_from_slice(tag.as_bytes());
 }
 
+/// How long ago a tagged value's computation began, for `put.lua`: in microseconds, rounded
+/// up (an earlier start refuses more puts, never fewer), at least 1 (0 means no check).
+fn elapsed_micros(elapsed: std::time::Duration) -> u64 {
+    let micros = elapsed.as_micros() + u128::from(elapsed.subsec_nanos() % 1000 != 0);
+    u64::try_from(micros).unwrap_or(u64::MAX).max(1)
+}
+
 /// An entry's tags for `put.lua`: each once, packed one after another.
 fn pack_tags(tags: &[String]) -> Vec<u8> {
     let mut unique: Vec<&String> = tags.iter().collect();
@@ -429,6 +436,7 @@ impl Plan {
                 keep,
                 release,
                 tags,
+                began,
             } => {
                 let mut inv = ScriptCall::new(&PUT, "put.lua", 2 + with_lease(release.is_some()));
                 keys(&mut inv, &structure);
@@ -448,7 +456,8 @@ impl Plan {
                     .arg(entry_ttl.map_or(0, store_millis))
                     .arg(keep.map_or(0, store_millis))
                     .arg(release.unwrap_or_default())
-                    .arg(pack_tags(&tags));
+                    .arg(pack_tags(&tags))
+                    .arg(began.map_or(0, |b| elapsed_micros(b.elapsed())));
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan

@@ -1,5 +1,6 @@
 -- invalidate_tag.lua: remove every entry carrying a tag, with its tag bookkeeping, in any
--- number of structures (each script at once: no put interleaves).
+-- number of structures (each script at once: no put interleaves), and mark the time in each, so
+-- that a put of a tagged value whose computation began before it is refused.
 -- KEYS: index, values, expiry, tags, tagged, index, values, ... (five per structure)
 -- ARGV: index kind (zset|set), the tag as put.lua writes it (4-byte length and bytes)
 -- Returns how many live (unexpired) entries were removed, as remove.lua counts.
@@ -24,5 +25,7 @@ for i = 1, #KEYS, 5 do
     end
     untag(tags, tagged, member)
   end
+  -- A tagged value computed before now is not stored by a later put (see put.lua).
+  redis.call('HSET', tags, 'g', now)
 end
 return total

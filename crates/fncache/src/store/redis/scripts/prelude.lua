@@ -54,7 +54,9 @@ end
 -- each a 4-byte big-endian length and the tag's bytes; `tagged` (`:4`) is a sorted set, every
 -- score 0, of each such length-and-tag followed by the 16-byte member, so that one lexicographic
 -- range finds a tag's members (the length makes no tag's range take in another's). Both hold
--- only what the entries present need: whatever removes an entry forgets its tags here.
+-- only what the entries present need: whatever removes an entry forgets its tags here. The
+-- tags hash has one more field, `g` (never 16 bytes long, so never a member): the server time of
+-- the structure's last tag invalidation, which a tagged put computed before it may not pass.
 -- Forgets `member`'s tags.
 local function untag(tags, tagged, member)
   local packed = redis.call('HGET', tags, member)
@@ -72,6 +74,13 @@ end
 -- without looking at tags, and so do key evictions from outside).
 local function drop_orphans(values, tags, tagged)
   for _, m in ipairs(redis.call('HKEYS', tags)) do
-    if redis.call('HEXISTS', values, m) == 0 then untag(tags, tagged, m) end
+    if #m == 16 and redis.call('HEXISTS', values, m) == 0 then untag(tags, tagged, m) end
   end
+end
+
+-- Drops the tag bookkeeping of a structure whose entries went whole, keeping `g`.
+local function clear_tags(tags, tagged)
+  local at = redis.call('HGET', tags, 'g')
+  redis.call('UNLINK', tags, tagged)
+  if at then redis.call('HSET', tags, 'g', at) end
 end

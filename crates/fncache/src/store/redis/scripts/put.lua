@@ -9,7 +9,10 @@
 --       without an entry TTL, the entry's lifetime),
 --       lease token ('' = none: a lease held with this token is released),
 --       the entry's tags, each a 4-byte big-endian length and its bytes ('' = none; they
---       replace the tags the member had)
+--       replace the tags the member had),
+--       how many microseconds before now the computation of a tagged value may have begun
+--       (0 = not a computed value: no check); a tagged value whose computation began before
+--       the structure's last tag invalidation is not stored (the lease is still released)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
@@ -32,9 +35,18 @@ local stored = redis.call('HLEN', values)
 local tag_count = redis.call('HLEN', tags)
 local tagging = tag_count > 0 or new_tags ~= ''
 if tagging then redis.call('ZCARD', tagged) end
+local began = tonumber(ARGV[14])
+if new_tags ~= '' and began > 0 and tag_count > 0 then
+  local invalidated = tonumber(redis.call('HGET', tags, 'g') or '0')
+  if invalidated >= now - began then
+    -- Computed from what an invalidation since has declared out of date.
+    if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) == ARGV[12] then redis.call('DEL', KEYS[6]) end
+    return {0, 0}
+  end
+end
 if tag_count > 0 and size == 0 and stored == 0 then
   -- The entries went whole (the structure's TTL): so does the bookkeeping they left.
-  redis.call('UNLINK', tags, tagged)
+  clear_tags(tags, tagged)
 end
 if size ~= stored then
   -- The index and the entries are out of step: someone deleted one of the keys or some of
@@ -45,7 +57,8 @@ if size ~= stored then
   -- it in the background); a small one keeps the members found in both.
   redis.call('ZCARD', expiry)
   if size == 0 or stored == 0 or size + stored > HEAL_LIMIT then
-    redis.call('UNLINK', index, values, expiry, tags, tagged)
+    redis.call('UNLINK', index, values, expiry)
+    if tagging then clear_tags(tags, tagged) end
   else
     local present, both = {}, {}
     local fields = redis.call('HKEYS', values)

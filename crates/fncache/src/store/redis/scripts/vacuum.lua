@@ -23,7 +23,7 @@ for i = 1, #KEYS, 5 do
   end
   if tagging then
     if redis.call('HLEN', values) == 0 then
-      redis.call('UNLINK', tags, tagged)
+      clear_tags(tags, tagged)
     else
       drop_orphans(values, tags, tagged)
     end
