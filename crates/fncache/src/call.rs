@@ -40,7 +40,9 @@ use crate::layout::Structure;
 use crate::mode::Mode;
 use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
-use crate::store::{Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, Token};
+use crate::store::{
+    Freshness, LeaseRequest, LeaseState, Lookup, PutTags, StoreOp, StoreReply, Token,
+};
 
 /// First pause between two polls for another caller's value; it doubles up to [`POLL_MAX`].
 const POLL_FIRST: Duration = Duration::from_millis(2);
@@ -249,7 +251,6 @@ impl Ticket {
                             self.lease.clone(),
                             // Tagged calls are typed, and typed calls never run as
                             // background work: a ticket's value has no tags.
-                            Vec::new(),
                             None,
                         )),
                         None,
@@ -319,8 +320,7 @@ pub(crate) fn put_op(
     payload: Vec<u8>,
     behaviour: &Behaviour,
     release: Option<Token>,
-    tags: Vec<String>,
-    began: Option<Instant>,
+    tagged: Option<Box<PutTags>>,
 ) -> StoreOp {
     StoreOp::Put {
         structure: structure.clone(),
@@ -330,8 +330,7 @@ pub(crate) fn put_op(
         entry_ttl: behaviour.entry_ttl_for(&member),
         keep: behaviour.max_stale,
         release,
-        tags,
-        began,
+        tagged,
     }
 }
 
@@ -1034,8 +1033,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 &behaviour,
                 self.lease.clone(),
                 self.typed
-                    .map_or_else(Vec::new, |typed| typed.tag_list().to_vec()),
-                self.looked_at,
+                    .and_then(|typed| PutTags::new(typed.tag_list(), self.looked_at)),
             )
         }))
     }

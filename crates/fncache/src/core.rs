@@ -241,9 +241,9 @@ impl Core {
         let codec = options.codec.unwrap_or(self.codec);
         let payload = codec.encode_faithful(value)?;
         let structure = self.settings.naming.structure(function);
-        let tags = typed.map_or_else(Vec::new, |typed| typed.tag_list().to_vec());
+        let tagged = typed.and_then(|typed| crate::store::PutTags::new(typed.tag_list(), None));
         Ok(Some(crate::call::put_op(
-            &structure, member, codec, payload, &behaviour, None, tags, None,
+            &structure, member, codec, payload, &behaviour, None, tagged,
         )))
     }
 

@@ -628,13 +628,14 @@ impl MemoryStore {
                 entry_ttl,
                 keep,
                 release,
-                tags,
-                began,
+                tagged,
             } => {
                 // As `put.lua`: a tagged value whose computation began before an invalidation
                 // of the structure's tags is not stored (the lease is still released).
-                let refused = !tags.is_empty()
-                    && began.is_some_and(|began| {
+                let refused = tagged
+                    .as_ref()
+                    .and_then(|t| t.began)
+                    .is_some_and(|began| {
                         invalidated
                             .get(&structure.index)
                             .is_some_and(|&at| at >= began)
@@ -656,7 +657,7 @@ impl MemoryStore {
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
                 if let Some(s) = all.get_mut(&structure.index) {
-                    s.set_tags(member, tags);
+                    s.set_tags(member, tagged.map(|t| t.tags).unwrap_or_default());
                 }
                 if let Some(token) = release {
                     let key = structure.lease_key(&member);
@@ -962,8 +963,7 @@ mod tests {
                         entry_ttl: None,
                         keep: None,
                         release: None,
-                        tags: Vec::new(),
-                        began: None,
+                        tagged: None,
                     },
                     _ => StoreOp::Remove {
                         structure: structure.clone(),

@@ -435,8 +435,7 @@ impl Plan {
                 entry_ttl,
                 keep,
                 release,
-                tags,
-                began,
+                tagged,
             } => {
                 let mut inv = ScriptCall::new(&PUT, "put.lua", 2 + with_lease(release.is_some()));
                 keys(&mut inv, &structure);
@@ -456,8 +455,16 @@ impl Plan {
                     .arg(entry_ttl.map_or(0, store_millis))
                     .arg(keep.map_or(0, store_millis))
                     .arg(release.unwrap_or_default())
-                    .arg(pack_tags(&tags))
-                    .arg(began.map_or(0, |b| elapsed_micros(b.elapsed())));
+                    .arg(
+                        tagged
+                            .as_ref()
+                            .map_or_else(Vec::new, |t| pack_tags(&t.tags)),
+                    )
+                    .arg(
+                        tagged
+                            .and_then(|t| t.began)
+                            .map_or(0, |b| elapsed_micros(b.elapsed())),
+                    );
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
