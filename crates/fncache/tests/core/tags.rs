@@ -223,7 +223,7 @@ fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
                 let mut x = 0u64;
                 while !stop.load(Ordering::SeqCst) || x < 200 {
                     let options = CallOptions::new().tags(["hot", &format!("x{}", x % 7)]);
-                    let function = if x % 2 == 0 { "f" } else { "g" };
+                    let function = if x.is_multiple_of(2) { "f" } else { "g" };
                     writer.put_with(&options, function, &(x % 97,), &x).unwrap();
                     x += 1;
                     put_count.store(x, Ordering::SeqCst);

@@ -122,7 +122,7 @@ fn pack_tag(out: &mut Vec<u8>, tag: &str) {
 /// How long ago a tagged value's computation began, for `put.lua`: in microseconds, rounded
 /// up (an earlier start refuses more puts, never fewer), at least 1 (0 means no check).
 fn elapsed_micros(elapsed: std::time::Duration) -> u64 {
-    let micros = elapsed.as_micros() + u128::from(elapsed.subsec_nanos() % 1000 != 0);
+    let micros = elapsed.as_micros() + u128::from(!elapsed.subsec_nanos().is_multiple_of(1000));
     u64::try_from(micros).unwrap_or(u64::MAX).max(1)
 }
 
