@@ -437,9 +437,15 @@ impl Plan {
                 release,
                 tagged,
             } => {
-                let mut inv = ScriptCall::new(&PUT, "put.lua", 2 + with_lease(release.is_some()));
+                // The tag keys only for a tagged put: on a cluster mid-migration, a declared key
+                // missing from the node makes the script a TRYAGAIN (see `put.lua`).
+                let tag_count = if tagged.is_some() { 2 } else { 0 };
+                let mut inv =
+                    ScriptCall::new(&PUT, "put.lua", tag_count + with_lease(release.is_some()));
                 keys(&mut inv, &structure);
-                tag_keys(&mut inv, &structure);
+                if tagged.is_some() {
+                    tag_keys(&mut inv, &structure);
+                }
                 if release.is_some() {
                     inv.arg(structure.lease_key(&member));
                 }
@@ -504,9 +510,8 @@ impl Plan {
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Remove { structure, member } => {
-                let mut inv = ScriptCall::new(&REMOVE, "remove.lua", 5);
+                let mut inv = ScriptCall::new(&REMOVE, "remove.lua", 3);
                 keys(&mut inv, &structure);
-                tag_keys(&mut inv, &structure);
                 inv.arg(&member[..]).arg(kind);
                 single(inv, ReplyShape::Flag)
             }
@@ -906,10 +911,15 @@ fn tag_keys(inv: &mut ScriptCall, s: &Structure) {
 
 fn sweep_request(sweep: &Sweep, kind: &str, structures: &[Structure]) -> Request {
     let (script, name) = sweep.script();
-    let mut inv = ScriptCall::new(script, name, 5 * structures.len());
+    // Counting reads no tags (and names no key it does not need, see `put.lua`).
+    let with_tags = !matches!(sweep, Sweep::Len);
+    let per = if with_tags { 5 } else { 3 };
+    let mut inv = ScriptCall::new(script, name, per * structures.len());
     for s in structures {
         keys(&mut inv, s);
-        tag_keys(&mut inv, s);
+        if with_tags {
+            tag_keys(&mut inv, s);
+        }
     }
     inv.arg(kind);
     if let Sweep::InvalidateTag(tag) = sweep {

@@ -17,9 +17,9 @@ for i = 1, #KEYS, 5 do
   local index, values, expiry, tags, tagged = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
   for _, pair in ipairs(redis.call('ZRANGEBYLEX', tagged, low, high)) do
     local member = string.sub(pair, #prefix + 1)
-    local entry = redis.call('HGET', values, member)
-    if entry then
-      local _, at = times(entry)
+    -- Only the entry these tags were written with (not one stored since without them).
+    if tags_match(values, tags, member) then
+      local _, at = times(redis.call('HGET', values, member))
       if at == 0 or at > now then total = total + 1 end
       remove_entry(kind, index, values, expiry, member)
     end

@@ -1,6 +1,9 @@
 -- put.lua: store one entry, evicting by policy when the index is full, atomically.
--- KEYS: index, values, expiry, tags, tagged (see prelude.lua), and the lease only when a
---       token is given to release it
+-- KEYS: index, values, expiry, then tags and tagged (see prelude.lua) only for a tagged put,
+--       then the lease only when a token is given to release it. (On a cluster every declared
+--       key must be on the node mid-migration, so an untagged put never names the tag keys,
+--       which an untagged cache never has: it leaves the tags of the entries it evicts or
+--       overwrites, which no longer match their entries, to the next tagged put.)
 -- ARGV: member, envelope head (format+codec, 2 bytes), payload,
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
@@ -18,7 +21,10 @@
 -- evicted from outside) is put right first, so every put leaves it consistent and within
 -- maxsize.
 local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local tags, tagged, new_tags = KEYS[4], KEYS[5], ARGV[13]
+local new_tags = ARGV[13]
+local tagging = new_tags ~= ''
+local tags, tagged = KEYS[4], KEYS[5]
+local lease_key = KEYS[tagging and 6 or 4]
 local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
@@ -31,16 +37,17 @@ local evicted, reclaimed = 0, 0
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
--- A cache that never tags pays this one read; `tagging` gates all other tag work.
-local tag_count = redis.call('HLEN', tags)
-local tagging = tag_count > 0 or new_tags ~= ''
-if tagging then redis.call('ZCARD', tagged) end
+local tag_count = 0
+if tagging then
+  tag_count = redis.call('HLEN', tags)
+  redis.call('ZCARD', tagged)
+end
 local began = tonumber(ARGV[14])
-if new_tags ~= '' and began > 0 and tag_count > 0 then
+if tagging and began > 0 and tag_count > 0 then
   local invalidated = tonumber(redis.call('HGET', tags, 'g') or '0')
   if invalidated >= now - began then
     -- Computed from what an invalidation since has declared out of date.
-    if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) == ARGV[12] then redis.call('DEL', KEYS[6]) end
+    if ARGV[12] ~= '' and redis.call('GET', lease_key) == ARGV[12] then redis.call('DEL', lease_key) end
     return {0, 0}
   end
 end
@@ -151,8 +158,9 @@ end
 redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
 if tagging then
   untag(tags, tagged, member)
-  if new_tags ~= '' then
-    redis.call('HSET', tags, member, new_tags)
+  -- The write time first: tags are the entry's only while it is the entry written then.
+  redis.call('HSET', tags, member, struct.pack('>I8', now) .. new_tags)
+  do
     local pos = 1
     while pos + 3 <= #new_tags do
       local n = struct.unpack('>I4', new_tags, pos)
@@ -166,7 +174,7 @@ if tagging then
     drop_orphans(values, tags, tagged)
   end
 end
-if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) == ARGV[12] then redis.call('DEL', KEYS[6]) end
+if ARGV[12] ~= '' and redis.call('GET', lease_key) == ARGV[12] then redis.call('DEL', lease_key) end
 
 if ttl > 0 then
   if ARGV[9] == '1' then

@@ -1,13 +1,11 @@
 -- remove.lua: remove one entry. Returns 1 when a live (unexpired) entry was removed.
--- KEYS: index, values, expiry, tags, tagged
+-- KEYS: index, values, expiry (not the tag keys, as for an untagged put: the entry's tags
+--       then match no entry, see prelude.lua)
 -- ARGV: member, index kind (zset|set)
 local index, values, expiry, member, kind = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local entry = redis.call('HGET', values, member)
 index_card(kind, index)
 redis.call('ZCARD', expiry)
-local tagging = redis.call('HLEN', KEYS[4]) > 0
-if tagging then redis.call('ZCARD', KEYS[5]) end
-if tagging then untag(KEYS[4], KEYS[5], member) end
 if not entry then return 0 end
 local _, at = times(entry)
 local live = at == 0 or at > now_us()
