@@ -309,3 +309,39 @@ fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
         }
     }
 }
+
+/// Removals that do not name the tag keys (`invalidate`, untagged puts) leave tags behind that
+/// match no entry: they never count, and the next tagged put sweeps them once they outnumber
+/// the entries, so the bookkeeping stays bounded by the entries present.
+#[test]
+fn tags_left_by_removals_never_count_and_are_swept() {
+    let server = RedisServer::spawn();
+    let cache = Cache::builder(unique_name())
+        .policy(fncache::Policy::Lru)
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let tags_hash = format!("func-cache:{}:lru:3", cache.name());
+    let hlen = || -> usize {
+        redis::cmd("HLEN")
+            .arg(&tags_hash)
+            .query(&mut server.connection())
+            .unwrap()
+    };
+    for x in 0..40u64 {
+        cache.put_with(&tagged(&["t"]), "f", &(x,), &x).unwrap();
+    }
+    for x in 0..40u64 {
+        assert!(cache.invalidate("f", &(x,)).unwrap());
+    }
+    // Stored again without tags: the old tags are not this entry's.
+    cache.put("f", &(0u64,), &0u64).unwrap();
+    assert_eq!(hlen(), 40, "orphans until a tagged put");
+    cache
+        .put_with(&tagged(&["u"]), "f", &(99u64,), &99)
+        .unwrap();
+    assert_eq!(hlen(), 1, "swept: only the new entry's tags");
+    assert_eq!(cache.invalidate_tag("t").unwrap(), 0);
+    assert!(cache.contains("f", &(0u64,)).unwrap());
+    assert_eq!(cache.invalidate_tag("u").unwrap(), 1);
+}
