@@ -83,6 +83,8 @@ pub(crate) struct CachedArgs {
     pub(crate) entry_ttl_from: Option<Expr>,
     /// `cache_err_if = |error| ..`: which errors are cached, for `negative_ttl`.
     pub(crate) cache_err_if: Option<Expr>,
+    /// `tags = [expr, ..]`: the entry's tags, each evaluated over the arguments at call time.
+    pub(crate) tags: Option<Vec<Expr>>,
 }
 
 impl CachedArgs {
@@ -102,7 +104,7 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, negative_ttl, cache_err_if";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, negative_ttl, cache_err_if, tags";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
@@ -269,6 +271,7 @@ impl CachedArgs {
             entry_ttl_jitter: None,
             cache_if: None,
             entry_ttl_from: None,
+            tags: None,
             cache_err_if: None,
         };
         for option in raw.0 {
@@ -322,6 +325,13 @@ impl CachedArgs {
                 "cache_if" => args.cache_if = Some(expr),
                 "entry_ttl_from" => args.entry_ttl_from = Some(expr),
                 "cache_err_if" => args.cache_err_if = Some(expr),
+                "tags" => match expr {
+                    Expr::Array(list) => args.tags = Some(list.elems.into_iter().collect()),
+                    other => errors.push(syn::Error::new_spanned(
+                        other,
+                        "`tags` takes a list of expressions: `tags = [format!(\"user:{id}\")]`",
+                    )),
+                },
                 "code_hash" => {
                     if let Some(b) = expect_bool(expr, "code_hash", errors) {
                         args.code_hash = b.value;

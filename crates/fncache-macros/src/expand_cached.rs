@@ -233,6 +233,15 @@ fn options(args: &CachedArgs, function: &Function) -> TokenStream {
             );
         }
     }
+    // Tags are data of the call: each expression is evaluated here, over the arguments
+    // (before the body takes them), and checked at its own span.
+    if let Some(tags) = &args.tags {
+        let tags = tags
+            .iter()
+            .map(|tag| quote_spanned!(tag.span()=> ::fncache::__private::tag(#tag)));
+        let turbofish = (!typed).then(|| quote!(::<#value, _>));
+        options = quote!(#options.tags #turbofish([#(#tags),*]));
+    }
     options
 }
 

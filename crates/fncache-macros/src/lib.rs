@@ -76,6 +76,7 @@ use proc_macro::TokenStream;
 /// | `entry_ttl_from = CLOSURE` | an `Fn(&T) -> Duration`: each value's entry TTL (zero: not stored) |
 /// | `negative_ttl = EXPR` | a `Duration`: how long the errors `cache_err_if` chooses are cached (the error type is then stored too) |
 /// | `cache_err_if = CLOSURE` | an `FnOnce(&E) -> bool`: which errors are cached as negative entries, served as those errors; its `{fn}_put` takes a `&Result<T, E>` |
+/// | `tags = [EXPR, ..]` | each an expression over the arguments making a `String` (`format!("user:{id}")`): the entry's tags, for `Cache::invalidate_tag` |
 ///
 /// `entry_ttl` and the options from `refresh_after` on (but `default`) override, for this
 /// function, the builder setting of the same name. Durations are expressions of type

@@ -400,7 +400,13 @@ impl Admin {
     /// without the command).
     fn memory(&self, structure: &Structure) -> Option<u64> {
         let mut total = 0;
-        for key in [&structure.index, &structure.values, &structure.expiry] {
+        for key in [
+            &structure.index,
+            &structure.values,
+            &structure.expiry,
+            &structure.tags,
+            &structure.tagged,
+        ] {
             let mut cmd = redis::cmd("MEMORY");
             cmd.arg("USAGE").arg(key);
             let bytes: Option<u64> = redis::from_redis_value(self.cmd(cmd).ok()?).ok()?;

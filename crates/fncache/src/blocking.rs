@@ -520,6 +520,24 @@ impl Cache {
             .into_flag()
     }
 
+    /// Removes every entry tagged `tag` (see [`CallOptions::tags`](crate::CallOptions::tags)),
+    /// of every function and in every structure of the cache; returns how many live entries
+    /// were removed. Each structure is cleared at once (one script on Redis, found as
+    /// [`Cache::len`] finds them: one per hash slot on a cluster), so a put of the tag lands
+    /// wholly before or after it. A tagged value whose call looked up before the invalidation
+    /// and stores after it (it may have been computed from the data the tag stands for, as it
+    /// was before the change) is returned to its caller but not stored, in this process or
+    /// any other. So invalidate after the change is visible to computations.
+    ///
+    /// Any tag's invalidation refuses such late puts of every tag in the structures it
+    /// visits (the store keeps one time per structure, not one per tag, so its bookkeeping
+    /// stays bounded). In the per-function layouts a structure with no keys at all (a function
+    /// never cached, or whose entries all expired) is not visited, so a late put there is
+    /// stored; an explicit [`Cache::put`] is never refused.
+    pub fn invalidate_tag(&self, tag: &str) -> Result<usize, Error> {
+        Core::count(self.run(Core::invalidate_tag_op(tag)))
+    }
+
     /// Live entries of the whole cache (all functions, all structures).
     pub fn len(&self) -> Result<usize, Error> {
         Core::count(self.run(StoreOp::Len))

@@ -40,7 +40,9 @@ use crate::layout::Structure;
 use crate::mode::Mode;
 use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
-use crate::store::{Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, Token};
+use crate::store::{
+    Freshness, LeaseRequest, LeaseState, Lookup, PutTags, StoreOp, StoreReply, Token,
+};
 use crate::telemetry::{CallSpan, Outcome};
 
 /// First pause between two polls for another caller's value; it doubles up to [`POLL_MAX`].
@@ -252,6 +254,9 @@ impl Ticket {
                             payload,
                             &self.behaviour,
                             self.lease.clone(),
+                            // Tagged calls are typed, and typed calls never run as
+                            // background work: a ticket's value has no tags.
+                            None,
                         )),
                         None,
                     ),
@@ -324,6 +329,7 @@ pub(crate) fn put_op(
     payload: Vec<u8>,
     behaviour: &Behaviour,
     release: Option<Token>,
+    tagged: Option<Box<PutTags>>,
 ) -> StoreOp {
     StoreOp::Put {
         structure: structure.clone(),
@@ -333,6 +339,7 @@ pub(crate) fn put_op(
         entry_ttl: behaviour.entry_ttl_for(&member),
         keep: behaviour.max_stale,
         release,
+        tagged,
     }
 }
 
@@ -406,6 +413,9 @@ pub(crate) struct Call<'a, S, T> {
     raised: bool,
     /// The call's `tracing` span.
     span: CallSpan,
+    /// A tagged call: when its last lookup was sent (else when its computation began), so
+    /// that its put tells the store how long ago the value's computation may have begun.
+    looked_at: Option<Instant>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -486,6 +496,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             typed: setup.typed,
             raised: false,
             span: CallSpan::new(&core.name, setup.function),
+            looked_at: None,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -653,6 +664,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return self.compute_now(None);
         };
         self.stage = Stage::LookingUp;
+        if self.is_tagged() {
+            self.looked_at = Some(Instant::now());
+        }
         Action::Store(
             StoreOp::Get {
                 structure: structure.clone(),
@@ -847,7 +861,15 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
     }
 
+    /// Does the call tag its entry? (Only then does it note the time of its lookup.)
+    fn is_tagged(&self) -> bool {
+        self.typed.is_some_and(|typed| !typed.tag_list().is_empty())
+    }
+
     fn compute_now(&mut self, timeout: Option<(Duration, Option<Ticket>)>) -> Action<T> {
+        if self.looked_at.is_none() && self.is_tagged() {
+            self.looked_at = Some(Instant::now());
+        }
         self.rec.add(Event::Exec);
         self.computed = true;
         self.stage = Stage::Computing;
@@ -1054,6 +1076,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 payload,
                 &behaviour,
                 self.lease.clone(),
+                self.typed
+                    .and_then(|typed| PutTags::new(typed.tag_list(), self.looked_at)),
             )
         }))
     }

@@ -244,8 +244,9 @@ impl Core {
         let codec = options.codec.unwrap_or(self.codec);
         let payload = codec.encode_faithful(value)?;
         let structure = self.settings.naming.structure(function);
+        let tagged = typed.and_then(|typed| crate::store::PutTags::new(typed.tag_list(), None));
         Ok(Some(crate::call::put_op(
-            &structure, member, codec, payload, &behaviour, None,
+            &structure, member, codec, payload, &behaviour, None, tagged,
         )))
     }
 
@@ -284,6 +285,13 @@ impl Core {
         StoreOp::Peek {
             structure: self.settings.naming.structure(function),
             member,
+        }
+    }
+
+    /// The op behind `invalidate_tag`.
+    pub(crate) fn invalidate_tag_op(tag: &str) -> StoreOp {
+        StoreOp::InvalidateTag {
+            tag: tag.to_owned(),
         }
     }
 

@@ -68,6 +68,12 @@ pub(crate) struct Keys {
     pub(crate) index: String,
     pub(crate) values: String,
     pub(crate) expiry: String,
+    /// Tags (`:3`): a hash from each tagged member to its tags, each written as a 4-byte
+    /// big-endian length and the tag's bytes.
+    pub(crate) tags: String,
+    /// Tagged pairs (`:4`): a sorted set, every score 0, of `length | tag | member` for each
+    /// tag of each member, so that one lexicographic range finds a tag's members.
+    pub(crate) tagged: String,
 }
 
 impl std::ops::Deref for Structure {
@@ -84,6 +90,8 @@ impl Structure {
             index: format!("{base}:0"),
             values: format!("{base}:1"),
             expiry: format!("{base}:2"),
+            tags: format!("{base}:3"),
+            tagged: format!("{base}:4"),
         }))
     }
 
@@ -216,11 +224,12 @@ impl Naming {
         (!self.layout.is_per_function()).then(|| vec![self.shared.clone()])
     }
 
-    /// A SCAN MATCH pattern that matches every key of every per-function structure (`:0`,
-    /// `:1` and `:2`: a structure whose index was deleted or evicted is still found by its
-    /// entries). It may match other keys too: [`Naming::owned_structure`] sorts them out.
+    /// A SCAN MATCH pattern that matches every key of every per-function structure (`:0` to
+    /// `:4`: a structure whose index was deleted or evicted is still found by its entries, and
+    /// one whose entries are gone by the tag bookkeeping they left). It may match other keys
+    /// too: [`Naming::owned_structure`] sorts them out.
     pub(crate) fn scan_pattern(&self) -> String {
-        format!("{}:*:[012]", glob_escape(&self.functions_base))
+        format!("{}:*:[01234]", glob_escape(&self.functions_base))
     }
 
     /// The structure `key` belongs to, when it is a key of one of this cache's per-function
@@ -229,7 +238,9 @@ impl Naming {
         let base = key
             .strip_suffix(":0")
             .or_else(|| key.strip_suffix(":1"))
-            .or_else(|| key.strip_suffix(":2"))?;
+            .or_else(|| key.strip_suffix(":2"))
+            .or_else(|| key.strip_suffix(":3"))
+            .or_else(|| key.strip_suffix(":4"))?;
         let rest = base.strip_prefix(&self.functions_base)?.strip_prefix(':')?;
         let function = match self.layout {
             Layout::PerFunction => {
@@ -360,7 +371,7 @@ mod tests {
         let digest = function_digest("mod::f");
         assert_eq!(s.index, format!("p:app:rr-m:mod::f#{digest}:0"));
         assert_eq!(Structure::from_index_key(&s.index), Some(s.clone()));
-        assert_eq!(n.scan_pattern(), "p:app:rr-m:*:[012]");
+        assert_eq!(n.scan_pattern(), "p:app:rr-m:*:[01234]");
         let mut member = [0u8; 16];
         member[0] = 0xab;
         member[15] = 0x01;
@@ -392,7 +403,7 @@ mod tests {
         assert_eq!(Slot::for_key(&s.expiry), Slot::for_key(&digest));
         assert_eq!(Structure::from_index_key(&s.index), Some(s));
         assert_eq!(n.fixed_structures(), None);
-        assert_eq!(n.scan_pattern(), "p:app:lru_t-cm:*:[012]");
+        assert_eq!(n.scan_pattern(), "p:app:lru_t-cm:*:[01234]");
     }
 
     #[test]
@@ -441,7 +452,7 @@ mod tests {
         let cluster = Naming::new("p:", "a:b", Policy::Lru, Layout::Cluster).structure("f");
         assert_eq!(cluster.index, "p:{a%3Ab:lru-c}:0");
         let per = Naming::new("p:", "a:b", Policy::Lru, Layout::PerFunction);
-        assert_eq!(per.scan_pattern(), "p:a%3Ab:lru-m:*:[012]");
+        assert_eq!(per.scan_pattern(), "p:a%3Ab:lru-m:*:[01234]");
     }
 
     #[test]
@@ -462,7 +473,7 @@ mod tests {
             let n = Naming::new("p:", "X", Policy::LruT, layout);
             for function in ["f", "mod::g", "a#b:c", "f{x}%", "f%7Bx%7D", ""] {
                 let s = n.structure(function);
-                for key in [&s.index, &s.values, &s.expiry] {
+                for key in [&s.index, &s.values, &s.expiry, &s.tags, &s.tagged] {
                     assert_eq!(n.owned_structure(key), Some(s.clone()), "{layout:?} {key}");
                 }
                 assert_eq!(n.owned_structure(&s.lease_key(&[0; 16])), None);

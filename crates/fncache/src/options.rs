@@ -302,6 +302,8 @@ pub struct TypedOptions<T> {
     cache_if: Option<Hook<T, bool>>,
     /// `None` from it: the options' own entry TTL (negative caching answers so for `Ok`).
     entry_ttl_from: Option<Hook<T, Option<Duration>>>,
+    /// The tags of the entry a call stores (see [`CallOptions::tags`]).
+    tags: Vec<String>,
 }
 
 /// A closure over a value, shareable across threads and tasks.
@@ -313,6 +315,7 @@ impl<T> Clone for TypedOptions<T> {
             options: self.options,
             cache_if: self.cache_if.clone(),
             entry_ttl_from: self.entry_ttl_from.clone(),
+            tags: self.tags.clone(),
         }
     }
 }
@@ -323,6 +326,7 @@ impl<T> std::fmt::Debug for TypedOptions<T> {
             .field("options", &self.options)
             .field("cache_if", &self.cache_if.is_some())
             .field("entry_ttl_from", &self.entry_ttl_from.is_some())
+            .field("tags", &self.tags)
             .finish()
     }
 }
@@ -344,6 +348,36 @@ impl CallOptions {
     ) -> TypedOptions<T> {
         TypedOptions::from(self).entry_ttl_from(ttl)
     }
+
+    /// Tags the entry the call stores, so that [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
+    /// removes it together with every other entry carrying one of these tags (in every
+    /// structure of the cache). A put replaces the tags an entry had; duplicates count once.
+    ///
+    /// Tags are data of one call (`user:7`), so they live in [`TypedOptions`] beside the hooks
+    /// and leave [`CallOptions`] `Copy`: a call without tags pays nothing for them. As with
+    /// the hooks, a tagged call refreshes and fills inline (never as background work, whose
+    /// put would not carry the tags).
+    ///
+    /// ```
+    /// use fncache::CallOptions;
+    ///
+    /// let cache = fncache::Cache::builder("tags-doc").memory().build_blocking()?;
+    /// let profile = |id: u64| -> String { format!("profile {id}") };
+    /// let options = CallOptions::new().tags(["user:7"]);
+    /// cache.get_or_compute_with(&options, "profile", &(7,), || profile(7))?;
+    /// let orders = CallOptions::new().tags(["user:7", "orders"]);
+    /// cache.get_or_compute_with(&orders, "orders", &(7,), || vec![1, 2])?;
+    /// assert_eq!(cache.invalidate_tag("user:7")?, 2); // both entries are gone
+    /// assert!(!cache.contains("profile", &(7,))?);
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn tags<T, I>(self, tags: I) -> TypedOptions<T>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        TypedOptions::from(self).tags(tags)
+    }
 }
 
 impl<T> From<CallOptions> for TypedOptions<T> {
@@ -352,6 +386,7 @@ impl<T> From<CallOptions> for TypedOptions<T> {
             options,
             cache_if: None,
             entry_ttl_from: None,
+            tags: Vec::new(),
         }
     }
 }
@@ -369,9 +404,24 @@ impl<T> TypedOptions<T> {
         self
     }
 
+    /// See [`CallOptions::tags`]: these tags replace any given before.
+    pub fn tags<I>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The options without their hooks.
     pub fn options(&self) -> &CallOptions {
         &self.options
+    }
+
+    /// The tags the call's entry is stored with.
+    pub(crate) fn tag_list(&self) -> &[String] {
+        &self.tags
     }
 
     /// What the hooks say of `value`: `None` when it is not to be stored, else the entry TTL
@@ -403,11 +453,16 @@ pub(crate) fn negative_options<T: 'static, E: 'static, O: Options<T> + ?Sized>(
             "negative caching needs a negative_ttl: set it with CallOptions::negative_ttl",
         ));
     };
-    let (keep, ttl_from) = match options.typed() {
-        Some(typed) => (typed.cache_if.clone(), typed.entry_ttl_from.clone()),
-        None => (None, None),
+    let (keep, ttl_from, tags) = match options.typed() {
+        Some(typed) => (
+            typed.cache_if.clone(),
+            typed.entry_ttl_from.clone(),
+            typed.tags.clone(),
+        ),
+        None => (None, None, Vec::new()),
     };
     let mut out = TypedOptions::from(call);
+    out.tags = tags;
     out.cache_if = Some(Arc::new(move |result: &Result<T, E>| match result {
         Ok(value) => keep.as_ref().is_none_or(|keep| keep(value)),
         Err(_) => true,

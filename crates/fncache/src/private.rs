@@ -539,6 +539,12 @@ pub fn cache_if_hook<T, F: Fn(&T) -> bool + Send + Sync + 'static>(keep: F) -> F
     keep
 }
 
+/// `tags = [EXPR, ..]`: one tag, anything that makes a `String` (checked at the user's
+/// expression).
+pub fn tag(tag: impl Into<String>) -> String {
+    tag.into()
+}
+
 /// `entry_ttl_from = EXPR`: the closure, checked against the function's value type `T`.
 pub fn entry_ttl_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'static>(ttl: F) -> F {
     ttl

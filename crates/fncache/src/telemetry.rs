@@ -122,6 +122,7 @@ fn op_name(op: &StoreOp) -> &'static str {
         StoreOp::Len => "len",
         StoreOp::Purge | StoreOp::PurgeStructure { .. } => "purge",
         StoreOp::Vacuum => "vacuum",
+        StoreOp::InvalidateTag { .. } => "invalidate_tag",
     }
 }
 

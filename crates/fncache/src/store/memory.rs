@@ -47,6 +47,11 @@ struct State {
     /// Leases by key: holder and end time. A held-back lease (after a failed recomputation)
     /// is `!` and the token, as in `lease.lua`.
     leases: HashMap<String, (Token, u64)>,
+    /// By structure (index key): when a tag of it was last invalidated (in Redis, the `g`
+    /// field of its tags hash). Kept when the structure empties, as Redis keeps that field;
+    /// one per structure, gone with a purge. An `Instant`, as a call notes when its
+    /// computation began: the cache's clock (manual in tests) does not time computations.
+    invalidated: HashMap<String, std::time::Instant>,
 }
 
 impl State {
@@ -292,6 +297,30 @@ struct MemStructure {
     /// `(keep_until_us, member)`: when entries are deleted, ordered as Redis orders a
     /// sorted set.
     expiry: BTreeSet<(u64, Member)>,
+    /// The tags of tagged entries (in Redis: the `:3` hash and the `:4` sorted set); `None`
+    /// until a tagged entry is stored, so an untagged cache pays one branch per removal.
+    tags: Option<Box<Tags>>,
+}
+
+/// A structure's tag bookkeeping: both directions, holding exactly the entries present.
+#[derive(Debug, Default)]
+struct Tags {
+    of: HashMap<Member, Vec<String>>,
+    members: HashMap<String, BTreeSet<Member>>,
+}
+
+impl Tags {
+    /// Forgets `member`'s tags (a tag left without members goes too).
+    fn untag(&mut self, member: &Member) {
+        for tag in self.of.remove(member).unwrap_or_default() {
+            if let Some(members) = self.members.get_mut(&tag) {
+                members.remove(member);
+                if members.is_empty() {
+                    self.members.remove(&tag);
+                }
+            }
+        }
+    }
 }
 
 /// The order of a structure's index: Redis keeps a sorted set (`score, member` order) or a
@@ -330,6 +359,7 @@ impl MemStructure {
             slots: HashMap::with_hasher(hash),
             order: Order::new(rules),
             expiry: BTreeSet::new(),
+            tags: None,
         }
     }
 
@@ -424,7 +454,38 @@ impl MemStructure {
         if let Some(at) = slot.keep_until {
             self.expiry.remove(&(at, *member));
         }
+        if let Some(tags) = &mut self.tags {
+            tags.untag(member);
+        }
         Some(slot.entry)
+    }
+
+    /// Gives `member` (present) exactly `tags`, as `put.lua`: a re-put replaces its old tags.
+    fn set_tags(&mut self, member: Member, tags: Vec<String>) {
+        if tags.is_empty() && self.tags.is_none() {
+            return;
+        }
+        let book = self.tags.get_or_insert_with(Box::default);
+        book.untag(&member);
+        if tags.is_empty() {
+            return;
+        }
+        let mut unique = tags;
+        unique.sort();
+        unique.dedup();
+        for tag in &unique {
+            book.members.entry(tag.clone()).or_default().insert(member);
+        }
+        book.of.insert(member, unique);
+    }
+
+    /// The members tagged `tag`.
+    fn tagged(&self, tag: &str) -> Vec<Member> {
+        self.tags
+            .as_ref()
+            .and_then(|t| t.members.get(tag))
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn set_expiry(&mut self, member: Member, at: Option<u64>) {
@@ -496,6 +557,7 @@ impl MemoryStore {
                 structures: HashMap::with_hasher(hash),
                 last_us: 0,
                 leases: HashMap::new(),
+                invalidated: HashMap::new(),
             }),
             hash,
             #[cfg(test)]
@@ -517,7 +579,7 @@ impl MemoryStore {
         }
         let State {
             structures: all,
-            leases: _,
+            invalidated,
             ..
         } = &mut *state;
         // Structures whose TTL passed are gone, as Redis keys would be: the one this op
@@ -534,7 +596,9 @@ impl MemoryStore {
                     all.remove(&structure.index);
                 }
             }
-            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => all.retain(|_, s| s.is_alive(now)),
+            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum | StoreOp::InvalidateTag { .. } => {
+                all.retain(|_, s| s.is_alive(now))
+            }
         }
         match op {
             StoreOp::Get {
@@ -564,11 +628,37 @@ impl MemoryStore {
                 entry_ttl,
                 keep,
                 release,
+                tagged,
             } => {
+                // As `put.lua`: a tagged value whose computation began before an invalidation
+                // of the structure's tags is not stored (the lease is still released).
+                let refused = tagged
+                    .as_ref()
+                    .and_then(|t| t.began)
+                    .is_some_and(|began| {
+                        invalidated
+                            .get(&structure.index)
+                            .is_some_and(|&at| at >= began)
+                    });
+                if refused {
+                    if let Some(token) = release {
+                        let key = structure.lease_key(&member);
+                        if state.holds(&key, &token, now) {
+                            state.leases.remove(&key);
+                        }
+                    }
+                    return StoreReply::Stored {
+                        evicted: 0,
+                        reclaimed: 0,
+                    };
+                }
                 let times = entry_times(now, entry_ttl, keep);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
+                if let Some(s) = all.get_mut(&structure.index) {
+                    s.set_tags(member, tagged.map(|t| t.tags).unwrap_or_default());
+                }
                 if let Some(token) = release {
                     let key = structure.lease_key(&member);
                     if state.holds(&key, &token, now) {
@@ -630,18 +720,48 @@ impl MemoryStore {
             StoreOp::Purge => {
                 let live = all.values().map(|s| s.live_count(now)).sum();
                 all.clear();
+                invalidated.clear();
                 StoreReply::Count(live)
             }
-            StoreOp::PurgeStructure { structure } => StoreReply::Count(
-                all.remove(&structure.index)
-                    .map_or(0, |s| s.live_count(now)),
-            ),
+            StoreOp::PurgeStructure { structure } => {
+                invalidated.remove(&structure.index);
+                StoreReply::Count(
+                    all.remove(&structure.index)
+                        .map_or(0, |s| s.live_count(now)),
+                )
+            }
             StoreOp::Vacuum => {
                 let mut total = 0;
                 for s in all.values_mut() {
                     for m in s.expired_members(now, usize::MAX) {
                         s.remove_entry(&m);
                         total += 1;
+                    }
+                }
+                all.retain(|_, s| !s.slots.is_empty());
+                StoreReply::Count(total)
+            }
+            // As `invalidate_tag.lua`: every member of the tag goes, with its bookkeeping;
+            // the live ones (not past their entry TTL) are counted, as `Remove` counts.
+            StoreOp::InvalidateTag { tag } => {
+                let mut total = 0;
+                let instant = std::time::Instant::now();
+                // Every structure Redis would find: those with entries, and those that keep
+                // the time of an earlier invalidation.
+                let fixed = self.settings.naming.fixed_structures().unwrap_or_default();
+                for index in all.keys().chain(fixed.iter().map(|s| &s.index)) {
+                    invalidated.insert(index.clone(), instant);
+                }
+                for at in invalidated.values_mut() {
+                    *at = instant;
+                }
+                for s in all.values_mut() {
+                    for m in s.tagged(&tag) {
+                        if s.remove_entry(&m)
+                            .is_some_and(|v| !MemStructure::is_entry_expired(&v, now))
+                        {
+                            total += 1;
+                        }
                     }
                 }
                 all.retain(|_, s| !s.slots.is_empty());
@@ -843,6 +963,7 @@ mod tests {
                         entry_ttl: None,
                         keep: None,
                         release: None,
+                        tagged: None,
                     },
                     _ => StoreOp::Remove {
                         structure: structure.clone(),

@@ -56,6 +56,8 @@ pub(crate) enum StoreOp {
         keep: Option<Duration>,
         /// Release the key's lease if it is held with this token.
         release: Option<Token>,
+        /// The entry's tags, replacing any it had (`None`: no tags).
+        tagged: Option<Box<PutTags>>,
     },
     /// Release the key's lease (`hold: None`), or make it end `hold` from now, if `token`
     /// holds it.
@@ -91,6 +93,34 @@ pub(crate) enum StoreOp {
     PurgeStructure { structure: Structure },
     /// Reclaim expired entries of the whole cache.
     Vacuum,
+    /// Remove every entry tagged `tag`, in every structure of the cache (each structure at
+    /// once); counts the live ones, as `Remove` does.
+    InvalidateTag { tag: String },
+}
+
+/// The tags of a put. Boxed in [`StoreOp::Put`]: most puts have none, and every op (a hit's
+/// lookup too) is moved by value, so the op stays as small as it was without tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PutTags {
+    /// Not empty.
+    pub(crate) tags: Vec<String>,
+    /// A tagged value computed by a call: when its computation may have begun (the call's
+    /// lookup). A tagged put whose computation began before an invalidation of the
+    /// structure's tags is not stored (`None`: no such check, as for an explicit put).
+    /// Redis receives how long ago that was, and compares with its own clock.
+    pub(crate) began: Option<std::time::Instant>,
+}
+
+impl PutTags {
+    /// The tags of a put, `None` when there are none.
+    pub(crate) fn new(tags: &[String], began: Option<std::time::Instant>) -> Option<Box<PutTags>> {
+        (!tags.is_empty()).then(|| {
+            Box::new(PutTags {
+                tags: tags.to_vec(),
+                began,
+            })
+        })
+    }
 }
 
 /// A caller's random lease token.
@@ -174,7 +204,7 @@ pub(crate) enum StoreReply {
     Stored { evicted: u64, reclaimed: u64 },
     /// Yes or no (peek, remove).
     Flag(bool),
-    /// A count (len, purge, purge of a structure, vacuum).
+    /// A count (len, purge, purge of a structure, vacuum, invalidation of a tag).
     Count(u64),
 }
 

@@ -17,6 +17,7 @@ fn a_cache_spreads_over_the_cluster_and_follows_its_changes() {
     many_functions_spread_over_every_primary(&cluster);
     the_cluster_layout_keeps_one_slot(&cluster);
     vacuum_reclaims_on_every_primary(&cluster);
+    tags_are_invalidated_on_every_primary(&cluster);
     scripts_are_reloaded_on_the_nodes_that_lost_them(&cluster);
     a_cluster_client_you_bring(&cluster);
     a_minimal_acl_user_on_every_node(&cluster);
@@ -204,6 +205,56 @@ fn the_cluster_layout_keeps_one_slot(cluster: &RedisCluster) {
         assert_eq!(front.len(), 20, "{who}");
         assert_eq!(front.purge(), 20, "{who}");
         assert_eq!(front.len(), 0, "{who}");
+    }
+}
+
+/// A tag spans functions on every primary (one script per slot), and its bookkeeping lives
+/// beside each structure (its hash slot): nothing of it is left anywhere.
+fn tags_are_invalidated_on_every_primary(cluster: &RedisCluster) {
+    for layout in [Layout::ClusterPerFunction, Layout::Cluster] {
+        for make in [Front::blocking, Front::asynchronous] {
+            let name = unique_name();
+            let front = make(
+                Cache::builder(&name)
+                    .layout(layout)
+                    .redis_cluster(cluster.seed_urls()),
+            );
+            let who = format!("{} {layout:?}", front.label());
+            let tagged = fncache::CallOptions::new().tags(["user:7"]);
+            for f in 0..40u64 {
+                front
+                    .call_with(&tagged, &format!("app::f{f}"), 1, || f)
+                    .unwrap();
+                front
+                    .call_with(&fncache::CallOptions::new(), &format!("app::f{f}"), 2, || f)
+                    .unwrap();
+            }
+            if layout == Layout::ClusterPerFunction {
+                assert_eq!(keys_by_primary(cluster, &name).len(), 3, "{who}");
+            }
+            assert_eq!(front.invalidate_tag("user:7"), 40, "{who}: every primary");
+            assert_eq!(front.len(), 40, "{who}: the untagged entries stay");
+            assert_eq!(front.invalidate_tag("user:7"), 0, "{who}");
+            // What is left of the tags: in each structure, the time of the invalidation (`g`).
+            let mut left = Vec::new();
+            for (port, keys) in keys_by_primary(cluster, &name) {
+                let mut con = cluster.node_connection(port);
+                for key in keys {
+                    if key.ends_with(":3") {
+                        let fields: Vec<Vec<u8>> =
+                            redis::cmd("HKEYS").arg(&key).query(&mut con).unwrap();
+                        if fields == [b"g".to_vec()] {
+                            continue;
+                        }
+                    }
+                    if key.ends_with(":3") || key.ends_with(":4") {
+                        left.push(key);
+                    }
+                }
+            }
+            assert!(left.is_empty(), "{who}: left {left:?}");
+            assert_eq!(front.purge(), 40, "{who}");
+        }
     }
 }
 

@@ -196,6 +196,14 @@ impl Front {
         }
     }
 
+    /// Removes every entry tagged `tag`; how many live ones.
+    pub fn invalidate_tag(&self, tag: &str) -> usize {
+        match self {
+            Front::Blocking(c) => c.invalidate_tag(tag).unwrap(),
+            Front::Async(c, rt) => rt.block_on(c.invalidate_tag(tag)).unwrap(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.try_len().unwrap()
     }

@@ -24,6 +24,7 @@ mod options;
 mod server;
 mod shared;
 mod support;
+mod tags;
 mod traces;
 mod ttl;
 mod typed_keys;

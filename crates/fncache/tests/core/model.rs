@@ -12,16 +12,63 @@ use crate::support::unique_name;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Call { function: u8, x: u8 },
-    ReadOnlyCall { function: u8, x: u8 },
-    WriteOnlyCall { function: u8, x: u8 },
-    Contains { function: u8, x: u8 },
-    Invalidate { function: u8, x: u8 },
-    Put { function: u8, x: u8 },
-    Expire { function: u8, x: u8 },
-    FailingCall { function: u8, x: u8 },
-    PurgeFunction { function: u8 },
+    Call {
+        function: u8,
+        x: u8,
+    },
+    ReadOnlyCall {
+        function: u8,
+        x: u8,
+    },
+    WriteOnlyCall {
+        function: u8,
+        x: u8,
+    },
+    Contains {
+        function: u8,
+        x: u8,
+    },
+    Invalidate {
+        function: u8,
+        x: u8,
+    },
+    Put {
+        function: u8,
+        x: u8,
+    },
+    Expire {
+        function: u8,
+        x: u8,
+    },
+    FailingCall {
+        function: u8,
+        x: u8,
+    },
+    PurgeFunction {
+        function: u8,
+    },
     Len,
+    /// A call whose entry carries the tags `t0`..`t2` picked by the bits of `tags`.
+    TaggedCall {
+        function: u8,
+        x: u8,
+        tags: u8,
+    },
+    TaggedPut {
+        function: u8,
+        x: u8,
+        tags: u8,
+    },
+    InvalidateTag {
+        tag: u8,
+    },
+}
+
+fn tag_names(bits: u8) -> Vec<String> {
+    (0..3u8)
+        .filter(|t| bits & (1 << t) != 0)
+        .map(|t| format!("t{t}"))
+        .collect()
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,9 +81,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => fx.clone().prop_map(|(function, x)| Op::Invalidate { function, x }),
         1 => fx.clone().prop_map(|(function, x)| Op::Put { function, x }),
         2 => fx.clone().prop_map(|(function, x)| Op::Expire { function, x }),
-        1 => fx.prop_map(|(function, x)| Op::FailingCall { function, x }),
+        1 => fx.clone().prop_map(|(function, x)| Op::FailingCall { function, x }),
         1 => (0u8..3).prop_map(|function| Op::PurgeFunction { function }),
         1 => Just(Op::Len),
+        3 => (fx.clone(), 0u8..8).prop_map(|((function, x), tags)| Op::TaggedCall { function, x, tags }),
+        1 => (fx.clone(), 0u8..8).prop_map(|((function, x), tags)| Op::TaggedPut { function, x, tags }),
+        2 => (0u8..4).prop_map(|tag| Op::InvalidateTag { tag }),
     ]
 }
 
@@ -92,6 +142,30 @@ fn apply(cache: &blocking::Cache, op: &Op) -> String {
             )
         }
         Op::Len => cache.len().unwrap().to_string(),
+        Op::TaggedCall { function, x, tags } => {
+            let options = fncache::CallOptions::new().tags(tag_names(tags));
+            let v = cache
+                .get_or_compute_with(&options, &format!("f{function}"), &(x,), || {
+                    execs.fetch_add(1, Ordering::SeqCst);
+                    u32::from(x) * 3
+                })
+                .unwrap();
+            assert_eq!(v, u32::from(x) * 3);
+            format!("ran={}", execs.load(Ordering::SeqCst))
+        }
+        Op::TaggedPut { function, x, tags } => cache
+            .put_with(
+                &fncache::CallOptions::new().tags(tag_names(tags)),
+                &format!("f{function}"),
+                &(x,),
+                &(u32::from(x) * 3),
+            )
+            .unwrap()
+            .to_string(),
+        Op::InvalidateTag { tag } => cache
+            .invalidate_tag(&format!("t{tag}"))
+            .unwrap()
+            .to_string(),
     }
 }
 

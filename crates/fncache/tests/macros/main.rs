@@ -26,4 +26,5 @@ mod skip;
 mod stacking;
 mod stats;
 mod support;
+mod tags;
 mod values;

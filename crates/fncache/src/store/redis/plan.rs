@@ -56,6 +56,7 @@ static EXPIRE: LazyLock<Script> = script!(maintenance "scripts/expire.lua");
 static LEN: LazyLock<Script> = script!(maintenance "scripts/len.lua");
 static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
+static INVALIDATE_TAG: LazyLock<Script> = script!(maintenance "scripts/invalidate_tag.lua");
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/lease.lua")));
 
 /// One request for a driver to send.
@@ -90,21 +91,51 @@ enum ReplyShape {
 }
 
 /// Which whole-cache script a scan-driven op runs over its structures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Sweep {
     Len,
     Purge,
     Vacuum,
+    /// The tag as the scripts write it (see [`pack_tag`]).
+    InvalidateTag(Vec<u8>),
 }
 
 impl Sweep {
-    fn script(self) -> (&'static Script, &'static str) {
+    fn script(&self) -> (&'static Script, &'static str) {
         match self {
             Sweep::Len => (&LEN, "len.lua"),
             Sweep::Purge => (&PURGE, "purge.lua"),
             Sweep::Vacuum => (&VACUUM, "vacuum.lua"),
+            Sweep::InvalidateTag(_) => (&INVALIDATE_TAG, "invalidate_tag.lua"),
         }
     }
+}
+
+/// A tag as the scripts keep it: a 4-byte big-endian length, then its bytes (see
+/// `prelude.lua`). A tag longer than 4 GiB cannot be sent to Redis anyway.
+fn pack_tag(out: &mut Vec<u8>, tag: &str) {
+    let len = u32::try_from(tag.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(tag.as_bytes());
+}
+
+/// How long ago a tagged value's computation began, for `put.lua`: in microseconds, rounded
+/// up (an earlier start refuses more puts, never fewer), at least 1 (0 means no check).
+fn elapsed_micros(elapsed: std::time::Duration) -> u64 {
+    let micros = elapsed.as_micros() + u128::from(!elapsed.subsec_nanos().is_multiple_of(1000));
+    u64::try_from(micros).unwrap_or(u64::MAX).max(1)
+}
+
+/// An entry's tags for `put.lua`: each once, packed one after another.
+fn pack_tags(tags: &[String]) -> Vec<u8> {
+    let mut unique: Vec<&String> = tags.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let mut out = Vec::new();
+    for tag in unique {
+        pack_tag(&mut out, tag);
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -346,7 +377,9 @@ impl Plan {
             | StoreOp::Remove { structure, .. }
             | StoreOp::Lease { structure, .. }
             | StoreOp::PurgeStructure { structure } => vec![structure.clone()],
-            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum => Vec::new(),
+            StoreOp::Len | StoreOp::Purge | StoreOp::Vacuum | StoreOp::InvalidateTag { .. } => {
+                Vec::new()
+            }
         };
         let state = match op {
             StoreOp::Get {
@@ -402,9 +435,17 @@ impl Plan {
                 entry_ttl,
                 keep,
                 release,
+                tagged,
             } => {
-                let mut inv = ScriptCall::new(&PUT, "put.lua", with_lease(release.is_some()));
+                // The tag keys only for a tagged put: on a cluster mid-migration, a declared key
+                // missing from the node makes the script a TRYAGAIN (see `put.lua`).
+                let tag_count = if tagged.is_some() { 2 } else { 0 };
+                let mut inv =
+                    ScriptCall::new(&PUT, "put.lua", tag_count + with_lease(release.is_some()));
                 keys(&mut inv, &structure);
+                if tagged.is_some() {
+                    tag_keys(&mut inv, &structure);
+                }
                 if release.is_some() {
                     inv.arg(structure.lease_key(&member));
                 }
@@ -419,7 +460,17 @@ impl Plan {
                     .arg(flag(settings.slide))
                     .arg(entry_ttl.map_or(0, store_millis))
                     .arg(keep.map_or(0, store_millis))
-                    .arg(release.unwrap_or_default());
+                    .arg(release.unwrap_or_default())
+                    .arg(
+                        tagged
+                            .as_ref()
+                            .map_or_else(Vec::new, |t| pack_tags(&t.tags)),
+                    )
+                    .arg(
+                        tagged
+                            .and_then(|t| t.began)
+                            .map_or(0, |b| elapsed_micros(b.elapsed())),
+                    );
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -475,6 +526,11 @@ impl Plan {
                 vec![structure],
             ),
             StoreOp::Vacuum => sweep(Sweep::Vacuum, settings, topology),
+            StoreOp::InvalidateTag { tag } => {
+                let mut packed = Vec::new();
+                pack_tag(&mut packed, &tag);
+                sweep(Sweep::InvalidateTag(packed), settings, topology)
+            }
         };
         Plan {
             state,
@@ -576,6 +632,8 @@ impl Plan {
                     (s.index.as_str(), self.index_kind),
                     (s.values.as_str(), "hash"),
                     (s.expiry.as_str(), "zset"),
+                    (s.tags.as_str(), "hash"),
+                    (s.tagged.as_str(), "zset"),
                 ]
             })
             .collect()
@@ -707,7 +765,7 @@ impl Plan {
                 }
                 if let Some(batch) = state.batches.pop_front() {
                     state.awaiting = Awaiting::Script;
-                    let request = sweep_request(state.sweep, kind, &batch);
+                    let request = sweep_request(&state.sweep, kind, &batch);
                     self.touched = batch;
                     return Ok(Step::Send(request));
                 }
@@ -845,13 +903,28 @@ fn keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.index).arg(&s.values).arg(&s.expiry);
 }
 
-fn sweep_request(sweep: Sweep, kind: &str, structures: &[Structure]) -> Request {
+/// The tag bookkeeping keys of a structure, which follow its three keys in the scripts that
+/// keep tags (every one but the lookup's).
+fn tag_keys(inv: &mut ScriptCall, s: &Structure) {
+    inv.arg(&s.tags).arg(&s.tagged);
+}
+
+fn sweep_request(sweep: &Sweep, kind: &str, structures: &[Structure]) -> Request {
     let (script, name) = sweep.script();
-    let mut inv = ScriptCall::new(script, name, 3 * structures.len());
+    // Counting reads no tags (and names no key it does not need, see `put.lua`).
+    let with_tags = !matches!(sweep, Sweep::Len);
+    let per = if with_tags { 5 } else { 3 };
+    let mut inv = ScriptCall::new(script, name, per * structures.len());
     for s in structures {
         keys(&mut inv, s);
+        if with_tags {
+            tag_keys(&mut inv, s);
+        }
     }
     inv.arg(kind);
+    if let Sweep::InvalidateTag(tag) = sweep {
+        inv.arg(&tag[..]);
+    }
     Request::Script(inv)
 }
 
@@ -1226,7 +1299,7 @@ mod tests {
     }
 
     #[test]
-    fn purging_one_structure_is_one_purge_script_over_its_three_keys() {
+    fn purging_one_structure_is_one_purge_script_over_its_five_keys() {
         let s = settings(Layout::PerFunction);
         let structure = s.naming.structure("f");
         let mut plan = Plan::new(StoreOp::PurgeStructure { structure }, &s, Topology::Server);
@@ -1238,12 +1311,14 @@ mod tests {
         let keys: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_eq!(
             keys.len(),
-            5,
-            "a key count, three keys and the index kind: {keys:?}"
+            7,
+            "a key count, five keys (three of entries, two of tags) and the index kind: {keys:?}"
         );
-        assert_eq!(keys[0], "3");
-        assert!(keys[1].ends_with(":0") && keys[2].ends_with(":1") && keys[3].ends_with(":2"));
-        assert_eq!(keys[4], "zset");
+        assert_eq!(keys[0], "5");
+        for (at, key) in keys[1..6].iter().enumerate() {
+            assert!(key.ends_with(&format!(":{at}")), "{keys:?}");
+        }
+        assert_eq!(keys[6], "zset");
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }
@@ -1404,7 +1479,7 @@ pub(crate) mod admin {
     /// The live entries of one structure, counted by `len.lua` as [`StoreOp::Len`] does.
     pub(crate) fn len_request(settings: &StoreSettings, structure: &Structure) -> Request {
         sweep_request(
-            Sweep::Len,
+            &Sweep::Len,
             settings.rules.index.script_word(),
             std::slice::from_ref(structure),
         )

@@ -49,3 +49,49 @@ local function slide(index, values, expiry, ttl)
   end
 end
 
+
+-- Tag bookkeeping, per structure: `tags` (`:3`) is a hash from a tagged member to the write
+-- time of its entry (8 bytes, as in the envelope) and its tags, each a 4-byte big-endian length
+-- and the tag's bytes; `tagged` (`:4`) is a sorted set, every score 0, of each such
+-- length-and-tag followed by the 16-byte member, so that one lexicographic range finds a tag's
+-- members (the length makes no tag's range take in another's). Tags belong to an entry only
+-- while its write time matches: an untagged put or a removal that does not name the tag keys
+-- (see put.lua) leaves bookkeeping that matches no entry, dropped by the next tagged put once
+-- such orphans outnumber the entries, by vacuum, or by the invalidation of their tag. The tags
+-- hash has one more field, `g` (never 16 bytes long, so never a member): the server time of
+-- the structure's last tag invalidation, which a tagged put computed before it may not pass.
+
+-- Forgets `member`'s tags.
+local function untag(tags, tagged, member)
+  local packed = redis.call('HGET', tags, member)
+  if not packed then return end
+  redis.call('HDEL', tags, member)
+  local pos = 9
+  while pos + 3 <= #packed do
+    local n = struct.unpack('>I4', packed, pos)
+    redis.call('ZREM', tagged, string.sub(packed, pos, pos + 3 + n) .. member)
+    pos = pos + 4 + n
+  end
+end
+
+-- True when `member`'s tags are those of its entry in `values` (present, same write time).
+local function tags_match(values, tags, member)
+  local packed = redis.call('HGET', tags, member)
+  local entry = redis.call('HGET', values, member)
+  if not packed or not entry or #entry < 10 or #packed < 8 then return false end
+  return string.sub(entry, 3, 10) == string.sub(packed, 1, 8)
+end
+
+-- Forgets the tags that match no entry (see above).
+local function drop_orphans(values, tags, tagged)
+  for _, m in ipairs(redis.call('HKEYS', tags)) do
+    if #m == 16 and not tags_match(values, tags, m) then untag(tags, tagged, m) end
+  end
+end
+
+-- Drops the tag bookkeeping of a structure whose entries went whole, keeping `g`.
+local function clear_tags(tags, tagged)
+  local at = redis.call('HGET', tags, 'g')
+  redis.call('UNLINK', tags, tagged)
+  if at then redis.call('HSET', tags, 'g', at) end
+end

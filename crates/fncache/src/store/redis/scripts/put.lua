@@ -1,17 +1,30 @@
 -- put.lua: store one entry, evicting by policy when the index is full, atomically.
--- KEYS: index, values, expiry, and the lease only when a token is given to release it
+-- KEYS: index, values, expiry, then tags and tagged (see prelude.lua) only for a tagged put,
+--       then the lease only when a token is given to release it. (On a cluster every declared
+--       key must be on the node mid-migration, so an untagged put never names the tag keys,
+--       which an untagged cache never has: it leaves the tags of the entries it evicts or
+--       overwrites, which no longer match their entries, to the next tagged put.)
 -- ARGV: member, envelope head (format+codec, 2 bytes), payload,
 --       insert rule (counter|time|one|set), touch rule (none|counter|time|incr),
 --       victim rule (min|max|random), maxsize, structure ttl ms (0 = none),
 --       slide ('1' = every put renews the structure ttl), entry ttl ms (0 = none),
 --       keep ms (how long past the write a fallback is kept; 0 = until the entry TTL;
 --       without an entry TTL, the entry's lifetime),
---       lease token ('' = none: a lease held with this token is released)
+--       lease token ('' = none: a lease held with this token is released),
+--       the entry's tags, each a 4-byte big-endian length and its bytes ('' = none; they
+--       replace the tags the member had),
+--       how many microseconds before now the computation of a tagged value may have begun
+--       (0 = not a computed value: no check); a tagged value whose computation began before
+--       the structure's last tag invalidation is not stored (the lease is still released)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
 -- maxsize.
 local index, values, expiry, member = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local new_tags = ARGV[13]
+local tagging = new_tags ~= ''
+local tags, tagged = KEYS[4], KEYS[5]
+local lease_key = KEYS[tagging and 6 or 4]
 local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
@@ -24,6 +37,24 @@ local evicted, reclaimed = 0, 0
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
+local tag_count = 0
+if tagging then
+  tag_count = redis.call('HLEN', tags)
+  redis.call('ZCARD', tagged)
+end
+local began = tonumber(ARGV[14])
+if tagging and began > 0 and tag_count > 0 then
+  local invalidated = tonumber(redis.call('HGET', tags, 'g') or '0')
+  if invalidated >= now - began then
+    -- Computed from what an invalidation since has declared out of date.
+    if ARGV[12] ~= '' and redis.call('GET', lease_key) == ARGV[12] then redis.call('DEL', lease_key) end
+    return {0, 0}
+  end
+end
+if tag_count > 0 and size == 0 and stored == 0 then
+  -- The entries went whole (the structure's TTL): so does the bookkeeping they left.
+  clear_tags(tags, tagged)
+end
 if size ~= stored then
   -- The index and the entries are out of step: someone deleted one of the keys or some of
   -- their members, or Redis evicted a key under maxmemory. Entries outside the index would
@@ -34,6 +65,7 @@ if size ~= stored then
   redis.call('ZCARD', expiry)
   if size == 0 or stored == 0 or size + stored > HEAL_LIMIT then
     redis.call('UNLINK', index, values, expiry)
+    if tagging then clear_tags(tags, tagged) end
   else
     local present, both = {}, {}
     local fields = redis.call('HKEYS', values)
@@ -45,12 +77,14 @@ if size ~= stored then
       else
         redis.call(is_set and 'SREM' or 'ZREM', index, m)
         redis.call('ZREM', expiry, m)
+        if tagging then untag(tags, tagged, m) end
       end
     end
     for _, f in ipairs(fields) do
       if not both[f] then
         redis.call('HDEL', values, f)
         redis.call('ZREM', expiry, f)
+        if tagging then untag(tags, tagged, f) end
       end
     end
   end
@@ -68,6 +102,9 @@ else
       redis.call(is_set and 'SREM' or 'ZREM', index, unpack(dead))
       reclaimed = redis.call('HDEL', values, unpack(dead))
       redis.call('ZREM', expiry, unpack(dead))
+      if tagging then
+        for _, m in ipairs(dead) do untag(tags, tagged, m) end
+      end
       size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
     end
   end
@@ -83,6 +120,7 @@ else
     if not out then break end
     evicted = evicted + redis.call('HDEL', values, out)
     redis.call('ZREM', expiry, out)
+    if tagging then untag(tags, tagged, out) end
     size = size - 1
   end
   if is_set then
@@ -118,7 +156,25 @@ elseif exists then
   redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
 redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
-if ARGV[12] ~= '' and redis.call('GET', KEYS[4]) == ARGV[12] then redis.call('DEL', KEYS[4]) end
+if tagging then
+  untag(tags, tagged, member)
+  -- The write time first: tags are the entry's only while it is the entry written then.
+  redis.call('HSET', tags, member, struct.pack('>I8', now) .. new_tags)
+  do
+    local pos = 1
+    while pos + 3 <= #new_tags do
+      local n = struct.unpack('>I4', new_tags, pos)
+      redis.call('ZADD', tagged, 0, string.sub(new_tags, pos, pos + 3 + n) .. member)
+      pos = pos + 4 + n
+    end
+  end
+  -- Bookkeeping of entries deleted without it (see drop_orphans) is bounded: once the tagged
+  -- members outnumber the entries by far, it goes (amortized, one sweep per that many puts).
+  if redis.call('HLEN', tags) > 2 * redis.call('HLEN', values) + 16 then
+    drop_orphans(values, tags, tagged)
+  end
+end
+if ARGV[12] ~= '' and redis.call('GET', lease_key) == ARGV[12] then redis.call('DEL', lease_key) end
 
 if ttl > 0 then
   if ARGV[9] == '1' then

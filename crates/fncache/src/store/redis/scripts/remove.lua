@@ -1,5 +1,6 @@
 -- remove.lua: remove one entry. Returns 1 when a live (unexpired) entry was removed.
--- KEYS: index, values, expiry
+-- KEYS: index, values, expiry (not the tag keys, as for an untagged put: the entry's tags
+--       then match no entry, see prelude.lua)
 -- ARGV: member, index kind (zset|set)
 local index, values, expiry, member, kind = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local entry = redis.call('HGET', values, member)

@@ -1,0 +1,347 @@
+//! Tags: a call tags its entry, `invalidate_tag` removes every entry carrying the tag, in every
+//! layout, store and front-end, and the tag bookkeeping never outlives the entries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use fncache::{Cache, CallOptions, Layout};
+use fncache_testing::RedisServer;
+
+use crate::front::Front;
+use crate::support::{Store, all_fronts, describe, unique_name};
+
+const LAYOUTS: [Layout; 4] = [
+    Layout::Shared,
+    Layout::PerFunction,
+    Layout::Cluster,
+    Layout::ClusterPerFunction,
+];
+
+fn invalidate_tag(front: &Front, tag: &str) -> usize {
+    front.invalidate_tag(tag)
+}
+
+fn tagged(tags: &[&str]) -> fncache::TypedOptions<u64> {
+    CallOptions::new().tags(tags.iter().copied())
+}
+
+/// Keys of the tag bookkeeping (`:3` and `:4`) of every structure on the server.
+fn all_tag_keys(server: &RedisServer) -> Vec<String> {
+    let mut con = server.connection();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*:3").query(&mut con).unwrap();
+    let more: Vec<String> = redis::cmd("KEYS").arg("*:4").query(&mut con).unwrap();
+    keys.extend(more);
+    keys
+}
+
+/// Tag bookkeeping of entries on the server: [`all_tag_keys`] but a tags hash that only holds
+/// the time of the structure's last invalidation (`g`, one field per structure).
+fn tag_keys(server: &RedisServer) -> Vec<String> {
+    let mut con = server.connection();
+    all_tag_keys(server)
+        .into_iter()
+        .filter(|key| {
+            let fields: Vec<Vec<u8>> = if key.ends_with(":3") {
+                redis::cmd("HKEYS").arg(key).query(&mut con).unwrap()
+            } else {
+                Vec::new()
+            };
+            fields != [b"g".to_vec()]
+        })
+        .collect()
+}
+
+#[test]
+fn invalidate_tag_removes_every_entry_carrying_it_in_every_layout() {
+    for layout in LAYOUTS {
+        for (store, front) in all_fronts(|b| b.layout(layout)) {
+            let who = format!("{} {layout:?}", describe(&store, &front));
+            let execs = AtomicU64::new(0);
+            // Two functions (two structures in the per-function layouts) share the tag.
+            front
+                .call_with(&tagged(&["user:7"]), "profile", 7, || 70)
+                .unwrap();
+            front
+                .call_with(&tagged(&["user:7", "orders"]), "orders", 7, || 71)
+                .unwrap();
+            front
+                .call_with(&tagged(&["user:8", "orders"]), "orders", 8, || 81)
+                .unwrap();
+            front.call("profile", 9, &execs); // untagged
+            assert_eq!(front.len(), 4, "{who}");
+
+            assert_eq!(invalidate_tag(&front, "user:7"), 2, "{who}");
+            assert!(!front.contains("profile", 7), "{who}");
+            assert!(!front.contains("orders", 7), "{who}");
+            assert!(front.contains("orders", 8), "{who}");
+            assert!(front.contains("profile", 9), "{who}");
+            assert_eq!(invalidate_tag(&front, "user:7"), 0, "{who}: nothing left");
+            assert_eq!(invalidate_tag(&front, "never"), 0, "{who}");
+            // A tag that is a prefix of another, or longer, finds nothing of it.
+            assert_eq!(invalidate_tag(&front, "user:"), 0, "{who}");
+            assert_eq!(invalidate_tag(&front, "user:88"), 0, "{who}");
+            assert_eq!(invalidate_tag(&front, "orders"), 1, "{who}");
+            assert_eq!(front.len(), 1, "{who}");
+            if let Some(server) = store.server() {
+                assert_eq!(tag_keys(server), Vec::<String>::new(), "{who}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_put_replaces_the_tags_an_entry_had() {
+    for (store, front) in all_fronts(|b| b) {
+        let who = describe(&store, &front);
+        front.put_with(&tagged(&["a", "b"]), "f", 1, &10).unwrap();
+        front.put_with(&tagged(&["c"]), "f", 1, &11).unwrap();
+        assert_eq!(invalidate_tag(&front, "a"), 0, "{who}");
+        assert_eq!(invalidate_tag(&front, "b"), 0, "{who}");
+        assert!(front.contains("f", 1), "{who}");
+        // An untagged put drops the tags too.
+        front.put_with(&CallOptions::new(), "f", 1, &12u64).unwrap();
+        assert_eq!(invalidate_tag(&front, "c"), 0, "{who}");
+        assert!(front.contains("f", 1), "{who}");
+        if let Some(server) = store.server() {
+            assert_eq!(tag_keys(server), Vec::<String>::new(), "{who}");
+        }
+        // Duplicates count once.
+        front.put_with(&tagged(&["d", "d"]), "f", 2, &20).unwrap();
+        assert_eq!(invalidate_tag(&front, "d"), 1, "{who}");
+    }
+}
+
+#[test]
+fn evicted_and_reclaimed_entries_leave_no_tag_bookkeeping() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        for (store, front) in all_fronts(|b| b.layout(layout).maxsize(2)) {
+            let who = format!("{} {layout:?}", describe(&store, &front));
+            for x in 0..6u64 {
+                let tag = format!("x{x}");
+                front.put_with(&tagged(&[&tag, "all"]), "f", x, &x).unwrap();
+            }
+            if let Some(server) = store.server() {
+                let mut con = server.connection();
+                for key in tag_keys(server) {
+                    let n: usize = if key.ends_with(":3") {
+                        redis::cmd("HLEN").arg(&key).query(&mut con).unwrap()
+                    } else {
+                        redis::cmd("ZCARD").arg(&key).query(&mut con).unwrap()
+                    };
+                    // Two entries, each with two tags.
+                    let want = if key.ends_with(":3") { 2 } else { 4 };
+                    assert_eq!(n, want, "{who}: {key}");
+                }
+            }
+            for x in 0..4u64 {
+                assert_eq!(invalidate_tag(&front, &format!("x{x}")), 0, "{who}");
+            }
+            assert_eq!(invalidate_tag(&front, "all"), 2, "{who}");
+            assert_eq!(front.len(), 0, "{who}");
+            if let Some(server) = store.server() {
+                assert_eq!(tag_keys(server), Vec::<String>::new(), "{who}");
+            }
+        }
+    }
+}
+
+#[test]
+fn purge_remove_and_expiry_take_the_tag_bookkeeping_with_them() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        for (store, front) in all_fronts(|b| b.layout(layout)) {
+            let who = format!("{} {layout:?}", describe(&store, &front));
+            front.put_with(&tagged(&["t"]), "f", 1, &1).unwrap();
+            front.put_with(&tagged(&["t"]), "g", 2, &2).unwrap();
+            assert!(front.invalidate("f", 1), "{who}");
+            assert_eq!(invalidate_tag(&front, "t"), 1, "{who}");
+            front.put_with(&tagged(&["t"]), "f", 1, &1).unwrap();
+            assert_eq!(front.purge(), 1, "{who}");
+            assert_eq!(invalidate_tag(&front, "t"), 0, "{who}");
+            // An entry reclaimed by vacuum after its entry TTL.
+            let short = CallOptions::new()
+                .entry_ttl(std::time::Duration::from_millis(30))
+                .tags(["t", "u"]);
+            front.put_with(&short, "f", 3, &3).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(60));
+            assert_eq!(front.vacuum(), 1, "{who}");
+            assert_eq!(invalidate_tag(&front, "u"), 0, "{who}");
+            if let Some(server) = store.server() {
+                assert_eq!(tag_keys(server), Vec::<String>::new(), "{who}");
+            }
+            if layout == Layout::PerFunction {
+                front.put_with(&tagged(&["t"]), "f", 1, &1).unwrap();
+                assert_eq!(front.purge_function("f").unwrap(), 1, "{who}");
+                if let Some(server) = store.server() {
+                    assert_eq!(tag_keys(server), Vec::<String>::new(), "{who}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cache_without_tags_writes_no_tag_keys() {
+    let store = Arc::new(Store::redis());
+    for layout in LAYOUTS {
+        let front = Front::blocking(store.apply(Cache::builder(unique_name()).layout(layout)));
+        let execs = AtomicU64::new(0);
+        for x in 0..5 {
+            front.call("f", x, &execs);
+        }
+        front.invalidate("f", 1);
+        front.vacuum();
+        front.purge();
+    }
+    assert_eq!(
+        all_tag_keys(store.server().unwrap()),
+        Vec::<String>::new(),
+        "an untagged cache must not pay for tags"
+    );
+}
+
+/// Two processes (two caches of one name on one server) race: one stores tagged entries while
+/// the other invalidates the tag. Each structure is changed by one script at a time, so when
+/// the writer has stopped, one more invalidation leaves no entry of the tag and no bookkeeping.
+#[test]
+fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        let server = RedisServer::spawn();
+        let name = unique_name();
+        let make = || {
+            Cache::builder(&name)
+                .layout(layout)
+                .maxsize(64)
+                .redis(server.url())
+        };
+        let writer = make().build_blocking().unwrap();
+        let invalidator = make().build().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let put_count = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, put_count) = (Arc::clone(&stop), Arc::clone(&put_count));
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::SeqCst) || x < 200 {
+                    let options = CallOptions::new().tags(["hot", &format!("x{}", x % 7)]);
+                    let function = if x.is_multiple_of(2) { "f" } else { "g" };
+                    writer.put_with(&options, function, &(x % 97,), &x).unwrap();
+                    x += 1;
+                    put_count.store(x, Ordering::SeqCst);
+                }
+                writer
+            })
+        };
+        let rt = crate::front::runtime();
+        let mut removed = 0;
+        for _ in 0..200 {
+            removed += rt.block_on(invalidator.invalidate_tag("hot")).unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        let writer = handle.join().unwrap();
+        assert!(put_count.load(Ordering::SeqCst) >= 200);
+        assert!(removed > 0, "{layout:?}: the race never overlapped");
+        let left = writer.len().unwrap();
+        assert_eq!(
+            rt.block_on(invalidator.invalidate_tag("hot")).unwrap(),
+            left
+        );
+        assert_eq!(writer.len().unwrap(), 0, "{layout:?}");
+        assert_eq!(tag_keys(&server), Vec::<String>::new(), "{layout:?}");
+    }
+}
+
+/// The dangerous race: a value computed before an invalidation of its tag, stored after it.
+/// Here another process (a second cache of the same name, on the same store) invalidates the
+/// tag while the call computes: the call's put must not store the value it computed from the
+/// data the invalidation stands for.
+#[test]
+fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        for (store, front) in all_fronts(|b| b.layout(layout)) {
+            let who = format!("{} {layout:?}", describe(&store, &front));
+            let other = match &*store {
+                Store::Memory => None,
+                Store::Redis(server) => Some(
+                    Cache::builder(front.name())
+                        .layout(layout)
+                        .redis(server.url())
+                        .build_blocking()
+                        .unwrap(),
+                ),
+            };
+            let invalidate = || match &other {
+                Some(other) => other.invalidate_tag("user:7").unwrap(),
+                None => match &front {
+                    Front::Blocking(c) => c.invalidate_tag("user:7").unwrap(),
+                    // The async front-end's own runtime is driving this call.
+                    Front::Async(c, _) => {
+                        let c = c.clone();
+                        std::thread::spawn(move || {
+                            crate::front::runtime().block_on(c.invalidate_tag("user:7"))
+                        })
+                        .join()
+                        .unwrap()
+                        .unwrap()
+                    }
+                },
+            };
+            // A tagged entry of the function exists already (its structure too).
+            front.call_with(&tagged(&["user:7"]), "f", 1, || 1).unwrap();
+            let v = front
+                .call_with(&tagged(&["user:7"]), "f", 2, || {
+                    assert_eq!(invalidate(), 1, "{who}");
+                    20
+                })
+                .unwrap();
+            assert_eq!(v, 20, "{who}: the caller gets its value");
+            assert!(
+                !front.contains("f", 2),
+                "{who}: stored after the invalidation"
+            );
+            // A computation that begins after the invalidation stores as usual.
+            front
+                .call_with(&tagged(&["user:7"]), "f", 2, || 21)
+                .unwrap();
+            assert!(front.contains("f", 2), "{who}");
+            // So does a put (no computation), and an untagged call.
+            front.put_with(&tagged(&["user:7"]), "f", 3, &30).unwrap();
+            assert!(front.contains("f", 3), "{who}");
+        }
+    }
+}
+
+/// Removals that do not name the tag keys (`invalidate`, untagged puts) leave tags behind that
+/// match no entry: they never count, and the next tagged put sweeps them once they outnumber
+/// the entries, so the bookkeeping stays bounded by the entries present.
+#[test]
+fn tags_left_by_removals_never_count_and_are_swept() {
+    let server = RedisServer::spawn();
+    let cache = Cache::builder(unique_name())
+        .policy(fncache::Policy::Lru)
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let tags_hash = format!("func-cache:{}:lru:3", cache.name());
+    let hlen = || -> usize {
+        redis::cmd("HLEN")
+            .arg(&tags_hash)
+            .query(&mut server.connection())
+            .unwrap()
+    };
+    for x in 0..40u64 {
+        cache.put_with(&tagged(&["t"]), "f", &(x,), &x).unwrap();
+    }
+    for x in 0..40u64 {
+        assert!(cache.invalidate("f", &(x,)).unwrap());
+    }
+    // Stored again without tags: the old tags are not this entry's.
+    cache.put("f", &(0u64,), &0u64).unwrap();
+    assert_eq!(hlen(), 40, "orphans until a tagged put");
+    cache
+        .put_with(&tagged(&["u"]), "f", &(99u64,), &99)
+        .unwrap();
+    assert_eq!(hlen(), 1, "swept: only the new entry's tags");
+    assert_eq!(cache.invalidate_tag("t").unwrap(), 0);
+    assert!(cache.contains("f", &(0u64,)).unwrap());
+    assert_eq!(cache.invalidate_tag("u").unwrap(), 1);
+}
