@@ -495,10 +495,20 @@ fn chosen_structures(
             ),
         ));
     }
-    let identities: Vec<&str> = cache
+    let identities = identities_of(cache, function)?;
+    Ok(structures
+        .into_iter()
+        .filter(|s| s.functions.iter().any(|f| identities.contains(f)))
+        .collect())
+}
+
+/// The identities (every version and code hash) the registry knows for `function`, or the
+/// not-found failure when it knows none.
+fn identities_of(cache: &CacheInfo, function: &str) -> Result<Vec<String>, Failure> {
+    let identities: Vec<String> = cache
         .find_functions(function)
         .iter()
-        .map(|f| f.identity.as_str())
+        .map(|f| f.identity.clone())
         .collect();
     if identities.is_empty() {
         return Err(fail(
@@ -509,10 +519,7 @@ fn chosen_structures(
             ),
         ));
     }
-    Ok(structures
-        .into_iter()
-        .filter(|s| s.functions.iter().any(|f| identities.contains(&f.as_str())))
-        .collect())
+    Ok(identities)
 }
 
 fn inspect(
@@ -654,22 +661,8 @@ fn purge(cli: &Cli, cache: &CacheInfo, function: Option<&str>) -> Result<(), Fai
     let (purged, what) = match function {
         None => (handle.purge()?, format!("cache {}", cache.name)),
         Some(function) => {
-            let identities: Vec<String> = cache
-                .find_functions(function)
-                .iter()
-                .map(|f| f.identity.clone())
-                .collect();
-            if identities.is_empty() {
-                return Err(fail(
-                    NOT_FOUND,
-                    format!(
-                        "cache `{}` has no function `{function}` in its registry",
-                        cache.name
-                    ),
-                ));
-            }
             let mut total = 0;
-            for identity in &identities {
+            for identity in &identities_of(cache, function)? {
                 total += handle.purge_function(identity)?;
             }
             (

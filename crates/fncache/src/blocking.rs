@@ -280,12 +280,9 @@ impl Cache {
         F: FnOnce() -> Result<T, E>,
     {
         let options = crate::options::negative_options::<T, E, O>(options)?;
-        let result =
-            self.try_get_or_compute_with(&options, function, args, || match compute() {
-                Ok(value) => Ok(Ok(value)),
-                Err(e) if cache_err_if(&e) => Ok(Err(e)),
-                Err(e) => Err(e),
-            })?;
+        let result = self.try_get_or_compute_with(&options, function, args, || {
+            crate::options::negative_split(compute(), cache_err_if)
+        })?;
         // Ok(Ok(v)): a value; Ok(Err(e)): an error, computed or cached; Err(e): one not cached.
         Ok(result.and_then(|result| result))
     }

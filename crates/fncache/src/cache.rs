@@ -304,11 +304,7 @@ impl Cache {
         let options = crate::options::negative_options::<T, E, O>(options)?;
         let result = self
             .try_get_or_compute_with(&options, function, args, || async {
-                match compute().await {
-                    Ok(value) => Ok(Ok(value)),
-                    Err(e) if cache_err_if(&e) => Ok(Err(e)),
-                    Err(e) => Err(e),
-                }
+                crate::options::negative_split(compute().await, cache_err_if)
             })
             .await?;
         // Ok(Ok(v)): a value; Ok(Err(e)): an error, computed or cached; Err(e): one not cached.

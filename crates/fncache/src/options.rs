@@ -440,6 +440,20 @@ impl<T> TypedOptions<T> {
     }
 }
 
+/// What negative caching stores of a computed result: a value, or an error `cache_err_if`
+/// chooses, is `Ok` (stored, then served as itself); any other error passes through as `Err`.
+/// One rule for both front-ends and the attribute.
+pub(crate) fn negative_split<T, E>(
+    result: Result<T, E>,
+    cache_err_if: impl FnOnce(&E) -> bool,
+) -> Result<Result<T, E>, E> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(e) if cache_err_if(&e) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
 /// The options of a negative call (`try_get_or_compute_negative`): the value stored is the
 /// whole `Result<T, E>` (only errors chosen to be cached reach the store as `Err`; serde
 /// tells `Ok` from `Err`, so a stored error is never served as a value nor the reverse). An

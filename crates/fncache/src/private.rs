@@ -310,11 +310,7 @@ where
             return compute();
         }
     };
-    let compute = || match compute() {
-        Ok(value) => Ok(Ok(value)),
-        Err(e) if cache_err_if(&e) => Ok(Err(e)),
-        Err(e) => Err(e),
-    };
+    let compute = || crate::options::negative_split(compute(), cache_err_if);
     settle::<P, Result<T, E>, E>(cache.call(&options, function, member, compute))
         .and_then(|result| result)
 }
@@ -347,13 +343,7 @@ where
             return compute().await;
         }
     };
-    let compute = || async {
-        match compute().await {
-            Ok(value) => Ok(Ok(value)),
-            Err(e) if cache_err_if(&e) => Ok(Err(e)),
-            Err(e) => Err(e),
-        }
-    };
+    let compute = || async { crate::options::negative_split(compute().await, cache_err_if) };
     settle::<P, Result<T, E>, E>(cache.call(&options, function, member, compute).await)
         .and_then(|result| result)
 }

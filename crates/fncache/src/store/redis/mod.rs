@@ -108,7 +108,12 @@ impl SlideGate {
             _ => None,
         };
         let hints = Hints {
-            now_us: Hints::clock(),
+            // Only `touch_batch` scores uses with the caller's clock; else the server's TIME.
+            now_us: if settings.touch_batch.is_some() {
+                Hints::clock()
+            } else {
+                0
+            },
             slide: renewing.is_some(),
         };
         (hints, renewing)
@@ -116,7 +121,10 @@ impl SlideGate {
 
     /// Records a renewal: only a lookup that hit renewed (a miss or an expired entry does not).
     fn settle(&self, renewing: Option<String>, result: &Result<StoreReply, Error>) {
-        self.settle_at(renewing, result, Instant::now());
+        // Most ops renew nothing: no clock read for them.
+        if renewing.is_some() {
+            self.settle_at(renewing, result, Instant::now());
+        }
     }
 
     fn settle_at(
@@ -193,15 +201,47 @@ impl Recorded {
     }
 }
 
+/// What a driver remembers from one op to the next, the same for both drivers: the server's
+/// commands it learned, when it last renewed each structure's TTL, and the uses of hits
+/// waiting to be applied (`touch_batch`).
+#[derive(Debug, Default)]
+struct Memory {
+    learned: Learned,
+    gate: SlideGate,
+    recorded: Recorded,
+}
+
+impl Memory {
+    /// The plan of `op` with what the driver knows, and the structure whose TTL its lookup
+    /// renews (for [`Memory::keep`]).
+    fn plan(
+        &self,
+        op: StoreOp,
+        settings: &StoreSettings,
+        topology: Topology,
+    ) -> (Plan, Option<String>) {
+        let (hints, renewing) = self.gate.hints(&op, settings);
+        let plan = Plan::with_hints(op, settings, topology, hints).knowing(self.learned.get());
+        (plan, renewing)
+    }
+
+    /// Keeps what a finished `plan` taught: capabilities, a renewal, a hit's use to record.
+    fn keep(&self, plan: &mut Plan, renewing: Option<String>, result: &Result<StoreReply, Error>) {
+        self.learned.keep(plan);
+        self.gate.settle(renewing, result);
+        if let Some(used) = plan.take_recorded() {
+            self.recorded.record(used);
+        }
+    }
+}
+
 /// The blocking driver: a small pool of synchronous connections (to a server or a cluster),
 /// or the user's r2d2 pool; no runtime needed.
 #[derive(Debug)]
 pub(crate) struct BlockingRedis {
     target: RedisTarget,
     idle: Mutex<Vec<Pooled>>,
-    learned: Learned,
-    gate: SlideGate,
-    recorded: Recorded,
+    memory: Memory,
 }
 
 /// A checked-out connection (its `Debug` says nothing about the server's credentials).
@@ -252,9 +292,7 @@ impl BlockingRedis {
         BlockingRedis {
             target,
             idle: Mutex::new(Vec::new()),
-            learned: Learned::default(),
-            gate: SlideGate::default(),
-            recorded: Recorded::default(),
+            memory: Memory::default(),
         }
     }
 
@@ -268,16 +306,14 @@ impl BlockingRedis {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        for request in self.recorded.due(settings.touch_batch) {
+        for request in self.memory.recorded.due(settings.touch_batch) {
             if let Err(e) = con.send(&request)
                 && !is_reusable_after(&e)
             {
                 return Err(Error::from_redis(e));
             }
         }
-        let (hints, renewing) = self.gate.hints(&op, settings);
-        let mut plan = Plan::with_hints(op, settings, topology(&self.target), hints)
-            .knowing(self.learned.get());
+        let (mut plan, renewing) = self.memory.plan(op, settings, topology(&self.target));
         let mut reply = None;
         let mut healthy = true;
         let result = loop {
@@ -295,11 +331,7 @@ impl BlockingRedis {
                 sent => reply = Some(sent),
             }
         };
-        self.learned.keep(&plan);
-        self.gate.settle(renewing, &result);
-        if let Some(used) = plan.take_recorded() {
-            self.recorded.record(used);
-        }
+        self.memory.keep(&mut plan, renewing, &result);
         if healthy {
             self.checkin(con);
         }
@@ -366,9 +398,7 @@ pub(crate) struct AsyncRedis {
     target: RedisTarget,
     /// The connection, and the runtime it was made in (its I/O lives there).
     connection: Mutex<Option<(AsyncConnection, Option<tokio::runtime::Id>)>>,
-    learned: Learned,
-    gate: SlideGate,
-    recorded: Recorded,
+    memory: Memory,
 }
 
 /// A shared async connection (cheap to clone).
@@ -392,9 +422,7 @@ impl AsyncRedis {
         AsyncRedis {
             target,
             connection: Mutex::new(None),
-            learned: Learned::default(),
-            gate: SlideGate::default(),
-            recorded: Recorded::default(),
+            memory: Memory::default(),
         }
     }
 
@@ -433,7 +461,7 @@ impl AsyncRedis {
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        for request in self.recorded.due(settings.touch_batch) {
+        for request in self.memory.recorded.due(settings.touch_batch) {
             if let Err(e) = self.send_on(&mut con, &request).await
                 && !is_reusable_after(&e)
             {
@@ -441,15 +469,9 @@ impl AsyncRedis {
                 return Err(Error::from_redis(e));
             }
         }
-        let (hints, renewing) = self.gate.hints(&op, settings);
-        let mut plan = Plan::with_hints(op, settings, topology(&self.target), hints)
-            .knowing(self.learned.get());
+        let (mut plan, renewing) = self.memory.plan(op, settings, topology(&self.target));
         let result = self.drive(&mut plan, &mut con).await;
-        self.learned.keep(&plan);
-        self.gate.settle(renewing, &result);
-        if let Some(used) = plan.take_recorded() {
-            self.recorded.record(used);
-        }
+        self.memory.keep(&mut plan, renewing, &result);
         result
     }
 
@@ -625,9 +647,7 @@ impl AsyncRedis {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone(),
             ),
-            learned: Learned::default(),
-            gate: SlideGate::default(),
-            recorded: Recorded::default(),
+            memory: Memory::default(),
         }
     }
 }
