@@ -41,7 +41,7 @@ use crate::mode::Mode;
 use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
 use crate::store::{
-    Freshness, LeaseRequest, LeaseState, Lookup, PutTags, StoreOp, StoreReply, Token,
+    Began, Freshness, LeaseRequest, LeaseState, Lookup, PutTags, StoreOp, StoreReply, Token,
 };
 use crate::telemetry::{CallSpan, Outcome};
 
@@ -413,9 +413,10 @@ pub(crate) struct Call<'a, S, T> {
     raised: bool,
     /// The call's `tracing` span.
     span: CallSpan,
-    /// A tagged call: when its last lookup was sent (else when its computation began), so
-    /// that its put tells the store how long ago the value's computation may have begun.
-    looked_at: Option<Instant>,
+    /// A tagged call: when its last lookup was sent (else when its computation began), and
+    /// the store's clock when it answered, so that its put can tell whether the value's
+    /// computation began before an invalidation of its tags.
+    began: Option<Began>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -496,7 +497,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             typed: setup.typed,
             raised: false,
             span: CallSpan::new(&core.name, setup.function),
-            looked_at: None,
+            began: None,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -664,8 +665,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return self.compute_now(None);
         };
         self.stage = Stage::LookingUp;
-        if self.is_tagged() {
-            self.looked_at = Some(Instant::now());
+        let stamp = self.is_tagged();
+        if stamp {
+            self.began = Some(Began {
+                local: Instant::now(),
+                store_us: None,
+            });
         }
         Action::Store(
             StoreOp::Get {
@@ -673,6 +678,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 member: *member,
                 refresh_after: self.b.refresh_after,
                 lease: self.request,
+                stamp,
             },
             self.b.op_timeout,
         )
@@ -699,8 +705,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             freshness,
             lease,
             entry,
+            store_us,
         } = lookup;
         self.looked = true;
+        if let Some(began) = &mut self.began {
+            began.store_us = store_us;
+        }
         if lease == LeaseState::Mine
             && let Some(request) = &self.request
         {
@@ -867,8 +877,11 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     }
 
     fn compute_now(&mut self, timeout: Option<(Duration, Option<Ticket>)>) -> Action<T> {
-        if self.looked_at.is_none() && self.is_tagged() {
-            self.looked_at = Some(Instant::now());
+        if self.began.is_none() && self.is_tagged() {
+            self.began = Some(Began {
+                local: Instant::now(),
+                store_us: None,
+            });
         }
         self.rec.add(Event::Exec);
         self.computed = true;
@@ -1077,7 +1090,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 &behaviour,
                 self.lease.clone(),
                 self.typed
-                    .and_then(|typed| PutTags::new(typed.tag_list(), self.looked_at)),
+                    .and_then(|typed| PutTags::new(typed.tag_list(), self.began)),
             )
         }))
     }
@@ -1152,6 +1165,7 @@ mod tests {
             freshness,
             lease,
             entry: entry.map(Arc::new),
+            store_us: None,
         })))
     }
 

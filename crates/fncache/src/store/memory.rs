@@ -606,6 +606,7 @@ impl MemoryStore {
                 member,
                 refresh_after,
                 lease,
+                stamp: _,
             } => {
                 let (freshness, entry) = self.get(all, &structure, member, refresh_after, now);
                 let lease = match (&lease, freshness) {
@@ -618,6 +619,8 @@ impl MemoryStore {
                     freshness,
                     lease,
                     entry,
+                    // The caller's clock is this store's: the call's own `Began` is exact.
+                    store_us: None,
                 })
             }
             StoreOp::Put {
@@ -638,7 +641,7 @@ impl MemoryStore {
                     .is_some_and(|began| {
                         invalidated
                             .get(&structure.index)
-                            .is_some_and(|&at| at >= began)
+                            .is_some_and(|&at| at >= began.local)
                     });
                 if refused {
                     if let Some(token) = release {
@@ -954,6 +957,7 @@ mod tests {
                         member,
                         refresh_after: None,
                         lease: None,
+                        stamp: false,
                     },
                     5..=8 => StoreOp::Put {
                         structure: structure.clone(),

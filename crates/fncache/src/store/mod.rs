@@ -42,6 +42,9 @@ pub(crate) enum StoreOp {
         /// An entry older than this is stale (`None`: never).
         refresh_after: Option<Duration>,
         lease: Option<LeaseRequest>,
+        /// Answer with the store's clock when the entry is not a fresh hit (a tagged call,
+        /// see [`Began`]).
+        stamp: bool,
     },
     /// Store an entry, evicting by policy when full. `head` is the envelope's format and
     /// codec bytes (the codec is chosen per call).
@@ -105,15 +108,28 @@ pub(crate) struct PutTags {
     /// Not empty.
     pub(crate) tags: Vec<String>,
     /// A tagged value computed by a call: when its computation may have begun (the call's
-    /// lookup). A tagged put whose computation began before an invalidation of the
+    /// last lookup). A tagged put whose computation began before an invalidation of the
     /// structure's tags is not stored (`None`: no such check, as for an explicit put).
-    /// Redis receives how long ago that was, and compares with its own clock.
-    pub(crate) began: Option<std::time::Instant>,
+    pub(crate) began: Option<Began>,
+}
+
+/// When a tagged value's computation may have begun, as the put's store can compare it with
+/// the time of its last tag invalidation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Began {
+    /// The caller's clock before its last lookup was sent (or, without a lookup, before the
+    /// computation): exact for the embedded store, whose invalidations read the same clock.
+    pub(crate) local: std::time::Instant,
+    /// The store's own clock (microseconds) when it answered that lookup, if it said: Redis
+    /// compares it with the invalidation's time on the same clock, exactly, however long
+    /// the put takes to arrive. Without it, Redis can only estimate from `local` how long
+    /// ago that was, and refuses generously (see `put.lua`).
+    pub(crate) store_us: Option<u64>,
 }
 
 impl PutTags {
     /// The tags of a put, `None` when there are none.
-    pub(crate) fn new(tags: &[String], began: Option<std::time::Instant>) -> Option<Box<PutTags>> {
+    pub(crate) fn new(tags: &[String], began: Option<Began>) -> Option<Box<PutTags>> {
         (!tags.is_empty()).then(|| {
             Box::new(PutTags {
                 tags: tags.to_vec(),
@@ -193,6 +209,10 @@ pub(crate) struct Lookup {
     /// The stored entry (envelope with timestamps) unless missing. Shared: the embedded store
     /// hands out its own copy without copying it, and the call hands it on to its followers.
     pub(crate) entry: Option<std::sync::Arc<Vec<u8>>>,
+    /// The store's clock (microseconds) when it answered, if the lookup asked for it (a
+    /// tagged call) and the store keeps one apart from the caller's (Redis), and the entry
+    /// is not a fresh hit (which needs no computation).
+    pub(crate) store_us: Option<u64>,
 }
 
 /// What a store answered.

@@ -270,7 +270,21 @@ fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
                 ),
             };
             let invalidate = || match &other {
-                Some(other) => other.invalidate_tag("user:7").unwrap(),
+                Some(other) => {
+                    let n = other.invalidate_tag("user:7").unwrap();
+                    // Hold the call's put back at the server for a while after the
+                    // invalidation, as a loaded link or server would: the put must still
+                    // know that its computation began before the invalidation.
+                    if let Store::Redis(server) = &*store {
+                        let _: () = redis::cmd("CLIENT")
+                            .arg("PAUSE")
+                            .arg(150)
+                            .arg("WRITE")
+                            .query(&mut server.connection())
+                            .unwrap();
+                    }
+                    n
+                }
                 None => match &front {
                     Front::Blocking(c) => c.invalidate_tag("user:7").unwrap(),
                     // The async front-end's own runtime is driving this call.

@@ -676,6 +676,7 @@ mod tests {
             member: [1; 16],
             refresh_after: None,
             lease: None,
+            stamp: false,
         }
     }
 
@@ -684,6 +685,7 @@ mod tests {
             freshness,
             lease: crate::store::LeaseState::NotAsked,
             entry: None,
+            store_us: None,
         }))
     }
 

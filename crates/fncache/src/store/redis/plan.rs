@@ -19,7 +19,7 @@ use crate::key::Member;
 use crate::layout::{Naming, Structure};
 use crate::policy::TouchRule;
 use crate::store::{
-    Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings,
+    Began, Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings,
 };
 
 /// Keys returned per SCAN round trip (a hint to the server).
@@ -119,11 +119,23 @@ fn pack_tag(out: &mut Vec<u8>, tag: &str) {
     out.extend_from_slice(tag.as_bytes());
 }
 
-/// How long ago a tagged value's computation began, for `put.lua`: in microseconds, rounded
-/// up (an earlier start refuses more puts, never fewer), at least 1 (0 means no check).
-fn elapsed_micros(elapsed: std::time::Duration) -> u64 {
-    let micros = elapsed.as_micros() + u128::from(!elapsed.subsec_nanos().is_multiple_of(1000));
-    u64::try_from(micros).unwrap_or(u64::MAX).max(1)
+/// When a tagged value's computation began, for `put.lua`: `=` and the server's clock when it
+/// answered the call's lookup (exact), else `~` and how long ago the caller sent it, in
+/// microseconds rounded up (an earlier start refuses more puts, never fewer); empty for no
+/// check.
+fn began_word(began: Option<Began>) -> String {
+    match began {
+        None => String::new(),
+        Some(Began {
+            store_us: Some(us), ..
+        }) => format!("={us}"),
+        Some(Began { local, .. }) => {
+            let elapsed = local.elapsed();
+            let micros =
+                elapsed.as_micros() + u128::from(!elapsed.subsec_nanos().is_multiple_of(1000));
+            format!("~{}", u64::try_from(micros).unwrap_or(u64::MAX))
+        }
+    }
 }
 
 /// An entry's tags for `put.lua`: each once, packed one after another.
@@ -169,6 +181,8 @@ struct GetCall {
     /// The use's score (`time` rule), else 0.
     score: u64,
     refresh_ms: u64,
+    /// Answer with the server's clock unless a fresh hit (a tagged call).
+    stamp: bool,
 }
 
 impl GetCall {
@@ -188,11 +202,20 @@ impl GetCall {
             .arg(self.score);
         // The rest only when something is asked: each argument costs the script a string to
         // intern, on every hit.
-        if self.refresh_ms > 0 || lease.is_some() {
+        if self.refresh_ms > 0 || lease.is_some() || self.stamp {
             inv.arg(self.refresh_ms);
         }
-        if let Some(lease) = lease {
-            inv.arg(store_millis(lease.ttl)).arg(lease.token());
+        match lease {
+            Some(lease) => {
+                inv.arg(store_millis(lease.ttl)).arg(lease.token());
+            }
+            None if self.stamp => {
+                inv.arg(0).arg("");
+            }
+            None => {}
+        }
+        if self.stamp {
+            inv.arg(1);
         }
         Request::Script(inv)
     }
@@ -387,6 +410,7 @@ impl Plan {
                 member,
                 refresh_after,
                 lease,
+                stamp,
             } => {
                 let refresh_ms = refresh_after.map_or(0, store_millis);
                 let batched = settings.touch_batch.is_some()
@@ -409,6 +433,7 @@ impl Plan {
                     structure,
                     member,
                     lease,
+                    stamp,
                 };
                 if batched {
                     let mut hget = redis::cmd("HGET");
@@ -466,11 +491,7 @@ impl Plan {
                             .as_ref()
                             .map_or_else(Vec::new, |t| pack_tags(&t.tags)),
                     )
-                    .arg(
-                        tagged
-                            .and_then(|t| t.began)
-                            .map_or(0, |b| elapsed_micros(b.elapsed())),
-                    );
+                    .arg(began_word(tagged.and_then(|t| t.began)));
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -683,6 +704,7 @@ impl Plan {
                         freshness: Freshness::Fresh,
                         lease: LeaseState::NotAsked,
                         entry: Some(std::sync::Arc::new(entry)),
+                        store_us: None,
                     })));
                 }
                 let script = script
@@ -988,13 +1010,14 @@ fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
                 freshness: Freshness::Fresh,
                 lease: LeaseState::NotAsked,
                 entry: Some(std::sync::Arc::new(entry)),
+                store_us: None,
             });
         }
         Value::Array(parts) => parts,
         other => return Err(protocol(&format!("expected a lookup, got {other:?}"))),
     };
     let mut parts = parts.into_iter();
-    let (state, lease, entry) = (parts.next(), parts.next(), parts.next());
+    let (state, lease, entry, stamp) = (parts.next(), parts.next(), parts.next(), parts.next());
     let code = |v: Option<Value>| match v {
         Some(Value::Int(n)) => Ok(n),
         other => Err(protocol(&format!("expected a lookup code, got {other:?}"))),
@@ -1019,10 +1042,20 @@ fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
         Some(Value::Nil) | None => None,
         Some(other) => return Err(protocol(&format!("expected an entry, got {other:?}"))),
     };
+    let store_us = match stamp {
+        None => None,
+        Some(Value::Int(us)) => u64::try_from(us).ok(),
+        Some(other) => {
+            return Err(protocol(&format!(
+                "expected the server's time, got {other:?}"
+            )));
+        }
+    };
     Ok(Lookup {
         freshness,
         lease,
         entry,
+        store_us,
     })
 }
 
@@ -1116,6 +1149,7 @@ mod tests {
             member: *b"0123456789abcdef",
             refresh_after: None,
             lease: None,
+            stamp: false,
         };
         let keys = [
             structure.index.as_str(),
@@ -1154,10 +1188,53 @@ mod tests {
             member: *b"0123456789abcdef",
             refresh_after: None,
             lease: Some(lease),
+            stamp: false,
         };
         let words = get_words(&s, op, hints(false));
         assert_eq!(words[0], "4");
         assert_eq!(words[9..], ["0", "0", "2000", lease.token().as_str()]);
+        // A tagged call asks for the server's clock, after the (empty) lease arguments.
+        let op = StoreOp::Get {
+            structure: structure.clone(),
+            member: *b"0123456789abcdef",
+            refresh_after: None,
+            lease: None,
+            stamp: true,
+        };
+        let words = get_words(&s, op, hints(false));
+        assert_eq!(words[0], "3");
+        assert_eq!(words[9..], ["0", "0", "", "1"]);
+    }
+
+    #[test]
+    fn a_lookup_reply_carries_the_server_clock_when_asked() {
+        let reply = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(1),
+            Value::Nil,
+            Value::Int(42),
+        ]);
+        let lookup = parse_lookup(reply).unwrap();
+        assert_eq!(lookup.freshness, Freshness::Missing);
+        assert_eq!(lookup.store_us, Some(42));
+        let reply = Value::Array(vec![Value::Int(0), Value::Int(1), Value::Nil]);
+        assert_eq!(parse_lookup(reply).unwrap().store_us, None);
+    }
+
+    #[test]
+    fn a_tagged_put_says_when_its_computation_began() {
+        assert_eq!(began_word(None), "");
+        let local = std::time::Instant::now();
+        let exact = Began {
+            local,
+            store_us: Some(1_700_000_000_000_000),
+        };
+        assert_eq!(began_word(Some(exact)), "=1700000000000000");
+        let estimated = began_word(Some(Began {
+            local,
+            store_us: None,
+        }));
+        assert!(estimated.starts_with('~') && estimated[1..].parse::<u64>().is_ok());
     }
 
     #[test]
@@ -1281,6 +1358,7 @@ mod tests {
             member: [7; 16],
             refresh_after: None,
             lease: None,
+            stamp: false,
         };
         let mut plan = Plan::new(op, &s, Topology::Server);
         assert!(matches!(

@@ -14,9 +14,10 @@
 --       ttl ms to renew the structure with ('0' = not this time), touch score (caller's
 --       microseconds, for the 'time' rule under touch_batch; '0' = server TIME),
 --       then, only when not zero: refresh after ms (0 = never stale), lease ms (0 = take no
---       lease), lease token
+--       lease), lease token, and '1' to be told the server's TIME (a tagged call: its put
+--       compares it with the time of the structure's last tag invalidation)
 -- Returns the bare entry for a fresh hit (the hot path: no table to build), else
--- {state, lease, entry}:
+-- {state, lease, entry} and, when asked, the server's TIME in microseconds:
 --   state 0 miss, 2 stale (older than refresh-after: served, worth refreshing),
 --         3 expired (past its entry TTL, kept only as a fallback: recompute);
 --   lease 0 not asked (fresh hits never ask), 1 the caller holds it, 2 another caller does,
@@ -102,5 +103,10 @@ if lease_ms > 0 then
       lease = 2
     end
   end
+end
+if ARGV[9] == '1' then
+  -- Read last: whatever the caller computes from here on began after this time.
+  local t = redis.call('TIME')
+  return {state, lease, entry or false, t[1] * 1000000 + t[2]}
 end
 return {state, lease, entry or false}

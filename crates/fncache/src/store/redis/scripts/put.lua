@@ -13,8 +13,11 @@
 --       lease token ('' = none: a lease held with this token is released),
 --       the entry's tags, each a 4-byte big-endian length and its bytes ('' = none; they
 --       replace the tags the member had),
---       how many microseconds before now the computation of a tagged value may have begun
---       (0 = not a computed value: no check); a tagged value whose computation began before
+--       when the computation of a tagged value may have begun ('' = not a computed value: no
+--       check): '=' and this server's TIME when it answered the call's lookup (exact: the
+--       same clock as the invalidation's), else '~' and how many microseconds before the put
+--       was sent the caller began (an estimate: the put may have spent any time on its way,
+--       so a second more is allowed for it); a tagged value whose computation began before
 --       the structure's last tag invalidation is not stored (the lease is still released)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
@@ -42,10 +45,12 @@ if tagging then
   tag_count = redis.call('HLEN', tags)
   redis.call('ZCARD', tagged)
 end
-local began = tonumber(ARGV[14])
-if tagging and began > 0 and tag_count > 0 then
+local began = ARGV[14]
+if tagging and began ~= '' and tag_count > 0 then
+  local at = tonumber(string.sub(began, 2)) or 0
+  if string.sub(began, 1, 1) == '~' then at = now - at - 1000000 end
   local invalidated = tonumber(redis.call('HGET', tags, 'g') or '0')
-  if invalidated >= now - began then
+  if invalidated >= at then
     -- Computed from what an invalidation since has declared out of date.
     if ARGV[12] ~= '' and redis.call('GET', lease_key) == ARGV[12] then redis.call('DEL', lease_key) end
     return {0, 0}
