@@ -7,6 +7,11 @@
 //! A second argument `recorder` installs a minimal `metrics` recorder first (with the `metrics`
 //! feature: `--features metrics`); `subscriber` installs a `tracing` subscriber that wants every
 //! span and event but does nothing with them.
+//!
+//! With `REDIS_URL` set, a second argument `async` makes the hits async ones on that server
+//! (a current-thread runtime, one task), and `raw` makes them raw redis-rs `GET`s on one
+//! `MultiplexedConnection`: the difference of the two per-hit counts is the client CPU that
+//! fncache adds to a Redis hit (the server's time is not in it: callgrind sees one process).
 
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -23,6 +28,7 @@ fn main() {
         }
         "subscriber" => tracing::subscriber::set_global_default(probe::Subscriber::default())
             .expect("the first subscriber"),
+        "async" | "raw" => return redis_hits(hits, listener == "raw"),
         "" => {}
         other => panic!("unknown listener `{other}`"),
     }
@@ -37,6 +43,51 @@ fn main() {
             .expect("a value");
     }
     black_box(sum);
+}
+
+/// Async hits on the server at `REDIS_URL` (or raw `GET`s of one key), one task.
+fn redis_hits(hits: u64, raw: bool) {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL names the server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let mut sum = 0u64;
+        if raw {
+            let client = redis::Client::open(url).expect("a valid URL");
+            let mut con = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("a connection");
+            let _: () = redis::cmd("SET")
+                .arg("hit-instructions-raw")
+                .arg(49u64)
+                .query_async(&mut con)
+                .await
+                .expect("SET");
+            for _ in 0..=hits {
+                let v: u64 = redis::cmd("GET")
+                    .arg("hit-instructions-raw")
+                    .query_async(&mut con)
+                    .await
+                    .expect("GET");
+                sum += v;
+            }
+        } else {
+            let cache = fncache::Cache::builder("hit-instructions")
+                .redis(url)
+                .build()
+                .expect("valid config");
+            for _ in 0..=hits {
+                sum += cache
+                    .get_or_compute("f", &(7u64,), || async { 49u64 })
+                    .await
+                    .expect("a value");
+            }
+        }
+        black_box(sum);
+    });
 }
 
 mod probe {
