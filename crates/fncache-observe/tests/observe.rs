@@ -445,3 +445,34 @@ fn waiting_for_another_caller_and_a_dropped_call_are_outcomes_too() {
         assert_eq!(counted.get(key), Some(&n), "{key} in {counted:#?}");
     }
 }
+
+/// A batch of shared statistics that cannot be sent (here the last one, sent by the drop of
+/// the cache) is logged as a warning naming the cache, once per interval.
+#[test]
+fn a_failed_batch_of_shared_statistics_is_logged() {
+    let server = RedisServer::spawn();
+    let name = unique_name("shared-down");
+    let cache = Cache::builder(name.clone())
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    cache.get_or_compute("f", &1u8, || 1u8).unwrap();
+    drop(server);
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), || drop(cache));
+    let warnings: Vec<_> = capture
+        .0
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| {
+            e.fields
+                .get("message")
+                .is_some_and(|m| m.contains("sending the shared statistics failed"))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].fields.get("cache"), Some(&name));
+}

@@ -65,7 +65,9 @@ pub(crate) struct WarnThrottle {
 }
 
 impl WarnThrottle {
-    pub(crate) fn warn(&self, cache: &str, function: &str, what: &str, error: &Error) {
+    /// Whether a warning may be logged now: `Some` (with how many were held back since the
+    /// last one) at most once per interval.
+    fn admit(&self) -> Option<u64> {
         let now = SystemClock.now_micros();
         let last = self.last_us.load(Ordering::Relaxed);
         if now.saturating_sub(last) < WARN_INTERVAL_US
@@ -75,9 +77,29 @@ impl WarnThrottle {
                 .is_err()
         {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
-        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+
+    /// A batch of shared statistics was not sent: its counts go with the next batch, and the
+    /// last batch of a process that exits now is lost.
+    pub(crate) fn warn_shared_stats(&self, cache: &str, error: &Error) {
+        let Some(suppressed) = self.admit() else {
+            return;
+        };
+        tracing::warn!(
+            cache = cache,
+            suppressed = suppressed,
+            error = %error,
+            "fncache: sending the shared statistics failed; they go with the next batch"
+        );
+    }
+
+    pub(crate) fn warn(&self, cache: &str, function: &str, what: &str, error: &Error) {
+        let Some(suppressed) = self.admit() else {
+            return;
+        };
         tracing::warn!(
             cache = cache,
             function = function,

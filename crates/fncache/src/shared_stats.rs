@@ -279,6 +279,7 @@ pub(crate) fn flush_blocking(core: &Core, redis: &BlockingRedis) -> Result<(), E
         .gate()
         .and_then(|()| redis.send(&request, core.behaviour.op_timeout));
     core.shared.settle(batch, &result);
+    warn_if_failed(core, &result);
     result.map(drop)
 }
 
@@ -293,7 +294,16 @@ pub(crate) async fn flush_async(core: &Core, redis: &AsyncRedis) -> Result<(), E
         Err(e) => Err(e),
     };
     core.shared.settle(batch, &result);
+    warn_if_failed(core, &result);
     result.map(drop)
+}
+
+/// Logs (throttled, with the cache's other warnings) a batch that was not sent: most batches
+/// go from background work, whose failure nobody else sees.
+fn warn_if_failed(core: &Core, result: &Result<Value, Error>) {
+    if let Err(e) = result {
+        core.warnings.warn_shared_stats(&core.name, e);
+    }
 }
 
 /// What a front-end's Redis driver does with the last batch when the last handle of its
