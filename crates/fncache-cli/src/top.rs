@@ -127,7 +127,7 @@ fn sample(admin: &Admin, watch: &Watch<'_>) -> Result<Sample, Failure> {
                 let mine = || {
                     structures
                         .iter()
-                        .filter(|s| s.functions.iter().any(|f| *f == identity))
+                        .filter(|s| s.functions.contains(&identity))
                 };
                 let entries = per_function.then(|| mine().map(|s| s.entries).sum());
                 let memory = if per_function {

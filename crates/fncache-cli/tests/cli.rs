@@ -675,3 +675,70 @@ fn bench_refuses_what_is_not_a_trace_in_one_line() {
     // No workload: clap's usage error.
     assert_eq!(fncache(&["bench"]).status.code(), Some(2));
 }
+
+/// `fncache top` on a terminal (a pseudo-terminal made by util-linux's `script`): the frame
+/// is drawn on the alternate screen, and q or Ctrl-C quits with the terminal put back.
+#[test]
+fn top_on_a_terminal_quits_on_q_and_ctrl_c_and_restores_the_terminal() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let server = RedisServer::spawn();
+    let url = server.url();
+    let cache = Cache::builder("live").redis(&url).build_blocking().unwrap();
+    fill(&cache, "f", &CallOptions::new(), &[1, 1]);
+    cache.shared_stats().unwrap();
+
+    for key in ["q", "\x03"] {
+        let mut child = Command::new("script")
+            .args(["-qfec"])
+            .arg(format!(
+                "{} --redis {url} top --interval 0.2",
+                env!("CARGO_BIN_EXE_fncache")
+            ))
+            .arg("/dev/null")
+            .env_remove("FNCACHE_REDIS_URL")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("util-linux's `script` runs the CLI on a pseudo-terminal");
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut screen = Vec::new();
+        let read_until = |screen: &mut Vec<u8>, what: &str| {
+            while !String::from_utf8_lossy(screen).contains(what) {
+                let chunk = rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap_or_else(|_| {
+                        panic!("no {what:?} in {:?}", String::from_utf8_lossy(screen))
+                    });
+                screen.extend(chunk);
+            }
+        };
+        // Two frames: the second one has rates.
+        read_until(&mut screen, "0.0 calls/s");
+        let text = String::from_utf8_lossy(&screen).into_owned();
+        assert!(text.contains("\x1b[?1049h"), "alternate screen: {text:?}");
+        assert!(text.contains("(q to quit)"), "{text:?}");
+        assert!(
+            text.contains("cache live (shared, lru_t): 1 entries"),
+            "{text:?}"
+        );
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(key.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // Back to the main screen, the cursor shown.
+        read_until(&mut screen, "\x1b[?25h\x1b[?1049l");
+        assert!(child.wait().unwrap().success(), "{key:?}");
+    }
+}
