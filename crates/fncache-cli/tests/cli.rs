@@ -168,6 +168,24 @@ fn every_command(connect: &[&str], per_label: &str) {
     assert_eq!(a["entries"], 2, "exact in a per-function layout");
     assert_eq!(a["stats"]["hits"], 1);
 
+    // top: one frame of the same counters (rates are tested on a standalone server)
+    let text = ok_(&["top", "--once"]);
+    assert!(
+        text.contains("cache shop") && text.contains("prices"),
+        "{text}"
+    );
+    let frame = json_(&["top", "shop", "--once"]);
+    let prices = find(&frame["caches"][0]["functions"], "function", "prices");
+    assert_eq!(prices["calls"], 6, "{frame:#}");
+    assert_eq!(prices["hit_ratio_total"], 0.5);
+    let frame = json_(&["top", "per", "--once"]);
+    let a = find(
+        &frame["caches"][0]["functions"],
+        "function",
+        "app::a@v2#0123456789abcdef",
+    );
+    assert_eq!(a["entries"], 2, "exact in a per-function layout");
+
     // inspect
     let text = ok_(&["inspect", "shop", "--decode"]);
     assert!(

@@ -68,8 +68,8 @@ pub(crate) struct BenchArgs {
     /// Replays run at once (default: the machine's cores).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Write the chart (SVG) to FILE; to DIR/<workload>.svg when a directory (or ending
-    /// in /), which several workloads need.
+    /// Write the chart (SVG) to FILE; to DIR/NAME.svg, NAME the workload's, when a
+    /// directory (or ending in /), which several workloads need.
     #[arg(long, value_name = "FILE.svg|DIR")]
     plot: Option<PathBuf>,
     /// Tables in Markdown.
