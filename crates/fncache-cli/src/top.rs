@@ -296,15 +296,17 @@ impl<'a> Frame<'a> {
             );
             out.push_str(&cut(&head, crate::table::WIDTH));
             out.push('\n');
+            // Headers as wide as the usual cells (`100.0%`, `123.4 KiB`), so that columns
+            // keep their place from one frame to the next.
             let mut table = Table::new(&[
                 ("FUNCTION", Align::Left),
                 ("CALLS", Align::Right),
                 ("CALLS/S", Align::Right),
-                ("HIT%", Align::Right),
+                ("  HIT%", Align::Right),
                 ("MISS/S", Align::Right),
                 ("ERRORS", Align::Right),
                 ("ENTRIES", Align::Right),
-                ("MEMORY", Align::Right),
+                ("   MEMORY", Align::Right),
             ]);
             for (identity, r, f) in self.rows(cache) {
                 table.row(vec![
