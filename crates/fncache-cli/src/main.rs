@@ -4,14 +4,18 @@
 //! tool reads what the library records next to them (a registry of each cache's settings and
 //! functions, and per-function counters summed over every process) and uses the library's own
 //! key naming, counting and envelope parsing (`fncache::__admin`) to list caches, show shared
-//! stats, inspect entries, purge and vacuum.
+//! stats (once, or live with `top`), inspect entries, purge and vacuum. `bench`, the
+//! hit-ratio simulator, needs no server.
 //!
 //! Exit codes: 0 success; 1 operational error (connection, TLS, credentials, permissions, a
-//! server error); 2 usage error (bad arguments, an invalid URL or certificate file, an
-//! operation the cache's layout does not allow); 3 nothing found (no cache under the prefix,
-//! or the named cache or function is not there).
+//! server error, a terminal or file that cannot be written); 2 usage error (bad arguments, an
+//! invalid URL or certificate file, an operation the cache's layout does not allow, a trace
+//! file that is missing, unreadable or not a trace); 3 nothing found (no cache under the
+//! prefix, or the named cache or function is not there).
 
+mod bench;
 mod table;
+mod top;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,11 +31,12 @@ use crate::table::{Align, Table, bytes, duration};
 #[derive(Debug, Parser)]
 #[command(name = "fncache", version, max_term_width = 80)]
 struct Cli {
-    #[command(flatten)]
-    connect: Connect,
     /// Print JSON (for scripts) instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    // Ignored by `bench`, which needs no server.
+    #[command(flatten, next_help_heading = "Connection")]
+    connect: Connect,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,6 +113,34 @@ enum Command {
         #[command(flatten)]
         pick: Pick,
     },
+    /// Live per-function calls/s, hit ratio, misses/s, errors, entries, memory.
+    ///
+    /// On a terminal: redrawn every interval until q, Esc or Ctrl-C. HIT% is over the last
+    /// interval, or over all calls when it had none (first frame, idle). When stdout is not
+    /// a terminal, or with --once, --iterations or --json: frames printed one after another
+    /// (one unless --iterations says; --json: one JSON document per line).
+    Top {
+        /// Only this cache.
+        cache: Option<String>,
+        #[command(flatten)]
+        pick: Pick,
+        /// Print one frame and exit.
+        #[arg(long, conflicts_with = "iterations")]
+        once: bool,
+        /// Print N frames, an interval apart, and exit.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: Option<u64>,
+        /// Seconds between frames.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Hit ratios of every policy, moka and the optimum on traces (no server).
+    ///
+    /// Replays each workload through fncache's policies on the embedded store, moka and
+    /// Belady's offline optimum at each size; prints a table per workload (hit ratio in %,
+    /// with the average gap to Belady), and a summary over several. A progress bar goes to
+    /// stderr when it is a terminal (not with --json).
+    Bench(bench::BenchArgs),
 }
 
 /// Tells caches of one name apart.
@@ -201,6 +234,9 @@ fn read(path: &str) -> Result<Vec<u8>, Failure> {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    if let Command::Bench(args) = &cli.command {
+        return bench::run(args, cli.json);
+    }
     let admin = Admin::connect(cli.connect.builder("fncache-cli")?)?;
     admin.ping()?;
     let caches = admin.caches(&cli.connect.prefix)?;
@@ -232,6 +268,32 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let cache = pick_one(&caches, cache, pick, prefix)?;
             purge(cli, &cache, function.as_deref())
         }
+        Command::Top {
+            cache,
+            pick,
+            once,
+            iterations,
+            interval,
+        } => {
+            match cache {
+                Some(name) => drop(pick_one(&caches, name, pick, prefix)?),
+                None => drop(nonempty(caches, prefix)?),
+            }
+            let interval = Duration::try_from_secs_f64(*interval)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| fail(USAGE, "--interval: a number of seconds above 0"))?;
+            let watch = top::Watch {
+                prefix,
+                cache: cache.as_deref().map(|name| (name, pick.policy.as_deref())),
+                interval,
+                frames: if *once { Some(1) } else { *iterations },
+                json: cli.json,
+            };
+            top::run(&admin, &watch)
+        }
+        // Run above, before connecting: it needs no server.
+        Command::Bench(_) => Ok(()),
         Command::Vacuum { cache, pick } => {
             let cache = pick_one(&caches, cache, pick, prefix)?;
             let reclaimed = cache

@@ -168,6 +168,24 @@ fn every_command(connect: &[&str], per_label: &str) {
     assert_eq!(a["entries"], 2, "exact in a per-function layout");
     assert_eq!(a["stats"]["hits"], 1);
 
+    // top: one frame of the same counters (rates are tested on a standalone server)
+    let text = ok_(&["top", "--once"]);
+    assert!(
+        text.contains("cache shop") && text.contains("prices"),
+        "{text}"
+    );
+    let frame = json_(&["top", "shop", "--once"]);
+    let prices = find(&frame["caches"][0]["functions"], "function", "prices");
+    assert_eq!(prices["calls"], 6, "{frame:#}");
+    assert_eq!(prices["hit_ratio_total"], 0.5);
+    let frame = json_(&["top", "per", "--once"]);
+    let a = find(
+        &frame["caches"][0]["functions"],
+        "function",
+        "app::a@v2#0123456789abcdef",
+    );
+    assert_eq!(a["entries"], 2, "exact in a per-function layout");
+
     // inspect
     let text = ok_(&["inspect", "shop", "--decode"]);
     assert!(
@@ -312,7 +330,7 @@ fn operators_get_one_line_errors_and_the_documented_exit_codes() {
     assert!(err.contains("no Redis store"), "{err}");
     // Usage errors are clap's (several lines of help): only the code is checked.
     assert_eq!(fncache(&["frobnicate"]).status.code(), Some(2));
-    for command in ["ls", "stats", "inspect", "purge", "vacuum"] {
+    for command in ["ls", "stats", "inspect", "purge", "vacuum", "top", "bench"] {
         ok(&[command, "--help"]);
     }
     assert!(ok(&["--help"]).contains("inspect"));
@@ -375,4 +393,370 @@ fn every_command_on_a_cluster() {
         connect.push(seed.as_str());
     }
     every_command(&connect, "cluster-per-fn");
+}
+
+/// The row of `function` in a text frame of `top`, split into its cells.
+fn top_row(text: &str, function: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(function))
+        .unwrap_or_else(|| panic!("no row {function} in\n{text}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn top_shows_the_shared_counters_and_rates_between_frames() {
+    let server = RedisServer::spawn();
+    let url = server.url();
+    let options = CallOptions::new();
+    let shop = Cache::builder("shop").redis(&url).build_blocking().unwrap();
+    fill(&shop, "prices", &options, &[1, 2, 3, 1]); // 3 misses, 1 hit
+    shop.shared_stats().unwrap();
+    let per = Cache::builder("per")
+        .redis(&url)
+        .layout(Layout::PerFunction)
+        .build_blocking()
+        .unwrap();
+    fill(&per, "f", &options, &[1, 2, 2]); // 2 misses, 1 hit
+    per.shared_stats().unwrap();
+
+    // One frame: totals, no rates yet; entries per function only where they are countable.
+    let text = ok(&["--redis", &url, "top", "--once"]);
+    assert!(text.starts_with("fncache top: 2 caches"), "{text}");
+    assert_eq!(text.matches("fncache top:").count(), 1, "{text}");
+    assert!(
+        text.contains("cache shop (shared, lru_t): 3 entries"),
+        "{text}"
+    );
+    assert_eq!(
+        top_row(&text, "prices")[..7],
+        ["prices", "4", "-", "25.0%", "-", "0", "-"]
+    );
+    let f = top_row(&text, "f");
+    assert_eq!(f[..7], ["f", "3", "-", "33.3%", "-", "0", "2"], "{text}");
+    assert!(
+        f[7].parse::<u64>().unwrap() > 0 && f[8] == "B",
+        "memory: {f:?}"
+    );
+    // Not a terminal and no count: one frame, as --once.
+    assert_eq!(
+        ok(&["--redis", &url, "top", "shop"])
+            .matches("fncache top: 1 cache")
+            .count(),
+        1
+    );
+
+    // Two JSON frames, the calls made between them counted as a rate.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fncache"))
+        .args([
+            "--redis",
+            &url,
+            "top",
+            "--json",
+            "--iterations",
+            "2",
+            "--interval",
+            "3",
+        ])
+        .env_remove("FNCACHE_REDIS_URL")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    // The first frame is out: these calls land between the two samples.
+    fill(&shop, "prices", &options, &[1, 2, 4, 5, 6]); // 2 hits, 3 misses
+    shop.shared_stats().unwrap();
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(lines.next().is_none(), "two frames");
+    assert!(child.wait().unwrap().success());
+
+    assert_eq!(first["interval_s"], Value::Null);
+    let shop0 = find(&first["caches"], "cache", "shop");
+    let prices0 = find(&shop0["functions"], "function", "prices");
+    assert_eq!(prices0["calls"], 4, "{prices0:#}");
+    assert_eq!(prices0["hits"], 1);
+    assert_eq!(prices0["misses"], 3);
+    assert_eq!(prices0["hit_ratio_total"], 0.25);
+    assert_eq!(prices0["calls_per_s"], Value::Null);
+    assert_eq!(prices0["entries"], Value::Null, "shared layout");
+    let per0 = find(&first["caches"], "cache", "per");
+    assert_eq!(per0["entries"], 2);
+    let f0 = find(&per0["functions"], "function", "f");
+    assert_eq!(f0["entries"], 2);
+    assert!(f0["memory_bytes"].as_u64().unwrap() > 0);
+
+    let secs = second["interval_s"].as_f64().unwrap();
+    assert!(secs >= 3.0, "{secs}");
+    let shop1 = find(&second["caches"], "cache", "shop");
+    let prices1 = find(&shop1["functions"], "function", "prices");
+    assert_eq!(prices1["calls"], 9);
+    assert_eq!(prices1["hit_ratio"], 0.4, "of the interval: 2 of 5");
+    assert_eq!(prices1["hit_ratio_total"], 3.0 / 9.0);
+    let rate = |v: &Value| v.as_f64().unwrap() * secs;
+    assert!(
+        (rate(&prices1["calls_per_s"]) - 5.0).abs() < 1e-9,
+        "{prices1:#}"
+    );
+    assert!((rate(&prices1["misses_per_s"]) - 3.0).abs() < 1e-9);
+    assert!(
+        (rate(&shop1["calls_per_s"]) - 5.0).abs() < 1e-9,
+        "{shop1:#}"
+    );
+    assert_eq!(shop1["entries"], 6);
+    let per1 = find(&second["caches"], "cache", "per");
+    assert_eq!(per1["calls_per_s"], 0.0, "idle");
+    assert_eq!(per1["hit_ratio"], Value::Null, "no reads in the interval");
+
+    // Errors: one line, the documented codes.
+    let err = fails(&["--redis", &url, "top", "nope"], 3);
+    assert!(err.contains("no cache named `nope`"), "{err}");
+    let err = fails(&["--redis", &url, "top", "--interval", "0"], 2);
+    assert!(err.contains("--interval"), "{err}");
+    assert_eq!(
+        fncache(&["--redis", &url, "top", "--iterations", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let empty = RedisServer::spawn();
+    let err = fails(&["--redis", &empty.url(), "top", "--once"], 3);
+    assert!(err.contains("no cache under prefix"), "{err}");
+    let mut gone = RedisServer::spawn();
+    let gone_url = gone.url();
+    gone.stop();
+    let err = fails(&["--redis", &gone_url, "top", "--json"], 1);
+    assert!(err.contains("backend error"), "{err}");
+}
+
+/// A file of `contents` in a fresh directory (removed with the returned guard).
+fn trace_file(name: &str, contents: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+#[test]
+fn bench_replays_a_trace_with_the_hit_ratios_worked_out_by_hand() {
+    // a b a c a b, 3 distinct keys; 34% is room for 1 entry, 67% for 2, 100% for 3.
+    // LRU, 1 entry: no key follows itself: 0 hits. 2 entries: a hits twice (c evicts b,
+    // a is newer), b misses again: 2. Belady, 1 entry: keeps a (b and c come later or
+    // never): a hits twice: 2. 2 entries: c is never used again and is dropped: 3. Room for
+    // all: every policy misses only the 3 first uses: 3 hits.
+    let (_dir, path) = trace_file("tiny.trace", b"1\n2\n1\n3\n1\n2\n");
+    let out = json(&["bench", &path, "--sizes", "34,67,100", "--jobs", "1"]);
+    let w = &out["workloads"][0];
+    assert_eq!(w["name"], "tiny");
+    assert_eq!(w["accesses"], 6);
+    assert_eq!(w["distinct"], 3);
+    let sizes = w["sizes"].as_array().unwrap();
+    let entries: Vec<&Value> = sizes.iter().map(|s| &s["entries"]).collect();
+    assert_eq!(entries, [1, 2, 3]);
+    let hits = |subject: &str| -> Vec<u64> {
+        sizes
+            .iter()
+            .map(|s| s["hits"][subject].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(hits("Belady"), [2, 3, 3]);
+    assert_eq!(hits("lru"), [0, 2, 3]);
+    assert_eq!(hits("moka")[2], 3);
+    assert_eq!(sizes[1]["hit_ratio"]["lru"], 2.0 / 6.0);
+    assert_eq!(sizes[1]["hit_ratio"]["Belady"], 0.5);
+    // Every policy of the library, by tag, between the optimum and moka.
+    let subjects: Vec<&str> = out["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let mut expected = vec!["Belady"];
+    expected.extend(Policy::ALL.iter().map(|p| p.tag()));
+    expected.push("moka");
+    assert_eq!(subjects, expected);
+    // Belady's gap to itself is none; LRU's: (2 + 1 + 0) / 3 points of 6 accesses.
+    assert_eq!(w["gap_points"]["Belady"], Value::Null);
+    let gap = w["gap_points"]["lru"].as_f64().unwrap();
+    assert!((gap - 100.0 / 6.0).abs() < 1e-9, "{gap}");
+
+    // The table: the same figures, in 80 columns, and nothing on stderr (no terminal, no
+    // progress bar).
+    let out = fncache(&[
+        "bench",
+        &path,
+        "--sizes",
+        "34,67",
+        "--policies",
+        "lru,fifo",
+        "--no-moka",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("tiny: 6 accesses, 3 distinct keys\n"),
+        "{text}"
+    );
+    assert!(text.contains("   size Belady    lru   fifo\n"), "{text}");
+    assert!(text.contains("    34%  33.33   0.00   0.00\n"), "{text}");
+    assert!(text.contains("    67%  50.00  33.33  16.67\n"), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "{line}");
+    }
+}
+
+#[test]
+fn bench_draws_zipf_workloads_and_plots_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("zipf.svg");
+    let plot = plot.to_str().unwrap();
+    let out = json(&[
+        "bench", "zipf:0.9", "--limit", "400", "--keys", "50", "--sizes", "10,50", "--plot", plot,
+    ]);
+    let w = &out["workloads"][0];
+    assert_eq!(w["name"], "zipf-0.9");
+    assert_eq!(w["accesses"], 400);
+    assert!(w["distinct"].as_u64().unwrap() <= 50);
+    assert_eq!(out["plots"][0], plot);
+    let subjects = out["subjects"].as_array().unwrap();
+    for size in w["sizes"].as_array().unwrap() {
+        let optimum = size["hit_ratio"]["Belady"].as_f64().unwrap();
+        for s in subjects {
+            let r = size["hit_ratio"][s.as_str().unwrap()].as_f64().unwrap();
+            assert!((0.0..=optimum).contains(&r), "{s}: {r} vs {optimum}");
+        }
+    }
+    let svg = std::fs::read_to_string(plot).unwrap();
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    assert!(svg.ends_with("</svg>\n"));
+    assert_eq!(svg.matches("<polyline").count(), subjects.len());
+    assert_eq!(svg.matches("<circle").count(), 2 * subjects.len());
+    // Every element opened is closed (the tags it uses: self-closed or paired).
+    for tag in ["svg", "text"] {
+        assert_eq!(
+            svg.matches(&format!("<{tag} ")).count(),
+            svg.matches(&format!("</{tag}>")).count(),
+            "{tag}"
+        );
+    }
+
+    // Several workloads: a chart each in a directory, and the summary over all of them.
+    let charts = dir.path().join("charts/");
+    let text = ok(&[
+        "bench",
+        "zipf:0.5",
+        "zipf:1",
+        "--limit",
+        "300",
+        "--keys",
+        "40",
+        "--plot",
+        charts.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("Average over 2 workloads x 5 sizes"),
+        "{text}"
+    );
+    for name in ["zipf-0.5.svg", "zipf-1.svg"] {
+        assert!(charts.join(name).is_file(), "{name}");
+        assert!(text.contains(name), "{text}");
+    }
+}
+
+#[test]
+fn bench_refuses_what_is_not_a_trace_in_one_line() {
+    let err = fails(&["bench", "/nonexistent/x.trace"], 2);
+    assert!(err.contains("/nonexistent/x.trace: No such file"), "{err}");
+    let (_dir, garbled) = trace_file("bad.trace", b"1\n2\nthree\n");
+    let err = fails(&["bench", &garbled], 2);
+    assert!(err.contains("not a trace"), "{err}");
+    let (_dir, torn) = trace_file("torn.trace.gz", b"not gzip at all");
+    let err = fails(&["bench", &torn], 2);
+    assert!(err.contains("torn.trace.gz"), "{err}");
+    let (_dir, empty) = trace_file("empty.trace", b"");
+    let err = fails(&["bench", &empty], 2);
+    assert!(err.contains("empty trace"), "{err}");
+    let err = fails(&["bench", "zipf:fast"], 2);
+    assert!(err.contains("zipf:fast"), "{err}");
+    let err = fails(&["bench", "zipf:1", "--policies", "lru,nope"], 2);
+    assert!(err.contains("no policy `nope`"), "{err}");
+    let err = fails(&["bench", "zipf:1", "--sizes", "0"], 2);
+    assert!(err.contains("--sizes"), "{err}");
+    let err = fails(&["bench", "zipf:1", "zipf:2", "--plot", "one.svg"], 2);
+    assert!(err.contains("need a directory"), "{err}");
+    // No workload: clap's usage error.
+    assert_eq!(fncache(&["bench"]).status.code(), Some(2));
+}
+
+/// `fncache top` on a terminal (a pseudo-terminal made by util-linux's `script`): the frame
+/// is drawn on the alternate screen, and q or Ctrl-C quits with the terminal put back.
+#[test]
+fn top_on_a_terminal_quits_on_q_and_ctrl_c_and_restores_the_terminal() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let server = RedisServer::spawn();
+    let url = server.url();
+    let cache = Cache::builder("live").redis(&url).build_blocking().unwrap();
+    fill(&cache, "f", &CallOptions::new(), &[1, 1]);
+    cache.shared_stats().unwrap();
+
+    for key in ["q", "\x03"] {
+        let mut child = Command::new("script")
+            .args(["-qfec"])
+            .arg(format!(
+                "{} --redis {url} top --interval 0.2",
+                env!("CARGO_BIN_EXE_fncache")
+            ))
+            .arg("/dev/null")
+            .env_remove("FNCACHE_REDIS_URL")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("util-linux's `script` runs the CLI on a pseudo-terminal");
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut screen = Vec::new();
+        let read_until = |screen: &mut Vec<u8>, what: &str| {
+            while !String::from_utf8_lossy(screen).contains(what) {
+                let chunk = rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap_or_else(|_| {
+                        panic!("no {what:?} in {:?}", String::from_utf8_lossy(screen))
+                    });
+                screen.extend(chunk);
+            }
+        };
+        // Two frames: the second one has rates.
+        read_until(&mut screen, "0.0 calls/s");
+        let text = String::from_utf8_lossy(&screen).into_owned();
+        assert!(text.contains("\x1b[?1049h"), "alternate screen: {text:?}");
+        assert!(text.contains("(q to quit)"), "{text:?}");
+        assert!(
+            text.contains("cache live (shared, lru_t): 1 entries"),
+            "{text:?}"
+        );
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(key.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // Back to the main screen, the cursor shown.
+        read_until(&mut screen, "\x1b[?25h\x1b[?1049l");
+        assert!(child.wait().unwrap().success(), "{key:?}");
+    }
 }

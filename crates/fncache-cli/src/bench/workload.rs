@@ -27,7 +27,13 @@ pub(crate) fn read_trace(path: &Path, limit: Option<usize>) -> Result<Vec<u64>, 
     let mut keys = if is_text(&bytes) {
         parse_text(&bytes)
     } else {
-        parse_binary(&bytes)
+        // Say what was expected: a file of anything else lands here.
+        parse_binary(&bytes).map_err(|e| {
+            format!(
+                "not a trace: neither text (one integer key per line) nor binary (big-endian \
+                 32-bit keys: {e})"
+            )
+        })
     }
     .map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(limit) = limit {

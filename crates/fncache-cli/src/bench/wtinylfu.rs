@@ -170,7 +170,7 @@ pub(crate) fn hits(trace: &[u32], distinct: usize, capacity: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::belady;
+    use crate::bench::belady;
 
     #[test]
     fn never_holds_more_than_its_size_nor_beats_belady() {
