@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod batch;
 mod batched;
 mod behaviour;
 mod concurrency;
