@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::call::{Action, Call, Computed, Input};
-use crate::core::Core;
+use crate::core::{Core, Surface};
 use crate::error::{Error, ErrorKind};
 use crate::flight::Flight;
 use crate::key::Member;
@@ -44,6 +44,27 @@ pub(crate) enum Work {
     Done,
 }
 
+/// How a batch ended.
+pub(crate) enum Ended<T, E> {
+    /// Every argument's value, in the caller's order.
+    Values(Vec<T>),
+    /// `compute_missing` returned this error (nothing of it was stored).
+    Failed(E),
+    /// `compute_missing` returned the wrong number of values (nothing of it was stored).
+    Broken(Error),
+}
+
+impl<T, E> Ended<T, E> {
+    /// The explicit API's answer.
+    fn into_result(self) -> Result<Result<Vec<T>, E>, Error> {
+        match self {
+            Ended::Values(values) => Ok(Ok(values)),
+            Ended::Failed(e) => Ok(Err(e)),
+            Ended::Broken(e) => Err(e),
+        }
+    }
+}
+
 /// How `compute_missing` failed (its error or panic is the front-end's to return).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Failure {
@@ -51,10 +72,10 @@ pub(crate) enum Failure {
     Panicked,
 }
 
-/// A batch in progress: one call per distinct key.
-pub(crate) struct Batch<'a, T> {
+/// A batch in progress: one call per distinct key; `S` says how the calls' failures surface.
+pub(crate) struct Batch<'a, S, T> {
     function: &'a str,
-    calls: Vec<Call<'a, Error, T>>,
+    calls: Vec<Call<'a, S, T>>,
     /// What each call waits for (`None`: it has returned, or its action is out).
     pending: Vec<Option<Action<T>>>,
     /// Each call's value once it has one.
@@ -71,7 +92,7 @@ pub(crate) struct Batch<'a, T> {
     mismatch: Option<Error>,
 }
 
-impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
+impl<'a, S: Surface, T: Serialize + DeserializeOwned> Batch<'a, S, T> {
     /// Starts a call per distinct key of `members` (the keys of the caller's list, in order).
     pub(crate) fn begin<O: Options<T> + ?Sized>(
         core: &'a Core,
@@ -79,7 +100,7 @@ impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
         members: Vec<Result<Member, Error>>,
         options: &'a O,
         ambient: &Ambient,
-    ) -> Result<Batch<'a, T>, Error> {
+    ) -> Result<Batch<'a, S, T>, S> {
         let mut batch = Batch {
             function,
             calls: Vec::new(),
@@ -121,7 +142,7 @@ impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
     }
 
     /// Takes a call's next action: a return is kept, anything else waits in `pending`.
-    fn settle(&mut self, i: usize, action: Action<T>) -> Result<(), Error> {
+    fn settle(&mut self, i: usize, action: Action<T>) -> Result<(), S> {
         match action {
             Action::Return(value) => self.values[i] = Some(value),
             // The computed value is already kept (see `computed`).
@@ -138,7 +159,7 @@ impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
 
     /// What to do next: store ops first (they finish calls and free their keys), then
     /// computations, then waits for other callers' values.
-    pub(crate) fn work(&mut self) -> Result<Work, Error> {
+    pub(crate) fn work(&mut self) -> Result<Work, S> {
         loop {
             let wanting = |pending: &[Option<Action<T>>], pick: fn(&Action<T>) -> bool| {
                 (0..pending.len())
@@ -203,7 +224,7 @@ impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
     }
 
     /// The replies to the ops of [`Work::Store`], in order.
-    pub(crate) fn stored(&mut self, replies: Vec<Result<StoreReply, Error>>) -> Result<(), Error> {
+    pub(crate) fn stored(&mut self, replies: Vec<Result<StoreReply, Error>>) -> Result<(), S> {
         let out = std::mem::take(&mut self.out);
         let mut replies = replies.into_iter();
         for (i, started) in out {
@@ -222,7 +243,7 @@ impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
 
     /// What `compute_missing` returned for [`Work::Compute`]: its values, in the order of the
     /// arguments it was given, or how it failed.
-    pub(crate) fn computed(&mut self, outcome: Result<Vec<T>, Failure>) -> Result<(), Error> {
+    pub(crate) fn computed(&mut self, outcome: Result<Vec<T>, Failure>) -> Result<(), S> {
         let out = std::mem::take(&mut self.out);
         let outcome = match outcome {
             Ok(values) if values.len() != out.len() => {
@@ -264,13 +285,13 @@ impl<'a, T: Serialize + DeserializeOwned> Batch<'a, T> {
         &mut self,
         i: usize,
         outcome: Option<Option<Arc<Vec<u8>>>>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), S> {
         let next = self.calls[i].next(Input::Followed(outcome))?;
         self.settle(i, next)
     }
 
     /// The sleep of [`Work::Wait`] is over.
-    pub(crate) fn woke(&mut self) -> Result<(), Error> {
+    pub(crate) fn woke(&mut self) -> Result<(), S> {
         for (i, _) in std::mem::take(&mut self.out) {
             let next = self.calls[i].next(Input::Woke)?;
             self.settle(i, next)?;
@@ -318,7 +339,7 @@ fn failed<'v, T>(failure: Failure) -> Computed<'v, T> {
 ///
 /// Expects `$cache` with `run_many(ops, timeout)`, `$args` the caller's list (`Clone`
 /// arguments), `$compute` the caller's `compute_missing`, and `$run` the front-end's way to
-/// call it (catching a panic); evaluates to `Result<Result<Vec<T>, E>, Error>`.
+/// call it (catching a panic); evaluates to `Result<Ended<T, E>, S>`.
 macro_rules! drive_batch {
     ($cache:expr, $batch:ident, $args:expr, $compute:expr, run: $run:path,
         sleep: $sleep:path, follow: $follow:ident $(, .$aw:tt)?) => {{
@@ -369,9 +390,12 @@ macro_rules! drive_batch {
             Some(Ok(e)) => {
                 // Every call has ended (leases released or held for the throttle).
                 drop($batch);
-                Ok(Err(e))
+                Ok($crate::batch::Ended::Failed(e))
             }
-            None => $batch.finish().map(Ok),
+            None => Ok(match $batch.finish() {
+                Ok(values) => $crate::batch::Ended::Values(values),
+                Err(e) => $crate::batch::Ended::Broken(e),
+            }),
         }
     }};
 }
@@ -612,8 +636,29 @@ impl crate::Cache {
         F: FnOnce(Vec<A>) -> Fut,
         Fut: Future<Output = Result<Vec<T>, E>>,
     {
+        self.many::<O, Error, A, T, E, F, Fut>(options, function, args_list, compute_missing)
+            .await?
+            .into_result()
+    }
+
+    /// The one batch path of this front-end; `S` says how the calls' failures surface.
+    pub(crate) async fn many<O, S, A, T, E, F, Fut>(
+        &self,
+        options: &O,
+        function: &str,
+        args_list: &[A],
+        compute_missing: F,
+    ) -> Result<Ended<T, E>, S>
+    where
+        O: Options<T> + ?Sized,
+        S: Surface,
+        A: Serialize + Clone,
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnOnce(Vec<A>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, E>>,
+    {
         if args_list.is_empty() {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ended::Values(Vec::new()));
         }
         let core = &self.inner.core;
         let ambient = crate::mode::task_ambient();
@@ -621,7 +666,7 @@ impl crate::Cache {
             .iter()
             .map(|args| crate::key::member(function, args))
             .collect();
-        let mut batch = Batch::begin(core, function, members, options, &ambient)?;
+        let mut batch: Batch<'_, S, T> = Batch::begin(core, function, members, options, &ambient)?;
         drive_batch!(self, batch, args_list, compute_missing, run: run_async,
             sleep: tokio::time::sleep, follow: wait_async, .await)
     }
@@ -751,8 +796,27 @@ impl crate::blocking::Cache {
         T: Serialize + DeserializeOwned + Clone,
         F: FnOnce(Vec<A>) -> Result<Vec<T>, E>,
     {
+        self.many::<O, Error, A, T, E, F>(options, function, args_list, compute_missing)?
+            .into_result()
+    }
+
+    /// The one batch path of this front-end; `S` says how the calls' failures surface.
+    pub(crate) fn many<O, S, A, T, E, F>(
+        &self,
+        options: &O,
+        function: &str,
+        args_list: &[A],
+        compute_missing: F,
+    ) -> Result<Ended<T, E>, S>
+    where
+        O: Options<T> + ?Sized,
+        S: Surface,
+        A: Serialize + Clone,
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnOnce(Vec<A>) -> Result<Vec<T>, E>,
+    {
         if args_list.is_empty() {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ended::Values(Vec::new()));
         }
         let core = &self.inner.core;
         let ambient = crate::mode::thread_ambient();
@@ -760,8 +824,118 @@ impl crate::blocking::Cache {
             .iter()
             .map(|args| crate::key::member(function, args))
             .collect();
-        let mut batch = Batch::begin(core, function, members, options, &ambient)?;
+        let mut batch: Batch<'_, S, T> = Batch::begin(core, function, members, options, &ambient)?;
         drive_batch!(self, batch, args_list, compute_missing, run: run_blocking,
             sleep: std::thread::sleep, follow: wait_blocking)
     }
+}
+
+/// What `#[cached(batch)]` expands to on a blocking function: the cached values of `keys`, the
+/// missing ones computed by the function's body (`compute`); `salt` goes into every key. Its failures are counted and
+/// logged, never returned (the function keeps its own signature); a body that returns a wrong
+/// number of values has its own result returned, uncached.
+#[doc(hidden)]
+pub fn batch_blocking<O, K, T, F>(
+    cache: &crate::blocking::Cache,
+    options: &O,
+    function: &str,
+    salt: &[&str],
+    keys: &[K],
+    compute: F,
+) -> Vec<T>
+where
+    O: Options<T> + ?Sized,
+    K: Serialize + Clone,
+    T: Serialize + DeserializeOwned + Clone,
+    F: FnOnce(Vec<K>) -> Vec<T>,
+{
+    let mut own = None;
+    let keys = salted(salt, keys);
+    let ended = cache.many::<O, std::convert::Infallible, _, T, std::convert::Infallible, _>(
+        options,
+        function,
+        &keys,
+        |missing| Ok(keep_if_wrong(compute, unsalted(missing), &mut own)),
+    );
+    match ended {
+        Ok(Ended::Values(values)) => values,
+        Ok(Ended::Broken(e)) => {
+            cache.absorb(function, BROKEN, &e);
+            own.unwrap_or_default()
+        }
+        Ok(Ended::Failed(never)) | Err(never) => match never {},
+    }
+}
+
+/// [`batch_blocking`] for an `async fn`.
+#[doc(hidden)]
+pub async fn batch_async<O, K, T, F, Fut>(
+    cache: &crate::Cache,
+    options: &O,
+    function: &str,
+    salt: &[&str],
+    keys: &[K],
+    compute: F,
+) -> Vec<T>
+where
+    O: Options<T> + ?Sized,
+    K: Serialize + Clone,
+    T: Serialize + DeserializeOwned + Clone,
+    F: FnOnce(Vec<K>) -> Fut,
+    Fut: Future<Output = Vec<T>>,
+{
+    let mut own = None;
+    let slot = &mut own;
+    let keys = salted(salt, keys);
+    let ended = cache
+        .many::<O, std::convert::Infallible, _, T, std::convert::Infallible, _, _>(
+            options,
+            function,
+            &keys,
+            |missing| async move {
+                let wanted = missing.len();
+                let values = compute(unsalted(missing)).await;
+                if values.len() != wanted {
+                    *slot = Some(values.clone());
+                }
+                Ok(values)
+            },
+        )
+        .await;
+    match ended {
+        Ok(Ended::Values(values)) => values,
+        Ok(Ended::Broken(e)) => {
+            cache.absorb(function, BROKEN, &e);
+            own.unwrap_or_default()
+        }
+        Ok(Ended::Failed(never)) | Err(never) => match never {},
+    }
+}
+
+/// Each key with what else tells a decorated function's entries apart (the `Self` of a
+/// method, the generic types), as its arguments.
+fn salted<'s, K: Clone>(salt: &'s [&'s str], keys: &[K]) -> Vec<(&'s [&'s str], K)> {
+    keys.iter().map(|key| (salt, key.clone())).collect()
+}
+
+fn unsalted<S, K>(keys: Vec<(S, K)>) -> Vec<K> {
+    keys.into_iter().map(|(_, key)| key).collect()
+}
+
+const BROKEN: &str = "the batch function returned a wrong number of values, so its own result is \
+     returned and nothing is cached";
+
+/// Runs `compute` on `missing`, keeping a copy of its result in `own` when its length is wrong
+/// (the decorated function then returns it as it is).
+fn keep_if_wrong<K, T: Clone>(
+    compute: impl FnOnce(Vec<K>) -> Vec<T>,
+    missing: Vec<K>,
+    own: &mut Option<Vec<T>>,
+) -> Vec<T> {
+    let wanted = missing.len();
+    let values = compute(missing);
+    if values.len() != wanted {
+        *own = Some(values.clone());
+    }
+    values
 }
