@@ -91,6 +91,8 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_if: Option<Expr>,
     /// `entry_ttl_from = |value| ..`: each value's entry TTL.
     pub(crate) entry_ttl_from: Option<Expr>,
+    /// `refresh_after_from = |value| ..`: each value's refresh-after.
+    pub(crate) refresh_after_from: Option<Expr>,
     /// `cache_err_if = |error| ..`: which errors are cached, for `negative_ttl`.
     pub(crate) cache_err_if: Option<Expr>,
     /// `tags = [expr, ..]`: the entry's tags, each evaluated over the arguments at call time.
@@ -117,7 +119,7 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, negative_ttl, cache_err_if, tags, batch";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, refresh_after_from, negative_ttl, cache_err_if, tags, batch";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
@@ -284,6 +286,7 @@ impl CachedArgs {
             entry_ttl_jitter: None,
             cache_if: None,
             entry_ttl_from: None,
+            refresh_after_from: None,
             tags: None,
             cache_err_if: None,
             batch: None,
@@ -338,6 +341,7 @@ impl CachedArgs {
                 "entry_ttl_jitter" => args.entry_ttl_jitter = Some(expr),
                 "cache_if" => args.cache_if = Some(expr),
                 "entry_ttl_from" => args.entry_ttl_from = Some(expr),
+                "refresh_after_from" => args.refresh_after_from = Some(expr),
                 "cache_err_if" => args.cache_err_if = Some(expr),
                 "batch" => {
                     args.batch = expect_bool(expr, "batch", errors).filter(|b| b.value);

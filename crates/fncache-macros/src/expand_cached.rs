@@ -227,6 +227,11 @@ pub(crate) fn options_of(args: &CachedArgs, value_type: Option<&syn::Type>) -> T
     for (method, hook, expr) in [
         ("cache_if", "cache_if_hook", &args.cache_if),
         ("entry_ttl_from", "entry_ttl_hook", &args.entry_ttl_from),
+        (
+            "refresh_after_from",
+            "refresh_after_hook",
+            &args.refresh_after_from,
+        ),
     ] {
         if let Some(expr) = expr {
             let span = expr.span();

@@ -75,6 +75,7 @@ use proc_macro::TokenStream;
 /// | `entry_ttl_jitter = EXPR` | an `f64` fraction of the entry TTL, likewise (`0.1`: up to 10 % longer) |
 /// | `cache_if = CLOSURE` | an `Fn(&T) -> bool` over the value: only values it accepts are stored |
 /// | `entry_ttl_from = CLOSURE` | an `Fn(&T) -> Duration`: each value's entry TTL (zero: not stored) |
+/// | `refresh_after_from = CLOSURE` | an `Fn(&T) -> Duration`: each value's refresh-after, in place of `refresh_after` for its entry |
 /// | `negative_ttl = EXPR` | a `Duration`: how long the errors `cache_err_if` chooses are cached (the error type is then stored too) |
 /// | `cache_err_if = CLOSURE` | an `FnOnce(&E) -> bool`: which errors are cached as negative entries, served as those errors; its `{fn}_put` takes a `&Result<T, E>` |
 /// | `tags = [EXPR, ..]` | each an expression over the arguments making a `String` (`format!("user:{id}")`): the entry's tags, for `Cache::invalidate_tag` |
@@ -109,7 +110,7 @@ use proc_macro::TokenStream;
 /// once), stores their values in one more round trip, and waits for keys other callers are
 /// computing. Maps and `Result` returns are not supported, nor the options about one call's
 /// arguments (`key`, `tags`, `default`, `wait = false`, `compute_timeout`, negative caching);
-/// hooks (`cache_if`, `entry_ttl_from`) see each value. A body that returns a wrong number of
+/// hooks (`cache_if`, `entry_ttl_from`, `refresh_after_from`) see each value. A body that returns a wrong number of
 /// values has its own result returned, uncached (the failure is counted in `stats().errors`).
 /// The companions of a batch function are `{fn}_uncached` and `{fn}_stats`.
 ///

@@ -337,6 +337,7 @@ pub(crate) fn put_op(
         head: codec.head(),
         payload,
         entry_ttl: behaviour.entry_ttl_for(&member),
+        refresh_after: behaviour.own_refresh_after,
         keep: behaviour.max_stale,
         release,
         tagged,
@@ -1042,11 +1043,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         // The hooks, if any: a value they refuse is returned (and shared) but not stored.
         let behaviour = match self.typed.map(|typed| typed.judge(value)) {
-            None | Some(Some(None)) => self.b,
-            Some(Some(Some(ttl))) => Behaviour {
-                entry_ttl: Some(ttl),
-                ..self.b
-            },
+            None => self.b,
+            Some(Some(verdict)) => verdict.apply(self.b),
             Some(None) => {
                 self.share_computed(value);
                 return Ok(None);

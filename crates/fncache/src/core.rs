@@ -237,8 +237,8 @@ impl Core {
         behaviour.validate()?;
         // The hooks, if any: a value they refuse is not stored; one may set its entry TTL.
         match typed.map(|typed| typed.judge(value)) {
-            None | Some(Some(None)) => {}
-            Some(Some(Some(ttl))) => behaviour.entry_ttl = Some(ttl),
+            None => {}
+            Some(Some(verdict)) => behaviour = verdict.apply(behaviour),
             Some(None) => return Ok(None),
         }
         let codec = options.codec.unwrap_or(self.codec);

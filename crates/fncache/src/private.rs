@@ -541,6 +541,13 @@ pub fn entry_ttl_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'stati
     ttl
 }
 
+/// `refresh_after_from = EXPR`: the closure, checked against the function's value type `T`.
+pub fn refresh_after_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'static>(
+    after: F,
+) -> F {
+    after
+}
+
 /// `{fn}_expire` of a blocking function.
 pub fn expire_blocking(cache: &blocking::Cache, function: &str, key: Key) -> Result<bool, Error> {
     cache.expire_member(function, key.encoder.finish(function)?)

@@ -530,7 +530,13 @@ impl MemStructure {
 /// milliseconds, as Redis receives them. The entry is served normally until its entry TTL and
 /// kept as a fallback until `keep` (max_stale) when that is longer; without an entry TTL,
 /// `keep` is its lifetime, so that no value older than `max_stale` is ever served.
-fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) -> Times {
+/// An entry with a refresh-after of its own goes stale that long after `now` (format 2).
+fn entry_times(
+    now: u64,
+    entry_ttl: Option<Duration>,
+    keep: Option<Duration>,
+    refresh_after: Option<Duration>,
+) -> Times {
     let (ttl_us, keep_us) = (
         entry_ttl.map_or(0, store_micros),
         keep.map_or(0, store_micros),
@@ -544,6 +550,8 @@ fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) ->
         written_at_us: now,
         expire_at_us: expire,
         keep_until_us: keep_until,
+        // Never 0 (which means none): `now` is past the epoch.
+        refresh_at_us: refresh_after.map_or(0, |after| now.saturating_add(store_micros(after))),
     }
 }
 
@@ -626,6 +634,7 @@ impl MemoryStore {
                 head,
                 payload,
                 entry_ttl,
+                refresh_after,
                 keep,
                 release,
                 tagged,
@@ -652,7 +661,7 @@ impl MemoryStore {
                         reclaimed: 0,
                     };
                 }
-                let times = entry_times(now, entry_ttl, keep);
+                let times = entry_times(now, entry_ttl, keep, refresh_after);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
@@ -834,7 +843,9 @@ impl MemoryStore {
         if self.settings.slide {
             self.slide(s, now);
         }
+        // An entry's own refresh time (format 2) replaces the lookup's refresh-after.
         let stale = match (refresh_after, parsed) {
+            (_, Some(e)) if e.refresh_at_us != 0 => e.is_due(now),
             (Some(after), Some(e)) if !after.is_zero() => {
                 now.saturating_sub(e.written_at_us) >= store_micros(after)
             }
@@ -961,6 +972,7 @@ mod tests {
                         head: [1, 1],
                         payload: vec![step as u8],
                         entry_ttl: None,
+                        refresh_after: None,
                         keep: None,
                         release: None,
                         tagged: None,

@@ -22,6 +22,7 @@ mod healing;
 mod isolation;
 mod model;
 mod options;
+mod refresh_from;
 mod server;
 mod shared;
 mod support;

@@ -433,6 +433,7 @@ impl Plan {
                 head,
                 payload,
                 entry_ttl,
+                refresh_after,
                 keep,
                 release,
                 tagged,
@@ -470,7 +471,8 @@ impl Plan {
                         tagged
                             .and_then(|t| t.began)
                             .map_or(0, |b| elapsed_micros(b.elapsed())),
-                    );
+                    )
+                    .arg(refresh_after.map_or(0, store_millis));
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -674,8 +676,9 @@ impl Plan {
                 }
                 let reply = reply.ok_or_else(|| protocol("a reply was expected"))?;
                 if let Value::BulkString(entry) = reply
-                    && Entry::parse(&entry)
-                        .is_some_and(|e| e.expire_at_us == 0 && e.keep_until_us == 0)
+                    && Entry::parse(&entry).is_some_and(|e| {
+                        e.expire_at_us == 0 && e.keep_until_us == 0 && e.refresh_at_us == 0
+                    })
                 {
                     // It never expires: fresh, whatever the time.
                     self.recorded = record.take();

@@ -15,7 +15,9 @@
 --       replace the tags the member had),
 --       how many microseconds before now the computation of a tagged value may have begun
 --       (0 = not a computed value: no check); a tagged value whose computation began before
---       the structure's last tag invalidation is not stored (the lease is still released)
+--       the structure's last tag invalidation is not stored (the lease is still released),
+--       refresh ms (0 = none): the entry goes stale this long after the write whatever the
+--       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
@@ -155,7 +157,13 @@ if keep > 0 then
 elseif exists then
   redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
-redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
+local refresh_ms = tonumber(ARGV[15] or 0)
+if refresh_ms > 0 then
+  redis.call('HSET', values, member, '\2' .. string.sub(ARGV[2], 2, 2)
+    .. struct.pack('>I8I8I8I8', now, expire, keep, now + refresh_ms * 1000) .. ARGV[3])
+else
+  redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
+end
 if tagging then
   untag(tags, tagged, member)
   -- The write time first: tags are the entry's only while it is the entry written then.
