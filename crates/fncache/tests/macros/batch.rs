@@ -119,3 +119,45 @@ fn a_batch_body_of_the_wrong_length_returns_its_own_result_uncached() {
         },
     );
 }
+
+/// `refresh_after_from`: 0 is stale at once (a millisecond), anything else an hour, whatever
+/// the cache's own `refresh_after` of a millisecond.
+#[fncache::cached(
+    cache = blocking(),
+    refresh_after_from = |v: &u64| Duration::from_secs(if *v == 0 { 0 } else { 3600 }),
+)]
+fn fresh(x: u64) -> u64 {
+    ran();
+    x
+}
+
+#[fncache::cached(
+    cache = asynchronous(),
+    refresh_after_from = |v: &u64| Duration::from_secs(if *v == 0 { 0 } else { 3600 }),
+)]
+async fn fresh_async(x: u64) -> u64 {
+    ran();
+    x
+}
+
+#[test]
+fn refresh_after_from_sets_each_entrys_refresh_time() {
+    on_every_store(
+        |b| b.refresh_after(Duration::from_millis(1)),
+        |s| {
+            let who = s.label;
+            fresh(1);
+            s.block_on(fresh_async(1));
+            // 0 goes stale at once: a later call refreshes it (inline, running the body).
+            fresh(0);
+            crate::support::eventually("0 refreshed", || runs(|| fresh(0)).1 == 1);
+            s.block_on(fresh_async(0));
+            crate::support::eventually("async 0 refreshed", || {
+                runs(|| s.block_on(fresh_async(0))).1 == 1
+            });
+            // Past the cache's millisecond, 1 is still fresh for its hour.
+            assert_eq!(runs(|| fresh(1)).1, 0, "{who}");
+            assert_eq!(runs(|| s.block_on(fresh_async(1))).1, 0, "{who}");
+        },
+    );
+}
