@@ -37,7 +37,7 @@ async fn names(prefix: &str, mut ids: Vec<u32>) -> Vec<String> {
 }
 
 /// A hook sees each value, not the `Vec`.
-#[fncache::cached(batch, cache = blocking(), cache_if = |v: &u32| *v % 2 == 0)]
+#[fncache::cached(batch, cache = blocking(), cache_if = |v: &u32| v.is_multiple_of(2))]
 fn halves(xs: &Vec<u32>) -> Vec<u32> {
     ran();
     xs.iter().map(|x| x / 2).collect()
