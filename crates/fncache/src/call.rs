@@ -337,7 +337,8 @@ pub(crate) fn put_op(
         head: codec.head(),
         payload,
         entry_ttl: behaviour.entry_ttl_for(&member),
-        refresh_after: behaviour.own_refresh_after,
+        refresh_after: (behaviour.own_refresh_ms > 0)
+            .then(|| Duration::from_millis(behaviour.own_refresh_ms)),
         keep: behaviour.max_stale,
         release,
         tagged,
