@@ -511,3 +511,53 @@ fn a_batch_reloads_scripts_the_server_lost() {
         );
     }
 }
+
+#[test]
+fn a_batch_refreshes_the_stale_keys_it_holds_and_serves_the_fresh_ones() {
+    let clock = Arc::new(fncache::clock::ManualClock::new());
+    for asynchronous in [false, true] {
+        let builder = Cache::builder(unique_name())
+            .memory()
+            .clock(clock.clone())
+            .refresh_after(Duration::from_secs(10));
+        let front = if asynchronous {
+            Front::asynchronous(builder)
+        } else {
+            Front::blocking(builder)
+        };
+        let asked = Mutex::new(Vec::new());
+        many(&front, &none(), "st", &[1u64, 2], tens(&asked)).unwrap();
+        clock.advance(Duration::from_secs(11));
+        many(&front, &none(), "st", &[3u64], tens(&asked)).unwrap();
+        // 1 and 2 are stale: this batch wins their refresh and recomputes them, inline.
+        let values = many(&front, &none(), "st", &[1u64, 2, 3], |xs: Vec<u64>| {
+            asked.lock().unwrap().push(xs.clone());
+            xs.iter().map(|x| x * 100).collect::<Vec<u64>>()
+        })
+        .unwrap();
+        assert_eq!(values, [100, 200, 30], "{}", front.label());
+        assert_eq!(asked.lock().unwrap()[2], [1, 2], "{}", front.label());
+        assert_eq!(
+            front.stats_for("st").unwrap().refreshes,
+            2,
+            "{}",
+            front.label()
+        );
+    }
+}
+
+#[test]
+fn a_batch_works_under_touch_batch() {
+    for (store, front) in all_fronts(|b| b.touch_batch(Duration::from_millis(50))) {
+        let who = describe(&store, &front);
+        let asked = Mutex::new(Vec::new());
+        assert_eq!(
+            many(&front, &none(), "tb", &[1u64, 2], tens(&asked)).unwrap(),
+            [10, 20]
+        );
+        let values = many(&front, &none(), "tb", &[2u64, 3, 1], tens(&asked)).unwrap();
+        assert_eq!(values, [20, 30, 10], "{who}");
+        assert_eq!(*asked.lock().unwrap(), [vec![1, 2], vec![3]], "{who}");
+        assert_eq!(front.stats_for("tb").unwrap().errors, 0, "{who}");
+    }
+}

@@ -163,3 +163,22 @@ fn negative_caching_keeps_the_hook_for_values() {
         }
     }
 }
+
+#[test]
+fn under_touch_batch_an_entrys_own_refresh_time_still_counts() {
+    // Under touch_batch a lookup first reads the entry with HGET, and takes an entry that never
+    // expires as a fresh hit without the script: one with a refresh time of its own must not be.
+    for (store, front) in all_fronts(|b| b.touch_batch(Duration::from_secs(1))) {
+        let Some(_) = store.server() else { continue };
+        let who = describe(&store, &front);
+        let options = options();
+        assert_eq!(front.call_with(&options, "t", 1, || 0u64).unwrap(), 0);
+        let start = Instant::now();
+        while front.call_with(&options, "t", 1, || 7u64).unwrap() != 7 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{who}: never stale"
+            );
+        }
+    }
+}
