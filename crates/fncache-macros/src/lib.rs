@@ -112,7 +112,9 @@ use proc_macro::TokenStream;
 /// arguments (`key`, `tags`, `default`, `wait = false`, `compute_timeout`, negative caching);
 /// hooks (`cache_if`, `entry_ttl_from`, `refresh_after_from`) see each value. A body that returns a wrong number of
 /// values has its own result returned, uncached (the failure is counted in `stats().errors`).
-/// The companions of a batch function are `{fn}_uncached` and `{fn}_stats`.
+/// The body runs again for keys another caller was computing and failed to deliver, so it
+/// must not consume its skipped arguments. The companions of a batch function are
+/// `{fn}_uncached` and `{fn}_stats`.
 ///
 /// ```
 /// use std::sync::LazyLock;

@@ -343,7 +343,7 @@ fn failed<'v, T>(failure: Failure) -> Computed<'v, T> {
 macro_rules! drive_batch {
     ($cache:expr, $batch:ident, $args:expr, $compute:expr, run: $run:path,
         sleep: $sleep:path, follow: $follow:ident $(, .$aw:tt)?) => {{
-        let mut compute = Some($compute);
+        let mut compute = $compute;
         // The user's error, or the panic, of compute_missing.
         let mut failure = None;
         loop {
@@ -354,11 +354,7 @@ macro_rules! drive_batch {
                 }
                 $crate::batch::Work::Compute(positions) => {
                     let missing: Vec<_> = positions.iter().map(|&p| $args[p].clone()).collect();
-                    let outcome = match compute.take() {
-                        Some(f) => $run(f, missing) $(.$aw)?,
-                        None => Err(Box::new("fncache: compute_missing was already consumed")
-                            as Box<dyn std::any::Any + Send>),
-                    };
+                    let outcome = $run(&mut compute, missing) $(.$aw)?;
                     match outcome {
                         Ok(Ok(values)) => $batch.computed(Ok(values))?,
                         Ok(Err(e)) => {
@@ -447,9 +443,12 @@ pub(crate) fn each(n: usize, e: &Error) -> Vec<Result<StoreReply, Error>> {
 }
 
 /// Calls `compute_missing` in a task's future, catching a panic.
-async fn run_async<A, T, E, F, Fut>(f: F, args: Vec<A>) -> std::thread::Result<Result<Vec<T>, E>>
+async fn run_async<A, T, E, F, Fut>(
+    f: &mut F,
+    args: Vec<A>,
+) -> std::thread::Result<Result<Vec<T>, E>>
 where
-    F: FnOnce(Vec<A>) -> Fut,
+    F: FnMut(Vec<A>) -> Fut,
     Fut: Future<Output = Result<Vec<T>, E>>,
 {
     use futures_util::FutureExt;
@@ -459,9 +458,9 @@ where
 }
 
 /// Calls `compute_missing` on this thread, catching a panic.
-fn run_blocking<A, T, E, F>(f: F, args: Vec<A>) -> std::thread::Result<Result<Vec<T>, E>>
+fn run_blocking<A, T, E, F>(f: &mut F, args: Vec<A>) -> std::thread::Result<Result<Vec<T>, E>>
 where
-    F: FnOnce(Vec<A>) -> Result<Vec<T>, E>,
+    F: FnMut(Vec<A>) -> Result<Vec<T>, E>,
 {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f(args)))
 }
@@ -483,7 +482,8 @@ impl crate::Cache {
     /// is waited for, not recomputed; stale and expired entries, fail-safe and fail-open are
     /// the same; the stats count each distinct key as a hit or a miss. Should a key waited for
     /// not arrive (its computer failed, or `lock_timeout` passed), `compute_missing` is
-    /// called again for such keys. An empty list does nothing: no I/O, no call.
+    /// called again for such keys: that is why it is `FnMut` (it usually runs once). An empty
+    /// list does nothing: no I/O, no call.
     ///
     /// A `compute_missing` that returns a wrong number of values makes the batch fail with
     /// [`ErrorKind::BatchLength`] and stores nothing. A value the codec cannot give back
@@ -513,7 +513,7 @@ impl crate::Cache {
     where
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Fut,
+        F: FnMut(Vec<A>) -> Fut,
         Fut: Future<Output = Vec<T>>,
     {
         self.get_or_compute_many_with(
@@ -554,12 +554,14 @@ impl crate::Cache {
         O: Options<T> + ?Sized,
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Fut,
+        F: FnMut(Vec<A>) -> Fut,
         Fut: Future<Output = Vec<T>>,
     {
+        let mut compute_missing = compute_missing;
         let result = self
-            .try_get_or_compute_many_with(options, function, args_list, |missing| async move {
-                Ok::<Vec<T>, std::convert::Infallible>(compute_missing(missing).await)
+            .try_get_or_compute_many_with(options, function, args_list, |missing| {
+                let values = compute_missing(missing);
+                async move { Ok::<Vec<T>, std::convert::Infallible>(values.await) }
             })
             .await?;
         Ok(result.unwrap_or_else(|never| match never {}))
@@ -592,7 +594,7 @@ impl crate::Cache {
     where
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Fut,
+        F: FnMut(Vec<A>) -> Fut,
         Fut: Future<Output = Result<Vec<T>, E>>,
     {
         self.try_get_or_compute_many_with(
@@ -633,7 +635,7 @@ impl crate::Cache {
         O: Options<T> + ?Sized,
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Fut,
+        F: FnMut(Vec<A>) -> Fut,
         Fut: Future<Output = Result<Vec<T>, E>>,
     {
         self.many::<O, Error, A, T, E, F, Fut>(options, function, args_list, compute_missing)
@@ -654,7 +656,7 @@ impl crate::Cache {
         S: Surface,
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Fut,
+        F: FnMut(Vec<A>) -> Fut,
         Fut: Future<Output = Result<Vec<T>, E>>,
     {
         if args_list.is_empty() {
@@ -697,7 +699,7 @@ impl crate::blocking::Cache {
     where
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Vec<T>,
+        F: FnMut(Vec<A>) -> Vec<T>,
     {
         self.get_or_compute_many_with(
             &crate::CallOptions::new(),
@@ -731,8 +733,9 @@ impl crate::blocking::Cache {
         O: Options<T> + ?Sized,
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Vec<T>,
+        F: FnMut(Vec<A>) -> Vec<T>,
     {
+        let mut compute_missing = compute_missing;
         let result =
             self.try_get_or_compute_many_with(options, function, args_list, |missing| {
                 Ok::<Vec<T>, std::convert::Infallible>(compute_missing(missing))
@@ -761,7 +764,7 @@ impl crate::blocking::Cache {
     where
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Result<Vec<T>, E>,
+        F: FnMut(Vec<A>) -> Result<Vec<T>, E>,
     {
         self.try_get_or_compute_many_with(
             &crate::CallOptions::new(),
@@ -794,7 +797,7 @@ impl crate::blocking::Cache {
         O: Options<T> + ?Sized,
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Result<Vec<T>, E>,
+        F: FnMut(Vec<A>) -> Result<Vec<T>, E>,
     {
         self.many::<O, Error, A, T, E, F>(options, function, args_list, compute_missing)?
             .into_result()
@@ -813,7 +816,7 @@ impl crate::blocking::Cache {
         S: Surface,
         A: Serialize + Clone,
         T: Serialize + DeserializeOwned + Clone,
-        F: FnOnce(Vec<A>) -> Result<Vec<T>, E>,
+        F: FnMut(Vec<A>) -> Result<Vec<T>, E>,
     {
         if args_list.is_empty() {
             return Ok(Ended::Values(Vec::new()));
@@ -847,15 +850,15 @@ where
     O: Options<T> + ?Sized,
     K: Serialize + Clone,
     T: Serialize + DeserializeOwned + Clone,
-    F: FnOnce(Vec<K>) -> Vec<T>,
+    F: FnMut(Vec<K>) -> Vec<T>,
 {
-    let mut own = None;
+    let (mut own, mut compute) = (None, compute);
     let keys = salted(salt, keys);
     let ended = cache.many::<O, std::convert::Infallible, _, T, std::convert::Infallible, _>(
         options,
         function,
         &keys,
-        |missing| Ok(keep_if_wrong(compute, unsalted(missing), &mut own)),
+        |missing| Ok(keep_if_wrong(&mut compute, unsalted(missing), &mut own)),
     );
     match ended {
         Ok(Ended::Values(values)) => values,
@@ -881,24 +884,28 @@ where
     O: Options<T> + ?Sized,
     K: Serialize + Clone,
     T: Serialize + DeserializeOwned + Clone,
-    F: FnOnce(Vec<K>) -> Fut,
+    F: FnMut(Vec<K>) -> Fut,
     Fut: Future<Output = Vec<T>>,
 {
-    let mut own = None;
-    let slot = &mut own;
+    // A mutex, not a cell: the function's future stays `Send` with a reference to it.
+    let own = std::sync::Mutex::new(None);
+    let (slot, mut compute) = (&own, compute);
     let keys = salted(salt, keys);
     let ended = cache
         .many::<O, std::convert::Infallible, _, T, std::convert::Infallible, _, _>(
             options,
             function,
             &keys,
-            |missing| async move {
+            |missing| {
                 let wanted = missing.len();
-                let values = compute(unsalted(missing)).await;
-                if values.len() != wanted {
-                    *slot = Some(values.clone());
+                let values = compute(unsalted(missing));
+                async move {
+                    let values = values.await;
+                    if values.len() != wanted {
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(values.clone());
+                    }
+                    Ok(values)
                 }
-                Ok(values)
             },
         )
         .await;
@@ -906,7 +913,9 @@ where
         Ok(Ended::Values(values)) => values,
         Ok(Ended::Broken(e)) => {
             cache.absorb(function, BROKEN, &e);
-            own.unwrap_or_default()
+            own.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_default()
         }
         Ok(Ended::Failed(never)) | Err(never) => match never {},
     }
@@ -928,7 +937,7 @@ const BROKEN: &str = "the batch function returned a wrong number of values, so i
 /// Runs `compute` on `missing`, keeping a copy of its result in `own` when its length is wrong
 /// (the decorated function then returns it as it is).
 fn keep_if_wrong<K, T: Clone>(
-    compute: impl FnOnce(Vec<K>) -> Vec<T>,
+    compute: &mut impl FnMut(Vec<K>) -> Vec<T>,
     missing: Vec<K>,
     own: &mut Option<Vec<T>>,
 ) -> Vec<T> {

@@ -12,14 +12,17 @@ use crate::support::{Front, unique_name};
 
 /// A batch of `function` over `xs`, computing `x * 10`; the arguments computed go to `asked`.
 fn many(front: &Front, function: &str, xs: &[u64], asked: &Mutex<Vec<u64>>) -> Vec<u64> {
-    let compute = |missing: Vec<u64>| {
+    let mut compute = |missing: Vec<u64>| {
         asked.lock().unwrap().extend(missing.iter().copied());
         missing.iter().map(|x| x * 10).collect::<Vec<u64>>()
     };
     match front {
         Front::Blocking(c) => c.get_or_compute_many(function, xs, compute).unwrap(),
         Front::Async(c, rt) => rt
-            .block_on(c.get_or_compute_many(function, xs, |m| async move { compute(m) }))
+            .block_on(c.get_or_compute_many(function, xs, |m| {
+                let values = compute(m);
+                async move { values }
+            }))
             .unwrap(),
     }
 }

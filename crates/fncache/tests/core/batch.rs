@@ -20,7 +20,7 @@ fn many<O, A, T>(
     options: &O,
     function: &str,
     args: &[A],
-    compute: impl FnOnce(Vec<A>) -> Vec<T>,
+    mut compute: impl FnMut(Vec<A>) -> Vec<T>,
 ) -> Result<Vec<T>, fncache::Error>
 where
     O: Options<T>,
@@ -29,17 +29,19 @@ where
 {
     match front {
         Front::Blocking(c) => c.get_or_compute_many_with(options, function, args, compute),
-        Front::Async(c, rt) => rt.block_on(c.get_or_compute_many_with(
-            options,
-            function,
-            args,
-            |missing| async move { compute(missing) },
-        )),
+        Front::Async(c, rt) => {
+            rt.block_on(
+                c.get_or_compute_many_with(options, function, args, |missing| {
+                    let values = compute(missing);
+                    async move { values }
+                }),
+            )
+        }
     }
 }
 
 /// `x * 10` for each `x`, recording what was asked in `asked`.
-fn tens(asked: &Mutex<Vec<Vec<u64>>>) -> impl FnOnce(Vec<u64>) -> Vec<u64> + '_ {
+fn tens(asked: &Mutex<Vec<Vec<u64>>>) -> impl FnMut(Vec<u64>) -> Vec<u64> + '_ {
     move |xs: Vec<u64>| {
         asked.lock().unwrap().push(xs.clone());
         xs.iter().map(|x| x * 10).collect()
@@ -559,5 +561,42 @@ fn a_batch_works_under_touch_batch() {
         assert_eq!(values, [20, 30, 10], "{who}");
         assert_eq!(*asked.lock().unwrap(), [vec![1, 2], vec![3]], "{who}");
         assert_eq!(front.stats_for("tb").unwrap().errors, 0, "{who}");
+    }
+}
+
+#[test]
+fn a_key_whose_holder_fails_is_computed_by_a_second_call() {
+    for store in [Store::memory(), Store::redis()] {
+        let cache = store
+            .apply(Cache::builder(unique_name()))
+            .build_blocking()
+            .unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let batch = Mutex::new(None);
+        let single = cache
+            .try_get_or_compute("hf", &2u64, || {
+                let (asked, other) = (Arc::clone(&asked), cache.clone());
+                *batch.lock().unwrap() = Some(std::thread::spawn(move || {
+                    other.get_or_compute_many("hf", &[1u64, 2], |xs: Vec<u64>| {
+                        asked.lock().unwrap().push(xs.clone());
+                        xs.iter().map(|x| x * 10).collect::<Vec<u64>>()
+                    })
+                }));
+                until_someone_waits(|| cache.stats());
+                Err::<u64, _>("the holder of 2 fails")
+            })
+            .unwrap();
+        assert!(single.is_err());
+        let batch = batch
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch, [10, 20]);
+        // 1 at once; 2 once its holder gave up (compute_missing is FnMut for this).
+        assert_eq!(*asked.lock().unwrap(), [vec![1], vec![2]]);
     }
 }
