@@ -600,3 +600,28 @@ fn a_key_whose_holder_fails_is_computed_by_a_second_call() {
         assert_eq!(*asked.lock().unwrap(), [vec![1], vec![2]]);
     }
 }
+
+#[test]
+fn a_batch_future_can_be_spawned() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = Cache::builder(unique_name()).memory().build().unwrap();
+    let ids = vec![1u64, 2];
+    let values = rt.block_on(async move {
+        // `tokio::spawn` needs the batch's future to be `Send`.
+        tokio::spawn(async move {
+            cache
+                .get_or_compute_many("spawned", &ids, |xs: Vec<u64>| async move {
+                    tokio::task::yield_now().await;
+                    xs.iter().map(|x| x + 1).collect::<Vec<u64>>()
+                })
+                .await
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(values.unwrap(), [2, 3]);
+}

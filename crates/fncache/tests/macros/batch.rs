@@ -161,3 +161,29 @@ fn refresh_after_from_sets_each_entrys_refresh_time() {
         },
     );
 }
+
+#[test]
+fn a_batch_function_future_can_be_spawned() {
+    on_every_store(
+        |b| b,
+        |s| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            // The spawned task finds the caches through the thread's installed ones: hand it
+            // this scenario's.
+            let caches = crate::support::current();
+            let got = rt.block_on(async move {
+                tokio::spawn(async move {
+                    crate::support::install(caches);
+                    names("s", vec![7]).await
+                })
+                .await
+                .unwrap()
+            });
+            assert_eq!(got, ["s7"], "{}", s.label);
+        },
+    );
+}
