@@ -12,7 +12,7 @@ use crate::support::{Front, unique_name};
 
 /// A batch of `function` over `xs`, computing `x * 10`; the arguments computed go to `asked`.
 fn many(front: &Front, function: &str, xs: &[u64], asked: &Mutex<Vec<u64>>) -> Vec<u64> {
-    let mut compute = |missing: Vec<u64>| {
+    let compute = |missing: Vec<u64>| {
         asked.lock().unwrap().extend(missing.iter().copied());
         missing.iter().map(|x| x * 10).collect::<Vec<u64>>()
     };
