@@ -260,7 +260,6 @@ impl CallOptions {
             entry_ttl_jitter_ppm: self
                 .entry_ttl_jitter_ppm
                 .unwrap_or(defaults.entry_ttl_jitter_ppm),
-            own_refresh_ms: 0,
         }
         .normalized()
     }
@@ -511,12 +510,16 @@ impl Verdict {
     pub(crate) fn apply(self, behaviour: Behaviour) -> Behaviour {
         Behaviour {
             entry_ttl: self.entry_ttl.or(behaviour.entry_ttl),
-            // At least a millisecond (see `judge`), so never 0.
-            own_refresh_ms: self
-                .refresh_after
-                .map_or(0, |after| crate::duration::store_millis(after).max(1)),
             ..behaviour
         }
+    }
+
+    /// The refresh-after in milliseconds the put stores with its entry, 0 for none (at least
+    /// a millisecond otherwise, see `judge`). Kept out of [`Behaviour`], which every call
+    /// copies (past 128 bytes its copies cost more).
+    pub(crate) fn refresh_ms(self) -> u64 {
+        self.refresh_after
+            .map_or(0, |after| crate::duration::store_millis(after).max(1))
     }
 }
 
@@ -632,10 +635,6 @@ pub(crate) struct Behaviour {
     pub(crate) ttl_jitter_ms: u64,
     /// ... and by up to this many millionths of the entry TTL more (0: none).
     pub(crate) entry_ttl_jitter_ppm: u32,
-    /// The refresh-after in milliseconds a put stores with its entry (`refresh_after_from`),
-    /// which then goes stale by it whatever the lookup's `refresh_after`; 0 for a put of no
-    /// such hook (an integer, as the jitter: the behaviour is copied into every call).
-    pub(crate) own_refresh_ms: u64,
 }
 
 impl Behaviour {
@@ -653,7 +652,6 @@ impl Behaviour {
         stampede_protection: true,
         ttl_jitter_ms: 0,
         entry_ttl_jitter_ppm: 0,
-        own_refresh_ms: 0,
     };
 
     /// Every duration as it takes effect: in whole milliseconds, rounded up, and at most

@@ -535,7 +535,7 @@ fn entry_times(
     now: u64,
     entry_ttl: Option<Duration>,
     keep: Option<Duration>,
-    refresh_after: Option<Duration>,
+    refresh_ms: u64,
 ) -> Times {
     let (ttl_us, keep_us) = (
         entry_ttl.map_or(0, store_micros),
@@ -551,7 +551,11 @@ fn entry_times(
         expire_at_us: expire,
         keep_until_us: keep_until,
         // Never 0 (which means none): `now` is past the epoch.
-        refresh_at_us: refresh_after.map_or(0, |after| now.saturating_add(store_micros(after))),
+        refresh_at_us: if refresh_ms == 0 {
+            0
+        } else {
+            now.saturating_add(refresh_ms.saturating_mul(1000))
+        },
     }
 }
 
@@ -634,7 +638,7 @@ impl MemoryStore {
                 head,
                 payload,
                 entry_ttl,
-                refresh_after,
+                refresh_ms,
                 keep,
                 release,
                 tagged,
@@ -661,7 +665,7 @@ impl MemoryStore {
                         reclaimed: 0,
                     };
                 }
-                let times = entry_times(now, entry_ttl, keep, refresh_after);
+                let times = entry_times(now, entry_ttl, keep, refresh_ms);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
@@ -972,7 +976,7 @@ mod tests {
                         head: [1, 1],
                         payload: vec![step as u8],
                         entry_ttl: None,
-                        refresh_after: None,
+                        refresh_ms: 0,
                         keep: None,
                         release: None,
                         tagged: None,

@@ -433,7 +433,7 @@ impl Plan {
                 head,
                 payload,
                 entry_ttl,
-                refresh_after,
+                refresh_ms,
                 keep,
                 release,
                 tagged,
@@ -472,7 +472,7 @@ impl Plan {
                             .and_then(|t| t.began)
                             .map_or(0, |b| elapsed_micros(b.elapsed())),
                     )
-                    .arg(refresh_after.map_or(0, store_millis));
+                    .arg(refresh_ms);
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
