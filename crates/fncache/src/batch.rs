@@ -37,9 +37,14 @@ pub(crate) enum Work {
     /// Call `compute_missing` with the arguments at these positions of the caller's list,
     /// then [`Batch::computed`].
     Compute(Vec<usize>),
-    /// Wait for these leaders of this process (each until its deadline) with
-    /// [`Batch::followed`], then, if given, sleep that long and [`Batch::woke`].
-    Wait(Vec<(usize, Arc<Flight>, Instant)>, Option<Duration>),
+    /// Wait for these leaders of this process with [`Batch::followed`], each up to its
+    /// duration counted from the instant given, then, if given, sleep that long and
+    /// [`Batch::woke`].
+    Wait(
+        Vec<(usize, Arc<Flight>, Duration)>,
+        Instant,
+        Option<Duration>,
+    ),
     /// Every call has returned: [`Batch::finish`].
     Done,
 }
@@ -201,12 +206,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Batch<'a, S, T> {
             let mut sleep: Option<Duration> = None;
             for i in 0..self.pending.len() {
                 match self.pending[i].take() {
-                    Some(Action::Follow(flight, timeout)) => {
-                        // Waited for one after another, but each as if from now, so that a
-                        // round waits no longer than its longest wait.
-                        let until = now.checked_add(timeout).unwrap_or(now + Duration::MAX / 4);
-                        follows.push((i, flight, until));
-                    }
+                    // Waited for one after another, but each as if from now, so that a round
+                    // waits no longer than its longest wait.
+                    Some(Action::Follow(flight, timeout)) => follows.push((i, flight, timeout)),
                     Some(Action::Sleep(pause)) => {
                         // The shortest pause: polling a key sooner than its own pause only
                         // looks earlier.
@@ -219,7 +221,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Batch<'a, S, T> {
             if follows.is_empty() && sleep.is_none() {
                 return Ok(Work::Done);
             }
-            return Ok(Work::Wait(follows, sleep));
+            return Ok(Work::Wait(follows, now, sleep));
         }
     }
 
@@ -367,9 +369,9 @@ macro_rules! drive_batch {
                         }
                     }
                 }
-                $crate::batch::Work::Wait(follows, sleep) => {
-                    for (i, flight, until) in follows {
-                        let left = until.saturating_duration_since(std::time::Instant::now());
+                $crate::batch::Work::Wait(follows, since, sleep) => {
+                    for (i, flight, timeout) in follows {
+                        let left = timeout.saturating_sub(since.elapsed());
                         let outcome = flight.$follow(left) $(.$aw)?;
                         $batch.followed(i, outcome)?;
                     }
