@@ -479,7 +479,7 @@ impl crate::Cache {
     /// together (one more round trip). Arguments that appear several times are computed once
     /// and their value returned at each of their places.
     ///
-    /// Each key behaves as a [`Cache::get_or_compute`] of it would: a key another caller is
+    /// Each key behaves as a [`Cache::get_or_compute`](crate::Cache::get_or_compute) of it would: a key another caller is
     /// computing (a caller of this process, or of another process holding the key's lease)
     /// is waited for, not recomputed; stale and expired entries, fail-safe and fail-open are
     /// the same; the stats count each distinct key as a hit or a miss. Should a key waited for
@@ -527,7 +527,7 @@ impl crate::Cache {
         .await
     }
 
-    /// [`Cache::get_or_compute_many`] with the function's own options, which apply to every
+    /// [`Cache::get_or_compute_many`](crate::Cache::get_or_compute_many) with the function's own options, which apply to every
     /// key of the batch (their hooks judge each value, their tags tag each entry).
     ///
     /// ```
@@ -569,7 +569,7 @@ impl crate::Cache {
         Ok(result.unwrap_or_else(|never| match never {}))
     }
 
-    /// [`Cache::get_or_compute_many`] for a fallible `compute_missing`: its `Err` is passed
+    /// [`Cache::get_or_compute_many`](crate::Cache::get_or_compute_many) for a fallible `compute_missing`: its `Err` is passed
     /// through (inside the `Ok` of the cache's own result) and nothing of it is stored (the
     /// values found in the cache are not returned either: the batch failed).
     ///
@@ -608,7 +608,7 @@ impl crate::Cache {
         .await
     }
 
-    /// [`Cache::try_get_or_compute_many`] with the function's own options.
+    /// [`Cache::try_get_or_compute_many`](crate::Cache::try_get_or_compute_many) with the function's own options.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
