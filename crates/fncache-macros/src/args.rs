@@ -26,6 +26,16 @@ enum RawValue {
 impl Parse for RawOption {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let name = Ident::parse_any(input)?;
+        // A bare flag: `batch` is `batch = true`.
+        if name == "batch" && (input.is_empty() || input.peek(Token![,])) {
+            return Ok(RawOption {
+                value: RawValue::Expr(Expr::Lit(ExprLit {
+                    attrs: Vec::new(),
+                    lit: Lit::Bool(LitBool::new(true, name.span())),
+                })),
+                name,
+            });
+        }
         if input.peek(syn::token::Paren) {
             let content;
             syn::parenthesized!(content in input);
@@ -81,10 +91,15 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_if: Option<Expr>,
     /// `entry_ttl_from = |value| ..`: each value's entry TTL.
     pub(crate) entry_ttl_from: Option<Expr>,
+    /// `refresh_after_from = |value| ..`: each value's refresh-after.
+    pub(crate) refresh_after_from: Option<Expr>,
     /// `cache_err_if = |error| ..`: which errors are cached, for `negative_ttl`.
     pub(crate) cache_err_if: Option<Expr>,
     /// `tags = [expr, ..]`: the entry's tags, each evaluated over the arguments at call time.
     pub(crate) tags: Option<Vec<Expr>>,
+    /// `batch` (or `batch = true`): a function of a list of keys returning a `Vec` of their
+    /// values, cached key by key (see `expand_batch`).
+    pub(crate) batch: Option<LitBool>,
 }
 
 impl CachedArgs {
@@ -104,7 +119,7 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, negative_ttl, cache_err_if, tags";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, refresh_after_from, negative_ttl, cache_err_if, tags, batch";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
@@ -271,8 +286,10 @@ impl CachedArgs {
             entry_ttl_jitter: None,
             cache_if: None,
             entry_ttl_from: None,
+            refresh_after_from: None,
             tags: None,
             cache_err_if: None,
+            batch: None,
         };
         for option in raw.0 {
             let name = option.name.to_string();
@@ -324,7 +341,11 @@ impl CachedArgs {
                 "entry_ttl_jitter" => args.entry_ttl_jitter = Some(expr),
                 "cache_if" => args.cache_if = Some(expr),
                 "entry_ttl_from" => args.entry_ttl_from = Some(expr),
+                "refresh_after_from" => args.refresh_after_from = Some(expr),
                 "cache_err_if" => args.cache_err_if = Some(expr),
+                "batch" => {
+                    args.batch = expect_bool(expr, "batch", errors).filter(|b| b.value);
+                }
                 "tags" => match expr {
                     Expr::Array(list) => args.tags = Some(list.elems.into_iter().collect()),
                     other => errors.push(syn::Error::new_spanned(

@@ -23,6 +23,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .map(|args| validate::analyze(&item, args, &mut errors));
     errors.finish()?;
     match (args, function) {
+        (Some(args), Some(function)) if args.batch.is_some() => {
+            crate::expand_batch::generate(&item, &args, &function)
+        }
         (Some(args), Some(function)) => Ok(generate(&item, &args, &function)),
         _ => Err(syn::Error::new(Span::call_site(), "invalid options")),
     }
@@ -39,7 +42,7 @@ pub(crate) fn identity_const(function: &Ident) -> Ident {
 }
 
 /// The function identity: name (default `module_path!()::fn`), version, code hash.
-fn identity(item: &ItemFn, args: &CachedArgs) -> TokenStream {
+pub(crate) fn identity(item: &ItemFn, args: &CachedArgs) -> TokenStream {
     let mut parts = Vec::new();
     match &args.name {
         Some(name) => parts.push(name.to_token_stream()),
@@ -177,6 +180,11 @@ fn key(function: &Function, args: &CachedArgs, companion: bool) -> TokenStream {
 /// The per-call options: durations, codec, `None` rule, waiting, strictness, stampede
 /// protection. Each `Duration` expression is checked at its own span.
 fn options(args: &CachedArgs, function: &Function) -> TokenStream {
+    options_of(args, function.value_type.as_ref())
+}
+
+/// [`options`] for a stored value of type `value_type` (`None`: inferred).
+pub(crate) fn options_of(args: &CachedArgs, value_type: Option<&syn::Type>) -> TokenStream {
     let mut options = quote!(::fncache::__private::CallOptions::new());
     for (name, expr) in &args.durations {
         let method = Ident::new(&name.to_string(), expr.span());
@@ -211,7 +219,7 @@ fn options(args: &CachedArgs, function: &Function) -> TokenStream {
     }
     // The hooks come last (they turn the options into `TypedOptions<T>`); each closure is
     // checked against the value type at its own span.
-    let value = match &function.value_type {
+    let value = match value_type {
         Some(ty) => quote!(#ty),
         None => quote!(_),
     };
@@ -219,6 +227,11 @@ fn options(args: &CachedArgs, function: &Function) -> TokenStream {
     for (method, hook, expr) in [
         ("cache_if", "cache_if_hook", &args.cache_if),
         ("entry_ttl_from", "entry_ttl_hook", &args.entry_ttl_from),
+        (
+            "refresh_after_from",
+            "refresh_after_hook",
+            &args.refresh_after_from,
+        ),
     ] {
         if let Some(expr) = expr {
             let span = expr.span();
@@ -479,7 +492,11 @@ fn key_companion(
 /// `{fn}_stats()`: the counters of this function's identity. It takes `&self` only when the
 /// cache is reached through `self`, and no generic parameters (every instance of a generic
 /// function has the same identity).
-fn stats_companion(item: &ItemFn, args: &CachedArgs, function: &Function) -> TokenStream {
+pub(crate) fn stats_companion(
+    item: &ItemFn,
+    args: &CachedArgs,
+    function: &Function,
+) -> TokenStream {
     let sig = &item.sig;
     let name = format_ident!("{}_stats", sig.ident.unraw(), span = sig.ident.span());
     let vis = &item.vis;

@@ -10,6 +10,7 @@
 mod args;
 mod code_hash;
 mod errors;
+mod expand_batch;
 mod expand_cached;
 mod expand_evict;
 mod validate;
@@ -74,9 +75,11 @@ use proc_macro::TokenStream;
 /// | `entry_ttl_jitter = EXPR` | an `f64` fraction of the entry TTL, likewise (`0.1`: up to 10 % longer) |
 /// | `cache_if = CLOSURE` | an `Fn(&T) -> bool` over the value: only values it accepts are stored |
 /// | `entry_ttl_from = CLOSURE` | an `Fn(&T) -> Duration`: each value's entry TTL (zero: not stored) |
+/// | `refresh_after_from = CLOSURE` | an `Fn(&T) -> Duration`: each value's refresh-after, in place of `refresh_after` for its entry |
 /// | `negative_ttl = EXPR` | a `Duration`: how long the errors `cache_err_if` chooses are cached (the error type is then stored too) |
 /// | `cache_err_if = CLOSURE` | an `FnOnce(&E) -> bool`: which errors are cached as negative entries, served as those errors; its `{fn}_put` takes a `&Result<T, E>` |
 /// | `tags = [EXPR, ..]` | each an expression over the arguments making a `String` (`format!("user:{id}")`): the entry's tags, for `Cache::invalidate_tag` |
+/// | `batch` | a function of a list of keys returning a `Vec` of their values, cached key by key (see [Batches](#batches)) |
 ///
 /// `entry_ttl` and the options from `refresh_after` on (but `default`) override, for this
 /// function, the builder setting of the same name. Durations are expressions of type
@@ -97,6 +100,37 @@ use proc_macro::TokenStream;
 /// and a hash of its signature and body (token by token, so a changed body never serves the
 /// old body's results; the hash cannot see into the functions the body calls: bump `version`
 /// when those change).
+///
+/// # Batches
+///
+/// With `batch`, a function whose one argument in the key is a list of keys (`&[K]`,
+/// `&Vec<K>` or `Vec<K>`; skip any other argument) and which returns a `Vec<V>` of their
+/// values (one per key, in order) is cached key by key, through `get_or_compute_many`: a call
+/// looks every key up in one round trip, runs the body once with only the missing keys (each
+/// once), stores their values in one more round trip, and waits for keys other callers are
+/// computing. Maps and `Result` returns are not supported, nor the options about one call's
+/// arguments (`key`, `tags`, `default`, `wait = false`, `compute_timeout`, negative caching);
+/// hooks (`cache_if`, `entry_ttl_from`, `refresh_after_from`) see each value. A body that returns a wrong number of
+/// values has its own result returned, uncached (the failure is counted in `stats().errors`).
+/// The body runs again for keys another caller was computing and failed to deliver, so it
+/// must not consume its skipped arguments. The companions of a batch function are
+/// `{fn}_uncached` and `{fn}_stats`.
+///
+/// ```
+/// use std::sync::LazyLock;
+///
+/// static CACHE: LazyLock<fncache::blocking::Cache> =
+///     LazyLock::new(|| fncache::Cache::builder("doc-batch").build_blocking().expect("valid config"));
+///
+/// #[fncache::cached(batch, cache = CACHE)]
+/// fn names(ids: &[u32]) -> Vec<String> {
+///     ids.iter().map(|id| format!("user {id}")).collect() // only the ids not cached
+/// }
+///
+/// assert_eq!(names(&[1, 2]), ["user 1", "user 2"]);
+/// assert_eq!(names(&[2, 3, 3]), ["user 2", "user 3", "user 3"]); // computes only 3
+/// assert_eq!(names_stats().hits, 1);
+/// ```
 ///
 /// # Companions
 ///

@@ -36,7 +36,7 @@ use crate::store::{StoreOp, StoreReply};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Parts<BlockingRedis>>,
+    pub(crate) inner: Arc<Parts<BlockingRedis>>,
 }
 
 impl fmt::Debug for Cache {
@@ -71,17 +71,7 @@ impl Cache {
                 Ok(()) => {
                     let result = redis.run(op, &core.settings, timeout);
                     core.report(&result);
-                    if core.shared.due() {
-                        // Weak: a queued batch never keeps a dropped cache alive (its drop
-                        // sends the last batch on the thread that drops it). A full queue skips
-                        // this batch: the next one carries its counts.
-                        let cache = Arc::downgrade(&self.inner);
-                        let _ = core.workers.submit(Box::new(move || {
-                            if let Some(inner) = cache.upgrade() {
-                                let _ = Cache { inner }.flush_shared();
-                            }
-                        }));
-                    }
+                    self.flush_if_due();
                     result
                 }
                 Err(skipped) => Err(skipped),
@@ -89,6 +79,49 @@ impl Cache {
         };
         core.telemetry.stop(&core.name, timer, &result);
         result
+    }
+
+    /// Sends several ops of one structure together; see the async `run_many`.
+    pub(crate) fn run_many(
+        &self,
+        ops: Vec<StoreOp>,
+        timeout: Duration,
+    ) -> Vec<Result<StoreReply, Error>> {
+        let core = &self.inner.core;
+        let timers = crate::batch::start_timers(core, &ops);
+        let results = match &self.inner.store {
+            Store::Memory(store) => ops.into_iter().map(|op| Ok(store.apply(op))).collect(),
+            Store::Redis(redis) => {
+                let n = ops.len();
+                let results = match core.gate() {
+                    Ok(()) => crate::batch::settle_round(
+                        core,
+                        n,
+                        redis.run_many(ops, &core.settings, timeout),
+                    ),
+                    Err(skipped) => crate::batch::each(n, &skipped),
+                };
+                self.flush_if_due();
+                results
+            }
+        };
+        crate::batch::stop_timers(core, timers, &results);
+        results
+    }
+
+    /// Sends this process's counters to the shared ones on a worker, when a batch is due.
+    fn flush_if_due(&self) {
+        if self.inner.core.shared.due() {
+            // Weak: a queued batch never keeps a dropped cache alive (its drop sends the last
+            // batch on the thread that drops it). A full queue skips this batch: the next one
+            // carries its counts.
+            let cache = Arc::downgrade(&self.inner);
+            let _ = self.inner.core.workers.submit(Box::new(move || {
+                if let Some(inner) = cache.upgrade() {
+                    let _ = Cache { inner }.flush_shared();
+                }
+            }));
+        }
     }
 
     /// Sends what this process's counters gained since the last batch to the shared ones.

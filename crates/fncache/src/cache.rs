@@ -43,7 +43,7 @@ use crate::store::{StoreOp, StoreReply};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Parts<AsyncRedis>>,
+    pub(crate) inner: Arc<Parts<AsyncRedis>>,
 }
 
 impl fmt::Debug for Cache {
@@ -80,17 +80,7 @@ impl Cache {
                 Ok(()) => {
                     let result = redis.run(op, &core.settings, timeout).await;
                     core.report(&result);
-                    if core.shared.due()
-                        && let Ok(runtime) = tokio::runtime::Handle::try_current()
-                    {
-                        // Weak: a pending batch never keeps a dropped cache alive.
-                        let cache = Arc::downgrade(&self.inner);
-                        runtime.spawn(async move {
-                            if let Some(inner) = cache.upgrade() {
-                                let _ = Cache { inner }.flush_shared().await;
-                            }
-                        });
-                    }
+                    self.flush_if_due();
                     result
                 }
                 Err(skipped) => Err(skipped),
@@ -98,6 +88,50 @@ impl Cache {
         };
         core.telemetry.stop(&core.name, timer, &result);
         result
+    }
+
+    /// Sends several ops of one structure together (one round trip per round of their
+    /// plans), through the circuit breaker, all within `timeout`: a reply per op, in order.
+    pub(crate) async fn run_many(
+        &self,
+        ops: Vec<StoreOp>,
+        timeout: Duration,
+    ) -> Vec<Result<StoreReply, Error>> {
+        let core = &self.inner.core;
+        let timers = crate::batch::start_timers(core, &ops);
+        let results = match &self.inner.store {
+            Store::Memory(store) => ops.into_iter().map(|op| Ok(store.apply(op))).collect(),
+            Store::Redis(redis) => {
+                let n = ops.len();
+                let results = match core.gate() {
+                    Ok(()) => crate::batch::settle_round(
+                        core,
+                        n,
+                        redis.run_many(ops, &core.settings, timeout).await,
+                    ),
+                    Err(skipped) => crate::batch::each(n, &skipped),
+                };
+                self.flush_if_due();
+                results
+            }
+        };
+        crate::batch::stop_timers(core, timers, &results);
+        results
+    }
+
+    /// Sends this process's counters to the shared ones in a task, when a batch is due.
+    fn flush_if_due(&self) {
+        if self.inner.core.shared.due()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Weak: a pending batch never keeps a dropped cache alive.
+            let cache = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                if let Some(inner) = cache.upgrade() {
+                    let _ = Cache { inner }.flush_shared().await;
+                }
+            });
+        }
     }
 
     /// Sends what this process's counters gained since the last batch to the shared ones.

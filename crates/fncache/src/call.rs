@@ -253,6 +253,8 @@ impl Ticket {
                             self.codec,
                             payload,
                             &self.behaviour,
+                            // Nor has it a refresh time of its own (a hook's).
+                            0,
                             self.lease.clone(),
                             // Tagged calls are typed, and typed calls never run as
                             // background work: a ticket's value has no tags.
@@ -321,13 +323,16 @@ impl Ticket {
 }
 
 /// The put of `payload` at `member`, under `behaviour` (its entry TTL spread by the jitter
-/// that `member` decides), releasing `release` if it holds the key's lease.
+/// that `member` decides), stale `refresh_ms` after the write (0: by the lookups'
+/// refresh-after), releasing `release` if it holds the key's lease.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn put_op(
     structure: &Structure,
     member: Member,
     codec: Codec,
     payload: Vec<u8>,
     behaviour: &Behaviour,
+    refresh_ms: u64,
     release: Option<Token>,
     tagged: Option<Box<PutTags>>,
 ) -> StoreOp {
@@ -337,6 +342,7 @@ pub(crate) fn put_op(
         head: codec.head(),
         payload,
         entry_ttl: behaviour.entry_ttl_for(&member),
+        refresh_ms,
         keep: behaviour.max_stale,
         release,
         tagged,
@@ -1054,12 +1060,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             return Ok(None);
         }
         // The hooks, if any: a value they refuse is returned (and shared) but not stored.
-        let behaviour = match self.typed.map(|typed| typed.judge(value)) {
-            None | Some(Some(None)) => self.b,
-            Some(Some(Some(ttl))) => Behaviour {
-                entry_ttl: Some(ttl),
-                ..self.b
-            },
+        let (behaviour, refresh_ms) = match self.typed.map(|typed| typed.judge(value)) {
+            None => (self.b, 0),
+            Some(Some(verdict)) => (verdict.apply(self.b), verdict.refresh_ms()),
             Some(None) => {
                 self.share_computed(value);
                 return Ok(None);
@@ -1088,6 +1091,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 self.codec,
                 payload,
                 &behaviour,
+                refresh_ms,
                 self.lease.clone(),
                 self.typed
                     .and_then(|typed| PutTags::new(typed.tag_list(), self.began)),

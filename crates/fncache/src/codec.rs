@@ -6,6 +6,15 @@
 //! format (1) | codec (1) | written_at_us (8) | expire_at_us (8) | keep_until_us (8) | payload
 //! ```
 //!
+//! (format 1), or, for an entry with a refresh time of its own (`refresh_after_from`),
+//!
+//! ```text
+//! 2 | codec (1) | written_at_us (8) | expire_at_us (8) | keep_until_us (8) | refresh_at_us (8) | payload
+//! ```
+//!
+//! where the entry is stale from `refresh_at_us` on, whatever the lookup's refresh-after. Only
+//! such entries use format 2, so a cache that never sets the hook writes what it always did.
+//!
 //! (integers big-endian). The client produces the first two bytes and the payload; the store
 //! (the Redis script, or the embedded store) inserts the timestamps from its own clock, so that
 //! all processes sharing a server agree on them. Past `expire_at_us` the entry is no longer
@@ -21,6 +30,10 @@ use crate::typed;
 pub(crate) const FORMAT_V1: u8 = 1;
 /// Bytes before the payload in a stored entry.
 pub(crate) const HEADER_LEN: usize = 26;
+/// The layout of an entry with a refresh time of its own (`refresh_at_us` after the others).
+pub(crate) const FORMAT_V2: u8 = 2;
+/// Bytes before the payload in a format-2 entry.
+pub(crate) const HEADER_V2_LEN: usize = HEADER_LEN + 8;
 
 /// How values are serialized inside the envelope.
 ///
@@ -131,13 +144,21 @@ pub(crate) struct Entry<'a> {
     pub(crate) expire_at_us: u64,
     /// Store time at which the entry is deleted; 0 for never.
     pub(crate) keep_until_us: u64,
+    /// Store time from which the entry is stale whatever the lookup's refresh-after; 0 for
+    /// none (format 1).
+    pub(crate) refresh_at_us: u64,
     pub(crate) payload: &'a [u8],
 }
 
 impl<'a> Entry<'a> {
-    /// Splits stored bytes; `None` when they are not a version-1 envelope.
+    /// Splits stored bytes; `None` when they are not an envelope of format 1 or 2.
     pub(crate) fn parse(bytes: &'a [u8]) -> Option<Entry<'a>> {
-        if bytes.len() < HEADER_LEN || bytes[0] != FORMAT_V1 {
+        let header = match bytes.first() {
+            Some(&FORMAT_V1) => HEADER_LEN,
+            Some(&FORMAT_V2) => HEADER_V2_LEN,
+            _ => return None,
+        };
+        if bytes.len() < header {
             return None;
         }
         let word = |at: usize| -> Option<u64> {
@@ -149,19 +170,35 @@ impl<'a> Entry<'a> {
             written_at_us: word(2)?,
             expire_at_us: word(10)?,
             keep_until_us: word(18)?,
-            payload: &bytes[HEADER_LEN..],
+            refresh_at_us: if header == HEADER_V2_LEN {
+                word(26)?
+            } else {
+                0
+            },
+            payload: &bytes[header..],
         })
     }
 
-    /// Builds stored bytes, as the store does when it writes (used by the embedded store).
+    /// Builds stored bytes, as the store does when it writes (used by the embedded store): of
+    /// format 2 when the entry has a refresh time of its own, else of format 1.
     pub(crate) fn assemble(head: [u8; 2], times: Times, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-        out.extend_from_slice(&head);
+        let mut out = Vec::with_capacity(HEADER_V2_LEN + payload.len());
+        let own_refresh = times.refresh_at_us != 0;
+        out.push(if own_refresh { FORMAT_V2 } else { head[0] });
+        out.push(head[1]);
         out.extend_from_slice(&times.written_at_us.to_be_bytes());
         out.extend_from_slice(&times.expire_at_us.to_be_bytes());
         out.extend_from_slice(&times.keep_until_us.to_be_bytes());
+        if own_refresh {
+            out.extend_from_slice(&times.refresh_at_us.to_be_bytes());
+        }
         out.extend_from_slice(payload);
         out
+    }
+
+    /// True when the entry's own refresh time has come at `now_us`.
+    pub(crate) fn is_due(&self, now_us: u64) -> bool {
+        self.refresh_at_us != 0 && self.refresh_at_us <= now_us
     }
 
     /// Rewrites the logical expiry of stored `bytes` to `at_us` in place (as `expire.lua`
@@ -196,6 +233,8 @@ pub(crate) struct Times {
     pub(crate) written_at_us: u64,
     pub(crate) expire_at_us: u64,
     pub(crate) keep_until_us: u64,
+    /// 0: none (a format-1 entry).
+    pub(crate) refresh_at_us: u64,
 }
 
 /// Decodes a value from an entry, requiring the expected codec.
@@ -293,6 +332,7 @@ mod tests {
             written_at_us: 123,
             expire_at_us: 456,
             keep_until_us: 789,
+            refresh_at_us: 0,
         };
         let bytes = Entry::assemble([1, 2], times, b"xy");
         let e = Entry::parse(&bytes).unwrap();
@@ -308,6 +348,39 @@ mod tests {
         );
         assert!(e.is_expired(456) && !e.is_expired(455));
         assert!(e.is_gone(789) && !e.is_gone(788));
+    }
+
+    #[test]
+    fn an_entry_with_its_own_refresh_time_is_format_2_and_reads_back() {
+        let times = Times {
+            written_at_us: 1,
+            expire_at_us: 2,
+            keep_until_us: 3,
+            refresh_at_us: 4,
+        };
+        let bytes = Entry::assemble(Codec::Json.head(), times, b"[1]");
+        assert_eq!((bytes[0], bytes.len()), (FORMAT_V2, HEADER_V2_LEN + 3));
+        let e = Entry::parse(&bytes).unwrap();
+        assert_eq!(
+            (
+                e.codec,
+                e.written_at_us,
+                e.expire_at_us,
+                e.keep_until_us,
+                e.refresh_at_us
+            ),
+            (2, 1, 2, 3, 4)
+        );
+        assert_eq!(e.payload, b"[1]");
+        assert!(e.is_due(4) && !e.is_due(3));
+        assert_eq!(decode_entry::<Vec<u8>>(Codec::Json, &bytes).unwrap(), [1]);
+        // Soft invalidation rewrites the expiry alone, in either format.
+        let mut bytes = bytes;
+        assert!(Entry::set_expire_at(&mut bytes, 9));
+        assert_eq!(Entry::parse(&bytes).unwrap().refresh_at_us, 4);
+        assert_eq!(Entry::parse(&bytes).unwrap().expire_at_us, 9);
+        // A truncated format-2 header is not an entry.
+        assert!(Entry::parse(&bytes[..30]).is_none());
     }
 
     /// A value every codec should store, and the cases each one cannot, by name.

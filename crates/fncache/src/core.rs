@@ -258,9 +258,13 @@ impl Core {
         let mut behaviour = options.resolve(&self.behaviour);
         behaviour.validate()?;
         // The hooks, if any: a value they refuse is not stored; one may set its entry TTL.
+        let mut refresh_ms = 0;
         match typed.map(|typed| typed.judge(value)) {
-            None | Some(Some(None)) => {}
-            Some(Some(Some(ttl))) => behaviour.entry_ttl = Some(ttl),
+            None => {}
+            Some(Some(verdict)) => {
+                behaviour = verdict.apply(behaviour);
+                refresh_ms = verdict.refresh_ms();
+            }
             Some(None) => return Ok(None),
         }
         let codec = options.codec.unwrap_or(self.codec);
@@ -268,7 +272,7 @@ impl Core {
         let structure = self.settings.naming.structure(function);
         let tagged = typed.and_then(|typed| crate::store::PutTags::new(typed.tag_list(), None));
         Ok(Some(crate::call::put_op(
-            &structure, member, codec, payload, &behaviour, None, tagged,
+            &structure, member, codec, payload, &behaviour, refresh_ms, None, tagged,
         )))
     }
 

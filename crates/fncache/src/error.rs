@@ -21,6 +21,10 @@ pub enum ErrorKind {
     Encode,
     /// A stored value could not be decoded (other codec, corrupt bytes, changed type).
     Decode,
+    /// A batch's `compute_missing` returned a number of values other than the number of
+    /// arguments it was given (see [`Cache::get_or_compute_many`](crate::Cache::get_or_compute_many));
+    /// nothing of that computation is stored.
+    BatchLength,
 }
 
 impl fmt::Display for ErrorKind {
@@ -33,6 +37,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Denied => "access denied",
             ErrorKind::Encode => "encoding error",
             ErrorKind::Decode => "decoding error",
+            ErrorKind::BatchLength => "batch length mismatch",
         })
     }
 }
@@ -115,6 +120,19 @@ impl Error {
             );
         }
         Error::with_source(ErrorKind::Backend, "redis request failed", err)
+    }
+
+    /// The same failure again, its sources folded into the message (one failure of a batch's
+    /// round trip is each op's failure).
+    pub(crate) fn copy(&self) -> Error {
+        let mut message = self.message.clone();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Error::new(self.kind, message)
     }
 
     /// This error and its sources on one line (for messages that quote an earlier failure).

@@ -141,6 +141,7 @@ pub mod __admin;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod batch;
 pub mod blocking;
 mod builder;
 mod cache;

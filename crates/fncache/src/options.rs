@@ -302,6 +302,8 @@ pub struct TypedOptions<T> {
     cache_if: Option<Hook<T, bool>>,
     /// `None` from it: the options' own entry TTL (negative caching answers so for `Ok`).
     entry_ttl_from: Option<Hook<T, Option<Duration>>>,
+    /// `None` from it: no refresh-after of the entry's own (negative caching, for `Err`).
+    refresh_after_from: Option<Hook<T, Option<Duration>>>,
     /// The tags of the entry a call stores (see [`CallOptions::tags`]).
     tags: Vec<String>,
 }
@@ -315,6 +317,7 @@ impl<T> Clone for TypedOptions<T> {
             options: self.options,
             cache_if: self.cache_if.clone(),
             entry_ttl_from: self.entry_ttl_from.clone(),
+            refresh_after_from: self.refresh_after_from.clone(),
             tags: self.tags.clone(),
         }
     }
@@ -326,6 +329,7 @@ impl<T> std::fmt::Debug for TypedOptions<T> {
             .field("options", &self.options)
             .field("cache_if", &self.cache_if.is_some())
             .field("entry_ttl_from", &self.entry_ttl_from.is_some())
+            .field("refresh_after_from", &self.refresh_after_from.is_some())
             .field("tags", &self.tags)
             .finish()
     }
@@ -347,6 +351,35 @@ impl CallOptions {
         ttl: impl Fn(&T) -> Duration + Send + Sync + 'static,
     ) -> TypedOptions<T> {
         TypedOptions::from(self).entry_ttl_from(ttl)
+    }
+
+    /// Each stored value goes stale (see [`Builder::refresh_after`](crate::Builder::refresh_after))
+    /// as long after it was written as `after` answers for it, in place of the options'
+    /// `refresh_after` for that entry (e.g. from an upstream `Cache-Control:
+    /// stale-while-revalidate`); the entry carries it, so every process and both stores agree.
+    /// A stale value is served while one caller refreshes it (inline: see [`TypedOptions`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fncache::CallOptions;
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Page { fresh_secs: u64, body: String }
+    ///
+    /// let options = CallOptions::new().refresh_after_from(|p: &Page| Duration::from_secs(p.fresh_secs));
+    /// let cache = fncache::Cache::builder("doc").memory().build_blocking()?;
+    /// let page = cache.get_or_compute_with(&options, "page", &("/",), || Page {
+    ///     fresh_secs: 30,
+    ///     body: "hi".into(),
+    /// })?;
+    /// assert_eq!(page.body, "hi"); // stored, fresh for 30 s, then refreshed on use
+    /// # Ok::<(), fncache::Error>(())
+    /// ```
+    pub fn refresh_after_from<T>(
+        self,
+        after: impl Fn(&T) -> Duration + Send + Sync + 'static,
+    ) -> TypedOptions<T> {
+        TypedOptions::from(self).refresh_after_from(after)
     }
 
     /// Tags the entry the call stores, so that [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
@@ -386,6 +419,7 @@ impl<T> From<CallOptions> for TypedOptions<T> {
             options,
             cache_if: None,
             entry_ttl_from: None,
+            refresh_after_from: None,
             tags: Vec::new(),
         }
     }
@@ -401,6 +435,15 @@ impl<T> TypedOptions<T> {
     /// See [`CallOptions::entry_ttl_from`].
     pub fn entry_ttl_from(mut self, ttl: impl Fn(&T) -> Duration + Send + Sync + 'static) -> Self {
         self.entry_ttl_from = Some(Arc::new(move |value: &T| Some(ttl(value))));
+        self
+    }
+
+    /// See [`CallOptions::refresh_after_from`].
+    pub fn refresh_after_from(
+        mut self,
+        after: impl Fn(&T) -> Duration + Send + Sync + 'static,
+    ) -> Self {
+        self.refresh_after_from = Some(Arc::new(move |value: &T| Some(after(value))));
         self
     }
 
@@ -424,19 +467,59 @@ impl<T> TypedOptions<T> {
         &self.tags
     }
 
-    /// What the hooks say of `value`: `None` when it is not to be stored, else the entry TTL
-    /// it is stored with (`None` inside: the options' own).
-    pub(crate) fn judge(&self, value: &T) -> Option<Option<Duration>> {
+    /// What the hooks say of `value`: `None` when it is not to be stored, else how it is
+    /// stored.
+    pub(crate) fn judge(&self, value: &T) -> Option<Verdict> {
         if self.cache_if.as_ref().is_some_and(|keep| !keep(value)) {
             return None;
         }
-        match self.entry_ttl_from.as_ref().and_then(|ttl| ttl(value)) {
+        let entry_ttl = match self.entry_ttl_from.as_ref().and_then(|ttl| ttl(value)) {
             Some(ttl) => {
                 let ttl = crate::duration::setting(ttl);
-                (!ttl.is_zero()).then_some(Some(ttl))
+                if ttl.is_zero() {
+                    return None;
+                }
+                Some(ttl)
             }
-            None => Some(None),
+            None => None,
+        };
+        let refresh_after = self
+            .refresh_after_from
+            .as_ref()
+            .and_then(|after| after(value))
+            // Zero is "stale at once": the least a store can write (0 would mean none).
+            .map(|after| crate::duration::setting(after).max(Duration::from_millis(1)));
+        Some(Verdict {
+            entry_ttl,
+            refresh_after,
+        })
+    }
+}
+
+/// How the hooks say a value is stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verdict {
+    /// Its entry TTL (`None`: the options' own).
+    entry_ttl: Option<Duration>,
+    /// Its own refresh-after (`None`: the lookup's).
+    refresh_after: Option<Duration>,
+}
+
+impl Verdict {
+    /// The behaviour of the put of the value judged.
+    pub(crate) fn apply(self, behaviour: Behaviour) -> Behaviour {
+        Behaviour {
+            entry_ttl: self.entry_ttl.or(behaviour.entry_ttl),
+            ..behaviour
         }
+    }
+
+    /// The refresh-after in milliseconds the put stores with its entry, 0 for none (at least
+    /// a millisecond otherwise, see `judge`). Kept out of [`Behaviour`], which every call
+    /// copies (past 128 bytes its copies cost more).
+    pub(crate) fn refresh_ms(self) -> u64 {
+        self.refresh_after
+            .map_or(0, |after| crate::duration::store_millis(after).max(1))
     }
 }
 
@@ -467,13 +550,14 @@ pub(crate) fn negative_options<T: 'static, E: 'static, O: Options<T> + ?Sized>(
             "negative caching needs a negative_ttl: set it with CallOptions::negative_ttl",
         ));
     };
-    let (keep, ttl_from, tags) = match options.typed() {
+    let (keep, ttl_from, refresh_from, tags) = match options.typed() {
         Some(typed) => (
             typed.cache_if.clone(),
             typed.entry_ttl_from.clone(),
+            typed.refresh_after_from.clone(),
             typed.tags.clone(),
         ),
-        None => (None, None, Vec::new()),
+        None => (None, None, None, Vec::new()),
     };
     let mut out = TypedOptions::from(call);
     out.tags = tags;
@@ -485,6 +569,12 @@ pub(crate) fn negative_options<T: 'static, E: 'static, O: Options<T> + ?Sized>(
         Ok(value) => ttl_from.as_ref().and_then(|ttl| ttl(value)),
         Err(_) => Some(negative_ttl),
     }));
+    if let Some(after) = refresh_from {
+        out.refresh_after_from = Some(Arc::new(move |result: &Result<T, E>| match result {
+            Ok(value) => after(value),
+            Err(_) => None,
+        }));
+    }
     Ok(out)
 }
 

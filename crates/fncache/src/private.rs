@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::batch::{batch_async, batch_blocking};
 use crate::core::Surface;
 use crate::key::ArgsEncoder;
 use crate::{Cache, blocking};
@@ -538,6 +539,13 @@ pub fn tag(tag: impl Into<String>) -> String {
 /// `entry_ttl_from = EXPR`: the closure, checked against the function's value type `T`.
 pub fn entry_ttl_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'static>(ttl: F) -> F {
     ttl
+}
+
+/// `refresh_after_from = EXPR`: the closure, checked against the function's value type `T`.
+pub fn refresh_after_hook<T, F: Fn(&T) -> std::time::Duration + Send + Sync + 'static>(
+    after: F,
+) -> F {
+    after
 }
 
 /// `{fn}_expire` of a blocking function.

@@ -350,10 +350,11 @@ mod metrics_impl {
             ErrorKind::Denied => "denied",
             ErrorKind::Encode => "encode",
             ErrorKind::Decode => "decode",
+            ErrorKind::BatchLength => "batch_length",
         }
     }
 
-    const KINDS: [ErrorKind; 7] = [
+    const KINDS: [ErrorKind; 8] = [
         ErrorKind::Config,
         ErrorKind::Miss,
         ErrorKind::Backend,
@@ -361,6 +362,7 @@ mod metrics_impl {
         ErrorKind::Denied,
         ErrorKind::Encode,
         ErrorKind::Decode,
+        ErrorKind::BatchLength,
     ];
 
     const OPS: [&str; 8] = [

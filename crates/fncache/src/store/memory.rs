@@ -530,7 +530,13 @@ impl MemStructure {
 /// milliseconds, as Redis receives them. The entry is served normally until its entry TTL and
 /// kept as a fallback until `keep` (max_stale) when that is longer; without an entry TTL,
 /// `keep` is its lifetime, so that no value older than `max_stale` is ever served.
-fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) -> Times {
+/// An entry with a refresh-after of its own goes stale that long after `now` (format 2).
+fn entry_times(
+    now: u64,
+    entry_ttl: Option<Duration>,
+    keep: Option<Duration>,
+    refresh_ms: u64,
+) -> Times {
     let (ttl_us, keep_us) = (
         entry_ttl.map_or(0, store_micros),
         keep.map_or(0, store_micros),
@@ -544,6 +550,12 @@ fn entry_times(now: u64, entry_ttl: Option<Duration>, keep: Option<Duration>) ->
         written_at_us: now,
         expire_at_us: expire,
         keep_until_us: keep_until,
+        // Never 0 (which means none): `now` is past the epoch.
+        refresh_at_us: if refresh_ms == 0 {
+            0
+        } else {
+            now.saturating_add(refresh_ms.saturating_mul(1000))
+        },
     }
 }
 
@@ -629,6 +641,7 @@ impl MemoryStore {
                 head,
                 payload,
                 entry_ttl,
+                refresh_ms,
                 keep,
                 release,
                 tagged,
@@ -655,7 +668,7 @@ impl MemoryStore {
                         reclaimed: 0,
                     };
                 }
-                let times = entry_times(now, entry_ttl, keep);
+                let times = entry_times(now, entry_ttl, keep, refresh_ms);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
                 let reply = self.put(all, &structure, member, entry, keep_until, now);
@@ -837,7 +850,9 @@ impl MemoryStore {
         if self.settings.slide {
             self.slide(s, now);
         }
+        // An entry's own refresh time (format 2) replaces the lookup's refresh-after.
         let stale = match (refresh_after, parsed) {
+            (_, Some(e)) if e.refresh_at_us != 0 => e.is_due(now),
             (Some(after), Some(e)) if !after.is_zero() => {
                 now.saturating_sub(e.written_at_us) >= store_micros(after)
             }
@@ -965,6 +980,7 @@ mod tests {
                         head: [1, 1],
                         payload: vec![step as u8],
                         entry_ttl: None,
+                        refresh_ms: 0,
                         keep: None,
                         release: None,
                         tagged: None,

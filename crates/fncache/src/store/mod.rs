@@ -54,6 +54,10 @@ pub(crate) enum StoreOp {
         head: [u8; 2],
         payload: Vec<u8>,
         entry_ttl: Option<Duration>,
+        /// The entry goes stale this many milliseconds after the write, whatever the lookup's
+        /// refresh-after (0: by the lookup's; see `codec.rs`, format 2). An integer: every op,
+        /// a hit's lookup too, is moved by value, and this keeps the op as small as it was.
+        refresh_ms: u64,
         /// Keep the entry this long after the write as a fail-safe fallback, when that is
         /// longer than its entry TTL; without an entry TTL, the entry's lifetime.
         keep: Option<Duration>,

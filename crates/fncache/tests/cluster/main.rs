@@ -14,6 +14,7 @@
 )]
 
 mod acl;
+mod batch;
 mod byo;
 mod env;
 mod failover;

@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod batch;
 mod batched;
 mod behaviour;
 mod concurrency;
@@ -21,6 +22,7 @@ mod healing;
 mod isolation;
 mod model;
 mod options;
+mod refresh_from;
 mod server;
 mod shared;
 mod support;

@@ -62,6 +62,16 @@ enum Op {
     InvalidateTag {
         tag: u8,
     },
+    /// A batch of these arguments (duplicates included).
+    Batch {
+        function: u8,
+        xs: Vec<u8>,
+    },
+    /// A call whose entry carries a refresh time of its own (format 2), an hour away.
+    OwnRefreshCall {
+        function: u8,
+        x: u8,
+    },
 }
 
 fn tag_names(bits: u8) -> Vec<String> {
@@ -87,6 +97,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (fx.clone(), 0u8..8).prop_map(|((function, x), tags)| Op::TaggedCall { function, x, tags }),
         1 => (fx.clone(), 0u8..8).prop_map(|((function, x), tags)| Op::TaggedPut { function, x, tags }),
         2 => (0u8..4).prop_map(|tag| Op::InvalidateTag { tag }),
+        2 => (0u8..3, prop::collection::vec(0u8..6, 0..5))
+            .prop_map(|(function, xs)| Op::Batch { function, xs }),
+        2 => fx.clone().prop_map(|(function, x)| Op::OwnRefreshCall { function, x }),
     ]
 }
 
@@ -166,6 +179,34 @@ fn apply(cache: &blocking::Cache, op: &Op) -> String {
             .invalidate_tag(&format!("t{tag}"))
             .unwrap()
             .to_string(),
+        Op::Batch { function, ref xs } => {
+            let args: Vec<(u8,)> = xs.iter().map(|&x| (x,)).collect();
+            let mut ran = Vec::new();
+            let values = cache
+                .get_or_compute_many(&format!("f{function}"), &args, |missing: Vec<(u8,)>| {
+                    ran.extend(missing.iter().map(|(x,)| *x));
+                    missing
+                        .iter()
+                        .map(|(x,)| u32::from(*x) * 3)
+                        .collect::<Vec<u32>>()
+                })
+                .unwrap();
+            let expected: Vec<u32> = xs.iter().map(|&x| u32::from(x) * 3).collect();
+            assert_eq!(values, expected);
+            format!("ran={ran:?}")
+        }
+        Op::OwnRefreshCall { function, x } => {
+            let options = fncache::CallOptions::new()
+                .refresh_after_from(|_: &u32| std::time::Duration::from_secs(3600));
+            let v = cache
+                .get_or_compute_with(&options, &format!("f{function}"), &(x,), || {
+                    execs.fetch_add(1, Ordering::SeqCst);
+                    u32::from(x) * 3
+                })
+                .unwrap();
+            assert_eq!(v, u32::from(x) * 3);
+            format!("ran={}", execs.load(Ordering::SeqCst))
+        }
     }
 }
 

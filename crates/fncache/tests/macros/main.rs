@@ -11,6 +11,7 @@
     unreachable_pub
 )]
 
+mod batch;
 mod companions;
 mod evict;
 mod failures;

@@ -31,7 +31,15 @@ pub(super) fn send_blocking(
     match request {
         Request::Script(invocation) => invocation.invoke(con),
         Request::Cmd(cmd) => cmd.query(con),
-        Request::Pipe(pipe) => pipe.query(con),
+        // The blocking cluster connection refuses `Pipeline::query`, but sends a pipeline of
+        // one slot (all ours are) to the node of its first key, each reply kept apart.
+        Request::Pipe(pipe) => redis::ConnectionLike::req_packed_commands(
+            con,
+            &pipe.get_packed_pipeline(),
+            0,
+            pipe.len(),
+        )
+        .map(Value::Array),
         Request::AllPrimaries(cmd) => con.route_command(cmd, all_primaries()),
         Request::OnNode(cmd, node) => con.route_command(cmd, on_node(node)),
     }

@@ -2,6 +2,7 @@
 //! planned requests, one blocking and one async, to a server or a cluster ([`cluster`]);
 //! [`connect`] resolves where they connect.
 
+pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod plan;

@@ -458,6 +458,7 @@ impl Plan {
                 head,
                 payload,
                 entry_ttl,
+                refresh_ms,
                 keep,
                 release,
                 tagged,
@@ -491,7 +492,8 @@ impl Plan {
                             .as_ref()
                             .map_or_else(Vec::new, |t| pack_tags(&t.tags)),
                     )
-                    .arg(began_word(tagged.and_then(|t| t.began)));
+                    .arg(began_word(tagged.and_then(|t| t.began)))
+                    .arg(refresh_ms);
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -695,8 +697,9 @@ impl Plan {
                 }
                 let reply = reply.ok_or_else(|| protocol("a reply was expected"))?;
                 if let Value::BulkString(entry) = reply
-                    && Entry::parse(&entry)
-                        .is_some_and(|e| e.expire_at_us == 0 && e.keep_until_us == 0)
+                    && Entry::parse(&entry).is_some_and(|e| {
+                        e.expire_at_us == 0 && e.keep_until_us == 0 && e.refresh_at_us == 0
+                    })
                 {
                     // It never expires: fresh, whatever the time.
                     self.recorded = record.take();

@@ -43,6 +43,12 @@ impl ScriptCall {
         self
     }
 
+    /// The `EVALSHA` command itself, for a pipeline of several calls (whose `NOSCRIPT`
+    /// replies are then sent again with [`ScriptCall::invoke`]).
+    pub(crate) fn cmd(&self) -> &Cmd {
+        &self.cmd
+    }
+
     /// The script's file name.
     #[cfg(test)]
     pub(crate) fn name(&self) -> &'static str {
@@ -88,6 +94,6 @@ impl ScriptCall {
     }
 }
 
-fn is_noscript(e: &redis::RedisError) -> bool {
+pub(crate) fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }

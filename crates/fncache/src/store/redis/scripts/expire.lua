@@ -7,7 +7,8 @@
 -- ARGV: member
 local values, member = KEYS[1], ARGV[1]
 local entry = redis.call('HGET', values, member)
-if not entry or #entry < 26 or string.byte(entry, 1) ~= 1 then return 0 end
+local format = entry and string.byte(entry, 1)
+if not entry or #entry < 26 or (format ~= 1 and format ~= 2) then return 0 end
 local now = now_us()
 local _, expire_at, keep_until = times(entry)
 if keep_until ~= 0 and keep_until <= now then return 0 end

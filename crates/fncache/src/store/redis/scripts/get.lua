@@ -24,7 +24,7 @@
 --         3 held back after a failed recomputation (serve the fallback, do not retry).
 -- A stored entry is
 --   format (1) | codec (1) | written_at_us (8) | expire_at_us (8) | keep_until_us (8) | payload
--- (see prelude.lua).
+-- (see prelude.lua), or of format 2 with refresh_at_us (8) before the payload.
 local index, values, member = KEYS[1], KEYS[2], ARGV[1]
 
 local state, now = 1, nil
@@ -75,13 +75,21 @@ if state == 1 then
     redis.call('PEXPIRE', values, ttl)
     redis.call('PEXPIRE', KEYS[3], ttl)
   end
+  -- An entry with a refresh time of its own (format 2) goes stale by it, whatever the
+  -- caller's refresh-after.
+  local refresh_at = 0
+  if string.byte(entry, 1) == 2 and #entry >= 34 then refresh_at = struct.unpack('>I8', entry, 27) end
   local refresh_after = tonumber(ARGV[6] or 0)
-  if refresh_after == 0 or #entry < 26 then return entry end
+  if refresh_at == 0 and (refresh_after == 0 or #entry < 26) then return entry end
   if not now then
     local t = redis.call('TIME')
     now = t[1] * 1000000 + t[2]
   end
-  if now - struct.unpack('>I8', entry, 3) < refresh_after * 1000 then return entry end
+  if refresh_at ~= 0 then
+    if now < refresh_at then return entry end
+  elseif now - struct.unpack('>I8', entry, 3) < refresh_after * 1000 then
+    return entry
+  end
   state = 2
 end
 

@@ -18,7 +18,9 @@
 --       same clock as the invalidation's), else '~' and how many microseconds before the put
 --       was sent the caller began (an estimate: the put may have spent any time on its way,
 --       so a second more is allowed for it); a tagged value whose computation began before
---       the structure's last tag invalidation is not stored (the lease is still released)
+--       the structure's last tag invalidation is not stored (the lease is still released),
+--       refresh ms (0 = none): the entry goes stale this long after the write whatever the
+--       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
@@ -160,7 +162,13 @@ if keep > 0 then
 elseif exists then
   redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
-redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
+local refresh_ms = tonumber(ARGV[15] or 0)
+if refresh_ms > 0 then
+  redis.call('HSET', values, member, '\2' .. string.sub(ARGV[2], 2, 2)
+    .. struct.pack('>I8I8I8I8', now, expire, keep, now + refresh_ms * 1000) .. ARGV[3])
+else
+  redis.call('HSET', values, member, ARGV[2] .. struct.pack('>I8I8I8', now, expire, keep) .. ARGV[3])
+end
 if tagging then
   untag(tags, tagged, member)
   -- The write time first: tags are the entry's only while it is the entry written then.
