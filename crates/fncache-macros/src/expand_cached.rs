@@ -203,6 +203,7 @@ fn options(args: &CachedArgs, function: &Function) -> TokenStream {
         ("wait", &args.wait),
         ("strict", &args.strict),
         ("stampede_protection", &args.stampede_protection),
+        ("near_cache", &args.near_cache),
     ] {
         if let Some(flag) = flag {
             let method = Ident::new(method, flag.span());

@@ -38,6 +38,7 @@ use crate::flight::{Flight, Leader, Role};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::mode::Mode;
+use crate::near::{Near, Ticket as NearTicket};
 use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
 use crate::store::{
@@ -416,6 +417,10 @@ pub(crate) struct Call<'a, S, T> {
     /// A tagged call: when its last lookup was sent (else when its computation began), so
     /// that its put tells the store how long ago the value's computation may have begun.
     looked_at: Option<Instant>,
+    /// The cache's near cache, unless it has none or the call opted out.
+    near: Option<&'a Near>,
+    /// The last lookup's claim to keep its answer as a near copy.
+    near_ticket: Option<NearTicket>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -461,6 +466,8 @@ pub(crate) struct Setup<'a, T> {
     pub(crate) invalid: Option<Error>,
     /// Hooks that judge a computed value before it is stored.
     pub(crate) typed: Option<&'a TypedOptions<T>>,
+    /// The near cache the call may use.
+    pub(crate) near: Option<&'a Near>,
 }
 
 impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
@@ -497,6 +504,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             raised: false,
             span: CallSpan::new(&core.name, setup.function),
             looked_at: None,
+            near: setup.near,
+            near_ticket: None,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -581,8 +590,40 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if self.target.is_none() || !self.mode.read {
             return self.compute_or_refuse();
         }
+        if let Some(value) = self.near_hit() {
+            self.stage = Stage::Done;
+            return Ok(Action::Return(value));
+        }
         // Look up first: a hit never joins a flight (see `join_flight`).
         Ok(self.lookup())
+    }
+
+    /// The near copy of the call's entry, decoded, if the near cache may serve one now (see
+    /// `Near::get`): no I/O, no flight, no lease, as a fresh hit in Redis would be.
+    fn near_hit(&mut self) -> Option<T> {
+        let near = self.near?;
+        let (_, member) = self.target.as_ref()?;
+        let entry = near.get(member, self.b.refresh_after)?;
+        match decode_entry::<T>(self.codec, &entry) {
+            Ok(value) => {
+                self.rec.add(Event::NearHit);
+                Some(value)
+            }
+            Err(_) => {
+                // Another codec or type than the copy's maker: Redis answers, as it would.
+                near.forget(member);
+                None
+            }
+        }
+    }
+
+    /// A fresh entry came from Redis: offered to the near cache under the lookup's ticket.
+    fn keep_near(&mut self, entry: &Arc<Vec<u8>>) {
+        if let (Some(near), Some(ticket), Some((structure, member))) =
+            (self.near, self.near_ticket.take(), &self.target)
+        {
+            near.offer(ticket, structure, *member, entry, self.b.refresh_after);
+        }
     }
 
     /// Joins this process's flight for the key, once per pass, after a lookup found no value
@@ -667,6 +708,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if self.is_tagged() {
             self.looked_at = Some(Instant::now());
         }
+        self.near_ticket = self.near.and_then(|near| near.begin(member));
         Action::Store(
             StoreOp::Get {
                 structure: structure.clone(),
@@ -730,6 +772,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         match (freshness, value) {
             (Freshness::Fresh, Some((value, entry))) => {
+                self.keep_near(&entry);
                 // Only a leader (a call that looked again after missing) has followers.
                 if self.leader.is_some() {
                     self.shared = Some(entry);

@@ -196,6 +196,19 @@ impl RedisTarget {
         server(url, &ConnectOptions::default(), None)
     }
 
+    /// The client of one server, from which a near cache's invalidation link connects.
+    pub(crate) fn subscriber_client(&self) -> Option<&redis::Client> {
+        match self {
+            RedisTarget::Server { client, .. } => Some(client),
+            _ => None,
+        }
+    }
+
+    /// Can a near cache open its invalidation link here?
+    pub(crate) fn can_subscribe(&self) -> bool {
+        self.subscriber_client().is_some()
+    }
+
     /// True when requests go to a Redis Cluster.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, RedisTarget::Cluster { .. })

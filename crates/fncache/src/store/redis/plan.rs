@@ -58,6 +58,7 @@ static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
 static INVALIDATE_TAG: LazyLock<Script> = script!(maintenance "scripts/invalidate_tag.lua");
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/lease.lua")));
+static USES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/uses.lua")));
 
 /// One request for a driver to send.
 #[derive(Debug)]
@@ -470,7 +471,8 @@ impl Plan {
                         tagged
                             .and_then(|t| t.began)
                             .map_or(0, |b| elapsed_micros(b.elapsed())),
-                    );
+                    )
+                    .arg(settings.naming.near_channel());
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -506,13 +508,17 @@ impl Plan {
             }
             StoreOp::Expire { structure, member } => {
                 let mut inv = ScriptCall::new(&EXPIRE, "expire.lua", 1);
-                inv.arg(&structure.values).arg(&member[..]);
+                inv.arg(&structure.values)
+                    .arg(&member[..])
+                    .arg(settings.naming.near_channel());
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Remove { structure, member } => {
                 let mut inv = ScriptCall::new(&REMOVE, "remove.lua", 3);
                 keys(&mut inv, &structure);
-                inv.arg(&member[..]).arg(kind);
+                inv.arg(&member[..])
+                    .arg(kind)
+                    .arg(settings.naming.near_channel());
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Len => sweep(Sweep::Len, settings, topology),
@@ -765,7 +771,8 @@ impl Plan {
                 }
                 if let Some(batch) = state.batches.pop_front() {
                     state.awaiting = Awaiting::Script;
-                    let request = sweep_request(&state.sweep, kind, &batch);
+                    let request =
+                        sweep_request(&state.sweep, kind, &state.naming.near_channel(), &batch);
                     self.touched = batch;
                     return Ok(Step::Send(request));
                 }
@@ -909,7 +916,9 @@ fn tag_keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.tags).arg(&s.tagged);
 }
 
-fn sweep_request(sweep: &Sweep, kind: &str, structures: &[Structure]) -> Request {
+/// A sweep script over `structures`; the scripts that change entries also get the cache's
+/// near channel (see `prelude.lua`).
+fn sweep_request(sweep: &Sweep, kind: &str, channel: &str, structures: &[Structure]) -> Request {
     let (script, name) = sweep.script();
     // Counting reads no tags (and names no key it does not need, see `put.lua`).
     let with_tags = !matches!(sweep, Sweep::Len);
@@ -924,6 +933,9 @@ fn sweep_request(sweep: &Sweep, kind: &str, structures: &[Structure]) -> Request
     inv.arg(kind);
     if let Sweep::InvalidateTag(tag) = sweep {
         inv.arg(&tag[..]);
+    }
+    if with_tags {
+        inv.arg(channel);
     }
     Request::Script(inv)
 }
@@ -947,6 +959,34 @@ pub(crate) fn apply_uses(index: &str, uses: &[(Member, u64)]) -> Request {
         cmd.arg(*score).arg(&member[..]);
     }
     Request::Cmd(cmd)
+}
+
+/// Applies a near cache's hits of one structure (see `near.rs`), oldest use first: the `time`
+/// rule as [`apply_uses`] does with each member's last use, the `counter` and `incr` rules with
+/// `uses.lua`; `None` for a rule that uses do not change.
+pub(crate) fn apply_near_uses(
+    index: &str,
+    touch: TouchRule,
+    uses: &[(Member, u64, u64)],
+) -> Option<Request> {
+    if uses.is_empty() {
+        return None;
+    }
+    match touch {
+        TouchRule::None => None,
+        TouchRule::Time => {
+            let last: Vec<(Member, u64)> = uses.iter().map(|&(m, last, _)| (m, last)).collect();
+            Some(apply_uses(index, &last))
+        }
+        TouchRule::Counter | TouchRule::Increment => {
+            let mut inv = ScriptCall::new(&USES, "uses.lua", 1);
+            inv.arg(index).arg(touch.script_word());
+            for (member, _, count) in uses {
+                inv.arg(&member[..]).arg(*count);
+            }
+            Some(Request::Script(inv))
+        }
+    }
 }
 
 fn ttl_ms(settings: &StoreSettings) -> u64 {
@@ -1481,6 +1521,7 @@ pub(crate) mod admin {
         sweep_request(
             &Sweep::Len,
             settings.rules.index.script_word(),
+            "",
             std::slice::from_ref(structure),
         )
     }

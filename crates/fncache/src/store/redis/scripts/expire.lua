@@ -4,7 +4,7 @@
 -- index). Returns 1 when a live entry was marked, 0 otherwise (missing, already expired or
 -- gone, or not an envelope this version reads).
 -- KEYS: values
--- ARGV: member
+-- ARGV: member, the cache's near channel (see prelude.lua)
 local values, member = KEYS[1], ARGV[1]
 local entry = redis.call('HGET', values, member)
 if not entry or #entry < 26 or string.byte(entry, 1) ~= 1 then return 0 end
@@ -14,4 +14,5 @@ if keep_until ~= 0 and keep_until <= now then return 0 end
 if expire_at ~= 0 and expire_at <= now then return 0 end
 -- Bytes 11 to 18 (1-based) hold expire_at; format, codec, written_at and the rest stay.
 redis.call('HSET', values, member, string.sub(entry, 1, 10) .. struct.pack('>I8', now) .. string.sub(entry, 19))
+if listening(ARGV[2]) then announce(ARGV[2], {member}) end
 return 1

@@ -95,3 +95,19 @@ local function clear_tags(tags, tagged)
   redis.call('UNLINK', tags, tagged)
   if at then redis.call('HSET', tags, 'g', at) end
 end
+
+-- Near caches (see near.rs): a script that changes entries tells the processes that keep
+-- near copies of them, on the cache's channel (an ARGV, not a key), with one message: 'm' and
+-- the 16-byte members changed, or '*' for the whole cache. Only when a process listens
+-- (PUBSUB NUMSUB, which a script may call): a cache that nobody near-caches pays one lookup
+-- of the channel per write, and publishes (and replicates) nothing. So the scripts of every
+-- process publish whatever that process's own settings, and a process that subscribes before
+-- it keeps near copies hears of every change made after its subscription.
+local function listening(channel)
+  return channel ~= nil and channel ~= '' and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+end
+
+-- Publishes members changed (a Lua table of 16-byte members) to `channel` when not empty.
+local function announce(channel, members)
+  if #members > 0 then redis.call('PUBLISH', channel, 'm' .. table.concat(members)) end
+end

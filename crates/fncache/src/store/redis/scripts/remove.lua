@@ -1,7 +1,7 @@
 -- remove.lua: remove one entry. Returns 1 when a live (unexpired) entry was removed.
 -- KEYS: index, values, expiry (not the tag keys, as for an untagged put: the entry's tags
 --       then match no entry, see prelude.lua)
--- ARGV: member, index kind (zset|set)
+-- ARGV: member, index kind (zset|set), the cache's near channel (see prelude.lua)
 local index, values, expiry, member, kind = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local entry = redis.call('HGET', values, member)
 index_card(kind, index)
@@ -10,5 +10,6 @@ if not entry then return 0 end
 local _, at = times(entry)
 local live = at == 0 or at > now_us()
 remove_entry(kind, index, values, expiry, member)
+if listening(ARGV[3]) then announce(ARGV[3], {member}) end
 if live then return 1 end
 return 0

@@ -1,0 +1,160 @@
+//! The invalidation link of a near cache: a connection of its own, subscribed to the cache's
+//! channel, on a thread of its own, that drops the copies the scripts announce changed (see
+//! `near.rs` and `prelude.lua`).
+//!
+//! One thread serves both front-ends: the link outlives any runtime (a cache may be built in a
+//! `static` and used from several), needs no executor, and costs one mostly sleeping thread and
+//! one connection per cache with a near cache, per process.
+//!
+//! The link is exact while it is up and says so: the near cache serves nothing until the
+//! subscription is confirmed, and drops everything the moment a read fails (the connection
+//! killed, the server gone or restarted). A silent link (a network partition that leaves the
+//! socket open) is found by a `PING` after [`PING_AFTER`] without traffic, answered within
+//! [`POLL`] or the link counts as lost. The server's own flush (`FLUSHALL`, `FLUSHDB`), which no
+//! script sees, reaches the link through client-side tracking: the link tracks a prefix no key
+//! has (`BCAST`, redirected to itself), and Redis tells every tracking client of a flush.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::near::{Near, wall_us};
+
+/// How long a read waits before the thread checks that its cache is still alive.
+const POLL: Duration = Duration::from_millis(200);
+/// Silence after which the link sends a `PING` to prove it is alive.
+const PING_AFTER: Duration = Duration::from_secs(1);
+/// Pause between two attempts to connect, doubling up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// The channel Redis sends tracking invalidations to in RESP2.
+const TRACKING_CHANNEL: &str = "__redis__:invalidate";
+
+/// The client name the link gives itself (`CLIENT SETNAME`), so that operators and tests can
+/// find it in `CLIENT LIST`: `fncache-near:` and the cache's channel, spaces and newlines
+/// (which names may not hold) written as `_`.
+pub(crate) fn link_name(channel: &str) -> String {
+    let safe: String = channel
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect();
+    format!("fncache-near:{safe}")
+}
+
+/// Starts the link of `near` to the server of `client`; it ends when the near cache is
+/// dropped (the thread holds it weakly).
+pub(crate) fn spawn(client: redis::Client, near: &Arc<Near>) {
+    let weak = Arc::downgrade(near);
+    let spawned = std::thread::Builder::new()
+        .name("fncache-near".to_owned())
+        .spawn(move || run(&client, &weak));
+    if let Err(e) = spawned {
+        // No link: the near cache stays down, and every call goes to Redis.
+        tracing::warn!(error = %e, "fncache: the near cache's link thread did not start");
+    }
+}
+
+fn run(client: &redis::Client, weak: &Weak<Near>) {
+    let mut retry = RETRY_FIRST;
+    loop {
+        let Some(near) = weak.upgrade() else { return };
+        let channel = near.channel().to_owned();
+        drop(near);
+        match connect(client, &channel) {
+            Ok((mut con, offset)) => {
+                retry = RETRY_FIRST;
+                let lost = listen(&mut con, weak, &channel, offset);
+                let Some(near) = weak.upgrade() else { return };
+                near.link_down();
+                if let Err(e) = lost {
+                    tracing::debug!(error = %e, channel, "fncache: near cache link lost");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, channel, "fncache: near cache link not up");
+                std::thread::sleep(retry);
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// A connection named for the link, tracking flushes, with an upper bound of how far the
+/// server's clock is ahead of this process's (microseconds).
+fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<(redis::Connection, i64)> {
+    let mut con = client.get_connection_with_timeout(super::CONNECT_TIMEOUT)?;
+    con.set_read_timeout(Some(super::RESPONSE_TIMEOUT))?;
+    con.set_write_timeout(Some(super::RESPONSE_TIMEOUT))?;
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(link_name(channel))
+        .query::<()>(&mut con)?;
+    // The server read its clock between the send and the reply: its clock less this
+    // process's at the send bounds the offset from above.
+    let sent = wall_us();
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query(&mut con)?;
+    let offset = secs
+        .saturating_mul(1_000_000)
+        .saturating_add(micros)
+        .saturating_sub(sent);
+    // Flushes: track a prefix that no key has, redirected to this connection (RESP2 tracking
+    // messages come on the tracking channel, subscribed below). A server or user that refuses
+    // tracking leaves flushes unseen until the copies' near TTL: said in the README.
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con)?;
+    let tracked = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("REDIRECT")
+        .arg(id)
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(format!("{channel}:flush-sentinel:"))
+        .query::<()>(&mut con);
+    if let Err(e) = tracked {
+        tracing::debug!(error = %e, channel, "fncache: the near cache link cannot see flushes");
+    }
+    Ok((con, offset))
+}
+
+/// Subscribes and applies messages until the link fails (`Err`) or the near cache is dropped.
+fn listen(
+    con: &mut redis::Connection,
+    weak: &Weak<Near>,
+    channel: &str,
+    offset: i64,
+) -> redis::RedisResult<()> {
+    let mut pubsub = con.as_pubsub();
+    pubsub.subscribe(&[channel, TRACKING_CHANNEL])?;
+    match weak.upgrade() {
+        Some(near) => near.link_up(offset),
+        None => return Ok(()),
+    }
+    pubsub.set_read_timeout(Some(POLL))?;
+    let mut heard = Instant::now();
+    loop {
+        match pubsub.get_message() {
+            Ok(msg) => {
+                heard = Instant::now();
+                let Some(near) = weak.upgrade() else {
+                    return Ok(());
+                };
+                if msg.get_channel_name() == TRACKING_CHANNEL {
+                    // Keys of the sentinel prefix never exist: only a flush (a nil payload)
+                    // comes here, but anything that does resets.
+                    near.message(None);
+                } else {
+                    near.message(Some(msg.get_payload_bytes()));
+                }
+            }
+            Err(e) if e.is_timeout() => {
+                if weak.strong_count() == 0 {
+                    return Ok(());
+                }
+                if heard.elapsed() >= PING_AFTER {
+                    pubsub.ping::<redis::Value>()?;
+                    heard = Instant::now();
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
