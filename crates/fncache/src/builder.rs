@@ -476,7 +476,13 @@ impl Builder {
         let near = match self.near_cache {
             None => None,
             Some(maxsize) => {
-                check_near(maxsize, self.near_cache_ttl, self.ttl, self.update_ttl, &backend)?;
+                check_near(
+                    maxsize,
+                    self.near_cache_ttl,
+                    self.ttl,
+                    self.update_ttl,
+                    &backend,
+                )?;
                 Some(Arc::new(crate::near::Near::new(
                     crate::near::NearSettings {
                         maxsize: u64::try_from(maxsize).unwrap_or(u64::MAX),

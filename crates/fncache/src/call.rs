@@ -594,8 +594,32 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             self.stage = Stage::Done;
             return Ok(Action::Return(value));
         }
+        if let Some(follow) = self.refill_flight() {
+            return Ok(follow);
+        }
         // Look up first: a hit never joins a flight (see `join_flight`).
         Ok(self.lookup())
+    }
+
+    /// A near miss while the near cache works: one caller of this process (the flight's
+    /// leader) asks Redis and the others wait for its answer, so that a hot key whose copy
+    /// ends costs one lookup, not one per concurrent caller. `Some`: follow the leader.
+    fn refill_flight(&mut self) -> Option<Action<T>> {
+        if !self.near.is_some_and(Near::is_up) || self.joined || self.request.is_none() {
+            return None;
+        }
+        let (_, member) = self.target.as_ref()?;
+        self.joined = true;
+        match self.core.flights.join(*member) {
+            Role::Leader(leader) => {
+                self.leader = Some(leader);
+                None
+            }
+            Role::Follower(flight) => {
+                self.stage = Stage::Following;
+                Some(Action::Follow(flight, self.b.lock_timeout))
+            }
+        }
     }
 
     /// The near copy of the call's entry, decoded, if the near cache may serve one now (see

@@ -287,7 +287,9 @@ impl Near {
         let age = i64::try_from(entry.written_at_us)
             .ok()
             .and_then(|w| ticket.server_us.checked_sub(w))
-            .map_or(Duration::MAX, |age| Duration::from_micros(age.max(0).unsigned_abs()));
+            .map_or(Duration::MAX, |age| {
+                Duration::from_micros(age.max(0).unsigned_abs())
+            });
         let written = ticket.started.checked_sub(age);
         if let Some(after) = refresh_after {
             let fresh_for = after.checked_sub(age)?;
@@ -367,6 +369,11 @@ impl Near {
         if was_up {
             self.resets.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Is the link up (copies may be served and made)?
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
     }
 
     /// A message of the channel: `m` and 16-byte members, or `*` for the whole cache; a
@@ -505,21 +512,29 @@ mod tests {
     #[test]
     fn a_copy_never_outlives_its_entry_nor_its_freshness() {
         let near = near(Duration::from_secs(60), None);
+        // Made before the ticket: the lookup's answer is never older than its start.
         let e = entry(Duration::ZERO, Some(Duration::from_millis(20)));
+        let written = entry(Duration::from_millis(50), None);
+        let gone = entry(Duration::from_millis(50), Some(Duration::ZERO));
         let ticket = near.begin(&M).unwrap();
         let (life, _) = near.life(&ticket, &e, None).unwrap();
         assert!(life <= Duration::from_millis(20), "{life:?}");
         // Written 50 ms ago, stale after 80 ms: at most 30 ms left.
-        let e = entry(Duration::from_millis(50), None);
-        let (life, _) = near.life(&ticket, &e, Some(Duration::from_millis(80))).unwrap();
+        let e = written;
+        let (life, _) = near
+            .life(&ticket, &e, Some(Duration::from_millis(80)))
+            .unwrap();
         assert!(life <= Duration::from_millis(30), "{life:?}");
-        assert!(near.life(&ticket, &e, Some(Duration::from_millis(40))).is_none(), "stale");
-        let gone = entry(Duration::from_millis(50), Some(Duration::ZERO));
+        assert!(
+            near.life(&ticket, &e, Some(Duration::from_millis(40)))
+                .is_none(),
+            "stale"
+        );
         assert!(near.life(&ticket, &gone, None).is_none(), "expired");
         // A server clock ahead of this process's shortens what is left.
         near.link_up(micros(Duration::from_millis(15)));
-        let ticket = near.begin(&M).unwrap();
         let e = entry(Duration::ZERO, Some(Duration::from_millis(20)));
+        let ticket = near.begin(&M).unwrap();
         let (life, _) = near.life(&ticket, &e, None).unwrap();
         assert!(life <= Duration::from_millis(5), "{life:?}");
     }
@@ -528,7 +543,9 @@ mod tests {
     fn a_copy_never_outlives_a_sliding_structure_ttl() {
         let near = near(Duration::from_secs(60), Some(Duration::from_secs(10)));
         let ticket = near.begin(&M).unwrap();
-        let (life, _) = near.life(&ticket, &entry(Duration::ZERO, None), None).unwrap();
+        let (life, _) = near
+            .life(&ticket, &entry(Duration::ZERO, None), None)
+            .unwrap();
         assert_eq!(life, Duration::from_millis(9900));
     }
 
@@ -536,7 +553,13 @@ mod tests {
     fn a_later_call_with_a_shorter_refresh_after_goes_to_redis() {
         let near = near(Duration::from_secs(60), None);
         let ticket = near.begin(&M).unwrap();
-        near.offer(ticket, &structure(), M, &entry(Duration::from_millis(50), None), None);
+        near.offer(
+            ticket,
+            &structure(),
+            M,
+            &entry(Duration::from_millis(50), None),
+            None,
+        );
         assert!(near.get(&M, None).is_some());
         assert!(near.get(&M, Some(Duration::from_secs(5))).is_some());
         assert!(near.get(&M, Some(Duration::from_millis(10))).is_none());
@@ -566,14 +589,29 @@ mod tests {
         let in_flight = near.begin(&M).unwrap();
         near.message(Some(b"*"));
         assert!(near.get(&M, None).is_none());
-        near.offer(in_flight, &structure(), M, &entry(Duration::ZERO, None), None);
+        near.offer(
+            in_flight,
+            &structure(),
+            M,
+            &entry(Duration::ZERO, None),
+            None,
+        );
         assert!(near.get(&M, None).is_none());
         let in_flight = near.begin(&M).unwrap();
         near.link_down();
         assert!(near.begin(&M).is_none(), "no copies while the link is down");
         near.link_up(0);
-        near.offer(in_flight, &structure(), M, &entry(Duration::ZERO, None), None);
-        assert!(near.get(&M, None).is_none(), "the link changed during the lookup");
+        near.offer(
+            in_flight,
+            &structure(),
+            M,
+            &entry(Duration::ZERO, None),
+            None,
+        );
+        assert!(
+            near.get(&M, None).is_none(),
+            "the link changed during the lookup"
+        );
         assert_eq!(near.counts(), (0, 2));
     }
 
@@ -600,7 +638,10 @@ mod tests {
         near.get(&[2; 16], None);
         near.get(&[1; 16], None);
         near.get(&[1; 16], None);
-        assert!(near.due_uses(Duration::from_secs(60)).is_empty(), "not due yet");
+        assert!(
+            near.due_uses(Duration::from_secs(60)).is_empty(),
+            "not due yet"
+        );
         let due = near.due_uses(Duration::ZERO);
         assert_eq!(due.len(), 1);
         let members: Vec<_> = due[0].2.iter().map(|&(m, _, n)| (m[0], n)).collect();

@@ -20,6 +20,7 @@ mod front;
 mod healing;
 mod isolation;
 mod model;
+mod near;
 mod options;
 mod server;
 mod shared;

@@ -10,8 +10,8 @@ pub(crate) mod subscriber;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -222,9 +222,11 @@ impl Memory {
         let mut due = self.recorded.due(settings.touch_batch);
         if let Some(near) = &self.near {
             let delay = settings.touch_batch.unwrap_or(near.settings().ttl);
-            due.extend(near.due_uses(delay).into_iter().filter_map(
-                |(index, touch, uses)| plan::apply_near_uses(&index, touch, &uses),
-            ));
+            due.extend(
+                near.due_uses(delay)
+                    .into_iter()
+                    .filter_map(|(index, touch, uses)| plan::apply_near_uses(&index, touch, &uses)),
+            );
         }
         due
     }
