@@ -1351,14 +1351,16 @@ mod tests {
         let keys: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_eq!(
             keys.len(),
-            7,
-            "a key count, five keys (three of entries, two of tags) and the index kind: {keys:?}"
+            8,
+            "a key count, five keys (three of entries, two of tags), the index kind and the \
+             near channel: {keys:?}"
         );
         assert_eq!(keys[0], "5");
         for (at, key) in keys[1..6].iter().enumerate() {
             assert!(key.ends_with(&format!(":{at}")), "{keys:?}");
         }
         assert_eq!(keys[6], "zset");
+        assert_eq!(keys[7], s.naming.near_channel());
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }

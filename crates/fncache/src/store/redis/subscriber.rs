@@ -84,10 +84,14 @@ fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<(redis::
     let mut con = client.get_connection_with_timeout(super::CONNECT_TIMEOUT)?;
     con.set_read_timeout(Some(super::RESPONSE_TIMEOUT))?;
     con.set_write_timeout(Some(super::RESPONSE_TIMEOUT))?;
-    redis::cmd("CLIENT")
+    // The name is for operators (and tests): a user whose ACL forbids CLIENT still gets a link.
+    let named = redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(link_name(channel))
-        .query::<()>(&mut con)?;
+        .query::<()>(&mut con);
+    if let Err(e) = named {
+        tracing::debug!(error = %e, channel, "fncache: the near cache link has no name");
+    }
     // The server read its clock between the send and the reply: its clock less this
     // process's at the send bounds the offset from above.
     let sent = wall_us();
@@ -99,16 +103,20 @@ fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<(redis::
     // Flushes: track a prefix that no key has, redirected to this connection (RESP2 tracking
     // messages come on the tracking channel, subscribed below). A server or user that refuses
     // tracking leaves flushes unseen until the copies' near TTL: said in the README.
-    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con)?;
     let tracked = redis::cmd("CLIENT")
-        .arg("TRACKING")
-        .arg("ON")
-        .arg("REDIRECT")
-        .arg(id)
-        .arg("BCAST")
-        .arg("PREFIX")
-        .arg(format!("{channel}:flush-sentinel:"))
-        .query::<()>(&mut con);
+        .arg("ID")
+        .query::<i64>(&mut con)
+        .and_then(|id| {
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("REDIRECT")
+                .arg(id)
+                .arg("BCAST")
+                .arg("PREFIX")
+                .arg(format!("{channel}:flush-sentinel:"))
+                .query::<()>(&mut con)
+        });
     if let Err(e) = tracked {
         tracing::debug!(error = %e, channel, "fncache: the near cache link cannot see flushes");
     }
