@@ -39,8 +39,8 @@ use crate::store::StoreOp;
 /// stripe (or the whole cache) changed meanwhile, not on every change anywhere.
 const STRIPES: usize = 256;
 
-/// Members whose near hits are remembered per structure at most until they are applied;
-/// later hits of other members are dropped (they would only move those members up).
+/// Members whose near hits are remembered at most until they are applied; later hits of
+/// other members are dropped (they would only move those members up).
 const MAX_USES: usize = 1 << 16;
 
 /// What an op of this process may change of the near copies.
@@ -108,8 +108,9 @@ pub(crate) struct Ticket {
 #[derive(Default)]
 struct Uses {
     since: Option<Instant>,
-    /// Per index key: per member, the last use (caller's clock, microseconds) and the count.
-    by_index: HashMap<String, HashMap<Member, (u64, u64)>>,
+    /// Per member (a 16-byte digest: cheap to hash, unlike the index key, which the copy
+    /// keeps), its structure, last use (caller's clock, microseconds) and count.
+    by_member: HashMap<Member, (Structure, u64, u64)>,
 }
 
 /// Near hits of one structure to apply: its index key, the policy's touch rule, and per
@@ -415,31 +416,40 @@ impl Near {
         }
         let at = u64::try_from(wall_us()).unwrap_or(0);
         let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
-        uses.since.get_or_insert_with(Instant::now);
-        if !uses.by_index.contains_key(structure.index.as_str()) {
-            uses.by_index
-                .insert(structure.index.clone(), HashMap::new());
+        if uses.since.is_none() {
+            uses.since = Some(Instant::now());
         }
-        if let Some(members) = uses.by_index.get_mut(structure.index.as_str())
-            && (members.len() < MAX_USES || members.contains_key(member))
-        {
-            let (last, count) = members.entry(*member).or_default();
-            *last = (*last).max(at);
-            *count += 1;
+        let full = uses.by_member.len() >= MAX_USES;
+        match uses.by_member.get_mut(member) {
+            Some((_, last, count)) => {
+                *last = (*last).max(at);
+                *count += 1;
+            }
+            None if !full => {
+                uses.by_member.insert(*member, (structure.clone(), at, 1));
+            }
+            None => {}
         }
     }
 
     /// The near hits to apply to the Redis indexes, once the oldest waiting is `delay` old:
     /// the next op of the cache sends them first (see `store/redis/mod.rs`).
     pub(crate) fn due_uses(&self, delay: Duration) -> Vec<UsesOf> {
-        let by_index = {
+        let by_member = {
             let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
             if uses.since.is_none_or(|t| t.elapsed() < delay) {
                 return Vec::new();
             }
             uses.since = None;
-            std::mem::take(&mut uses.by_index)
+            std::mem::take(&mut uses.by_member)
         };
+        let mut by_index: HashMap<String, HashMap<Member, (u64, u64)>> = HashMap::new();
+        for (member, (structure, last, count)) in by_member {
+            by_index
+                .entry(structure.index.clone())
+                .or_default()
+                .insert(member, (last, count));
+        }
         by_index
             .into_iter()
             .map(|(index, members)| {
