@@ -474,3 +474,99 @@ fn a_change_in_a_child_process_reaches_the_near_copies() {
     // The child has exited: its write is done, and its message on its way or in.
     converges(&a, 1, 1, 2, COHERENT_WITHIN, "a child process's put");
 }
+
+/// Near hits reach the Redis policy: an entry used only through A's near cache is not the one
+/// B's put evicts (under each policy whose use changes the order: a time, a counter, a count).
+#[test]
+fn near_hits_reach_the_redis_policy() {
+    let server = RedisServer::spawn();
+    for policy in [Policy::LruT, Policy::Lru, Policy::Lfu] {
+        let name = unique_name();
+        let sized = |b: fncache::Builder| b.policy(policy).maxsize(2);
+        // `touch_batch(0)`: A applies what it recorded with its next op, which the test sends.
+        let a = near_a(&server, &name, |b| sized(b).touch_batch(Duration::ZERO));
+        let b = sized(builder(&server, &name)).build_blocking().unwrap();
+        b.put("f", &(1u64,), &1u64).unwrap();
+        assert_eq!(warm(&a, 1), 1);
+        b.put("f", &(2u64,), &2u64).unwrap();
+        // f(2) now ranks above f(1) by every rule: more recent, and for LFU more used than
+        // f(1) was through A's lookups in Redis.
+        let redis_reads_of_1 = a.stats().hits - a.stats().near_hits;
+        for _ in 0..redis_reads_of_1 + 2 {
+            assert_eq!(b.get_or_compute("f", &(2u64,), || RECOMPUTED).unwrap(), 2);
+        }
+        let near_hits = a.stats().near_hits;
+        for _ in 0..redis_reads_of_1 + 10 {
+            assert_eq!(read(&a, 1), 1);
+        }
+        assert_eq!(
+            a.stats().near_hits - near_hits,
+            redis_reads_of_1 + 10,
+            "{policy:?}: near hits only"
+        );
+        // A's next op carries its near hits to the index, then B's put evicts.
+        assert!(a.contains("f", &(2u64,)).unwrap());
+        b.put("f", &(3u64,), &3u64).unwrap();
+        assert!(
+            b.contains("f", &(1u64,)).unwrap(),
+            "{policy:?}: evicted despite its near hits"
+        );
+        assert!(!b.contains("f", &(2u64,)).unwrap(), "{policy:?}");
+    }
+}
+
+/// A copy never outlives its entry's TTL, nor the age past which the calling function's
+/// `refresh_after` makes its entry stale (then Redis answers, and the refresh happens as it
+/// would without a near cache), whatever the near TTL.
+#[test]
+fn a_copy_never_outlives_its_entry_ttl_nor_refresh_after() {
+    let server = RedisServer::spawn();
+    let life = Duration::from_millis(300);
+    // Time from a read's decision to its check in this loop.
+    let slack = Duration::from_millis(20);
+    for refresh in [false, true] {
+        let name = unique_name();
+        let a = near_a(&server, &name, |b| {
+            b.near_cache_ttl(Duration::from_secs(60))
+        });
+        let b = builder(&server, &name).build_blocking().unwrap();
+        let options = if refresh {
+            CallOptions::new().refresh_after(life)
+        } else {
+            CallOptions::new().entry_ttl(life)
+        };
+        b.put_with(&options, "f", &(1u64,), &1u64).unwrap();
+        let written = Instant::now();
+        let read = || -> (u64, bool) {
+            let before = a.stats().near_hits;
+            let v = a
+                .get_or_compute_with(&options, "f", &(1u64,), || RECOMPUTED)
+                .unwrap();
+            (v, a.stats().near_hits > before)
+        };
+        let mut near_hits = 0;
+        loop {
+            let (value, near) = read();
+            if value == RECOMPUTED {
+                break;
+            }
+            if near {
+                near_hits += 1;
+                assert!(
+                    written.elapsed() < life + slack,
+                    "refresh {refresh}: a copy served {:?} after its write",
+                    written.elapsed()
+                );
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(5),
+                "never recomputed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            near_hits > 0,
+            "refresh {refresh}: copies were served at first"
+        );
+    }
+}
