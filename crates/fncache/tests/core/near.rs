@@ -570,3 +570,46 @@ fn a_copy_never_outlives_its_entry_ttl_nor_refresh_after() {
         );
     }
 }
+
+/// ACL users: a writer that cannot ask whether anyone listens (no `+pubsub|numsub`, as the
+/// README's minimal user) writes as before, publishing nothing; one that finds a listener but
+/// may not publish is refused before it changes anything.
+#[test]
+fn a_writer_that_may_not_announce_changes_nothing() {
+    let server = RedisServer::spawn();
+    let minimal = [
+        "~func-cache:*",
+        "+@read",
+        "+@write",
+        "+evalsha",
+        "+script|load",
+        "+time",
+    ];
+    server.add_acl_user("minimal", "pw", &minimal);
+    let mut asks = minimal.to_vec();
+    asks.push("+pubsub|numsub");
+    server.add_acl_user("asks", "pw", &asks);
+    let name = unique_name();
+    let a = near_a(&server, &name, |b| b);
+    a.put("f", &(1u64,), &1u64).unwrap();
+    assert_eq!(warm(&a, 1), 1);
+    let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}/", server.port());
+    let as_user = |user: &str| {
+        Cache::builder(&name)
+            .redis(url(user))
+            .shared_stats(false)
+            .build_blocking()
+            .unwrap()
+    };
+    let asks = as_user("asks");
+    let e = asks.put("f", &(1u64,), &2u64).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Denied, "{e}");
+    let b = builder(&server, &name).build_blocking().unwrap();
+    let in_redis: u64 = b.get_or_compute("f", &(1u64,), || RECOMPUTED).unwrap();
+    assert_eq!(in_redis, 1, "the entry is unchanged");
+    let minimal = as_user("minimal");
+    assert!(
+        minimal.put("f", &(2u64,), &2u64).unwrap(),
+        "writes as before"
+    );
+}

@@ -9,10 +9,11 @@ local values, member = KEYS[1], ARGV[1]
 local entry = redis.call('HGET', values, member)
 if not entry or #entry < 26 or string.byte(entry, 1) ~= 1 then return 0 end
 local now = now_us()
+local near = listening(ARGV[2])
 local _, expire_at, keep_until = times(entry)
 if keep_until ~= 0 and keep_until <= now then return 0 end
 if expire_at ~= 0 and expire_at <= now then return 0 end
 -- Bytes 11 to 18 (1-based) hold expire_at; format, codec, written_at and the rest stay.
 redis.call('HSET', values, member, string.sub(entry, 1, 10) .. struct.pack('>I8', now) .. string.sub(entry, 19))
-if listening(ARGV[2]) then announce(ARGV[2], {member}) end
+if near then announce(ARGV[2], {member}) end
 return 1

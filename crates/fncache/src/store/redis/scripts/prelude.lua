@@ -103,8 +103,20 @@ end
 -- of the channel per write, and publishes (and replicates) nothing. So the scripts of every
 -- process publish whatever that process's own settings, and a process that subscribes before
 -- it keeps near copies hears of every change made after its subscription.
+-- ACL: a user that may not ask (no `+pubsub|numsub`) cannot tell, and publishes nothing, as
+-- before near caches existed; one that finds a listener but may not publish (`+publish` and the
+-- channel) fails here, before the script writes anything: no change without its message.
+-- Every script asks before its first write.
 local function listening(channel)
-  return channel ~= nil and channel ~= '' and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+  if channel == nil or channel == '' or not redis.acl_check_cmd('PUBSUB', 'NUMSUB', channel) then
+    return false
+  end
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return false end
+  if not redis.acl_check_cmd('PUBLISH', channel, '*') then
+    error({err = 'NOPERM this user may not publish on ' .. channel .. ', where processes keep ' ..
+      'near copies of the cache (grant +publish and the channel): nothing was changed'})
+  end
+  return true
 end
 
 -- Publishes members changed (a Lua table of 16-byte members) to `channel` when not empty.

@@ -6,8 +6,9 @@ local kind, total, now = ARGV[1], 0, now_us()
 for i = 1, #KEYS, 5 do
   total = total + live_count(kind, KEYS[i], KEYS[i + 1], KEYS[i + 2], now)
 end
+local near = listening(ARGV[2])
 for i = 1, #KEYS, 5 do
   redis.call('UNLINK', KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4])
 end
-if listening(ARGV[2]) then redis.call('PUBLISH', ARGV[2], '*') end
+if near then redis.call('PUBLISH', ARGV[2], '*') end
 return total

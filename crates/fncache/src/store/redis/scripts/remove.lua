@@ -7,9 +7,10 @@ local entry = redis.call('HGET', values, member)
 index_card(kind, index)
 redis.call('ZCARD', expiry)
 if not entry then return 0 end
+local near = listening(ARGV[3])
 local _, at = times(entry)
 local live = at == 0 or at > now_us()
 remove_entry(kind, index, values, expiry, member)
-if listening(ARGV[3]) then announce(ARGV[3], {member}) end
+if near then announce(ARGV[3], {member}) end
 if live then return 1 end
 return 0
