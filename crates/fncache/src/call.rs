@@ -419,8 +419,9 @@ pub(crate) struct Call<'a, S, T> {
     looked_at: Option<Instant>,
     /// The cache's near cache, unless it has none or the call opted out.
     near: Option<&'a Near>,
-    /// The last lookup's claim to keep its answer as a near copy.
-    near_ticket: Option<NearTicket>,
+    /// The last lookup's claim to keep its answer as a near copy (boxed: a call without a near
+    /// cache moves the call around, and pays only for a pointer).
+    near_ticket: Option<Box<NearTicket>>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -590,12 +591,15 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if self.target.is_none() || !self.mode.read {
             return self.compute_or_refuse();
         }
-        if let Some(value) = self.near_hit() {
-            self.stage = Stage::Done;
-            return Ok(Action::Return(value));
-        }
-        if let Some(follow) = self.refill_flight() {
-            return Ok(follow);
+        // The near cache's paths stay out of line, so that a call without one pays a test.
+        if self.near.is_some() {
+            if let Some(value) = self.near_hit() {
+                self.stage = Stage::Done;
+                return Ok(Action::Return(value));
+            }
+            if let Some(follow) = self.refill_flight() {
+                return Ok(follow);
+            }
         }
         // Look up first: a hit never joins a flight (see `join_flight`).
         Ok(self.lookup())
@@ -604,6 +608,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     /// A near miss while the near cache works: one caller of this process (the flight's
     /// leader) asks Redis and the others wait for its answer, so that a hot key whose copy
     /// ends costs one lookup, not one per concurrent caller. `Some`: follow the leader.
+    #[inline(never)]
     fn refill_flight(&mut self) -> Option<Action<T>> {
         if !self.near.is_some_and(Near::is_up) || self.joined || self.request.is_none() {
             return None;
@@ -624,6 +629,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
     /// The near copy of the call's entry, decoded, if the near cache may serve one now (see
     /// `Near::get`): no I/O, no flight, no lease, as a fresh hit in Redis would be.
+    #[inline(never)]
     fn near_hit(&mut self) -> Option<T> {
         let near = self.near?;
         let (_, member) = self.target.as_ref()?;
@@ -641,12 +647,20 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
     }
 
+    /// The near cache's claim for the lookup about to be sent.
+    #[inline(never)]
+    fn near_ticket(&self) -> Option<Box<NearTicket>> {
+        let (near, (_, member)) = (self.near?, self.target.as_ref()?);
+        near.begin(member).map(Box::new)
+    }
+
     /// A fresh entry came from Redis: offered to the near cache under the lookup's ticket.
+    #[inline(never)]
     fn keep_near(&mut self, entry: &Arc<Vec<u8>>) {
         if let (Some(near), Some(ticket), Some((structure, member))) =
             (self.near, self.near_ticket.take(), &self.target)
         {
-            near.offer(ticket, structure, *member, entry, self.b.refresh_after);
+            near.offer(*ticket, structure, *member, entry, self.b.refresh_after);
         }
     }
 
@@ -732,7 +746,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if self.is_tagged() {
             self.looked_at = Some(Instant::now());
         }
-        self.near_ticket = self.near.and_then(|near| near.begin(member));
+        if self.near.is_some() {
+            self.near_ticket = self.near_ticket();
+        }
         Action::Store(
             StoreOp::Get {
                 structure: structure.clone(),
@@ -796,7 +812,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         match (freshness, value) {
             (Freshness::Fresh, Some((value, entry))) => {
-                self.keep_near(&entry);
+                if self.near.is_some() {
+                    self.keep_near(&entry);
+                }
                 // Only a leader (a call that looked again after missing) has followers.
                 if self.leader.is_some() {
                     self.shared = Some(entry);

@@ -82,7 +82,7 @@ pub(crate) struct NearSettings {
 }
 
 /// One copy: the stored entry and until when it may be served.
-struct Copy {
+struct NearCopy {
     entry: Arc<Vec<u8>>,
     /// The copy's end (this process's clock): the near TTL, the entry's expiry, the
     /// structure's remaining life and the inserting call's `refresh_after`, whichever is first.
@@ -125,7 +125,7 @@ pub(crate) struct Near {
     structure_life: Option<Duration>,
     touch: TouchRule,
     channel: String,
-    copies: moka::sync::Cache<Member, Arc<Copy>>,
+    copies: moka::sync::Cache<Member, Arc<NearCopy>>,
     /// Bumped by every reset and every change of the link.
     generation: AtomicU64,
     /// Bumped by every invalidation of a member of the stripe (its first byte).
@@ -323,7 +323,7 @@ impl Near {
         }
         self.copies.insert(
             member,
-            Arc::new(Copy {
+            Arc::new(NearCopy {
                 entry: Arc::clone(entry),
                 until,
                 written,
