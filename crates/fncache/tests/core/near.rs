@@ -613,3 +613,22 @@ fn a_writer_that_may_not_announce_changes_nothing() {
         "writes as before"
     );
 }
+
+/// An idle link proves itself with a `PING` after a second of silence, and stays up.
+#[test]
+fn an_idle_link_stays_up() {
+    let server = RedisServer::spawn();
+    let a = near_a(&server, &unique_name(), |b| b);
+    a.put("f", &(1u64,), &1u64).unwrap();
+    assert_eq!(warm(&a, 1), 1);
+    let pings = server.command_stats("ping").calls;
+    std::thread::sleep(Duration::from_millis(2500)); // time for the link's pings to go out
+    assert!(
+        server.command_stats("ping").calls > pings,
+        "the idle link pinged"
+    );
+    assert_eq!(a.stats().near_resets, 0, "and stayed up");
+    let before = a.stats().near_hits;
+    assert_eq!(read(&a, 1), 1);
+    assert_eq!(a.stats().near_hits, before + 1);
+}
