@@ -632,3 +632,63 @@ fn an_idle_link_stays_up() {
     assert_eq!(read(&a, 1), 1);
     assert_eq!(a.stats().near_hits, before + 1);
 }
+
+/// A process whose user may not subscribe never gets a link: it serves every call from Redis,
+/// and its link backs off instead of spinning.
+#[test]
+fn a_link_that_cannot_subscribe_backs_off_and_calls_go_to_redis() {
+    let server = RedisServer::spawn();
+    let user = [
+        "~func-cache:*",
+        "+@read",
+        "+@write",
+        "+evalsha",
+        "+script|load",
+        "+time",
+        "+client",
+        "+ping",
+        "-subscribe",
+    ];
+    server.add_acl_user("nosub", "pw", &user);
+    let a = Cache::builder(unique_name())
+        .redis(format!("redis://nosub:pw@127.0.0.1:{}/", server.port()))
+        .near_cache(10)
+        .shared_stats(false)
+        .build_blocking()
+        .unwrap();
+    a.put("f", &(1u64,), &1u64).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(read(&a, 1), 1, "{}", a.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(a.stats().near_hits, 0);
+    assert_eq!(a.stats().errors, 0);
+    let attempts = server.command_stats("client|setname").calls;
+    assert!(
+        (1..=12).contains(&attempts),
+        "{attempts} link attempts in a second"
+    );
+}
+
+/// The link speaks RESP3 too (a `?protocol=resp3` URL): subscribed, coherent, reset when lost.
+#[test]
+fn a_resp3_link_is_coherent_too() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let a = Cache::builder(&name)
+        .redis(format!("{}?protocol=resp3", server.url()))
+        .near_cache(10)
+        .build_blocking()
+        .unwrap();
+    let b = builder(&server, &name).build_blocking().unwrap();
+    b.put("f", &(1u64,), &1u64).unwrap();
+    assert_eq!(warm(&a, 1), 1);
+    b.put("f", &(1u64,), &2u64).unwrap();
+    converges(&a, 1, 1, 2, COHERENT_WITHIN, "resp3 put");
+    assert_eq!(warm(&a, 1), 2);
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut server.connection())
+        .unwrap();
+    converges(&a, 1, 2, RECOMPUTED, COHERENT_WITHIN * 5, "resp3 flush");
+}

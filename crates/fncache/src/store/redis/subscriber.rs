@@ -59,21 +59,24 @@ fn run(client: &redis::Client, weak: &Weak<Near>) {
         let Some(near) = weak.upgrade() else { return };
         let channel = near.channel().to_owned();
         drop(near);
-        match connect(client, &channel) {
-            Ok((mut con, offset)) => {
-                retry = RETRY_FIRST;
-                let lost = listen(&mut con, weak, &channel, offset);
-                let Some(near) = weak.upgrade() else { return };
-                near.link_down();
-                if let Err(e) = lost {
-                    tracing::debug!(error = %e, channel, "fncache: near cache link lost");
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, channel, "fncache: near cache link not up");
-                std::thread::sleep(retry);
-                retry = (retry * 2).min(RETRY_MAX);
-            }
+        let started = Instant::now();
+        let lost = match connect(client, &channel) {
+            Ok((mut con, offset)) => listen(&mut con, weak, &channel, offset),
+            Err(e) => Err(e),
+        };
+        let Some(near) = weak.upgrade() else { return };
+        near.link_down();
+        if let Err(e) = lost {
+            tracing::debug!(error = %e, channel, "fncache: near cache link lost or not up");
+        }
+        drop(near);
+        // A link that held a while reconnects at once; one that keeps failing (the server
+        // down, or a user that may not subscribe) backs off, never spinning.
+        if started.elapsed() >= RETRY_MAX {
+            retry = RETRY_FIRST;
+        } else {
+            std::thread::sleep(retry);
+            retry = (retry * 2).min(RETRY_MAX);
         }
     }
 }
@@ -115,12 +118,41 @@ fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<(redis::
                 .arg("BCAST")
                 .arg("PREFIX")
                 .arg(format!("{channel}:flush-sentinel:"))
-                .query::<()>(&mut con)
-        });
+                .query::<redis::Value>(&mut con)
+        })
+        .and_then(redis::Value::extract_error);
     if let Err(e) = tracked {
         tracing::debug!(error = %e, channel, "fncache: the near cache link cannot see flushes");
     }
     Ok((con, offset))
+}
+
+/// Subscribes to `channels`, and makes sure the server agreed: one confirmation per channel,
+/// in order. (redis-rs's `PubSub::subscribe` takes a refusal, such as an ACL's `NOPERM`, for
+/// an answer: a link that believed it was subscribed would keep copies nobody invalidates.)
+fn subscribe(con: &mut redis::Connection, channels: &[&str]) -> redis::RedisResult<()> {
+    con.send_packed_command(&redis::cmd("SUBSCRIBE").arg(channels).get_packed_command())?;
+    for channel in channels {
+        let confirmed = match con.recv_response()?.extract_error()? {
+            redis::Value::Array(parts) => {
+                matches!(parts.first(), Some(redis::Value::BulkString(kind)) if kind == b"subscribe")
+                    && matches!(parts.get(1), Some(redis::Value::BulkString(c)) if c == channel.as_bytes())
+            }
+            redis::Value::Push { kind, data } => {
+                kind == redis::PushKind::Subscribe
+                    && matches!(data.first(), Some(redis::Value::BulkString(c)) if c == channel.as_bytes())
+            }
+            _ => false,
+        };
+        if !confirmed {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the server did not confirm the near cache's subscription",
+                (*channel).to_owned(),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Subscribes and applies messages until the link fails (`Err`) or the near cache is dropped.
@@ -130,8 +162,12 @@ fn listen(
     channel: &str,
     offset: i64,
 ) -> redis::RedisResult<()> {
+    // RESP3 delivers tracking invalidations as pushes, which `PubSub::get_message` skips:
+    // they are read off this channel after each wait instead.
+    let (pushes, tracked) = std::sync::mpsc::channel();
+    con.set_push_sender(pushes);
+    subscribe(con, &[channel, TRACKING_CHANNEL])?;
     let mut pubsub = con.as_pubsub();
-    pubsub.subscribe(&[channel, TRACKING_CHANNEL])?;
     match weak.upgrade() {
         Some(near) => near.link_up(offset),
         None => return Ok(()),
@@ -139,7 +175,18 @@ fn listen(
     pubsub.set_read_timeout(Some(POLL))?;
     let mut heard = Instant::now();
     loop {
-        match pubsub.get_message() {
+        let got = pubsub.get_message();
+        if tracked
+            .try_iter()
+            .any(|push| push.kind == redis::PushKind::Invalidate)
+        {
+            // A flush (the prefix tracked has no keys).
+            match weak.upgrade() {
+                Some(near) => near.message(None),
+                None => return Ok(()),
+            }
+        }
+        match got {
             Ok(msg) => {
                 heard = Instant::now();
                 let Some(near) = weak.upgrade() else {
