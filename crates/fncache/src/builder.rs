@@ -214,9 +214,11 @@ impl Builder {
     /// Redis connection of its own, subscribed to the cache's channel) is up: when it is lost,
     /// every copy goes and calls go to Redis until it is back.
     ///
-    /// Needs one Redis server reached by URL or [`Builder::redis_client`] (not the embedded
-    /// store, which is in the process already; not yet a cluster, a `ConnectionManager` or an
-    /// r2d2 pool of yours), a sliding structure TTL or none ([`Builder::update_ttl`]`(false)`
+    /// Needs a Redis server reached by URL or [`Builder::redis_client`], or a cluster reached by
+    /// [`Builder::redis_cluster`] with [`Layout::Cluster`] (sharded pub/sub on the node of the
+    /// structure's slot); not the embedded store (in the process already), nor a cluster
+    /// client, `ConnectionManager` or r2d2 pool of yours (they do not say how to open the
+    /// link's own connection); a sliding structure TTL or none ([`Builder::update_ttl`]`(false)`
     /// with a TTL is refused: a copy could not know when the structure ends), and `maxsize`
     /// above zero; `build` returns an [`ErrorKind::Config`](crate::ErrorKind::Config)
     /// otherwise. Opt one function out with [`CallOptions::near_cache`](crate::CallOptions::near_cache)
@@ -479,8 +481,8 @@ impl Builder {
                 check_near(
                     maxsize,
                     self.near_cache_ttl,
-                    self.ttl,
-                    self.update_ttl,
+                    (self.ttl, self.update_ttl),
+                    self.layout,
                     &backend,
                 )?;
                 Some(Arc::new(crate::near::Near::new(
@@ -543,8 +545,8 @@ impl Builder {
 fn check_near(
     maxsize: usize,
     ttl: Duration,
-    structure_ttl: Option<Duration>,
-    sliding: bool,
+    (structure_ttl, sliding): (Option<Duration>, bool),
+    layout: Layout,
     backend: &Backend,
 ) -> Result<(), Error> {
     match backend {
@@ -556,9 +558,16 @@ fn check_near(
         }
         Backend::Redis(target) if !target.can_subscribe() => {
             return Err(Error::config(
-                "near_cache needs one Redis server reached by URL or `redis_client`, where it \
-                 opens its invalidation link (a connection of its own): a cluster, your \
-                 ConnectionManager or your r2d2 pool are not supported yet",
+                "near_cache needs a Redis server or cluster reached by URL (or a server by \
+                 `redis_client`), where it opens its invalidation link (a connection of its \
+                 own): your cluster client, ConnectionManager or r2d2 pool do not say how",
+            ));
+        }
+        Backend::Redis(target) if target.is_cluster() && layout != Layout::Cluster => {
+            return Err(Error::config(
+                "near_cache on a cluster needs Layout::Cluster, whose one structure shares the \
+                 hash slot of the near channel (sharded pub/sub); Layout::ClusterPerFunction \
+                 spreads structures over slots",
             ));
         }
         Backend::Redis(_) => {}

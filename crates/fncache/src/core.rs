@@ -412,8 +412,8 @@ impl<R: std::fmt::Debug + crate::shared_stats::LastFlush> Parts<R> {
             )),
             crate::builder::Backend::Redis(target) => {
                 // The builder allows a near cache only where its link can connect.
-                if let (Some(near), Some(client)) = (&core.near, target.subscriber_client()) {
-                    crate::store::redis::subscriber::spawn(client.clone(), near);
+                if let (Some(near), Some(link)) = (&core.near, target.link_target()) {
+                    crate::store::redis::subscriber::spawn(link, near);
                 }
                 Store::Redis(redis(target, core.near.clone()))
             }

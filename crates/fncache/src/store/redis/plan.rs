@@ -472,7 +472,7 @@ impl Plan {
                             .and_then(|t| t.began)
                             .map_or(0, |b| elapsed_micros(b.elapsed())),
                     )
-                    .arg(settings.naming.near_channel());
+                    .arg(near_arg(&settings.naming, topology));
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -510,7 +510,7 @@ impl Plan {
                 let mut inv = ScriptCall::new(&EXPIRE, "expire.lua", 1);
                 inv.arg(&structure.values)
                     .arg(&member[..])
-                    .arg(settings.naming.near_channel());
+                    .arg(near_arg(&settings.naming, topology));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Remove { structure, member } => {
@@ -518,7 +518,7 @@ impl Plan {
                 keys(&mut inv, &structure);
                 inv.arg(&member[..])
                     .arg(kind)
-                    .arg(settings.naming.near_channel());
+                    .arg(near_arg(&settings.naming, topology));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Len => sweep(Sweep::Len, settings, topology),
@@ -771,8 +771,12 @@ impl Plan {
                 }
                 if let Some(batch) = state.batches.pop_front() {
                     state.awaiting = Awaiting::Script;
-                    let request =
-                        sweep_request(&state.sweep, kind, &state.naming.near_channel(), &batch);
+                    let request = sweep_request(
+                        &state.sweep,
+                        kind,
+                        &near_arg(&state.naming, state.topology),
+                        &batch,
+                    );
                     self.touched = batch;
                     return Ok(Step::Send(request));
                 }
@@ -914,6 +918,18 @@ fn keys(inv: &mut ScriptCall, s: &Structure) {
 /// keep tags (every one but the lookup's).
 fn tag_keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.tags).arg(&s.tagged);
+}
+
+/// The near channel as the scripts take it (see `prelude.lua`): pub/sub on one server; on a
+/// cluster, sharded pub/sub in [`Layout::Cluster`](crate::Layout::Cluster), whose one structure
+/// shares the channel's hash slot, and none in the per-function layout (its structures spread
+/// over slots, and near caches refuse it).
+fn near_arg(naming: &Naming, topology: Topology) -> String {
+    match (topology, naming.layout()) {
+        (Topology::Server, _) => format!("p{}", naming.near_channel()),
+        (Topology::Cluster, crate::Layout::Cluster) => format!("s{}", naming.near_channel()),
+        (Topology::Cluster, _) => String::new(),
+    }
 }
 
 /// A sweep script over `structures`; the scripts that change entries also get the cache's
@@ -1360,7 +1376,7 @@ mod tests {
             assert!(key.ends_with(&format!(":{at}")), "{keys:?}");
         }
         assert_eq!(keys[6], "zset");
-        assert_eq!(keys[7], s.naming.near_channel());
+        assert_eq!(keys[7], format!("p{}", s.naming.near_channel()));
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }

@@ -13,6 +13,13 @@
 //! [`POLL`] or the link counts as lost. The server's own flush (`FLUSHALL`, `FLUSHDB`), which no
 //! script sees, reaches the link through client-side tracking: the link tracks a prefix no key
 //! has (`BCAST`, redirected to itself), and Redis tells every tracking client of a flush.
+//!
+//! On a cluster (`Layout::Cluster`: the channel has the structure's hash tag) the link uses
+//! sharded pub/sub on the primary of that slot, whose scripts `SPUBLISH` there: it asks the
+//! cluster which node serves the slot, connects to it with the seeds' credentials over RESP3,
+//! and `SSUBSCRIBE`s. A slot that moves (a migration, a failover that demotes the node) ends
+//! the subscription with an `sunsubscribe` push, and a dead node ends the connection: either is
+//! a lost link, and the link finds the slot's new node.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -40,28 +47,40 @@ pub(crate) fn link_name(channel: &str) -> String {
     format!("fncache-near:{safe}")
 }
 
-/// Starts the link of `near` to the server of `client`; it ends when the near cache is
-/// dropped (the thread holds it weakly).
-pub(crate) fn spawn(client: redis::Client, near: &Arc<Near>) {
+/// Where a link connects.
+pub(crate) enum LinkTarget {
+    /// One server.
+    Server(Box<redis::Client>),
+    /// The node of a cluster that serves the channel's slot.
+    Cluster {
+        cluster: Box<redis::cluster::ClusterClient>,
+        nodes: Arc<super::connect::NodeTemplate>,
+    },
+}
+
+/// Starts the link of `near`; it ends when the near cache is dropped (the thread holds it
+/// weakly).
+pub(crate) fn spawn(target: LinkTarget, near: &Arc<Near>) {
     let weak = Arc::downgrade(near);
     let spawned = std::thread::Builder::new()
         .name("fncache-near".to_owned())
-        .spawn(move || run(&client, &weak));
+        .spawn(move || run(&target, &weak));
     if let Err(e) = spawned {
         // No link: the near cache stays down, and every call goes to Redis.
         tracing::warn!(error = %e, "fncache: the near cache's link thread did not start");
     }
 }
 
-fn run(client: &redis::Client, weak: &Weak<Near>) {
+fn run(target: &LinkTarget, weak: &Weak<Near>) {
     let mut retry = RETRY_FIRST;
     loop {
         let Some(near) = weak.upgrade() else { return };
         let channel = near.channel().to_owned();
         drop(near);
         let started = Instant::now();
-        let lost = match connect(client, &channel) {
-            Ok((mut con, offset)) => listen(&mut con, weak, &channel, offset),
+        let sharded = matches!(target, LinkTarget::Cluster { .. });
+        let lost = match open(target, &channel).and_then(|con| prepare(con, &channel)) {
+            Ok((mut con, offset)) => listen(&mut con, weak, &channel, offset, sharded),
             Err(e) => Err(e),
         };
         let Some(near) = weak.upgrade() else { return };
@@ -81,10 +100,90 @@ fn run(client: &redis::Client, weak: &Weak<Near>) {
     }
 }
 
-/// A connection named for the link, tracking flushes, with an upper bound of how far the
+/// A connection to the server, or to the cluster node that serves `channel`'s slot.
+fn open(target: &LinkTarget, channel: &str) -> redis::RedisResult<redis::Connection> {
+    let client = match target {
+        LinkTarget::Server(client) => (**client).clone(),
+        LinkTarget::Cluster { cluster, nodes } => {
+            let mut con = cluster.get_connection()?;
+            let slots: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con)?;
+            let (host, port) =
+                primary_of(&slots, slot_of(channel.as_bytes())).ok_or_else(|| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "no primary serves the near channel's slot",
+                        channel.to_owned(),
+                    ))
+                })?;
+            nodes.client(&host, port)?
+        }
+    };
+    client.get_connection_with_timeout(super::CONNECT_TIMEOUT)
+}
+
+/// The hash slot of `key` (CRC16/XMODEM of its hash tag, or of the whole key, mod 16384).
+fn slot_of(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in tagged {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// The address of the primary serving `slot`, from a `CLUSTER SLOTS` reply.
+fn primary_of(slots: &redis::Value, slot: u16) -> Option<(String, u16)> {
+    let redis::Value::Array(ranges) = slots else {
+        return None;
+    };
+    ranges.iter().find_map(|range| {
+        let redis::Value::Array(parts) = range else {
+            return None;
+        };
+        let bound = |at: usize| match parts.get(at) {
+            Some(redis::Value::Int(n)) => u16::try_from(*n).ok(),
+            _ => None,
+        };
+        if !(bound(0)? <= slot && slot <= bound(1)?) {
+            return None;
+        }
+        let Some(redis::Value::Array(node)) = parts.get(2) else {
+            return None;
+        };
+        let host = match node.first() {
+            Some(redis::Value::BulkString(host)) => String::from_utf8(host.clone()).ok()?,
+            Some(redis::Value::SimpleString(host)) => host.clone(),
+            _ => return None,
+        };
+        let port = match node.get(1) {
+            Some(redis::Value::Int(port)) => u16::try_from(*port).ok()?,
+            _ => return None,
+        };
+        Some((host, port))
+    })
+}
+
+/// The connection named for the link, tracking flushes, with an upper bound of how far the
 /// server's clock is ahead of this process's (microseconds).
-fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<(redis::Connection, i64)> {
-    let mut con = client.get_connection_with_timeout(super::CONNECT_TIMEOUT)?;
+fn prepare(
+    mut con: redis::Connection,
+    channel: &str,
+) -> redis::RedisResult<(redis::Connection, i64)> {
     con.set_read_timeout(Some(super::RESPONSE_TIMEOUT))?;
     con.set_write_timeout(Some(super::RESPONSE_TIMEOUT))?;
     // The name is for operators (and tests): a user whose ACL forbids CLIENT still gets a link.
@@ -130,16 +229,25 @@ fn connect(client: &redis::Client, channel: &str) -> redis::RedisResult<(redis::
 /// Subscribes to `channels`, and makes sure the server agreed: one confirmation per channel,
 /// in order. (redis-rs's `PubSub::subscribe` takes a refusal, such as an ACL's `NOPERM`, for
 /// an answer: a link that believed it was subscribed would keep copies nobody invalidates.)
-fn subscribe(con: &mut redis::Connection, channels: &[&str]) -> redis::RedisResult<()> {
-    con.send_packed_command(&redis::cmd("SUBSCRIBE").arg(channels).get_packed_command())?;
+fn subscribe(
+    con: &mut redis::Connection,
+    command: &str,
+    channels: &[&str],
+) -> redis::RedisResult<()> {
+    let (word, push_kind) = if command == "SSUBSCRIBE" {
+        (&b"ssubscribe"[..], redis::PushKind::SSubscribe)
+    } else {
+        (&b"subscribe"[..], redis::PushKind::Subscribe)
+    };
+    con.send_packed_command(&redis::cmd(command).arg(channels).get_packed_command())?;
     for channel in channels {
         let confirmed = match con.recv_response()?.extract_error()? {
             redis::Value::Array(parts) => {
-                matches!(parts.first(), Some(redis::Value::BulkString(kind)) if kind == b"subscribe")
+                matches!(parts.first(), Some(redis::Value::BulkString(kind)) if kind == word)
                     && matches!(parts.get(1), Some(redis::Value::BulkString(c)) if c == channel.as_bytes())
             }
             redis::Value::Push { kind, data } => {
-                kind == redis::PushKind::Subscribe
+                kind == push_kind
                     && matches!(data.first(), Some(redis::Value::BulkString(c)) if c == channel.as_bytes())
             }
             _ => false,
@@ -161,12 +269,18 @@ fn listen(
     weak: &Weak<Near>,
     channel: &str,
     offset: i64,
+    sharded: bool,
 ) -> redis::RedisResult<()> {
     // RESP3 delivers tracking invalidations as pushes, which `PubSub::get_message` skips:
     // they are read off this channel after each wait instead.
     let (pushes, tracked) = std::sync::mpsc::channel();
     con.set_push_sender(pushes);
-    subscribe(con, &[channel, TRACKING_CHANNEL])?;
+    if sharded {
+        subscribe(con, "SSUBSCRIBE", &[channel])?;
+        subscribe(con, "SUBSCRIBE", &[TRACKING_CHANNEL])?;
+    } else {
+        subscribe(con, "SUBSCRIBE", &[channel, TRACKING_CHANNEL])?;
+    }
     let mut pubsub = con.as_pubsub();
     match weak.upgrade() {
         Some(near) => near.link_up(offset),
@@ -176,11 +290,19 @@ fn listen(
     let mut heard = Instant::now();
     loop {
         let got = pubsub.get_message();
-        if tracked
-            .try_iter()
-            .any(|push| push.kind == redis::PushKind::Invalidate)
-        {
-            // A flush (the prefix tracked has no keys).
+        let (mut flushed, mut moved) = (false, false);
+        for push in tracked.try_iter() {
+            // A flush (the prefix tracked has no keys); the channel's slot gone elsewhere.
+            flushed |= push.kind == redis::PushKind::Invalidate;
+            moved |= push.kind == redis::PushKind::SUnsubscribe;
+        }
+        if moved {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the near channel's slot moved",
+            )));
+        }
+        if flushed {
             match weak.upgrade() {
                 Some(near) => near.message(None),
                 None => return Ok(()),
@@ -211,5 +333,42 @@ fn listen(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_the_clusters() {
+        // As `CLUSTER KEYSLOT` answers.
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(slot_of(b"somekey"), 11058);
+        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
+        assert_eq!(slot_of(b"a{foo}b"), 12182, "the tag");
+        assert_ne!(slot_of(b"{}foo"), 12182, "an empty tag: the whole key");
+    }
+
+    #[test]
+    fn the_primary_of_a_slot_is_read_off_cluster_slots() {
+        use redis::Value::{Array, BulkString, Int};
+        let node = |port| {
+            Array(vec![
+                BulkString(b"127.0.0.1".to_vec()),
+                Int(port),
+                BulkString(b"id".to_vec()),
+            ])
+        };
+        let slots = Array(vec![
+            Array(vec![Int(0), Int(5460), node(7000), node(7003)]),
+            Array(vec![Int(5461), Int(16383), node(7001)]),
+        ]);
+        assert_eq!(primary_of(&slots, 0), Some(("127.0.0.1".to_owned(), 7000)));
+        assert_eq!(
+            primary_of(&slots, 12182),
+            Some(("127.0.0.1".to_owned(), 7001))
+        );
+        assert_eq!(primary_of(&Array(vec![]), 1), None);
     }
 }

@@ -10,5 +10,5 @@ local near = listening(ARGV[2])
 for i = 1, #KEYS, 5 do
   redis.call('UNLINK', KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4])
 end
-if near then redis.call('PUBLISH', ARGV[2], '*') end
+if near then publish(ARGV[2], '*') end
 return total

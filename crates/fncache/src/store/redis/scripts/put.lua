@@ -202,6 +202,6 @@ if ttl > 0 then
   end
 end
 if near then
-  if dropped_all then redis.call('PUBLISH', ARGV[15], '*') else announce(ARGV[15], changed) end
+  if dropped_all then publish(ARGV[15], '*') else announce(ARGV[15], changed) end
 end
 return {evicted, reclaimed}
