@@ -222,7 +222,8 @@ impl Builder {
     /// with a TTL is refused: a copy could not know when the structure ends), and `maxsize`
     /// above zero; `build` returns an [`ErrorKind::Config`](crate::ErrorKind::Config)
     /// otherwise. Opt one function out with [`CallOptions::near_cache`](crate::CallOptions::near_cache)
-    /// or `#[cached(near_cache = false)]`.
+    /// or `#[cached(near_cache = false)]`. Building still blocks on nothing, but a cache with a
+    /// near cache starts its link's thread at once, which connects in the background.
     pub fn near_cache(mut self, maxsize: usize) -> Self {
         self.near_cache = Some(maxsize);
         self
