@@ -83,6 +83,8 @@ pub(crate) struct CachedArgs {
     pub(crate) wait: Option<LitBool>,
     pub(crate) strict: Option<LitBool>,
     pub(crate) stampede_protection: Option<LitBool>,
+    /// `near_cache = false`: the cache's near cache leaves this function alone.
+    pub(crate) near_cache: Option<LitBool>,
     /// The value answered on a cold miss when the function does not wait.
     pub(crate) default: Option<Expr>,
     /// `entry_ttl_jitter = FRACTION` (an `f64` expression).
@@ -119,7 +121,7 @@ impl CachedArgs {
 
 const CACHED_OPTIONS: &str = "cache, name, version, skip(..), key, codec, entry_ttl, cache_none, \
      code_hash, refresh_after, lock_timeout, wait, default, compute_timeout, max_stale, \
-     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, refresh_after_from, negative_ttl, cache_err_if, tags, batch";
+     fail_safe_throttle, op_timeout, strict, stampede_protection, ttl_jitter, entry_ttl_jitter, cache_if, entry_ttl_from, refresh_after_from, negative_ttl, cache_err_if, tags, batch, near_cache";
 
 /// The options whose value is a `Duration` expression, each a `CallOptions` (and `Builder`)
 /// method of the same name.
@@ -282,6 +284,7 @@ impl CachedArgs {
             wait: None,
             strict: None,
             stampede_protection: None,
+            near_cache: None,
             default: None,
             entry_ttl_jitter: None,
             cache_if: None,
@@ -337,6 +340,7 @@ impl CachedArgs {
                 "stampede_protection" => {
                     args.stampede_protection = expect_bool(expr, "stampede_protection", errors)
                 }
+                "near_cache" => args.near_cache = expect_bool(expr, "near_cache", errors),
                 "default" => args.default = Some(expr),
                 "entry_ttl_jitter" => args.entry_ttl_jitter = Some(expr),
                 "cache_if" => args.cache_if = Some(expr),

@@ -211,6 +211,7 @@ pub(crate) fn options_of(args: &CachedArgs, value_type: Option<&syn::Type>) -> T
         ("wait", &args.wait),
         ("strict", &args.strict),
         ("stampede_protection", &args.stampede_protection),
+        ("near_cache", &args.near_cache),
     ] {
         if let Some(flag) = flag {
             let method = Ident::new(method, flag.span());

@@ -71,6 +71,7 @@ use proc_macro::TokenStream;
 /// | `op_timeout = EXPR` | a `Duration`: how long one backend operation of this function may take |
 /// | `strict = true` | backend errors are returned as `Err(E::from(error))` (`Result<T, E>` with `E: From<fncache::Error>`) |
 /// | `stampede_protection = false` | concurrent misses of one key all compute instead of sharing one computation |
+/// | `near_cache = false` | the cache's near cache (`Builder::near_cache`) neither serves nor keeps this function's entries: every call asks Redis |
 /// | `ttl_jitter = EXPR` | a `Duration`: each entry lives up to this much longer than its entry TTL, by a share its key decides |
 /// | `entry_ttl_jitter = EXPR` | an `f64` fraction of the entry TTL, likewise (`0.1`: up to 10 % longer) |
 /// | `cache_if = CLOSURE` | an `Fn(&T) -> bool` over the value: only values it accepts are stored |

@@ -29,6 +29,9 @@ pub const DEFAULT_MAXSIZE: usize = 1024;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "func-cache:";
+/// How long a near copy is served without asking Redis, at most, unless
+/// [`Builder::near_cache_ttl`] says otherwise.
+pub const DEFAULT_NEAR_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Configures a cache; start with [`Cache::builder`].
 ///
@@ -80,6 +83,9 @@ pub struct Builder {
     ttl: Option<Duration>,
     update_ttl: bool,
     touch_batch: Option<Duration>,
+    /// Copies kept by the near cache (`None`: no near cache).
+    near_cache: Option<usize>,
+    near_cache_ttl: Duration,
     behaviour: Behaviour,
     circuit_breaker: CircuitBreaker,
     prefix: String,
@@ -107,6 +113,8 @@ impl fmt::Debug for Builder {
             .field("ttl", &self.ttl)
             .field("update_ttl", &self.update_ttl)
             .field("touch_batch", &self.touch_batch)
+            .field("near_cache", &self.near_cache)
+            .field("near_cache_ttl", &self.near_cache_ttl)
             .field("behaviour", &self.behaviour)
             .field("circuit_breaker", &self.circuit_breaker)
             .field("prefix", &self.prefix)
@@ -128,6 +136,8 @@ impl Builder {
             ttl: Some(DEFAULT_TTL),
             update_ttl: true,
             touch_batch: None,
+            near_cache: None,
+            near_cache_ttl: DEFAULT_NEAR_CACHE_TTL,
             behaviour: Behaviour::DEFAULT,
             circuit_breaker: CircuitBreaker::DEFAULT,
             prefix: DEFAULT_PREFIX.to_owned(),
@@ -193,6 +203,38 @@ impl Builder {
     /// ignores it. Zero applies the recorded uses at the next call.
     pub fn touch_batch(mut self, delay: Duration) -> Self {
         self.touch_batch = Some(delay);
+        self
+    }
+
+    /// A near cache: up to `maxsize` entries of this cache kept decoded-ready in the process,
+    /// in front of Redis, served with no I/O, and dropped in every process within milliseconds
+    /// of any change to them (see the README's "Near cache" for its guarantees and costs).
+    /// Off by default. A copy is served at most [`Builder::near_cache_ttl`], never past its
+    /// entry's TTL or `refresh_after`, and only while this process's invalidation link (a
+    /// Redis connection of its own, subscribed to the cache's channel) is up: when it is lost,
+    /// every copy goes and calls go to Redis until it is back.
+    ///
+    /// Needs a Redis server reached by URL or [`Builder::redis_client`], or a cluster reached by
+    /// [`Builder::redis_cluster`] with [`Layout::Cluster`] (sharded pub/sub on the node of the
+    /// structure's slot); not the embedded store (in the process already), nor a cluster
+    /// client, `ConnectionManager` or r2d2 pool of yours (they do not say how to open the
+    /// link's own connection); a sliding structure TTL or none ([`Builder::update_ttl`]`(false)`
+    /// with a TTL is refused: a copy could not know when the structure ends), and `maxsize`
+    /// above zero; `build` returns an [`ErrorKind::Config`](crate::ErrorKind::Config)
+    /// otherwise. Opt one function out with [`CallOptions::near_cache`](crate::CallOptions::near_cache)
+    /// or `#[cached(near_cache = false)]`. Building still blocks on nothing, but a cache with a
+    /// near cache starts its link's thread at once, which connects in the background.
+    pub fn near_cache(mut self, maxsize: usize) -> Self {
+        self.near_cache = Some(maxsize);
+        self
+    }
+
+    /// How long a near copy may be served without asking Redis, at most (default
+    /// [`DEFAULT_NEAR_CACHE_TTL`]): the bound on staleness should an invalidation ever be
+    /// missed without the link noticing, and how often each hot key costs a Redis lookup per
+    /// process. Greater than zero.
+    pub fn near_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.near_cache_ttl = ttl;
         self
     }
 
@@ -433,6 +475,28 @@ impl Builder {
             Resolved::Redis(target) => Backend::Redis(target),
             Resolved::Memory => Backend::Memory(Arc::clone(&self.clock)),
         };
+        let naming = Naming::new(&self.prefix, &self.name, self.policy, self.layout);
+        let near = match self.near_cache {
+            None => None,
+            Some(maxsize) => {
+                check_near(
+                    maxsize,
+                    self.near_cache_ttl,
+                    (self.ttl, self.update_ttl),
+                    self.layout,
+                    &backend,
+                )?;
+                Some(Arc::new(crate::near::Near::new(
+                    crate::near::NearSettings {
+                        maxsize: u64::try_from(maxsize).unwrap_or(u64::MAX),
+                        ttl: crate::duration::setting(self.near_cache_ttl),
+                    },
+                    self.ttl.map(crate::duration::setting),
+                    self.policy.rules().touch,
+                    naming.near_channel(),
+                )))
+            }
+        };
         let record = crate::registry::CacheRecord::new(
             &self.name,
             &self.prefix,
@@ -453,8 +517,9 @@ impl Builder {
                 ttl: self.ttl.map(crate::duration::setting),
                 slide: self.update_ttl,
                 touch_batch: self.touch_batch.map(crate::duration::setting),
-                naming: Naming::new(&self.prefix, &self.name, self.policy, self.layout),
+                naming,
             },
+            near,
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,
@@ -475,6 +540,52 @@ impl Builder {
         };
         Ok((core, backend))
     }
+}
+
+/// Refuses a near cache where it cannot keep its guarantees (see [`Builder::near_cache`]).
+fn check_near(
+    maxsize: usize,
+    ttl: Duration,
+    (structure_ttl, sliding): (Option<Duration>, bool),
+    layout: Layout,
+    backend: &Backend,
+) -> Result<(), Error> {
+    match backend {
+        Backend::Memory(_) => {
+            return Err(Error::config(
+                "near_cache needs Redis: the embedded store keeps its entries in the process \
+                 already (name a Redis server with `.redis(url)`, or drop `.near_cache(..)`)",
+            ));
+        }
+        Backend::Redis(target) if !target.can_subscribe() => {
+            return Err(Error::config(
+                "near_cache needs a Redis server or cluster reached by URL (or a server by \
+                 `redis_client`), where it opens its invalidation link (a connection of its \
+                 own): your cluster client, ConnectionManager or r2d2 pool do not say how",
+            ));
+        }
+        Backend::Redis(target) if target.is_cluster() && layout != Layout::Cluster => {
+            return Err(Error::config(
+                "near_cache on a cluster needs Layout::Cluster, whose one structure shares the \
+                 hash slot of the near channel (sharded pub/sub); Layout::ClusterPerFunction \
+                 spreads structures over slots",
+            ));
+        }
+        Backend::Redis(_) => {}
+    }
+    if maxsize == 0 {
+        return Err(Error::config("near_cache maxsize must be greater than 0"));
+    }
+    if ttl.is_zero() {
+        return Err(Error::config("near_cache_ttl must be greater than zero"));
+    }
+    if structure_ttl.is_some() && !sliding {
+        return Err(Error::config(
+            "near_cache needs a sliding structure TTL (`update_ttl(true)`, the default) or none \
+             (`no_ttl()`): with a fixed one, a near copy could not know when its structure ends",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a value of [`DISABLED_ENV`] turns caches off: `1` or `true` does, unset, empty,

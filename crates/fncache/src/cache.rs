@@ -61,7 +61,9 @@ impl Cache {
 
     pub(crate) fn from_parts(core: Core, backend: Backend) -> Cache {
         Cache {
-            inner: Arc::new(Parts::new(core, backend, AsyncRedis::new)),
+            inner: Arc::new(Parts::new(core, backend, |target, near| {
+                AsyncRedis::new(target).with_near(near)
+            })),
         }
     }
 
@@ -642,7 +644,7 @@ impl Cache {
 
     /// Counters since the cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner.core.stats.total()
+        self.inner.core.total_stats()
     }
 
     /// Counters of this cache summed over every process that uses its Redis store, by

@@ -38,6 +38,7 @@ use crate::flight::{Flight, Leader, Role};
 use crate::key::Member;
 use crate::layout::Structure;
 use crate::mode::Mode;
+use crate::near::{Near, Ticket as NearTicket};
 use crate::options::{Behaviour, TypedOptions, serializes_as_none};
 use crate::stats::{Event, Recorder};
 use crate::store::{
@@ -423,6 +424,11 @@ pub(crate) struct Call<'a, S, T> {
     /// the store's clock when it answered, so that its put can tell whether the value's
     /// computation began before an invalidation of its tags.
     began: Option<Began>,
+    /// The cache's near cache, unless it has none or the call opted out.
+    near: Option<&'a Near>,
+    /// The last lookup's claim to keep its answer as a near copy (boxed: a call without a near
+    /// cache moves the call around, and pays only for a pointer).
+    near_ticket: Option<Box<NearTicket>>,
     surface: PhantomData<fn() -> S>,
 }
 
@@ -468,6 +474,8 @@ pub(crate) struct Setup<'a, T> {
     pub(crate) invalid: Option<Error>,
     /// Hooks that judge a computed value before it is stored.
     pub(crate) typed: Option<&'a TypedOptions<T>>,
+    /// The near cache the call may use.
+    pub(crate) near: Option<&'a Near>,
 }
 
 impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
@@ -504,6 +512,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             raised: false,
             span: CallSpan::new(&core.name, setup.function),
             began: None,
+            near: setup.near,
+            near_ticket: None,
             surface: PhantomData,
         };
         if let Some(e) = setup.invalid {
@@ -588,8 +598,77 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         if self.target.is_none() || !self.mode.read {
             return self.compute_or_refuse();
         }
+        // The near cache's paths stay out of line, so that a call without one pays a test.
+        if self.near.is_some() {
+            if let Some(value) = self.near_hit() {
+                self.stage = Stage::Done;
+                return Ok(Action::Return(value));
+            }
+            if let Some(follow) = self.refill_flight() {
+                return Ok(follow);
+            }
+        }
         // Look up first: a hit never joins a flight (see `join_flight`).
         Ok(self.lookup())
+    }
+
+    /// A near miss while the near cache works: one caller of this process (the flight's
+    /// leader) asks Redis and the others wait for its answer, so that a hot key whose copy
+    /// ends costs one lookup, not one per concurrent caller. `Some`: follow the leader.
+    #[inline(never)]
+    fn refill_flight(&mut self) -> Option<Action<T>> {
+        if !self.near.is_some_and(Near::is_up) || self.joined || self.request.is_none() {
+            return None;
+        }
+        let (_, member) = self.target.as_ref()?;
+        self.joined = true;
+        match self.core.flights.join(*member) {
+            Role::Leader(leader) => {
+                self.leader = Some(leader);
+                None
+            }
+            Role::Follower(flight) => {
+                self.stage = Stage::Following;
+                Some(Action::Follow(flight, self.b.lock_timeout))
+            }
+        }
+    }
+
+    /// The near copy of the call's entry, decoded, if the near cache may serve one now (see
+    /// `Near::get`): no I/O, no flight, no lease, as a fresh hit in Redis would be.
+    #[inline(never)]
+    fn near_hit(&mut self) -> Option<T> {
+        let near = self.near?;
+        let (_, member) = self.target.as_ref()?;
+        let entry = near.get(member, self.b.refresh_after)?;
+        match decode_entry::<T>(self.codec, &entry) {
+            Ok(value) => {
+                self.rec.add(Event::NearHit);
+                Some(value)
+            }
+            Err(_) => {
+                // Another codec or type than the copy's maker: Redis answers, as it would.
+                near.forget(member);
+                None
+            }
+        }
+    }
+
+    /// The near cache's claim for the lookup about to be sent.
+    #[inline(never)]
+    fn near_ticket(&self) -> Option<Box<NearTicket>> {
+        let (near, (_, member)) = (self.near?, self.target.as_ref()?);
+        near.begin(member).map(Box::new)
+    }
+
+    /// A fresh entry came from Redis: offered to the near cache under the lookup's ticket.
+    #[inline(never)]
+    fn keep_near(&mut self, entry: &Arc<Vec<u8>>) {
+        if let (Some(near), Some(ticket), Some((structure, member))) =
+            (self.near, self.near_ticket.take(), &self.target)
+        {
+            near.offer(*ticket, structure, *member, entry, self.b.refresh_after);
+        }
     }
 
     /// Joins this process's flight for the key, once per pass, after a lookup found no value
@@ -678,6 +757,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 store_us: None,
             });
         }
+        if self.near.is_some() {
+            self.near_ticket = self.near_ticket();
+        }
         Action::Store(
             StoreOp::Get {
                 structure: structure.clone(),
@@ -746,6 +828,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         match (freshness, value) {
             (Freshness::Fresh, Some((value, entry))) => {
+                if self.near.is_some() {
+                    self.keep_near(&entry);
+                }
                 // Only a leader (a call that looked again after missing) has followers.
                 if self.leader.is_some() {
                     self.shared = Some(entry);

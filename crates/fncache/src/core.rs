@@ -55,6 +55,9 @@ pub(crate) struct Core {
     /// with no store traffic. Read with one relaxed load per call: a switch needs no order
     /// with anything else, and a call that starts just before a flip may still use the store.
     pub(crate) enabled: std::sync::atomic::AtomicBool,
+    /// The near cache, if the builder asked for one (Redis only; its link runs on a thread of
+    /// its own, see `store/redis/subscriber.rs`).
+    pub(crate) near: Option<std::sync::Arc<crate::near::Near>>,
 }
 
 /// Logs backend trouble at most once per interval, counting what it held back.
@@ -197,6 +200,7 @@ impl Core {
                 // The cache's own settings were validated when it was built: only a call's
                 // overrides can be invalid.
                 invalid: overridden.then(|| behaviour.validate().err()).flatten(),
+                near: self.near.as_deref().filter(|_| options.near_cache),
             },
         )
     }
@@ -227,6 +231,15 @@ impl Core {
         for event in ticket.events(stored.as_ref(), ok, refused.map(Error::kind)) {
             rec.add(event);
         }
+    }
+
+    /// The cache's counters since it was built, with its near cache's own.
+    pub(crate) fn total_stats(&self) -> crate::Stats {
+        let mut total = self.stats.total();
+        if let Some(near) = &self.near {
+            (total.near_invalidations, total.near_resets) = near.counts();
+        }
+        total
     }
 
     /// Is the cache switched on?
@@ -414,13 +427,22 @@ impl<R: std::fmt::Debug + crate::shared_stats::LastFlush> Parts<R> {
     pub(crate) fn new(
         core: Core,
         backend: crate::builder::Backend,
-        redis: impl FnOnce(crate::store::redis::RedisTarget) -> R,
+        redis: impl FnOnce(
+            crate::store::redis::RedisTarget,
+            Option<std::sync::Arc<crate::near::Near>>,
+        ) -> R,
     ) -> Parts<R> {
         let store = match backend {
             crate::builder::Backend::Memory(clock) => Store::Memory(Box::new(
                 crate::store::memory::MemoryStore::new(core.settings.clone(), clock),
             )),
-            crate::builder::Backend::Redis(target) => Store::Redis(redis(target)),
+            crate::builder::Backend::Redis(target) => {
+                // The builder allows a near cache only where its link can connect.
+                if let (Some(near), Some(link)) = (&core.near, target.link_target()) {
+                    crate::store::redis::subscriber::spawn(link, near);
+                }
+                Store::Redis(redis(target, core.near.clone()))
+            }
         };
         Parts { core, store }
     }

@@ -200,6 +200,17 @@ impl Naming {
         format!("{}:stats", self.meta_base)
     }
 
+    /// The layout the names are of.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The pub/sub channel on which the scripts that change this cache's entries tell
+    /// near caches which members changed (see `near.rs`). Not a key: nothing is stored there.
+    pub(crate) fn near_channel(&self) -> String {
+        format!("{}:near", self.meta_base)
+    }
+
     /// The structure that holds the entries of `function`.
     pub(crate) fn structure(&self, function: &str) -> Structure {
         match self.layout {

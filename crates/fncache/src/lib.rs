@@ -156,6 +156,7 @@ mod flight;
 mod key;
 mod layout;
 mod mode;
+mod near;
 mod options;
 mod policy;
 mod registry;
@@ -166,7 +167,9 @@ mod telemetry;
 mod typed;
 mod workers;
 
-pub use builder::{Builder, DEFAULT_MAXSIZE, DEFAULT_PREFIX, DEFAULT_TTL, DISABLED_ENV};
+pub use builder::{
+    Builder, DEFAULT_MAXSIZE, DEFAULT_NEAR_CACHE_TTL, DEFAULT_PREFIX, DEFAULT_TTL, DISABLED_ENV,
+};
 pub use cache::Cache;
 pub use circuit::CircuitBreaker;
 pub use codec::Codec;

@@ -69,6 +69,10 @@ pub struct CallOptions {
     /// How long a negative entry (an error that `try_get_or_compute_negative` was told to
     /// cache) lives; the negative methods need it.
     pub negative_ttl: Option<Duration>,
+    /// `true` (default): the cache's near cache, if it has one
+    /// ([`Builder::near_cache`](crate::Builder::near_cache)), serves and keeps copies of this
+    /// function's entries. `false`: every call goes to Redis.
+    pub near_cache: bool,
 }
 
 impl Default for CallOptions {
@@ -96,6 +100,7 @@ impl CallOptions {
             ttl_jitter: None,
             entry_ttl_jitter_ppm: None,
             negative_ttl: None,
+            near_cache: true,
         }
     }
 
@@ -195,6 +200,15 @@ impl CallOptions {
         self
     }
 
+    /// Whether the cache's near cache ([`Builder::near_cache`](crate::Builder::near_cache))
+    /// serves and keeps copies of this function's entries (default `true`). `false` for a
+    /// function whose every call must see Redis (its copies could lag a change by the few
+    /// milliseconds an invalidation takes).
+    pub const fn near_cache(mut self, on: bool) -> CallOptions {
+        self.near_cache = on;
+        self
+    }
+
     /// No option is set (`== CallOptions::new()`), checked field by field so that the check
     /// stops at the first option set and costs a few instructions per field otherwise.
     pub(crate) fn is_default(&self) -> bool {
@@ -214,8 +228,10 @@ impl CallOptions {
             ttl_jitter,
             entry_ttl_jitter_ppm,
             negative_ttl,
+            near_cache,
         } = self;
         *cache_none
+            && *near_cache
             && entry_ttl.is_none()
             && codec.is_none()
             && refresh_after.is_none()
@@ -950,6 +966,7 @@ mod tests {
             CallOptions::new().ttl_jitter(Duration::ZERO),
             CallOptions::new().entry_ttl_jitter(0.5),
             CallOptions::new().negative_ttl(Duration::from_secs(1)),
+            CallOptions::new().near_cache(false),
         ];
         assert!(CallOptions::new().is_default());
         for options in set {

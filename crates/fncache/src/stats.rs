@@ -67,6 +67,15 @@ pub struct Stats {
     pub fail_open: u64,
     /// Calls answered with the function's default value (`wait(false)` on a cold miss).
     pub defaults_served: u64,
+    /// Hits served by the near cache, with no I/O (also counted in `hits`; see
+    /// [`Builder::near_cache`](crate::Builder::near_cache)).
+    pub near_hits: u64,
+    /// Near copies dropped because their entry changed (a message of the cache's channel, or
+    /// this process's own write). The cache's total only: a message names no function.
+    pub near_invalidations: u64,
+    /// Times the whole near cache was dropped: a purge or a tag's invalidation, a flush of
+    /// the server, or a lost link. The cache's total only.
+    pub near_resets: u64,
 }
 
 impl Stats {
@@ -81,7 +90,7 @@ impl Stats {
 
     /// Every counter with its name (the names `Stats` serializes with), for the shared
     /// counters in Redis.
-    pub(crate) fn fields(&self) -> [(&'static str, u64); 14] {
+    pub(crate) fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("calls", self.calls),
             ("hits", self.hits),
@@ -97,6 +106,9 @@ impl Stats {
             ("lock_timeouts", self.lock_timeouts),
             ("fail_open", self.fail_open),
             ("defaults_served", self.defaults_served),
+            // Per function, like the others; the near cache's invalidations and resets are
+            // this process's link's own, not a function's, and stay out of shared counters.
+            ("near_hits", self.near_hits),
         ]
     }
 
@@ -117,6 +129,7 @@ impl Stats {
             "lock_timeouts" => &mut self.lock_timeouts,
             "fail_open" => &mut self.fail_open,
             "defaults_served" => &mut self.defaults_served,
+            "near_hits" => &mut self.near_hits,
             _ => return None,
         })
     }
@@ -138,6 +151,9 @@ impl Stats {
             lock_timeouts: self.lock_timeouts + other.lock_timeouts,
             fail_open: self.fail_open + other.fail_open,
             defaults_served: self.defaults_served + other.defaults_served,
+            near_hits: self.near_hits + other.near_hits,
+            near_invalidations: self.near_invalidations + other.near_invalidations,
+            near_resets: self.near_resets + other.near_resets,
         }
     }
 }
@@ -164,6 +180,9 @@ impl fmt::Display for Stats {
             ("lock timeouts", self.lock_timeouts),
             ("fail-open", self.fail_open),
             ("defaults served", self.defaults_served),
+            ("near hits", self.near_hits),
+            ("near invalidations", self.near_invalidations),
+            ("near resets", self.near_resets),
         ] {
             if value > 0 {
                 write!(f, ", {name} {value}")?;
@@ -213,6 +232,8 @@ pub(crate) enum Event {
     LockTimeout,
     FailOpen,
     DefaultServed,
+    /// A hit served by the near cache (also a [`Event::Hit`]).
+    NearHit,
 }
 
 impl Event {
@@ -233,6 +254,7 @@ impl Event {
             Event::LockTimeout => 11,
             Event::FailOpen => 12,
             Event::DefaultServed => 13,
+            Event::NearHit => 14,
         }
     }
 }
@@ -254,6 +276,7 @@ pub(crate) struct Counters {
     lock_timeouts: AtomicU64,
     fail_open: AtomicU64,
     defaults_served: AtomicU64,
+    near_hits: AtomicU64,
     /// Set by the first call that saw these counters, which records the function in the
     /// cache's registry (see [`Recorder::first_sight`]).
     seen: std::sync::atomic::AtomicBool,
@@ -276,6 +299,7 @@ impl Counters {
             Event::LockTimeout => (&self.lock_timeouts, 1),
             Event::FailOpen => (&self.fail_open, 1),
             Event::DefaultServed => (&self.defaults_served, 1),
+            Event::NearHit => (&self.near_hits, 1),
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -297,6 +321,9 @@ impl Counters {
             lock_timeouts: get(&self.lock_timeouts),
             fail_open: get(&self.fail_open),
             defaults_served: get(&self.defaults_served),
+            near_hits: get(&self.near_hits),
+            near_invalidations: 0,
+            near_resets: 0,
         }
     }
 }

@@ -18,8 +18,8 @@ use crate::store::{StoreOp, StoreReply};
 /// `fncache_calls_total`. Derived from the [`Event`]s the call counted, so it agrees with
 /// [`crate::Stats`].
 ///
-/// There is no "near hit" yet: it belongs here once a near (in-process) cache in front of Redis
-/// exists.
+/// A near hit (served by the near cache, with no I/O) is a `Hit`; [`crate::Stats::near_hits`]
+/// tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// A fresh value from the store (a `hits` count).
@@ -491,7 +491,8 @@ mod metrics_impl {
                 | Event::StaleServed
                 | Event::LockWait
                 | Event::FailOpen
-                | Event::DefaultServed => {}
+                | Event::DefaultServed
+                | Event::NearHit => {}
             }
         }
     }

@@ -28,7 +28,7 @@ fn skip_without_a_list(x: u64) -> u64 {
     x
 }
 
-#[fncache::cached(cache = CACHE, wait = no, strict = 1, stampede_protection = "off")]
+#[fncache::cached(cache = CACHE, wait = no, strict = 1, stampede_protection = "off", near_cache = 0)]
 fn flags_that_are_not_literals(x: u64) -> u64 {
     x
 }

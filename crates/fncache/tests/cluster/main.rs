@@ -20,6 +20,7 @@ mod env;
 mod failover;
 #[path = "../common/front.rs"]
 mod front;
+mod near;
 mod spread;
 mod support;
 mod tls;

@@ -21,6 +21,7 @@ mod front;
 mod healing;
 mod isolation;
 mod model;
+mod near;
 mod options;
 mod refresh_from;
 mod server;

@@ -167,7 +167,7 @@ fn stats_serialize_and_display_as_one_line() {
             assert_eq!(json["calls"], 4, "{who}");
             assert_eq!(json["hits"], 3, "{who}");
             assert_eq!(json["defaults_served"], 0, "{who}");
-            assert_eq!(json.as_object().unwrap().len(), 14, "{who}: every counter");
+            assert_eq!(json.as_object().unwrap().len(), 17, "{who}: every counter");
         },
     );
 }

@@ -208,13 +208,15 @@ impl BlockingRedis {
     ) -> Result<Vec<Result<StoreReply, Error>>, Error> {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
-        for request in self.memory.recorded.due(settings.touch_batch) {
+        for request in self.memory.due(settings) {
             if let Err(e) = con.send(&request)
                 && !is_reusable_after(&e)
             {
                 return Err(Error::from_redis(e));
             }
         }
+        // What the ops may change of the near copies, dropped once the batch is over.
+        let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
         let plans = ops
             .into_iter()
             .map(|op| self.memory.plan(op, settings, topology(&self.target)))
@@ -248,7 +250,7 @@ impl BlockingRedis {
         if healthy {
             self.checkin(con);
         }
-        Ok(self.settle(many))
+        Ok(self.settle(many, changes))
     }
 }
 
@@ -269,7 +271,7 @@ impl AsyncRedis {
                 ));
             }
         };
-        for request in self.memory.recorded.due(settings.touch_batch) {
+        for request in self.memory.due(settings) {
             if let Err(e) = self.send_on(&mut con, &request).await
                 && !is_reusable_after(&e)
             {
@@ -277,6 +279,8 @@ impl AsyncRedis {
                 return Err(Error::from_redis(e));
             }
         }
+        // What the ops may change of the near copies, dropped once the batch is over.
+        let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
         let plans = ops
             .into_iter()
             .map(|op| self.memory.plan(op, settings, topology(&self.target)))
@@ -316,22 +320,32 @@ impl AsyncRedis {
             ));
             many.abort(&late);
         }
-        Ok(self.settle(many))
+        Ok(self.settle(many, changes))
     }
 }
 
-/// What both drivers do with a finished batch: keep what each plan taught.
+/// What both drivers do with a finished batch: keep what each plan taught, and drop the near
+/// copies its ops may have changed (sent, so they may have happened).
 macro_rules! settle {
     ($driver:ty) => {
         impl $driver {
-            fn settle(&self, many: Many) -> Vec<Result<StoreReply, Error>> {
-                many.finish()
+            fn settle(
+                &self,
+                many: Many,
+                changes: Vec<Option<crate::near::Change>>,
+            ) -> Vec<Result<StoreReply, Error>> {
+                let outs = many
+                    .finish()
                     .into_iter()
                     .map(|(mut plan, renewing, out)| {
                         self.memory.keep(&mut plan, renewing, &out);
                         out
                     })
-                    .collect()
+                    .collect();
+                for change in changes {
+                    self.memory.after(change);
+                }
+                outs
             }
         }
     };

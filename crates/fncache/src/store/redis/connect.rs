@@ -148,6 +148,46 @@ impl ConnectOptions {
     }
 }
 
+/// How to reach one node of a cluster, as the seeds are reached (credentials, TLS).
+pub(crate) struct NodeTemplate {
+    info: ConnectionInfo,
+    certificates: Option<redis::TlsCertificates>,
+}
+
+impl NodeTemplate {
+    /// A client for the node at `host:port`, speaking RESP3 (a near cache's link: sharded
+    /// pub/sub messages and slot moves come as pushes).
+    pub(crate) fn client(&self, host: &str, port: u16) -> redis::RedisResult<redis::Client> {
+        let addr = match self.info.addr() {
+            redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => redis::ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        let settings = self
+            .info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let info = self
+            .info
+            .clone()
+            .set_addr(addr)
+            .set_redis_settings(settings);
+        match &self.certificates {
+            Some(certificates) => redis::Client::build_with_tls(info, certificates.clone()),
+            None => redis::Client::open(info),
+        }
+    }
+}
+
 /// Which front-end a cache is being built for (some clients serve only one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Front {
@@ -167,6 +207,9 @@ pub(crate) enum RedisTarget {
     Cluster {
         client: Box<ClusterClient>,
         label: String,
+        /// How to reach one node of it with the seeds' credentials and TLS settings, for a
+        /// near cache's link (`None` for the user's cluster client, which does not say).
+        nodes: Option<std::sync::Arc<NodeTemplate>>,
     },
     /// The user's connection manager (async front-end).
     Manager(ConnectionManager),
@@ -194,6 +237,33 @@ impl RedisTarget {
     #[cfg(test)]
     pub(crate) fn open(url: &str) -> Result<RedisTarget, Error> {
         server(url, &ConnectOptions::default(), None)
+    }
+
+    /// Where a near cache's invalidation link connects, if it can (see `subscriber.rs`).
+    pub(crate) fn link_target(&self) -> Option<super::subscriber::LinkTarget> {
+        match self {
+            RedisTarget::Server { client, .. } => {
+                Some(super::subscriber::LinkTarget::Server(client.clone()))
+            }
+            RedisTarget::Cluster {
+                client,
+                nodes: Some(nodes),
+                ..
+            } => Some(super::subscriber::LinkTarget::Cluster {
+                cluster: client.clone(),
+                nodes: std::sync::Arc::clone(nodes),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Can a near cache open its invalidation link here?
+    pub(crate) fn can_subscribe(&self) -> bool {
+        match self {
+            RedisTarget::Server { .. } => true,
+            RedisTarget::Cluster { nodes, .. } => nodes.is_some(),
+            RedisTarget::Manager(_) | RedisTarget::Pool(_) => false,
+        }
     }
 
     /// True when requests go to a Redis Cluster.
@@ -264,6 +334,7 @@ pub(crate) fn resolve(
                 (StoreChoice::ClusterClient(client), _) => RedisTarget::Cluster {
                     client: client.clone(),
                     label: "your cluster client".to_owned(),
+                    nodes: None,
                 },
                 (StoreChoice::Manager(manager), Front::Async) => {
                     RedisTarget::Manager(manager.clone())
@@ -352,6 +423,12 @@ fn cluster(
     if tls {
         ensure_crypto_provider();
     }
+    let nodes = infos.first().map(|info| {
+        std::sync::Arc::new(NodeTemplate {
+            info: info.clone(),
+            certificates: options.has_certificates().then(|| options.certificates()),
+        })
+    });
     let mut builder = ClusterClientBuilder::new(infos)
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(op_timeout)
@@ -375,6 +452,7 @@ fn cluster(
     Ok(RedisTarget::Cluster {
         client: Box::new(client),
         label: format!("seeds {}{}", seeds.join(", "), options.describe()),
+        nodes,
     })
 }
 

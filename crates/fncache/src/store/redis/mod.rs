@@ -7,11 +7,12 @@ pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod plan;
 pub(crate) mod script;
+pub(crate) mod subscriber;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -20,6 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub(crate) use self::connect::RedisTarget;
 use self::plan::{Capabilities, Hints, Plan, RecordedUse, Request, Step, Topology};
 use crate::error::{Error, ErrorKind};
+use crate::near::Near;
 use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
 
 /// How long establishing a connection may take, at most (a call's op timeout may be shorter).
@@ -203,16 +205,47 @@ impl Recorded {
 }
 
 /// What a driver remembers from one op to the next, the same for both drivers: the server's
-/// commands it learned, when it last renewed each structure's TTL, and the uses of hits
-/// waiting to be applied (`touch_batch`).
+/// commands it learned, when it last renewed each structure's TTL, the uses of hits
+/// waiting to be applied (`touch_batch`), and the cache's near cache, if any.
 #[derive(Debug, Default)]
 struct Memory {
     learned: Learned,
     gate: SlideGate,
     recorded: Recorded,
+    near: Option<Arc<Near>>,
 }
 
 impl Memory {
+    /// The requests that apply uses recorded by hits, Redis hits under `touch_batch` and near
+    /// hits (once the oldest waiting is `touch_batch` old, else the near cache's TTL), sent
+    /// before the next op so that a put that evicts sees them.
+    fn due(&self, settings: &StoreSettings) -> Vec<Request> {
+        let mut due = self.recorded.due(settings.touch_batch);
+        if let Some(near) = &self.near {
+            let delay = settings.touch_batch.unwrap_or(near.settings().ttl);
+            due.extend(
+                near.due_uses(delay)
+                    .into_iter()
+                    .filter_map(|(index, touch, uses)| plan::apply_near_uses(&index, touch, &uses)),
+            );
+        }
+        due
+    }
+
+    /// What `op` may change of the near copies, taken before it is sent (see [`Memory::after`]).
+    fn changes(&self, op: &StoreOp) -> Option<crate::near::Change> {
+        self.near.as_ref().and_then(|_| crate::near::Change::of(op))
+    }
+
+    /// An op was sent (and answered, failed or timed out: it may have happened): the near
+    /// copies it may have changed go now, so that the caller reads its own write before the
+    /// channel's message comes back.
+    fn after(&self, change: Option<crate::near::Change>) {
+        if let (Some(near), Some(change)) = (&self.near, change) {
+            near.apply(change);
+        }
+    }
+
     /// The plan of `op` with what the driver knows, and the structure whose TTL its lookup
     /// renews (for [`Memory::keep`]).
     fn plan(
@@ -297,6 +330,13 @@ impl BlockingRedis {
         }
     }
 
+    /// The driver of a cache with a near cache: its ops drop the copies they change, and
+    /// carry its hits to the policy.
+    pub(crate) fn with_near(mut self, near: Option<Arc<Near>>) -> BlockingRedis {
+        self.memory.near = near;
+        self
+    }
+
     /// Runs one store op to completion, each request bounded by `timeout`.
     pub(crate) fn run(
         &self,
@@ -307,13 +347,14 @@ impl BlockingRedis {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        for request in self.memory.recorded.due(settings.touch_batch) {
+        for request in self.memory.due(settings) {
             if let Err(e) = con.send(&request)
                 && !is_reusable_after(&e)
             {
                 return Err(Error::from_redis(e));
             }
         }
+        let change = self.memory.changes(&op);
         let (mut plan, renewing) = self.memory.plan(op, settings, topology(&self.target));
         let mut reply = None;
         let mut healthy = true;
@@ -333,6 +374,7 @@ impl BlockingRedis {
             }
         };
         self.memory.keep(&mut plan, renewing, &result);
+        self.memory.after(change);
         if healthy {
             self.checkin(con);
         }
@@ -427,6 +469,12 @@ impl AsyncRedis {
         }
     }
 
+    /// See [`BlockingRedis::with_near`].
+    pub(crate) fn with_near(mut self, near: Option<Arc<Near>>) -> AsyncRedis {
+        self.memory.near = near;
+        self
+    }
+
     /// Runs one store op to completion within `timeout` (a late op is dropped; the
     /// multiplexed connection discards its reply).
     pub(crate) async fn run(
@@ -446,13 +494,16 @@ impl AsyncRedis {
                 ));
             }
         };
-        match tokio::time::timeout(timeout, self.run_on(con, op, settings)).await {
+        let change = self.memory.changes(&op);
+        let result = match tokio::time::timeout(timeout, self.run_on(con, op, settings)).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 crate::ErrorKind::Backend,
                 format!("the backend did not answer within the op timeout ({timeout:?})"),
             )),
-        }
+        };
+        self.memory.after(change);
+        result
     }
 
     async fn run_on(
@@ -462,7 +513,7 @@ impl AsyncRedis {
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        for request in self.memory.recorded.due(settings.touch_batch) {
+        for request in self.memory.due(settings) {
             if let Err(e) = self.send_on(&mut con, &request).await
                 && !is_reusable_after(&e)
             {

@@ -58,6 +58,7 @@ static PURGE: LazyLock<Script> = script!(maintenance "scripts/purge.lua");
 static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
 static INVALIDATE_TAG: LazyLock<Script> = script!(maintenance "scripts/invalidate_tag.lua");
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/lease.lua")));
+static USES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/uses.lua")));
 
 /// One request for a driver to send.
 #[derive(Debug)]
@@ -493,7 +494,8 @@ impl Plan {
                             .map_or_else(Vec::new, |t| pack_tags(&t.tags)),
                     )
                     .arg(began_word(tagged.and_then(|t| t.began)))
-                    .arg(refresh_ms);
+                    .arg(refresh_ms)
+                    .arg(near_arg(&settings.naming, topology));
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -529,13 +531,17 @@ impl Plan {
             }
             StoreOp::Expire { structure, member } => {
                 let mut inv = ScriptCall::new(&EXPIRE, "expire.lua", 1);
-                inv.arg(&structure.values).arg(&member[..]);
+                inv.arg(&structure.values)
+                    .arg(&member[..])
+                    .arg(near_arg(&settings.naming, topology));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Remove { structure, member } => {
                 let mut inv = ScriptCall::new(&REMOVE, "remove.lua", 3);
                 keys(&mut inv, &structure);
-                inv.arg(&member[..]).arg(kind);
+                inv.arg(&member[..])
+                    .arg(kind)
+                    .arg(near_arg(&settings.naming, topology));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Len => sweep(Sweep::Len, settings, topology),
@@ -790,7 +796,12 @@ impl Plan {
                 }
                 if let Some(batch) = state.batches.pop_front() {
                     state.awaiting = Awaiting::Script;
-                    let request = sweep_request(&state.sweep, kind, &batch);
+                    let request = sweep_request(
+                        &state.sweep,
+                        kind,
+                        &near_arg(&state.naming, state.topology),
+                        &batch,
+                    );
                     self.touched = batch;
                     return Ok(Step::Send(request));
                 }
@@ -934,7 +945,21 @@ fn tag_keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.tags).arg(&s.tagged);
 }
 
-fn sweep_request(sweep: &Sweep, kind: &str, structures: &[Structure]) -> Request {
+/// The near channel as the scripts take it (see `prelude.lua`): pub/sub on one server; on a
+/// cluster, sharded pub/sub in [`Layout::Cluster`](crate::Layout::Cluster), whose one structure
+/// shares the channel's hash slot, and none in the per-function layout (its structures spread
+/// over slots, and near caches refuse it).
+fn near_arg(naming: &Naming, topology: Topology) -> String {
+    match (topology, naming.layout()) {
+        (Topology::Server, _) => format!("p{}", naming.near_channel()),
+        (Topology::Cluster, crate::Layout::Cluster) => format!("s{}", naming.near_channel()),
+        (Topology::Cluster, _) => String::new(),
+    }
+}
+
+/// A sweep script over `structures`; the scripts that change entries also get the cache's
+/// near channel (see `prelude.lua`).
+fn sweep_request(sweep: &Sweep, kind: &str, channel: &str, structures: &[Structure]) -> Request {
     let (script, name) = sweep.script();
     // Counting reads no tags (and names no key it does not need, see `put.lua`).
     let with_tags = !matches!(sweep, Sweep::Len);
@@ -949,6 +974,9 @@ fn sweep_request(sweep: &Sweep, kind: &str, structures: &[Structure]) -> Request
     inv.arg(kind);
     if let Sweep::InvalidateTag(tag) = sweep {
         inv.arg(&tag[..]);
+    }
+    if with_tags {
+        inv.arg(channel);
     }
     Request::Script(inv)
 }
@@ -972,6 +1000,34 @@ pub(crate) fn apply_uses(index: &str, uses: &[(Member, u64)]) -> Request {
         cmd.arg(*score).arg(&member[..]);
     }
     Request::Cmd(cmd)
+}
+
+/// Applies a near cache's hits of one structure (see `near.rs`), oldest use first: the `time`
+/// rule as [`apply_uses`] does with each member's last use, the `counter` and `incr` rules with
+/// `uses.lua`; `None` for a rule that uses do not change.
+pub(crate) fn apply_near_uses(
+    index: &str,
+    touch: TouchRule,
+    uses: &[(Member, u64, u64)],
+) -> Option<Request> {
+    if uses.is_empty() {
+        return None;
+    }
+    match touch {
+        TouchRule::None => None,
+        TouchRule::Time => {
+            let last: Vec<(Member, u64)> = uses.iter().map(|&(m, last, _)| (m, last)).collect();
+            Some(apply_uses(index, &last))
+        }
+        TouchRule::Counter | TouchRule::Increment => {
+            let mut inv = ScriptCall::new(&USES, "uses.lua", 1);
+            inv.arg(index).arg(touch.script_word());
+            for (member, _, count) in uses {
+                inv.arg(&member[..]).arg(*count);
+            }
+            Some(Request::Script(inv))
+        }
+    }
 }
 
 fn ttl_ms(settings: &StoreSettings) -> u64 {
@@ -1392,14 +1448,16 @@ mod tests {
         let keys: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_eq!(
             keys.len(),
-            7,
-            "a key count, five keys (three of entries, two of tags) and the index kind: {keys:?}"
+            8,
+            "a key count, five keys (three of entries, two of tags), the index kind and the \
+             near channel: {keys:?}"
         );
         assert_eq!(keys[0], "5");
         for (at, key) in keys[1..6].iter().enumerate() {
             assert!(key.ends_with(&format!(":{at}")), "{keys:?}");
         }
         assert_eq!(keys[6], "zset");
+        assert_eq!(keys[7], format!("p{}", s.naming.near_channel()));
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }
@@ -1562,6 +1620,7 @@ pub(crate) mod admin {
         sweep_request(
             &Sweep::Len,
             settings.rules.index.script_word(),
+            "",
             std::slice::from_ref(structure),
         )
     }

@@ -4,15 +4,17 @@
 -- index). Returns 1 when a live entry was marked, 0 otherwise (missing, already expired or
 -- gone, or not an envelope this version reads).
 -- KEYS: values
--- ARGV: member
+-- ARGV: member, the cache's near channel (see prelude.lua)
 local values, member = KEYS[1], ARGV[1]
 local entry = redis.call('HGET', values, member)
 local format = entry and string.byte(entry, 1)
 if not entry or #entry < 26 or (format ~= 1 and format ~= 2) then return 0 end
 local now = now_us()
+local near = listening(ARGV[2])
 local _, expire_at, keep_until = times(entry)
 if keep_until ~= 0 and keep_until <= now then return 0 end
 if expire_at ~= 0 and expire_at <= now then return 0 end
 -- Bytes 11 to 18 (1-based) hold expire_at; format, codec, written_at and the rest stay.
 redis.call('HSET', values, member, string.sub(entry, 1, 10) .. struct.pack('>I8', now) .. string.sub(entry, 19))
+if near then announce(ARGV[2], {member}) end
 return 1

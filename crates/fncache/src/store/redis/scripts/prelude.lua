@@ -95,3 +95,45 @@ local function clear_tags(tags, tagged)
   redis.call('UNLINK', tags, tagged)
   if at then redis.call('HSET', tags, 'g', at) end
 end
+
+-- Near caches (see near.rs): a script that changes entries tells the processes that keep
+-- near copies of them, on the cache's channel (an ARGV, not a key), with one message: 'm' and
+-- the 16-byte members changed, or '*' for the whole cache. The ARGV is 'p' and the channel
+-- (pub/sub, one server), 's' and the channel (sharded pub/sub on a cluster: the channel has the
+-- structure's hash tag, so its messages come from the node of the slot), or '' (none). Only
+-- when a process listens (PUBSUB NUMSUB / SHARDNUMSUB, which a script may call): a cache that
+-- nobody near-caches pays one lookup of the channel per write, and publishes (and replicates)
+-- nothing. So the scripts of every process publish whatever that process's own settings, and
+-- a process that subscribes before it keeps near copies hears of every change made after.
+-- ACL: a user that may not ask (no `+pubsub|numsub`) cannot tell, and publishes nothing, as
+-- before near caches existed; one that finds a listener but may not publish (`+publish` and the
+-- channel) fails here, before the script writes anything: no change without its message.
+-- Every script asks before its first write.
+local function near_channel(arg)
+  local sharded = string.sub(arg, 1, 1) == 's'
+  return string.sub(arg, 2), sharded and 'SHARDNUMSUB' or 'NUMSUB', sharded and 'SPUBLISH' or 'PUBLISH'
+end
+
+local function listening(arg)
+  if arg == nil or arg == '' then return false end
+  local channel, numsub, publish = near_channel(arg)
+  if not redis.acl_check_cmd('PUBSUB', numsub, channel) then return false end
+  if redis.call('PUBSUB', numsub, channel)[2] == 0 then return false end
+  if not redis.acl_check_cmd(publish, channel, '*') then
+    error({err = 'NOPERM this user may not publish on ' .. channel .. ', where processes keep ' ..
+      'near copies of the cache (grant +' .. string.lower(publish) .. ' and the channel): ' ..
+      'nothing was changed'})
+  end
+  return true
+end
+
+-- Publishes `payload` on the near channel `arg`.
+local function publish(arg, payload)
+  local channel, _, command = near_channel(arg)
+  redis.call(command, channel, payload)
+end
+
+-- Publishes members changed (a Lua table of 16-byte members) when not empty.
+local function announce(arg, members)
+  if #members > 0 then publish(arg, 'm' .. table.concat(members)) end
+end

@@ -20,7 +20,9 @@
 --       so a second more is allowed for it); a tagged value whose computation began before
 --       the structure's last tag invalidation is not stored (the lease is still released),
 --       refresh ms (0 = none): the entry goes stale this long after the write whatever the
---       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times)
+--       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times),
+--       the cache's near channel (see prelude.lua: the member stored and every member
+--       evicted, reclaimed or dropped by a repair are announced there when a process listens)
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
@@ -38,6 +40,10 @@ local is_set = insert == 'set'
 local HEAL_LIMIT = 2048
 local now = now_us()
 local evicted, reclaimed = 0, 0
+local near = listening(ARGV[16])
+-- Members whose entries this put changes or deletes, for near caches (only when one listens);
+-- `dropped_all` when a repair drops the structure whole.
+local changed, dropped_all = {member}, false
 
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
@@ -73,6 +79,7 @@ if size ~= stored then
   if size == 0 or stored == 0 or size + stored > HEAL_LIMIT then
     redis.call('UNLINK', index, values, expiry)
     if tagging then clear_tags(tags, tagged) end
+    dropped_all = true
   else
     local present, both = {}, {}
     local fields = redis.call('HKEYS', values)
@@ -85,6 +92,7 @@ if size ~= stored then
         redis.call(is_set and 'SREM' or 'ZREM', index, m)
         redis.call('ZREM', expiry, m)
         if tagging then untag(tags, tagged, m) end
+        if near then changed[#changed + 1] = m end
       end
     end
     for _, f in ipairs(fields) do
@@ -92,6 +100,7 @@ if size ~= stored then
         redis.call('HDEL', values, f)
         redis.call('ZREM', expiry, f)
         if tagging then untag(tags, tagged, f) end
+        if near then changed[#changed + 1] = f end
       end
     end
   end
@@ -112,6 +121,9 @@ else
       if tagging then
         for _, m in ipairs(dead) do untag(tags, tagged, m) end
       end
+      if near then
+        for _, m in ipairs(dead) do changed[#changed + 1] = m end
+      end
       size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
     end
   end
@@ -128,6 +140,7 @@ else
     evicted = evicted + redis.call('HDEL', values, out)
     redis.call('ZREM', expiry, out)
     if tagging then untag(tags, tagged, out) end
+    if near then changed[#changed + 1] = out end
     size = size - 1
   end
   if is_set then
@@ -200,5 +213,8 @@ if ttl > 0 then
       if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, left) end
     end
   end
+end
+if near then
+  if dropped_all then publish(ARGV[16], '*') else announce(ARGV[16], changed) end
 end
 return {evicted, reclaimed}

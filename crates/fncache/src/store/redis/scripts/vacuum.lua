@@ -1,9 +1,10 @@
 -- vacuum.lua: reclaim every expired entry of any number of structures, with the tag
 -- bookkeeping of entries that are gone.
 -- KEYS: index, values, expiry, tags, tagged, index, values, ... (five per structure)
--- ARGV: index kind (zset|set)
+-- ARGV: index kind (zset|set), the cache's near channel (see prelude.lua)
 -- Returns how many entries were reclaimed.
 local kind, total, now = ARGV[1], 0, now_us()
+local near, changed = listening(ARGV[2]), {}
 for i = 1, #KEYS, 5 do
   live_count(kind, KEYS[i], KEYS[i + 1], KEYS[i + 2], now) -- type checks before writing
   redis.call('HLEN', KEYS[i + 3])
@@ -18,6 +19,7 @@ for i = 1, #KEYS, 5 do
     for _, m in ipairs(dead) do
       -- An expiry time whose entry is gone (deleted from outside) is dropped, not counted.
       total = total + remove_entry(kind, index, values, expiry, m)
+      if near then changed[#changed + 1] = m end
       if tagging then untag(tags, tagged, m) end
     end
   end
@@ -29,4 +31,5 @@ for i = 1, #KEYS, 5 do
     end
   end
 end
+if near then announce(ARGV[2], changed) end
 return total
