@@ -11,7 +11,8 @@
 //!   so drift and other load hit both sides of a ratio alike.
 //! - **server**: Redis time per hit of the hit script of every policy (`INFO commandstats`,
 //!   `usec` per `EVALSHA`) against a `GET`'s, and the server process's whole CPU per call
-//!   (`INFO cpu`: reading, parsing and replying included).
+//!   (`INFO cpu`: reading, parsing and replying included); the same for a put of a new entry
+//!   into a full cache (every put evicts, or for `TinyLfu` refuses, one entry).
 //! - **async**: the async front-end with 1 task and with 64 tasks, each on its own key, against
 //!   as many tasks doing raw `GET`s on one redis-rs `MultiplexedConnection`, on one
 //!   current-thread runtime; time per op, and where it goes: client CPU per op (the process's
@@ -46,7 +47,7 @@ const SIZES: [(&str, usize); 2] = [("100B", 100), ("4KiB", 4096)];
 const POLICIES: [(&str, Policy); 2] = [("LruT", Policy::LruT), ("Lru", Policy::Lru)];
 
 /// Every policy, for the server-CPU pass.
-const ALL_POLICIES: [(&str, Policy); 7] = [
+const ALL_POLICIES: [(&str, Policy); 8] = [
     ("LruT", Policy::LruT),
     ("Lru", Policy::Lru),
     ("Fifo", Policy::Fifo),
@@ -54,6 +55,7 @@ const ALL_POLICIES: [(&str, Policy); 7] = [
     ("Lfu", Policy::Lfu),
     ("Mru", Policy::Mru),
     ("Random", Policy::Random),
+    ("TinyLfu", Policy::TinyLfu),
 ];
 
 /// Generous: on a loaded machine a default op timeout would turn slow calls into errors,
@@ -615,7 +617,7 @@ fn server_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
             None
         };
         println!(
-            "{name:>6} hit script: commandstats {usec:.2} us ({:.1}x GET){}, process {cpu:.2} \
+            "{name:>7} hit script: commandstats {usec:.2} us ({:.1}x GET){}, process {cpu:.2} \
              us ({:.1}x GET)",
             usec / get_usec,
             goal.map_or(String::new(), |g| format!(
@@ -623,6 +625,18 @@ fn server_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
                 if usec <= g { "ok" } else { "OVER GOAL" }
             )),
             cpu / get_cpu
+        );
+        // Puts of new entries into a full cache (the default maxsize): each one evicts.
+        let mut fresh = 0u64;
+        let (put_usec, put_cpu) = measure(&mut con, &["evalsha"], &mut || {
+            fresh += 1;
+            cache.put("cpu-put", &(fresh,), &value).expect("put");
+        });
+        println!(
+            "{name:>7} put script: commandstats {put_usec:.2} us ({:.1}x GET), process \
+             {put_cpu:.2} us ({:.1}x GET)",
+            put_usec / get_usec,
+            put_cpu / get_cpu
         );
         if let Some(goal) = goal {
             table.push(Row::absolute(

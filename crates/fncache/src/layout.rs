@@ -74,6 +74,10 @@ pub(crate) struct Keys {
     /// Tagged pairs (`:4`): a sorted set, every score 0, of `length | tag | member` for each
     /// tag of each member, so that one lexicographic range finds a tag's members.
     pub(crate) tagged: String,
+    /// `Policy::TinyLfu` only: the frequency sketch (`:5`), a string of 4-bit counters.
+    pub(crate) sketch: String,
+    /// `Policy::TinyLfu` only: the sketch's bookkeeping (`:6`), a hash (see `tinylfu.lua`).
+    pub(crate) meta: String,
 }
 
 impl std::ops::Deref for Structure {
@@ -92,6 +96,8 @@ impl Structure {
             expiry: format!("{base}:2"),
             tags: format!("{base}:3"),
             tagged: format!("{base}:4"),
+            sketch: format!("{base}:5"),
+            meta: format!("{base}:6"),
         }))
     }
 
@@ -236,11 +242,11 @@ impl Naming {
     }
 
     /// A SCAN MATCH pattern that matches every key of every per-function structure (`:0` to
-    /// `:4`: a structure whose index was deleted or evicted is still found by its entries, and
-    /// one whose entries are gone by the tag bookkeeping they left). It may match other keys
+    /// `:6`: a structure whose index was deleted or evicted is still found by its entries, and
+    /// one whose entries are gone by the tag bookkeeping or the sketch they left). It may match other keys
     /// too: [`Naming::owned_structure`] sorts them out.
     pub(crate) fn scan_pattern(&self) -> String {
-        format!("{}:*:[01234]", glob_escape(&self.functions_base))
+        format!("{}:*:[0-6]", glob_escape(&self.functions_base))
     }
 
     /// The structure `key` belongs to, when it is a key of one of this cache's per-function
@@ -251,7 +257,9 @@ impl Naming {
             .or_else(|| key.strip_suffix(":1"))
             .or_else(|| key.strip_suffix(":2"))
             .or_else(|| key.strip_suffix(":3"))
-            .or_else(|| key.strip_suffix(":4"))?;
+            .or_else(|| key.strip_suffix(":4"))
+            .or_else(|| key.strip_suffix(":5"))
+            .or_else(|| key.strip_suffix(":6"))?;
         let rest = base.strip_prefix(&self.functions_base)?.strip_prefix(':')?;
         let function = match self.layout {
             Layout::PerFunction => {
@@ -382,7 +390,7 @@ mod tests {
         let digest = function_digest("mod::f");
         assert_eq!(s.index, format!("p:app:rr-m:mod::f#{digest}:0"));
         assert_eq!(Structure::from_index_key(&s.index), Some(s.clone()));
-        assert_eq!(n.scan_pattern(), "p:app:rr-m:*:[01234]");
+        assert_eq!(n.scan_pattern(), "p:app:rr-m:*:[0-6]");
         let mut member = [0u8; 16];
         member[0] = 0xab;
         member[15] = 0x01;
@@ -414,7 +422,7 @@ mod tests {
         assert_eq!(Slot::for_key(&s.expiry), Slot::for_key(&digest));
         assert_eq!(Structure::from_index_key(&s.index), Some(s));
         assert_eq!(n.fixed_structures(), None);
-        assert_eq!(n.scan_pattern(), "p:app:lru_t-cm:*:[01234]");
+        assert_eq!(n.scan_pattern(), "p:app:lru_t-cm:*:[0-6]");
     }
 
     #[test]
@@ -463,7 +471,7 @@ mod tests {
         let cluster = Naming::new("p:", "a:b", Policy::Lru, Layout::Cluster).structure("f");
         assert_eq!(cluster.index, "p:{a%3Ab:lru-c}:0");
         let per = Naming::new("p:", "a:b", Policy::Lru, Layout::PerFunction);
-        assert_eq!(per.scan_pattern(), "p:a%3Ab:lru-m:*:[01234]");
+        assert_eq!(per.scan_pattern(), "p:a%3Ab:lru-m:*:[0-6]");
     }
 
     #[test]

@@ -25,6 +25,20 @@ pub enum Policy {
     Mru,
     /// Any entry, at random.
     Random,
+    /// W-TinyLFU, as Caffeine does it: a small LRU window (1% of `maxsize` to start with) in
+    /// front of a segmented LRU main space (probation, and protected at 80% of it), and a
+    /// count-min sketch of recent use frequencies (4-bit counters, halved every
+    /// `10 x maxsize` uses), kept for keys that are not cached too. When the window
+    /// overflows, its oldest entry enters probation, and a full cache keeps whichever of it
+    /// and probation's oldest entry the sketch says is used more often (ties keep the
+    /// incumbent): a burst of keys used once cannot flush frequently used entries. A hill
+    /// climber moves the window's size once per sample, toward a better hit rate. The best
+    /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (no random
+    /// admission): the same calls give the same hits on Redis and on the embedded store. On
+    /// Redis the sketch costs 8 bytes per entry of `maxsize` (rounded up to a power of two; at
+    /// least 1 KiB, at most 8 MiB) in two more keys of the structure (`:5`, `:6`), and a hit
+    /// runs six commands in its script instead of two.
+    TinyLfu,
 }
 
 /// How the index of a structure is kept.
@@ -47,6 +61,8 @@ pub(crate) enum InsertRule {
     One,
     /// No score: the index is a plain set.
     Set,
+    /// W-TinyLFU: into the window segment, then the admission duel (see [`TinyLfuShape`]).
+    Window,
 }
 
 /// What a use (a hit, or an overwrite of an existing entry) does to the score.
@@ -60,6 +76,9 @@ pub(crate) enum TouchRule {
     Time,
     /// Grows by one.
     Increment,
+    /// W-TinyLFU: the sketch counts the use; the entry moves to the head of its segment, from
+    /// probation to protected (whose oldest entry may go back to probation).
+    Segmented,
 }
 
 /// Which member is evicted.
@@ -71,6 +90,8 @@ pub(crate) enum VictimRule {
     Highest,
     /// Any member.
     Random,
+    /// W-TinyLFU: the window's oldest against probation's oldest, by sketched frequency.
+    Admission,
 }
 
 /// The rules of one policy.
@@ -84,7 +105,7 @@ pub(crate) struct Rules {
 
 impl Policy {
     /// Every policy, for tests and tools that iterate over them.
-    pub const ALL: [Policy; 7] = [
+    pub const ALL: [Policy; 8] = [
         Policy::Lru,
         Policy::LruT,
         Policy::Fifo,
@@ -92,9 +113,10 @@ impl Policy {
         Policy::Lfu,
         Policy::Mru,
         Policy::Random,
+        Policy::TinyLfu,
     ];
 
-    /// The name used in Redis keys: `lru, lru_t, fifo, fifo_t, lfu, mru, rr`.
+    /// The name used in Redis keys: `lru, lru_t, fifo, fifo_t, lfu, mru, rr, tlfu`.
     pub fn tag(self) -> &'static str {
         match self {
             Policy::Lru => "lru",
@@ -104,6 +126,7 @@ impl Policy {
             Policy::Lfu => "lfu",
             Policy::Mru => "mru",
             Policy::Random => "rr",
+            Policy::TinyLfu => "tlfu",
         }
     }
 
@@ -124,6 +147,7 @@ impl Policy {
             Policy::Lfu => (Sorted, I::One, T::Increment, V::Lowest),
             Policy::Mru => (Sorted, I::Counter, T::Counter, V::Highest),
             Policy::Random => (Set, I::Set, T::None, V::Random),
+            Policy::TinyLfu => (Sorted, I::Window, T::Segmented, V::Admission),
         };
         Rules {
             index,
@@ -151,6 +175,7 @@ impl InsertRule {
             InsertRule::Time => "time",
             InsertRule::One => "one",
             InsertRule::Set => "set",
+            InsertRule::Window => "tlfu",
         }
     }
 }
@@ -162,6 +187,7 @@ impl TouchRule {
             TouchRule::Counter => "counter",
             TouchRule::Time => "time",
             TouchRule::Increment => "incr",
+            TouchRule::Segmented => "tlfu",
         }
     }
 }
@@ -172,7 +198,82 @@ impl VictimRule {
             VictimRule::Lowest => "min",
             VictimRule::Highest => "max",
             VictimRule::Random => "random",
+            VictimRule::Admission => "tlfu",
         }
+    }
+}
+
+/// The sizes of a W-TinyLFU structure of `maxsize` entries: computed here once, so that the
+/// embedded store and the Redis scripts (which receive them as arguments) use the same
+/// integers.
+///
+/// The sketch is Caffeine's layout: `blocks` blocks of 64 bytes (128 4-bit counters), each
+/// block 4 rows of 32 counters. A member's first 4 bytes (big-endian) modulo `blocks` pick its
+/// block, and the low 5 bits of its bytes 5 to 8 its counter in each row: counter
+/// `block * 128 + row * 32 + (byte & 31)`, the counter `i` being bits `4i..4i+4` of the
+/// sketch string, most significant first (Redis `BITFIELD u4 #i`). Members are BLAKE3
+/// output, so these bytes are as good as any hash of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TinyLfuShape {
+    /// Entries the window holds before its oldest moves to probation.
+    pub(crate) window: u64,
+    /// Entries the protected segment holds before its oldest moves back to probation.
+    pub(crate) protected: u64,
+    /// 64-byte blocks of the sketch (a power of two, at least 16).
+    pub(crate) blocks: u64,
+    /// Counted uses after which every counter is halved; also the number of lookups (hits
+    /// and inserts) over which the window's hill climber measures the hit rate, as Caffeine.
+    pub(crate) sample: u64,
+    /// The hill climber's first step (entries the window grows or shrinks by): 6.25% of
+    /// `maxsize`, at least 1, as Caffeine's.
+    pub(crate) step: u64,
+}
+
+/// The largest `maxsize` the sketch is sized for (8 MiB of counters); a larger cache shares it.
+const SKETCH_CAPACITY_MAX: u64 = 1 << 20;
+
+/// The smallest `maxsize` the sketch is sized for (1 KiB of counters), as moka: a small cache
+/// still counts uses over a sample of 1,280, enough to see that the keys of a loop longer
+/// than the cache recur.
+const SKETCH_CAPACITY_MIN: u64 = 128;
+
+impl TinyLfuShape {
+    pub(crate) fn new(maxsize: u64) -> TinyLfuShape {
+        let maxsize = maxsize.max(1);
+        // Caffeine's shares: the window 1% (rounded up, so at least one entry), protected 80%
+        // of the rest.
+        let window = maxsize.div_ceil(100);
+        let main = maxsize - window;
+        let protected = main / 5 * 4 + main % 5 * 4 / 5;
+        let capacity = maxsize.clamp(SKETCH_CAPACITY_MIN, SKETCH_CAPACITY_MAX);
+        // 8 bytes per entry, as Caffeine: a 64-bit word of 16 counters per entry.
+        let blocks = (capacity.max(16).next_power_of_two() / 8).max(2);
+        TinyLfuShape {
+            window,
+            protected,
+            blocks,
+            sample: 10 * capacity,
+            step: (maxsize / 16).max(1),
+        }
+    }
+
+    /// The rule word the scripts receive for this policy (the touch rule of `get.lua`, the
+    /// insert rule of `put.lua`): `tlfu:` and the shape, `tlfu:window:protected:blocks:sample:step`.
+    /// Carried in the rule word rather than in arguments of their own, so the scripts' other
+    /// arguments keep their places.
+    pub(crate) fn script_word(&self) -> String {
+        format!(
+            "tlfu:{}:{}:{}:{}:{}",
+            self.window, self.protected, self.blocks, self.sample, self.step
+        )
+    }
+
+    /// The sketch's counters of `member`, one per row.
+    pub(crate) fn counters(&self, member: &[u8; 16]) -> [u64; 4] {
+        let block = u64::from(u32::from_be_bytes([
+            member[0], member[1], member[2], member[3],
+        ])) % self.blocks;
+        std::array::from_fn(|row| block * 128 + row as u64 * 32 + u64::from(member[4 + row] & 31))
     }
 }
 
@@ -183,7 +284,10 @@ mod tests {
     #[test]
     fn tags_are_the_documented_ones() {
         let tags: Vec<_> = Policy::ALL.iter().map(|p| p.tag()).collect();
-        assert_eq!(tags, ["lru", "lru_t", "fifo", "fifo_t", "lfu", "mru", "rr"]);
+        assert_eq!(
+            tags,
+            ["lru", "lru_t", "fifo", "fifo_t", "lfu", "mru", "rr", "tlfu"]
+        );
         assert_eq!(Policy::default(), Policy::LruT);
     }
 
@@ -192,5 +296,24 @@ mod tests {
         for p in Policy::ALL {
             assert_eq!(p.rules().index == IndexKind::Set, p == Policy::Random);
         }
+    }
+
+    #[test]
+    fn tinylfu_shapes_follow_caffeine() {
+        let s = TinyLfuShape::new(1000);
+        assert_eq!(
+            (s.window, s.protected, s.blocks, s.sample),
+            (10, 792, 128, 10_000)
+        );
+        let s = TinyLfuShape::new(1);
+        assert_eq!(
+            (s.window, s.protected, s.blocks, s.sample),
+            (1, 0, 16, 1280)
+        );
+        let s = TinyLfuShape::new(u64::MAX);
+        assert_eq!(s.blocks, (1 << 20) / 8);
+        assert!(s.window + s.protected < u64::MAX);
+        let c = s.counters(&[0xff; 16]);
+        assert_eq!(c[3] - c[0], 3 * 32);
     }
 }

@@ -18,7 +18,9 @@ use crate::codec::{Entry, Times};
 use crate::duration::{store_micros, store_millis};
 use crate::key::Member;
 use crate::layout::Structure;
-use crate::policy::{IndexKind, InsertRule, Rules, TouchRule, VictimRule};
+use crate::policy::{IndexKind, InsertRule, Rules, TinyLfuShape, TouchRule, VictimRule};
+
+mod tinylfu;
 
 /// How many expired entries one put reclaims before evicting live ones (as `put.lua`).
 const RECLAIM_BATCH: usize = 128;
@@ -336,12 +338,17 @@ enum Order {
     Tree(BTreeSet<(u64, Member)>),
     /// A plain set (random eviction needs no scores).
     Set(Vec<Member>),
+    /// W-TinyLFU's three segments and sketch; a member's score is its segment.
+    TinyLfu(Box<tinylfu::TinyLfu>),
 }
 
 impl Order {
-    fn new(rules: Rules) -> Order {
+    fn new(rules: Rules, maxsize: u64) -> Order {
         match (rules.index, rules.insert, rules.touch) {
             (IndexKind::Set, ..) => Order::Set(Vec::new()),
+            (_, InsertRule::Window, _) => {
+                Order::TinyLfu(Box::new(tinylfu::TinyLfu::new(TinyLfuShape::new(maxsize))))
+            }
             (
                 IndexKind::Sorted,
                 InsertRule::Counter | InsertRule::Time,
@@ -353,11 +360,11 @@ impl Order {
 }
 
 impl MemStructure {
-    fn new(rules: Rules, hash: KeyedHash) -> MemStructure {
+    fn new(rules: Rules, maxsize: u64, hash: KeyedHash) -> MemStructure {
         MemStructure {
             deadline_us: None,
             slots: HashMap::with_hasher(hash),
-            order: Order::new(rules),
+            order: Order::new(rules, maxsize),
             expiry: BTreeSet::new(),
             tags: None,
         }
@@ -372,7 +379,7 @@ impl MemStructure {
         let member = match &self.order {
             Order::Chain(chain) => chain.back()?,
             Order::Tree(tree) => return tree.last().copied(),
-            Order::Set(_) => return None,
+            Order::Set(_) | Order::TinyLfu(_) => return None,
         };
         self.slots.get(&member).map(|s| (s.score, member))
     }
@@ -389,7 +396,7 @@ impl MemStructure {
                 tree.remove(&(slot.score, member));
                 tree.insert((score, member));
             }
-            Order::Set(_) => return,
+            Order::Set(_) | Order::TinyLfu(_) => return,
         }
         slot.score = score;
     }
@@ -406,6 +413,8 @@ impl MemStructure {
                 members.push(member);
                 members.len() - 1
             }
+            // `score` is the segment.
+            Order::TinyLfu(t) => t.push(score, member),
         };
         self.slots.insert(
             member,
@@ -429,6 +438,8 @@ impl MemStructure {
                 members.get(fastrand::usize(..members.len())).copied()
             }
             (Order::Set(_), _) => None,
+            // W-TinyLFU evicts by its own rules (`tinylfu_admit`).
+            (Order::TinyLfu(_), _) => None,
         }?;
         self.remove_entry(&member);
         Some(member)
@@ -450,6 +461,7 @@ impl MemStructure {
                     moved.at = slot.at;
                 }
             }
+            Order::TinyLfu(t) => t.unlink(slot.score, slot.at),
         }
         if let Some(at) = slot.keep_until {
             self.expiry.remove(&(at, *member));
@@ -817,6 +829,7 @@ impl MemoryStore {
                 let score = s.slots.get(&member).map_or(0, |slot| slot.score) + 1;
                 s.rescore(member, score);
             }
+            TouchRule::Segmented => s.tinylfu_touch(member),
         }
     }
 
@@ -846,7 +859,12 @@ impl MemoryStore {
         if parsed.is_some_and(|e| e.is_expired(now)) {
             return (Freshness::Expired, Some(entry));
         }
-        self.touch(s, member, now);
+        if self.settings.rules.touch == TouchRule::Segmented {
+            // A hit counts for W-TinyLFU's hill climber, an overwrite does not.
+            s.tinylfu_hit(member);
+        } else {
+            self.touch(s, member, now);
+        }
         if self.settings.slide {
             self.slide(s, now);
         }
@@ -881,7 +899,7 @@ impl MemoryStore {
         let is_new = !all.contains_key(&structure.index);
         let s = all
             .entry(structure.index.clone())
-            .or_insert_with(|| MemStructure::new(rules, self.hash));
+            .or_insert_with(|| MemStructure::new(rules, self.settings.maxsize, self.hash));
         #[cfg(test)]
         if self.force_tree.load(std::sync::atomic::Ordering::Relaxed)
             && let Order::Chain(chain) = &s.order
@@ -901,18 +919,25 @@ impl MemoryStore {
                     reclaimed += 1;
                 }
             }
-            while s.len() >= maxsize {
-                if s.pop(rules.victim).is_none() {
-                    break;
+            if rules.insert == InsertRule::Window {
+                // W-TinyLFU: into the window first; the admission decides who leaves.
+                s.tinylfu_miss();
+                s.insert(member, tinylfu::WINDOW, entry);
+                evicted += s.tinylfu_admit(member, self.settings.maxsize).len() as u64;
+            } else {
+                while s.len() >= maxsize {
+                    if s.pop(rules.victim).is_none() {
+                        break;
+                    }
+                    evicted += 1;
                 }
-                evicted += 1;
+                let score = match rules.insert {
+                    InsertRule::Counter => s.top().map_or(0, |(score, _)| score) + 1,
+                    InsertRule::Time => now,
+                    InsertRule::One | InsertRule::Set | InsertRule::Window => 1,
+                };
+                s.insert(member, score, entry);
             }
-            let score = match rules.insert {
-                InsertRule::Counter => s.top().map_or(0, |(score, _)| score) + 1,
-                InsertRule::Time => now,
-                InsertRule::One | InsertRule::Set => 1,
-            };
-            s.insert(member, score, entry);
         }
         s.set_expiry(member, keep_until);
         if self.settings.slide || is_new {

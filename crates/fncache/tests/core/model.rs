@@ -235,13 +235,14 @@ fn memory_model_and_redis_agree() {
             Policy::FifoT,
             Policy::Lfu,
             Policy::Mru,
+            Policy::TinyLfu,
         ]),
         prop::sample::select(vec![Layout::Shared, Layout::PerFunction]),
         1usize..5,
         prop::collection::vec(op(), 1..60),
     );
     let mut runner = TestRunner::new(Config {
-        cases: 48,
+        cases: 56,
         ..Config::default()
     });
     let outcome = runner.run(&strategy, |(policy, layout, maxsize, ops)| {
@@ -287,4 +288,46 @@ fn random_policy_agrees_on_sizes() {
         assert_eq!(model.len().unwrap(), redis.len().unwrap());
     }
     assert_eq!(model.stats().calls, redis.stats().calls);
+}
+
+/// `Policy::TinyLfu` at a size where its sketch has several slices and ages many times (the
+/// Redis scripts halve it lazily, slice by slice; the embedded store all at once): a long
+/// skewed sequence of calls gives the same hit or miss at every call on both.
+#[test]
+fn tinylfu_agrees_with_the_model_through_aging() {
+    let server = RedisServer::spawn();
+    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(300);
+    let model = configure(Cache::builder("tlfu")).build_blocking().unwrap();
+    let redis = configure(Cache::builder("tlfu"))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let mut rng = fastrand::Rng::with_seed(12);
+    let (mut hits, execs) = (0, AtomicU64::new(0));
+    for step in 0..12_000u32 {
+        // Skewed over 1,500 keys: a few hot, a long tail, and bursts of fresh keys.
+        let x = match rng.u8(..10) {
+            0..=5 => rng.u32(..60),
+            6..=8 => rng.u32(..1500),
+            _ => 10_000 + step,
+        };
+        let mut ran = [false; 2];
+        for (i, cache) in [&model, &redis].into_iter().enumerate() {
+            let before = execs.load(Ordering::SeqCst);
+            let v = cache
+                .get_or_compute("f", &(x,), || {
+                    execs.fetch_add(1, Ordering::SeqCst);
+                    x
+                })
+                .unwrap();
+            assert_eq!(v, x);
+            ran[i] = execs.load(Ordering::SeqCst) != before;
+        }
+        assert_eq!(ran[0], ran[1], "step {step}: f({x})");
+        hits += u32::from(!ran[0]);
+    }
+    // The filter at work: far more hits than the hot keys' share of an LRU would give.
+    assert!(hits > 5_000, "{hits} hits");
+    assert_eq!(model.len().unwrap(), redis.len().unwrap());
+    assert_eq!(model.len().unwrap(), 300);
 }

@@ -57,6 +57,24 @@ fn lfu_evicts_the_least_frequently_used() {
     check_trace(Policy::Lfu, &calls, &[0, 1, 2]);
 }
 
+/// W-TinyLFU at maxsize 3 (window 1, protected 1, probation the rest): 3 is used once and
+/// leaves the window tied with probation's oldest (1, used once too): the tie keeps 1 and 3
+/// goes; 2, back for a second use, takes its place in the window the same way.
+#[test]
+fn tinylfu_admits_by_frequency() {
+    let calls = [
+        (0, M),
+        (1, M),
+        (2, M),
+        (0, H),
+        (0, H),
+        (3, M),
+        (2, M),
+        (1, H),
+    ];
+    check_trace(Policy::TinyLfu, &calls, &[0, 1, 2]);
+}
+
 #[test]
 fn mru_evicts_the_most_recently_used() {
     // The Python original silently behaves as LRU here; this must evict 0, not 1.
@@ -108,5 +126,69 @@ fn redis_keys_follow_the_documented_names() {
             (want, "hash"),
             "{policy:?}"
         );
+    }
+}
+
+/// W-TinyLFU's admission: 60 keys used four times each, then 500 keys used once (a scan, fewer
+/// uses in all than the 1,000 after which the sketch ages), then the 60 again. Each scanned key
+/// leaves the window with a count of 1 and loses the duel against probation's oldest (a tie
+/// keeps the incumbent), so the frequent entries are all still there; an LRU of the same size
+/// has lost every one of them.
+#[test]
+fn tinylfu_keeps_frequent_entries_through_a_scan() {
+    for (policy, survivors) in [(Policy::TinyLfu, 60), (Policy::Lru, 0)] {
+        for (store, front) in all_fronts(|b| b.policy(policy).maxsize(100)) {
+            let who = format!("{policy:?} on {}", describe(&store, &front));
+            let execs = AtomicU64::new(0);
+            for _ in 0..4 {
+                for x in 0..60 {
+                    front.call("f", x, &execs);
+                }
+            }
+            for x in 1000..1500 {
+                front.call("f", x, &execs);
+            }
+            let before = execs.load(Ordering::SeqCst);
+            for x in 0..60 {
+                front.call("f", x, &execs);
+            }
+            let hits = 60 - (execs.load(Ordering::SeqCst) - before);
+            assert_eq!(
+                hits, survivors,
+                "{who}: frequent entries that survived the scan"
+            );
+            assert_eq!(front.len(), 100, "{who}: len");
+        }
+    }
+}
+
+/// `Policy::TinyLfu`'s sketch keys (`:5`, `:6`) share the structure's lifetime and its purge,
+/// and the sketch stays within its stated size (8 bytes per entry of maxsize, at least 1 KiB).
+#[test]
+fn tinylfu_sketch_keys_live_and_die_with_the_structure() {
+    let server = fncache_testing::RedisServer::spawn();
+    let cache = fncache::Cache::builder("sketch")
+        .policy(Policy::TinyLfu)
+        .maxsize(100)
+        .ttl(std::time::Duration::from_secs(600))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    for x in 0..300u32 {
+        cache.get_or_compute("f", &(x % 150,), || x).unwrap();
+    }
+    let mut con = server.connection();
+    let key = |n: u8| format!("func-cache:sketch:tlfu:{n}");
+    for n in [5, 6] {
+        let ttl: i64 = redis::cmd("PTTL").arg(key(n)).query(&mut con).unwrap();
+        assert!(ttl > 0 && ttl <= 600_000, ":{n} PTTL {ttl}");
+    }
+    let len: u64 = redis::cmd("STRLEN").arg(key(5)).query(&mut con).unwrap();
+    assert!(len > 0 && len <= 1024, "sketch of {len} bytes");
+    assert_eq!(cache.len().unwrap(), 100);
+    assert_eq!(cache.purge().unwrap(), 100);
+    for n in 0..=6 {
+        let exists: u64 = redis::cmd("EXISTS").arg(key(n)).query(&mut con).unwrap();
+        assert_eq!(exists, 0, ":{n} is gone after a purge");
     }
 }

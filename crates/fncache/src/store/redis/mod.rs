@@ -226,7 +226,9 @@ impl Memory {
             due.extend(
                 near.due_uses(delay)
                     .into_iter()
-                    .filter_map(|(index, touch, uses)| plan::apply_near_uses(&index, touch, &uses)),
+                    .filter_map(|(index, touch, uses)| {
+                        plan::apply_near_uses(&index, touch, &uses, settings)
+                    }),
             );
         }
         due

@@ -17,7 +17,7 @@ use crate::duration::store_millis;
 use crate::error::{Error, ErrorKind};
 use crate::key::Member;
 use crate::layout::{Naming, Structure};
-use crate::policy::TouchRule;
+use crate::policy::{InsertRule, TinyLfuShape, TouchRule};
 use crate::store::{
     Began, Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings,
 };
@@ -50,6 +50,20 @@ macro_rules! script {
 // The hit path stands alone: no prelude closures to create per call.
 static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/get.lua")));
 static PUT: LazyLock<Script> = script!(hot "scripts/put.lua");
+// `Policy::TinyLfu`: the same scripts with its rules prepended (only that policy pays for them).
+static GET_TLFU: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/tinylfu.lua"),
+        include_str!("scripts/get.lua")
+    ))
+});
+static PUT_TLFU: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/prelude.lua"),
+        include_str!("scripts/tinylfu.lua"),
+        include_str!("scripts/put.lua")
+    ))
+});
 static PEEK: LazyLock<Script> = script!(maintenance "scripts/peek.lua");
 static REMOVE: LazyLock<Script> = script!(maintenance "scripts/remove.lua");
 static EXPIRE: LazyLock<Script> = script!(maintenance "scripts/expire.lua");
@@ -59,6 +73,12 @@ static VACUUM: LazyLock<Script> = script!(maintenance "scripts/vacuum.lua");
 static INVALIDATE_TAG: LazyLock<Script> = script!(maintenance "scripts/invalidate_tag.lua");
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/lease.lua")));
 static USES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/uses.lua")));
+static USES_TLFU: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/tinylfu.lua"),
+        include_str!("scripts/uses_tlfu.lua")
+    ))
+});
 
 /// One request for a driver to send.
 #[derive(Debug)]
@@ -184,23 +204,34 @@ struct GetCall {
     refresh_ms: u64,
     /// Answer with the server's clock unless a fresh hit (a tagged call).
     stamp: bool,
+    /// `Policy::TinyLfu`'s shape (its sketch and meta keys are named too).
+    tinylfu: Option<TinyLfuShape>,
 }
 
 impl GetCall {
     fn build(self) -> Request {
         let lease = self.lease;
-        let mut inv = ScriptCall::new(&GET, "get.lua", if lease.is_some() { 4 } else { 3 });
+        let count =
+            if lease.is_some() { 4 } else { 3 } + if self.tinylfu.is_some() { 2 } else { 0 };
+        let mut inv = match self.tinylfu {
+            Some(_) => ScriptCall::new(&GET_TLFU, "get.lua", count),
+            None => ScriptCall::new(&GET, "get.lua", count),
+        };
         keys(&mut inv, &self.structure);
         // The lease key only when a lease is asked for: on a cluster, every declared key
         // must be on the node (a missing one mid-migration means TRYAGAIN).
         if lease.is_some() {
             inv.arg(self.structure.lease_key(&self.member));
         }
-        inv.arg(&self.member[..])
-            .arg(self.touch)
-            .arg(self.kind)
-            .arg(self.slide_ttl)
-            .arg(self.score);
+        if self.tinylfu.is_some() {
+            inv.arg(&self.structure.sketch).arg(&self.structure.meta);
+        }
+        inv.arg(&self.member[..]);
+        match self.tinylfu {
+            Some(shape) => inv.arg(shape.script_word()),
+            None => inv.arg(self.touch),
+        };
+        inv.arg(self.kind).arg(self.slide_ttl).arg(self.score);
         // The rest only when something is asked: each argument costs the script a string to
         // intern, on every hit.
         if self.refresh_ms > 0 || lease.is_some() || self.stamp {
@@ -435,6 +466,7 @@ impl Plan {
                     member,
                     lease,
                     stamp,
+                    tinylfu: tinylfu_shape(settings),
                 };
                 if batched {
                     let mut hget = redis::cmd("HGET");
@@ -467,8 +499,13 @@ impl Plan {
                 // The tag keys only for a tagged put: on a cluster mid-migration, a declared key
                 // missing from the node makes the script a TRYAGAIN (see `put.lua`).
                 let tag_count = if tagged.is_some() { 2 } else { 0 };
-                let mut inv =
-                    ScriptCall::new(&PUT, "put.lua", tag_count + with_lease(release.is_some()));
+                let shape = tinylfu_shape(settings);
+                let count =
+                    tag_count + with_lease(release.is_some()) + if shape.is_some() { 2 } else { 0 };
+                let mut inv = match shape {
+                    Some(_) => ScriptCall::new(&PUT_TLFU, "put.lua", count),
+                    None => ScriptCall::new(&PUT, "put.lua", count),
+                };
                 keys(&mut inv, &structure);
                 if tagged.is_some() {
                     tag_keys(&mut inv, &structure);
@@ -476,10 +513,16 @@ impl Plan {
                 if release.is_some() {
                     inv.arg(structure.lease_key(&member));
                 }
+                if shape.is_some() {
+                    inv.arg(&structure.sketch).arg(&structure.meta);
+                }
                 inv.arg(&member[..])
                     .arg(&head[..])
                     .arg(payload)
-                    .arg(rules.insert.script_word())
+                    .arg(shape.map_or_else(
+                        || rules.insert.script_word().to_owned(),
+                        |shape| shape.script_word(),
+                    ))
                     .arg(rules.touch.script_word())
                     .arg(rules.victim.script_word())
                     .arg(settings.maxsize)
@@ -935,6 +978,11 @@ fn has_command(info: &Value) -> bool {
     matches!(info, Value::Array(entries) if matches!(entries.first(), Some(Value::Array(_))))
 }
 
+/// `Policy::TinyLfu`'s shape, for the scripts of a cache of that policy.
+fn tinylfu_shape(settings: &StoreSettings) -> Option<TinyLfuShape> {
+    (settings.rules.insert == InsertRule::Window).then(|| TinyLfuShape::new(settings.maxsize))
+}
+
 fn keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.index).arg(&s.values).arg(&s.expiry);
 }
@@ -963,12 +1011,17 @@ fn sweep_request(sweep: &Sweep, kind: &str, channel: &str, structures: &[Structu
     let (script, name) = sweep.script();
     // Counting reads no tags (and names no key it does not need, see `put.lua`).
     let with_tags = !matches!(sweep, Sweep::Len);
-    let per = if with_tags { 5 } else { 3 };
+    // A purge unlinks the sketch keys of `Policy::TinyLfu` too (absent for other policies).
+    let with_sketch = matches!(sweep, Sweep::Purge);
+    let per = 3 + if with_tags { 2 } else { 0 } + if with_sketch { 2 } else { 0 };
     let mut inv = ScriptCall::new(script, name, per * structures.len());
     for s in structures {
         keys(&mut inv, s);
         if with_tags {
             tag_keys(&mut inv, s);
+        }
+        if with_sketch {
+            inv.arg(&s.sketch).arg(&s.meta);
         }
     }
     inv.arg(kind);
@@ -1004,11 +1057,13 @@ pub(crate) fn apply_uses(index: &str, uses: &[(Member, u64)]) -> Request {
 
 /// Applies a near cache's hits of one structure (see `near.rs`), oldest use first: the `time`
 /// rule as [`apply_uses`] does with each member's last use, the `counter` and `incr` rules with
-/// `uses.lua`; `None` for a rule that uses do not change.
+/// `uses.lua`, `Policy::TinyLfu`'s with `uses_tlfu.lua`; `None` for a rule that uses do not
+/// change.
 pub(crate) fn apply_near_uses(
     index: &str,
     touch: TouchRule,
     uses: &[(Member, u64, u64)],
+    settings: &StoreSettings,
 ) -> Option<Request> {
     if uses.is_empty() {
         return None;
@@ -1018,6 +1073,20 @@ pub(crate) fn apply_near_uses(
         TouchRule::Time => {
             let last: Vec<(Member, u64)> = uses.iter().map(|&(m, last, _)| (m, last)).collect();
             Some(apply_uses(index, &last))
+        }
+        TouchRule::Segmented => {
+            let shape = tinylfu_shape(settings)?;
+            // The sketch and meta keys sit beside the index (`…:5`, `…:6`).
+            let base = index.strip_suffix(":0")?;
+            let mut inv = ScriptCall::new(&USES_TLFU, "uses_tlfu.lua", 3);
+            inv.arg(index)
+                .arg(format!("{base}:5"))
+                .arg(format!("{base}:6"))
+                .arg(shape.script_word());
+            for (member, _, count) in uses {
+                inv.arg(&member[..]).arg(*count);
+            }
+            Some(Request::Script(inv))
         }
         TouchRule::Counter | TouchRule::Increment => {
             let mut inv = ScriptCall::new(&USES, "uses.lua", 1);
@@ -1436,7 +1505,7 @@ mod tests {
     }
 
     #[test]
-    fn purging_one_structure_is_one_purge_script_over_its_five_keys() {
+    fn purging_one_structure_is_one_purge_script_over_its_seven_keys() {
         let s = settings(Layout::PerFunction);
         let structure = s.naming.structure("f");
         let mut plan = Plan::new(StoreOp::PurgeStructure { structure }, &s, Topology::Server);
@@ -1448,16 +1517,16 @@ mod tests {
         let keys: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_eq!(
             keys.len(),
-            8,
-            "a key count, five keys (three of entries, two of tags), the index kind and the \
-             near channel: {keys:?}"
+            10,
+            "a key count, seven keys (three of entries, two of tags, two of TinyLfu's sketch), \
+             the index kind and the near channel: {keys:?}"
         );
-        assert_eq!(keys[0], "5");
-        for (at, key) in keys[1..6].iter().enumerate() {
+        assert_eq!(keys[0], "7");
+        for (at, key) in keys[1..8].iter().enumerate() {
             assert!(key.ends_with(&format!(":{at}")), "{keys:?}");
         }
-        assert_eq!(keys[6], "zset");
-        assert_eq!(keys[7], format!("p{}", s.naming.near_channel()));
+        assert_eq!(keys[8], "zset");
+        assert_eq!(keys[9], format!("p{}", s.naming.near_channel()));
         let done = plan.step(Some(Ok(Value::Int(4)))).unwrap();
         assert!(matches!(done, Step::Done(StoreReply::Count(4))));
     }

@@ -9,8 +9,10 @@
 -- * the structure TTL is renewed only when the caller asks (ARGV[4] > 0): each client process
 --   asks at most once per step (1% of the TTL, at most a second) per structure, instead of the
 --   script reading PTTL on every hit.
--- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0)
--- ARGV: member, touch rule (none|counter|time|incr), index kind (zset|set),
+-- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0), then
+--       for the tlfu rule (Policy::TinyLfu) the sketch and meta keys (see tinylfu.lua)
+-- ARGV: member, touch rule (none|counter|time|incr, or for Policy::TinyLfu 'tlfu:' and its
+--       shape, see tinylfu.lua), index kind (zset|set),
 --       ttl ms to renew the structure with ('0' = not this time), touch score (caller's
 --       microseconds, for the 'time' rule under touch_batch; '0' = server TIME),
 --       then, only when not zero: refresh after ms (0 = never stale), lease ms (0 = take no
@@ -68,12 +70,23 @@ if state == 1 then
     end
   elseif rule == 'incr' then
     redis.call('ZINCRBY', index, 1, member)
+  elseif string.sub(rule, 1, 5) == 'tlfu:' then
+    -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch and meta keys come
+    -- last in KEYS, its shape in the rule word.
+    local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule), member)
+    tlfu_resize(index, st, tlfu_climb(st, true))
+    tlfu_touch(index, KEYS[#KEYS - 1], st, member)
+    tlfu_save(st)
   end
   local ttl = ARGV[4]
   if ttl ~= '0' then
     redis.call('PEXPIRE', index, ttl)
     redis.call('PEXPIRE', values, ttl)
     redis.call('PEXPIRE', KEYS[3], ttl)
+    if string.sub(rule, 1, 5) == 'tlfu:' then
+      redis.call('PEXPIRE', KEYS[#KEYS - 1], ttl)
+      redis.call('PEXPIRE', KEYS[#KEYS], ttl)
+    end
   end
   -- An entry with a refresh time of its own (format 2) goes stale by it, whatever the
   -- caller's refresh-after.

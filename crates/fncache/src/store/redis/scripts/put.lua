@@ -23,6 +23,8 @@
 --       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times),
 --       the cache's near channel (see prelude.lua: the member stored and every member
 --       evicted, reclaimed or dropped by a repair are announced there when a process listens)
+-- For Policy::TinyLfu, the insert rule is 'tlfu:' and its shape (tinylfu.lua is prepended),
+-- and its sketch and meta keys come last in KEYS.
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
@@ -35,6 +37,9 @@ local lease_key = KEYS[tagging and 6 or 4]
 local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
+local tlfu = string.sub(insert, 1, 5) == 'tlfu:'
+local sketch, meta, shape = KEYS[#KEYS - 1], KEYS[#KEYS], nil
+if tlfu then shape = tlfu_shape(insert) end
 -- Index members plus entries up to which a structure out of step is repaired member by member
 -- (about a millisecond of work); a larger one is dropped whole.
 local HEAL_LIMIT = 2048
@@ -48,6 +53,10 @@ local changed, dropped_all = {member}, false
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
+if tlfu then
+  redis.call('STRLEN', sketch)
+  redis.call('HLEN', meta)
+end
 local tag_count = 0
 if tagging then
   tag_count = redis.call('HLEN', tags)
@@ -106,9 +115,20 @@ if size ~= stored then
   end
   size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 end
+if tlfu and size == 0 then
+  -- An empty structure starts with a fresh sketch, as the embedded store's (which forgets an
+  -- empty structure whole).
+  redis.call('DEL', sketch, meta)
+end
 local exists = redis.call('HEXISTS', values, member) == 1
 if exists then
-  touch(ARGV[5], index, member, now)
+  if tlfu then
+    local st = tlfu_load(meta, shape, member)
+    tlfu_touch(index, sketch, st, member)
+    tlfu_save(st)
+  else
+    touch(ARGV[5], index, member, now)
+  end
 else
   if size >= maxsize then
     -- Expired entries go before any live entry is evicted (an expiry time whose entry is gone
@@ -127,7 +147,17 @@ else
       size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
     end
   end
-  while size >= maxsize do
+  if tlfu then
+    local st = tlfu_load(meta, shape, member)
+    local losers = tlfu_insert(index, sketch, st, maxsize, member)
+    tlfu_save(st)
+    for _, out in ipairs(losers) do
+      evicted = evicted + redis.call('HDEL', values, out)
+      redis.call('ZREM', expiry, out)
+      if tagging then untag(tags, tagged, out) end
+    end
+  end
+  while size >= maxsize and not tlfu do
     local out
     if victim == 'random' then
       out = redis.call('SPOP', index)
@@ -143,7 +173,9 @@ else
     if near then changed[#changed + 1] = out end
     size = size - 1
   end
-  if is_set then
+  if tlfu then
+    -- inserted above
+  elseif is_set then
     redis.call('SADD', index, member)
   else
     local score = 1
@@ -211,6 +243,14 @@ if ttl > 0 then
     if left < 0 then left = ttl end
     for _, key in ipairs({index, values, expiry}) do
       if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, left) end
+    end
+  end
+  if tlfu then
+    -- The sketch lives and dies with the index.
+    local left = redis.call('PTTL', index)
+    if left > 0 then
+      redis.call('PEXPIRE', sketch, left)
+      redis.call('PEXPIRE', meta, left)
     end
   end
 end
