@@ -742,3 +742,38 @@ fn batches_and_own_refresh_times_keep_copies_coherent() {
     }
     assert!(near_hits > 0);
 }
+
+/// Near hits of a `TinyLfu` structure reach its bookkeeping as Redis hits would
+/// (`uses_tlfu.lua`): each counts for the hill climber (the `h` field of `…:6`) and for the
+/// sketch and the segments.
+#[test]
+fn near_hits_reach_tinylfu() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let sized = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(100);
+    // `touch_batch(0)`: A applies what it recorded with its next op, which the test sends.
+    let a = near_a(&server, &name, |b| sized(b).touch_batch(Duration::ZERO));
+    let b = sized(builder(&server, &name)).build_blocking().unwrap();
+    b.put("f", &(1u64,), &1u64).unwrap();
+    assert_eq!(warm(&a, 1), 1);
+    // An op that goes to Redis (f(9) has no copy) carries the near hit that warmed A.
+    assert!(!a.contains("f", &(9u64,)).unwrap());
+    let mut con = server.connection();
+    let meta = format!("func-cache:{name}:tlfu:6");
+    let mut climber_hits = || -> u64 {
+        redis::cmd("HGET")
+            .arg(&meta)
+            .arg("h")
+            .query::<Option<u64>>(&mut con)
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let before = climber_hits();
+    let near_hits = a.stats().near_hits;
+    for _ in 0..5 {
+        assert_eq!(read(&a, 1), 1);
+    }
+    assert_eq!(a.stats().near_hits - near_hits, 5, "near hits only");
+    assert!(!a.contains("f", &(10u64,)).unwrap());
+    assert_eq!(climber_hits(), before + 5);
+}
