@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use fncache::{Cache, CallOptions, Layout};
 use fncache_testing::RedisServer;
@@ -257,7 +258,10 @@ fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
 #[test]
 fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
     for layout in [Layout::Shared, Layout::PerFunction] {
-        for (store, front) in all_fronts(|b| b.layout(layout)) {
+        // The pause below holds every script of the call back: no op may time out meanwhile
+        // (a timed-out put or lookup would pass or fail this test for another reason).
+        let patient = |b: fncache::Builder| b.layout(layout).op_timeout(Duration::from_secs(10));
+        for (store, front) in all_fronts(patient) {
             let who = format!("{} {layout:?}", describe(&store, &front));
             let other = match &*store {
                 Store::Memory => None,
