@@ -2,7 +2,7 @@
 //! dropped in every process within milliseconds of any change (see the README's "Near cache").
 //!
 //! Everything here is pure state and decisions, shared by both front-ends through the call
-//! machine (`call.rs`): whether a copy may be served, how long a copy may live, whether a
+//! machine (`call/`): whether a copy may be served, how long a copy may live, whether a
 //! lookup's answer may become a copy. The link that feeds it (`store/redis/subscriber.rs`)
 //! only calls [`Near::link_up`], [`Near::link_down`] and [`Near::message`].
 //!
