@@ -674,7 +674,8 @@ impl MemoryStore {
 
     /// Serves a lookup under the read lock when it changes nothing but the policy's order
     /// (recorded in the buffer); `None` when it must take the write lock (a lease to take,
-    /// an entry or a structure past its time to delete, a TTL to slide). The op time is
+    /// an entry or a structure past its time to delete, a structure TTL to renew: a sliding
+    /// TTL is renewed once it has run down by a step, so most hits leave it as it is). The op time is
     /// taken only once the lookup is sure to be served here, so a lookup sent on to the
     /// write lock takes exactly one time, as before.
     fn hit(&self, op: &StoreOp, clock: u64) -> Option<StoreReply> {
@@ -692,9 +693,6 @@ impl MemoryStore {
         if self.locked_only.load(Ordering::Relaxed) {
             return None;
         }
-        if self.settings.slide {
-            return None;
-        }
         let touches = self.settings.rules.touch != TouchRule::None;
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let s = state.structures.get(&structure.index);
@@ -704,7 +702,15 @@ impl MemoryStore {
             if s.is_some_and(|s| !s.is_alive(now)) {
                 return None;
             }
-            let (freshness, entry) = match Found::of(s, member, *refresh_after, now) {
+            let found = Found::of(s, member, *refresh_after, now);
+            // A use that would renew the structure TTL writes: under the write lock.
+            if self.settings.slide
+                && matches!(found, Found::Live { .. })
+                && s.is_some_and(|s| self.slide_due(s, now).is_some())
+            {
+                return None;
+            }
+            let (freshness, entry) = match found {
                 Found::Gone => return None,
                 Found::Missing => (Freshness::Missing, None),
                 Found::Expired(entry) => (Freshness::Expired, Some(entry)),
@@ -987,15 +993,20 @@ impl MemoryStore {
     /// Renews the structure TTL once it has run down by a step (as `slide` in `prelude.lua`:
     /// 1% of the TTL, at most a second).
     fn slide(&self, s: &mut MemStructure, now: u64) {
-        let Some(ttl) = self.settings.ttl else {
-            return;
-        };
+        if let Some(ttl_us) = self.slide_due(s, now) {
+            s.deadline_us = Some(now.saturating_add(ttl_us));
+        }
+    }
+
+    /// The structure TTL (microseconds) when a slide at `now` renews it, `None` when it
+    /// changes nothing: a hit in between needs no write for it.
+    fn slide_due(&self, s: &MemStructure, now: u64) -> Option<u64> {
+        let ttl = self.settings.ttl?;
         let ttl_us = store_micros(ttl);
         let step_us = (store_millis(ttl) / 100).min(1000) * 1000;
         let remaining_us = s.deadline_us.map_or(0, |d| d.saturating_sub(now));
-        if s.deadline_us.is_none() || ttl_us.saturating_sub(remaining_us) >= step_us {
-            s.deadline_us = Some(now.saturating_add(ttl_us));
-        }
+        (s.deadline_us.is_none() || ttl_us.saturating_sub(remaining_us) >= step_us)
+            .then_some(ttl_us)
     }
 
     /// A use of `member`, by the policy's touch rule (as `touch` in `prelude.lua`): the counter
@@ -1119,21 +1130,23 @@ mod tests {
     use crate::policy::Policy;
 
     fn store(policy: Policy, maxsize: u64, tree: bool) -> MemoryStore {
-        store_with_clock(policy, maxsize, tree, Arc::new(ManualClock::new()))
+        store_with_clock(policy, maxsize, tree, None, Arc::new(ManualClock::new()))
     }
 
+    /// A store with a sliding structure TTL of `ttl` if any.
     fn store_with_clock(
         policy: Policy,
         maxsize: u64,
         tree: bool,
+        ttl: Option<Duration>,
         clock: Arc<ManualClock>,
     ) -> MemoryStore {
         let naming = Naming::new("t:", "order", policy, Layout::Shared);
         let settings = StoreSettings {
             rules: policy.rules(),
             maxsize,
-            ttl: None,
-            slide: false,
+            ttl,
+            slide: ttl.is_some(),
             touch_batch: None,
             naming,
         };
@@ -1191,6 +1204,22 @@ mod tests {
         }
     }
 
+    /// Every structure's deadline and its members with their scores.
+    fn contents(store: &MemoryStore) -> Vec<(Option<u64>, Vec<(Member, u64)>)> {
+        let state = store.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = state
+            .structures
+            .values()
+            .map(|s| {
+                let mut members: Vec<_> = s.slots.iter().map(|(m, x)| (*m, x.score)).collect();
+                members.sort();
+                (s.deadline_us, members)
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Walks a structure's order and checks it against its slots: the same members, at most
     /// `maxsize`, and a chain in strictly rising score order (what makes it the sorted set).
     fn check_order(store: &MemoryStore, maxsize: usize) {
@@ -1231,18 +1260,21 @@ mod tests {
     /// Three threads take turns through one random op sequence (a deterministic schedule:
     /// every op on its thread's stripe), and every answer (lookups, evictions, counts, the
     /// entries with their times) equals that of a store that serves every op under the write
-    /// lock on one thread; the clock moves now and then, so entries go stale and expire.
+    /// lock on one thread; the clock moves now and then, so entries go stale and expire (and,
+    /// with a sliding structure TTL of 100 ms, hits renew it every millisecond or so).
     #[test]
     fn buffered_hits_on_many_threads_answer_as_locked_ones_in_turn() {
         use std::sync::atomic::AtomicUsize;
-        for policy in POLICIES {
+        let ttls = [None, Some(Duration::from_millis(100))];
+        for (policy, ttl) in POLICIES.into_iter().flat_map(|p| ttls.map(|t| (p, t))) {
             if policy == Policy::Random {
                 continue; // its victims are random
             }
             let (clock, reference_clock) = (Arc::new(ManualClock::new()), ManualClock::new());
             let reference_clock = Arc::new(reference_clock);
-            let buffered = store_with_clock(policy, 4, false, Arc::clone(&clock));
-            let reference = store_with_clock(policy, 4, false, Arc::clone(&reference_clock));
+            let buffered = store_with_clock(policy, 4, false, ttl, Arc::clone(&clock));
+            let reference =
+                store_with_clock(policy, 4, false, ttl, Arc::clone(&reference_clock));
             reference.locked_only.store(true, Ordering::Relaxed);
             let structure = buffered.settings.naming.structure("f");
             let mut rng = fastrand::Rng::with_seed(11);
@@ -1290,9 +1322,12 @@ mod tests {
             let mut answers: Vec<(usize, StoreReply)> = answers.into_iter().flatten().collect();
             answers.sort_by_key(|(i, _)| *i);
             for ((i, answer), expected) in answers.into_iter().zip(expected) {
-                assert_eq!(answer, expected, "{policy:?}, op {i}: {:?}", ops[i].0);
+                assert_eq!(answer, expected, "{policy:?} {ttl:?}, op {i}: {:?}", ops[i].0);
             }
             check_order(&buffered, 4);
+            // The same structures, deadlines (slid by the same hits) and scores.
+            let _ = (buffered.apply(StoreOp::Len), reference.apply(StoreOp::Len));
+            assert_eq!(contents(&buffered), contents(&reference), "{policy:?} {ttl:?}");
         }
     }
 
