@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use buffer::{Padded, Touch, Touches};
+use crate::stripe::Padded;
+use buffer::{Touch, Touches};
 
 use super::{
     Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings, Token,
@@ -763,13 +764,17 @@ impl MemoryStore {
         let mut drained = std::mem::take(&mut state.drained);
         self.touches.drain_into(&mut drained);
         if !drained.is_empty() {
-            let mut by_id: HashMap<u64, &mut MemStructure> = state
+            // By id, for a binary search (most caches have one structure or a few).
+            let mut by_id: Vec<(u64, &mut MemStructure)> = state
                 .structures
                 .values_mut()
                 .map(|s| (s.id, s))
                 .collect();
+            by_id.sort_unstable_by_key(|(id, _)| *id);
             for touch in &drained {
-                if let Some(s) = by_id.get_mut(&touch.structure) {
+                if let Ok(at) = by_id.binary_search_by_key(&touch.structure, |(id, _)| *id)
+                    && let Some((_, s)) = by_id.get_mut(at)
+                {
                     self.touch(s, touch.member, touch.at_us);
                 }
             }

@@ -14,9 +14,9 @@
 //! and by the drain only.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::key::Member;
+use crate::stripe::{Padded, stripe_count, thread_stripe};
 
 /// A stripe's uses beyond which the hit that records one more drains the buffer (under the
 /// exclusive lock): bounds the memory, and the work a drain does at once.
@@ -33,33 +33,10 @@ pub(super) struct Touch {
     pub(super) member: Member,
 }
 
-/// Keeps `T` on cache lines of its own (128 bytes: adjacent-line prefetching pairs lines).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
 /// The striped buffer of one store.
 #[derive(Debug)]
 pub(super) struct Touches {
     stripes: Box<[Padded<Mutex<Vec<Touch>>>]>,
-}
-
-/// The stripe of the calling thread: threads are numbered as they first ask, so a few
-/// threads have stripes of their own.
-pub(crate) fn thread_stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    STRIPE.with(|s| *s)
-}
-
-/// How many stripes a striped structure gets: twice the CPUs (threads beyond share), at
-/// least 4, at most 64.
-pub(crate) fn stripe_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(4, |n| n.get() * 2)
-        .clamp(4, 64)
 }
 
 impl Touches {
