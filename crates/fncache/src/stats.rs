@@ -279,9 +279,10 @@ struct CounterSet {
 }
 
 impl Counters {
-    pub(crate) fn add(&self, event: Event) {
-        let stripe = thread_stripe() % self.stripes.len().max(1);
-        if let Some(set) = self.stripes.get(stripe) {
+    /// Counts `event` on the stripe of the thread numbered `stripe` ([`thread_stripe`]).
+    fn add_at(&self, stripe: usize, event: Event) {
+        // A power of two (see `stripe_count`): a mask, not a division.
+        if let Some(set) = self.stripes.get(stripe & (self.stripes.len().wrapping_sub(1))) {
             set.0.add(event);
         }
     }
@@ -442,6 +443,7 @@ impl StatsRegistry {
             total: &self.total,
             function: Some(function),
             uid: self.uid,
+            stripe: thread_stripe(),
             scoped,
             seen: Cell::new(0),
         }
@@ -500,6 +502,9 @@ pub(crate) struct Recorder<'a> {
     function: Option<Arc<Function>>,
     /// The registry's `uid`.
     uid: u64,
+    /// The [`thread_stripe`] of the thread that began the call (an async call may go on on
+    /// another thread: its counts are still exact, only on another line).
+    stripe: usize,
     scoped: Vec<Arc<Counters>>,
     /// The events recorded so far ([`Event::bit`]s), which give the call's outcome.
     seen: Cell<u16>,
@@ -515,12 +520,12 @@ impl Recorder<'_> {
     }
 
     pub(crate) fn add(&self, event: Event) {
-        self.total.add(event);
+        self.total.add_at(self.stripe, event);
         if let Some(f) = &self.function {
-            f.counters.add(event);
+            f.counters.add_at(self.stripe, event);
         }
         for c in &self.scoped {
-            c.add(event);
+            c.add_at(self.stripe, event);
         }
         self.seen.set(self.seen.get() | event.bit());
         if let Some(f) = &self.function {

@@ -20,12 +20,13 @@ pub(crate) fn thread_stripe() -> usize {
 }
 
 /// How many stripes a striped structure gets: twice the CPUs (threads beyond share), at
-/// least 4, at most 64.
+/// least 4, at most 64, and a power of two (a stripe is found with a mask).
 pub(crate) fn stripe_count() -> usize {
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| {
         std::thread::available_parallelism()
             .map_or(4, |n| n.get() * 2)
             .clamp(4, 64)
+            .next_power_of_two()
     })
 }

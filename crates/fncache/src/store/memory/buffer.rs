@@ -50,7 +50,8 @@ impl Touches {
 
     /// Records a use; true when the caller's stripe is full and should be drained.
     pub(super) fn record(&self, touch: Touch) -> bool {
-        let at = thread_stripe() % self.stripes.len().max(1);
+        // A power of two (see `stripe_count`): a mask, not a division.
+        let at = thread_stripe() & self.stripes.len().wrapping_sub(1);
         let Some(stripe) = self.stripes.get(at) else {
             return true;
         };
