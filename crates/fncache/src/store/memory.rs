@@ -674,12 +674,11 @@ impl MemoryStore {
     }
 
     /// Serves a lookup under the read lock when it changes nothing but the policy's order
-    /// (recorded in the buffer); `None` when it must take the write lock (a lease to take,
-    /// an entry or a structure past its time to delete, a structure TTL to renew: a sliding
-    /// TTL is renewed once it has run down by a step, so most hits leave it as it is). The op time is
-    /// taken only once the lookup is sure to be served here, so a lookup sent on to the
-    /// write lock takes exactly one time, as before.
-    fn hit(&self, op: &StoreOp, clock: u64) -> Option<StoreReply> {
+    /// (recorded in the buffer). Otherwise (a lease to take, an entry or a structure past its
+    /// time to delete, a structure TTL to renew: a sliding TTL is renewed once it has run down
+    /// by a step, so most hits leave it as it is) the op goes on under the write lock, with
+    /// the op time this lookup took if it took one.
+    fn hit(&self, op: &StoreOp, clock: u64) -> Result<StoreReply, Option<u64>> {
         let StoreOp::Get {
             structure,
             member,
@@ -688,66 +687,55 @@ impl MemoryStore {
             stamp: _,
         } = op
         else {
-            return None;
+            return Err(None);
         };
         #[cfg(test)]
         if self.locked_only.load(Ordering::Relaxed) {
-            return None;
+            return Err(None);
         }
-        let touches = self.settings.rules.touch != TouchRule::None;
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let s = state.structures.get(&structure.index);
-        let mut last = self.last_us.0.load(Ordering::Relaxed);
-        let (freshness, entry, full) = loop {
-            let now = Self::next_time(clock, last);
-            if s.is_some_and(|s| !s.is_alive(now)) {
-                return None;
-            }
-            let found = Found::of(s, member, *refresh_after, now);
-            // A use that would renew the structure TTL writes: under the write lock.
-            if self.settings.slide
-                && matches!(found, Found::Live { .. })
-                && s.is_some_and(|s| self.slide_due(s, now).is_some())
-            {
-                return None;
-            }
-            let (freshness, entry) = match found {
-                Found::Gone => return None,
-                Found::Missing => (Freshness::Missing, None),
-                Found::Expired(entry) => (Freshness::Expired, Some(entry)),
-                Found::Live { stale: true, entry } => (Freshness::Stale, Some(entry)),
-                Found::Live { stale: false, entry } => (Freshness::Fresh, Some(entry)),
-            };
-            if lease.is_some() && freshness != Freshness::Fresh {
-                return None;
-            }
-            if let Err(seen) = self.last_us.0.compare_exchange_weak(
-                last,
-                now,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                // Another op took a time meanwhile: judge again at a later one.
-                last = seen;
-                continue;
-            }
-            let used = matches!(freshness, Freshness::Fresh | Freshness::Stale);
-            let full = match s {
-                Some(s) if used && touches => self.touches.record(Touch {
+        // The time first (a short compare-and-swap loop: the line is shared with other
+        // threads' hits), then the judgement at it.
+        let now = self.tick(clock);
+        if s.is_some_and(|s| !s.is_alive(now)) {
+            return Err(Some(now));
+        }
+        let found = Found::of(s, member, *refresh_after, now);
+        // A use that would renew the structure TTL writes: under the write lock.
+        if self.settings.slide
+            && matches!(found, Found::Live { .. })
+            && s.is_some_and(|s| self.slide_due(s, now).is_some())
+        {
+            return Err(Some(now));
+        }
+        let (freshness, entry) = match found {
+            Found::Gone => return Err(Some(now)),
+            Found::Missing => (Freshness::Missing, None),
+            Found::Expired(entry) => (Freshness::Expired, Some(entry)),
+            Found::Live { stale: true, entry } => (Freshness::Stale, Some(entry)),
+            Found::Live { stale: false, entry } => (Freshness::Fresh, Some(entry)),
+        };
+        if lease.is_some() && freshness != Freshness::Fresh {
+            return Err(Some(now));
+        }
+        let used = matches!(freshness, Freshness::Fresh | Freshness::Stale);
+        let full = match s {
+            Some(s) if used && self.settings.rules.touch != TouchRule::None => {
+                self.touches.record(Touch {
                     at_us: now,
                     structure: s.id,
                     member: *member,
-                }),
-                _ => false,
-            };
-            break (freshness, entry, full);
+                })
+            }
+            _ => false,
         };
         drop(state);
         if full {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
             self.drain(&mut state);
         }
-        Some(StoreReply::Looked(Lookup {
+        Ok(StoreReply::Looked(Lookup {
             freshness,
             lease: LeaseState::NotAsked,
             entry,
@@ -789,12 +777,19 @@ impl MemoryStore {
         // threads hitting one cache contend for nothing else); the time is still one that
         // passed during the op, and still later than the previous op's.
         let clock = self.clock.now_micros();
-        if let Some(reply) = self.hit(&op, clock) {
-            return reply;
-        }
+        let taken = match self.hit(&op, clock) {
+            Ok(reply) => return reply,
+            Err(taken) => taken,
+        };
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         self.drain(&mut state);
-        let now = self.tick(clock);
+        // A lookup sent on from the read lock keeps the time it took when no op took a later
+        // one meanwhile: every op before it in time (every use drained) is before it, none
+        // after. (So one op takes one time, as before, where nothing runs alongside.)
+        let now = match taken {
+            Some(t) if self.last_us.0.load(Ordering::Relaxed) == t => t,
+            _ => self.tick(clock),
+        };
         if !state.leases.is_empty() {
             state.leases.retain(|_, (_, until)| *until > now);
         }
