@@ -282,7 +282,10 @@ impl Counters {
     /// Counts `event` on the stripe of the thread numbered `stripe` ([`thread_stripe`]).
     fn add_at(&self, stripe: usize, event: Event) {
         // A power of two (see `stripe_count`): a mask, not a division.
-        if let Some(set) = self.stripes.get(stripe & (self.stripes.len().wrapping_sub(1))) {
+        if let Some(set) = self
+            .stripes
+            .get(stripe & (self.stripes.len().wrapping_sub(1)))
+        {
             set.0.add(event);
         }
     }
@@ -515,7 +518,8 @@ impl Recorder<'_> {
     /// cache): one relaxed load on every later call.
     pub(crate) fn first_sight(&self) -> bool {
         self.function.as_ref().is_some_and(|f| {
-            !f.counters.seen.load(Ordering::Relaxed) && !f.counters.seen.swap(true, Ordering::Relaxed)
+            !f.counters.seen.load(Ordering::Relaxed)
+                && !f.counters.seen.swap(true, Ordering::Relaxed)
         })
     }
 
@@ -620,7 +624,10 @@ mod tests {
                 });
             }
         });
-        assert_eq!((registry.total().calls, registry.total().hits), (4000, 4000));
+        assert_eq!(
+            (registry.total().calls, registry.total().hits),
+            (4000, 4000)
+        );
         let f = registry.for_function("f");
         assert_eq!(f.map(|s| (s.calls, s.hits)), Some((4000, 4000)));
     }

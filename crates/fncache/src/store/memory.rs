@@ -662,11 +662,12 @@ impl MemoryStore {
         let mut last = self.last_us.0.load(Ordering::Relaxed);
         loop {
             let now = Self::next_time(clock, last);
-            match self
-                .last_us
-                .0
-                .compare_exchange_weak(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.last_us.0.compare_exchange_weak(
+                last,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return now,
                 Err(seen) => last = seen,
             }
@@ -714,7 +715,10 @@ impl MemoryStore {
             Found::Missing => (Freshness::Missing, None),
             Found::Expired(entry) => (Freshness::Expired, Some(entry)),
             Found::Live { stale: true, entry } => (Freshness::Stale, Some(entry)),
-            Found::Live { stale: false, entry } => (Freshness::Fresh, Some(entry)),
+            Found::Live {
+                stale: false,
+                entry,
+            } => (Freshness::Fresh, Some(entry)),
         };
         if lease.is_some() && freshness != Freshness::Fresh {
             return Err(Some(now));
@@ -753,11 +757,8 @@ impl MemoryStore {
         self.touches.drain_into(&mut drained);
         if !drained.is_empty() {
             // By id, for a binary search (most caches have one structure or a few).
-            let mut by_id: Vec<(u64, &mut MemStructure)> = state
-                .structures
-                .values_mut()
-                .map(|s| (s.id, s))
-                .collect();
+            let mut by_id: Vec<(u64, &mut MemStructure)> =
+                state.structures.values_mut().map(|s| (s.id, s)).collect();
             by_id.sort_unstable_by_key(|(id, _)| *id);
             for touch in &drained {
                 if let Ok(at) = by_id.binary_search_by_key(&touch.structure, |(id, _)| *id)
@@ -1204,8 +1205,11 @@ mod tests {
         }
     }
 
+    /// A structure's deadline and its members with their scores.
+    type Contents = (Option<u64>, Vec<(Member, u64)>);
+
     /// Every structure's deadline and its members with their scores.
-    fn contents(store: &MemoryStore) -> Vec<(Option<u64>, Vec<(Member, u64)>)> {
+    fn contents(store: &MemoryStore) -> Vec<Contents> {
         let state = store.state.read().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = state
             .structures
@@ -1273,8 +1277,7 @@ mod tests {
             let (clock, reference_clock) = (Arc::new(ManualClock::new()), ManualClock::new());
             let reference_clock = Arc::new(reference_clock);
             let buffered = store_with_clock(policy, 4, false, ttl, Arc::clone(&clock));
-            let reference =
-                store_with_clock(policy, 4, false, ttl, Arc::clone(&reference_clock));
+            let reference = store_with_clock(policy, 4, false, ttl, Arc::clone(&reference_clock));
             reference.locked_only.store(true, Ordering::Relaxed);
             let structure = buffered.settings.naming.structure("f");
             let mut rng = fastrand::Rng::with_seed(11);
@@ -1322,12 +1325,20 @@ mod tests {
             let mut answers: Vec<(usize, StoreReply)> = answers.into_iter().flatten().collect();
             answers.sort_by_key(|(i, _)| *i);
             for ((i, answer), expected) in answers.into_iter().zip(expected) {
-                assert_eq!(answer, expected, "{policy:?} {ttl:?}, op {i}: {:?}", ops[i].0);
+                assert_eq!(
+                    answer, expected,
+                    "{policy:?} {ttl:?}, op {i}: {:?}",
+                    ops[i].0
+                );
             }
             check_order(&buffered, 4);
             // The same structures, deadlines (slid by the same hits) and scores.
             let _ = (buffered.apply(StoreOp::Len), reference.apply(StoreOp::Len));
-            assert_eq!(contents(&buffered), contents(&reference), "{policy:?} {ttl:?}");
+            assert_eq!(
+                contents(&buffered),
+                contents(&reference),
+                "{policy:?} {ttl:?}"
+            );
         }
     }
 
