@@ -40,7 +40,9 @@ const RECLAIM_BATCH: usize = 128;
 pub(crate) struct MemoryStore {
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
-    state: RwLock<State>,
+    /// The lock word on a line of its own (every hit writes it, from every thread), and the
+    /// state behind it on others (every hit reads it): they would share a line inline.
+    state: Padded<RwLock<Box<State>>>,
     /// The time of the previous op: every op takes a later time, as every Redis script sees a
     /// later `TIME` than the one before (scripts run one at a time and take over a
     /// microsecond), so time scores order ops exactly as they happened. Hits under the read
@@ -636,12 +638,12 @@ impl MemoryStore {
         MemoryStore {
             clock,
             settings,
-            state: RwLock::new(State {
+            state: Padded(RwLock::new(Box::new(State {
                 structures: HashMap::with_hasher(hash),
                 drained: Vec::new(),
                 leases: HashMap::new(),
                 invalidated: HashMap::new(),
-            }),
+            }))),
             last_us: Padded(AtomicU64::new(0)),
             touches: Touches::new(),
             hash,
@@ -694,7 +696,7 @@ impl MemoryStore {
         if self.locked_only.load(Ordering::Relaxed) {
             return Err(None);
         }
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.0.read().unwrap_or_else(|e| e.into_inner());
         let s = state.structures.get(&structure.index);
         // The time first (a short compare-and-swap loop: the line is shared with other
         // threads' hits), then the judgement at it.
@@ -736,7 +738,7 @@ impl MemoryStore {
         };
         drop(state);
         if full {
-            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.state.0.write().unwrap_or_else(|e| e.into_inner());
             self.drain(&mut state);
         }
         Ok(StoreReply::Looked(Lookup {
@@ -782,7 +784,7 @@ impl MemoryStore {
             Ok(reply) => return reply,
             Err(taken) => taken,
         };
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.0.write().unwrap_or_else(|e| e.into_inner());
         self.drain(&mut state);
         // A lookup sent on from the read lock keeps the time it took when no op took a later
         // one meanwhile: every op before it in time (every use drained) is before it, none
@@ -798,7 +800,7 @@ impl MemoryStore {
             structures: all,
             invalidated,
             ..
-        } = &mut *state;
+        } = &mut **state;
         // Structures whose TTL passed are gone, as Redis keys would be: the one this op
         // touches, or all of them for whole-cache ops.
         match &op {
@@ -1210,7 +1212,7 @@ mod tests {
 
     /// Every structure's deadline and its members with their scores.
     fn contents(store: &MemoryStore) -> Vec<Contents> {
-        let state = store.state.read().unwrap_or_else(|e| e.into_inner());
+        let state = store.state.0.read().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = state
             .structures
             .values()
@@ -1227,7 +1229,7 @@ mod tests {
     /// Walks a structure's order and checks it against its slots: the same members, at most
     /// `maxsize`, and a chain in strictly rising score order (what makes it the sorted set).
     fn check_order(store: &MemoryStore, maxsize: usize) {
-        let state = store.state.read().unwrap_or_else(|e| e.into_inner());
+        let state = store.state.0.read().unwrap_or_else(|e| e.into_inner());
         for s in state.structures.values() {
             assert!(s.len() <= maxsize, "{} entries over {maxsize}", s.len());
             match &s.order {
