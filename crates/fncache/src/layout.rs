@@ -148,6 +148,10 @@ pub(crate) struct Naming {
     functions_base: String,
     /// The one structure of the shared layouts.
     shared: Structure,
+    /// Equal copies of `shared`, in one allocation per stripe of threads ([`crate::stripe`]):
+    /// every call clones the structure, and two threads cloning one `Arc` would write its
+    /// count on one line at every call.
+    shared_copies: std::sync::Arc<[Structure]>,
     /// Where the cache's registry and shared counters live: `{meta_base}:registry` and
     /// `{meta_base}:stats` (see [`Naming::registry_key`]).
     meta_base: String,
@@ -188,6 +192,9 @@ impl Naming {
             layout,
             functions_base,
             shared: Structure::from_base(&shared),
+            shared_copies: (0..crate::stripe::stripe_count())
+                .map(|_| Structure::from_base(&shared))
+                .collect(),
             meta_base,
         }
     }
@@ -218,9 +225,18 @@ impl Naming {
     }
 
     /// The structure that holds the entries of `function`.
+    /// The shared layouts' structure: the calling thread's copy.
+    fn shared_structure(&self) -> Structure {
+        let stripe = crate::stripe::thread_stripe() & self.shared_copies.len().wrapping_sub(1);
+        self.shared_copies
+            .get(stripe)
+            .unwrap_or(&self.shared)
+            .clone()
+    }
+
     pub(crate) fn structure(&self, function: &str) -> Structure {
         match self.layout {
-            Layout::Shared | Layout::Cluster => self.shared.clone(),
+            Layout::Shared | Layout::Cluster => self.shared_structure(),
             Layout::PerFunction => Structure::from_base(&format!(
                 "{}:{function}#{}",
                 self.functions_base,
@@ -238,7 +254,7 @@ impl Naming {
     /// Structures known without scanning (the shared one), or `None` when they must be
     /// discovered with SCAN using [`Naming::scan_pattern`].
     pub(crate) fn fixed_structures(&self) -> Option<Vec<Structure>> {
-        (!self.layout.is_per_function()).then(|| vec![self.shared.clone()])
+        (!self.layout.is_per_function()).then(|| vec![self.shared_structure()])
     }
 
     /// A SCAN MATCH pattern that matches every key of every per-function structure (`:0` to

@@ -163,6 +163,7 @@ mod registry;
 mod shared_stats;
 mod stats;
 mod store;
+mod stripe;
 mod telemetry;
 mod typed;
 mod workers;

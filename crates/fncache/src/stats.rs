@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use crate::error::ErrorKind;
+use crate::stripe::{Padded, stripe_count, thread_stripe};
 use crate::telemetry::{FunctionMetrics, Outcome};
 
 /// A snapshot of counters.
@@ -259,9 +260,30 @@ impl Event {
     }
 }
 
-/// Live counters.
-#[derive(Debug, Default)]
+/// Live counters, one set per stripe of threads (see [`crate::stripe`]): two threads calling
+/// at once count on lines of their own; a snapshot sums the stripes.
+#[derive(Debug)]
 pub(crate) struct Counters {
+    stripes: Box<[Padded<CounterSet>]>,
+    /// Set by the first call that saw these counters, which records the function in the
+    /// cache's registry (see [`Recorder::first_sight`]).
+    seen: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            stripes: (0..stripe_count())
+                .map(|_| Padded(CounterSet::default()))
+                .collect(),
+            seen: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// One stripe's counters (120 bytes: one padded stripe).
+#[derive(Debug, Default)]
+struct CounterSet {
     calls: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -277,13 +299,29 @@ pub(crate) struct Counters {
     fail_open: AtomicU64,
     defaults_served: AtomicU64,
     near_hits: AtomicU64,
-    /// Set by the first call that saw these counters, which records the function in the
-    /// cache's registry (see [`Recorder::first_sight`]).
-    seen: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
-    pub(crate) fn add(&self, event: Event) {
+    /// Counts `event` on the stripe of the thread numbered `stripe` ([`thread_stripe`]).
+    fn add_at(&self, stripe: usize, event: Event) {
+        // A power of two (see `stripe_count`): a mask, not a division.
+        if let Some(set) = self
+            .stripes
+            .get(stripe & (self.stripes.len().wrapping_sub(1)))
+        {
+            set.0.add(event);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        self.stripes
+            .iter()
+            .fold(Stats::default(), |sum, set| sum.plus(set.0.snapshot()))
+    }
+}
+
+impl CounterSet {
+    fn add(&self, event: Event) {
         let (counter, n) = match event {
             Event::Call => (&self.calls, 1),
             Event::Hit => (&self.hits, 1),
@@ -304,7 +342,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             calls: get(&self.calls),
@@ -329,8 +367,10 @@ impl Counters {
 }
 
 /// Counters of a cache: the total and one set per function.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StatsRegistry {
+    /// Unique in the process (a thread's last function is remembered with it).
+    uid: u64,
     /// The cache's name, a label of its metrics.
     cache: String,
     total: Counters,
@@ -348,8 +388,21 @@ struct Functions {
 /// What a cache keeps per function: its counters, and its metrics handles.
 #[derive(Debug)]
 struct Function {
+    identity: String,
     counters: Counters,
     metrics: FunctionMetrics,
+}
+
+impl Default for StatsRegistry {
+    fn default() -> StatsRegistry {
+        static NEXT_UID: AtomicU64 = AtomicU64::new(0);
+        StatsRegistry {
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            cache: String::new(),
+            total: Counters::default(),
+            per_function: RwLock::default(),
+        }
+    }
 }
 
 impl StatsRegistry {
@@ -401,9 +454,26 @@ impl StatsRegistry {
         function: &str,
         scoped: Vec<Arc<Counters>>,
     ) -> Recorder<'a> {
+        // A thread's last function, if it is this one of this cache: no lock, no hashing of
+        // the identity, no reference count written where other threads write it.
+        let function = LAST_FUNCTION
+            .try_with(|last| {
+                let mut last = last.try_borrow_mut().ok()?;
+                match &*last {
+                    Some((uid, f)) if *uid == self.uid && f.identity == function => {
+                        last.take().map(|(_, f)| f)
+                    }
+                    _ => None,
+                }
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.function(function));
         Recorder {
             total: &self.total,
-            function: self.function(function),
+            function: Some(function),
+            uid: self.uid,
+            stripe: thread_stripe(),
             scoped,
             seen: Cell::new(0),
         }
@@ -428,6 +498,7 @@ impl StatsRegistry {
         // Metrics are labelled with the path: a new version or code hash goes on counting
         // in the same series.
         let counters = Arc::new(Function {
+            identity: function.to_owned(),
             counters: Counters::default(),
             metrics: FunctionMetrics::new(&self.cache, path),
         });
@@ -445,11 +516,25 @@ impl StatsRegistry {
     }
 }
 
+thread_local! {
+    /// The function of the thread's last call and its cache's `uid`, kept by the ended call's
+    /// recorder for the next call (taken while a call runs: a nested call of the same
+    /// function looks it up again).
+    static LAST_FUNCTION: std::cell::RefCell<Option<(u64, Arc<Function>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Records the events of one call everywhere they count.
 #[derive(Debug)]
 pub(crate) struct Recorder<'a> {
     total: &'a Counters,
-    function: Arc<Function>,
+    /// Always there until the recorder drops (it then goes back to [`LAST_FUNCTION`]).
+    function: Option<Arc<Function>>,
+    /// The registry's `uid`.
+    uid: u64,
+    /// The [`thread_stripe`] of the thread that began the call (an async call may go on on
+    /// another thread: its counts are still exact, only on another line).
+    stripe: usize,
     scoped: Vec<Arc<Counters>>,
     /// The events recorded so far ([`Event::bit`]s), which give the call's outcome.
     seen: Cell<u16>,
@@ -459,18 +544,24 @@ impl Recorder<'_> {
     /// True for the first call of this function through this cache (once per process and
     /// cache): one relaxed load on every later call.
     pub(crate) fn first_sight(&self) -> bool {
-        !self.function.counters.seen.load(Ordering::Relaxed)
-            && !self.function.counters.seen.swap(true, Ordering::Relaxed)
+        self.function.as_ref().is_some_and(|f| {
+            !f.counters.seen.load(Ordering::Relaxed)
+                && !f.counters.seen.swap(true, Ordering::Relaxed)
+        })
     }
 
     pub(crate) fn add(&self, event: Event) {
-        self.total.add(event);
-        self.function.counters.add(event);
+        self.total.add_at(self.stripe, event);
+        if let Some(f) = &self.function {
+            f.counters.add_at(self.stripe, event);
+        }
         for c in &self.scoped {
-            c.add(event);
+            c.add_at(self.stripe, event);
         }
         self.seen.set(self.seen.get() | event.bit());
-        self.function.metrics.event(event);
+        if let Some(f) = &self.function {
+            f.metrics.event(event);
+        }
     }
 
     /// The events recorded so far, as [`Event::bit`]s.
@@ -480,7 +571,23 @@ impl Recorder<'_> {
 
     /// Counts how the call ended (the counters already have its events).
     pub(crate) fn end(&self, outcome: Outcome) {
-        self.function.metrics.outcome(outcome);
+        if let Some(f) = &self.function {
+            f.metrics.outcome(outcome);
+        }
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        if let Some(function) = self.function.take() {
+            let uid = self.uid;
+            // During thread teardown the slot may be gone: the function is simply dropped.
+            let _ = LAST_FUNCTION.try_with(|last| {
+                if let Ok(mut last) = last.try_borrow_mut() {
+                    *last = Some((uid, function));
+                }
+            });
+        }
     }
 }
 
@@ -527,6 +634,52 @@ mod tests {
         assert_eq!(registry.for_function("m::f@v2"), None, "not a path");
         assert_eq!(registry.register("m::g#0000000000000003"), Stats::default());
         assert_eq!(registry.for_function("m::g"), Some(Stats::default()));
+    }
+
+    /// Counters are striped by thread: what several threads count at once sums exactly.
+    #[test]
+    fn counts_of_many_threads_at_once_sum_exactly() {
+        let registry = StatsRegistry::new("c");
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        let rec = registry.recorder("f", Vec::new());
+                        rec.add(Event::Call);
+                        rec.add(Event::Hit);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            (registry.total().calls, registry.total().hits),
+            (4000, 4000)
+        );
+        let f = registry.for_function("f");
+        assert_eq!(f.map(|s| (s.calls, s.hits)), Some((4000, 4000)));
+    }
+
+    /// A thread remembers its last function for the next call: only for the same cache and
+    /// the same identity, and a nested call of it counts as well.
+    #[test]
+    fn a_threads_last_function_counts_for_its_own_cache_and_identity_only() {
+        let (a, b) = (StatsRegistry::new("a"), StatsRegistry::new("b"));
+        for _ in 0..3 {
+            a.recorder("f", Vec::new()).add(Event::Hit);
+            b.recorder("f", Vec::new()).add(Event::Call);
+            a.recorder("g", Vec::new()).add(Event::Miss);
+        }
+        let outer = a.recorder("f", Vec::new());
+        let inner = a.recorder("f", Vec::new());
+        outer.add(Event::Hit);
+        inner.add(Event::Hit);
+        drop((inner, outer));
+        a.recorder("f", Vec::new()).add(Event::Hit);
+        let counts = |r: &StatsRegistry, f| r.for_function(f).map(|s| (s.calls, s.hits, s.misses));
+        assert_eq!(counts(&a, "f"), Some((0, 6, 0)));
+        assert_eq!(counts(&a, "g"), Some((0, 0, 3)));
+        assert_eq!(counts(&b, "f"), Some((3, 0, 0)));
+        assert_eq!(counts(&b, "g"), None);
     }
 
     #[test]

@@ -5,10 +5,16 @@
 //! against, so every branch here mirrors a line of the scripts in `redis/scripts/`. Where Redis
 //! orders by `(score, member bytes)`, so does this store.
 
+mod buffer;
+
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::stripe::Padded;
+use buffer::{Touch, Touches};
 
 use super::{
     Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings, Token,
@@ -26,15 +32,35 @@ mod tinylfu;
 const RECLAIM_BATCH: usize = 128;
 
 /// The embedded store of one cache.
+///
+/// A hit that changes nothing but the policy's order (no lease to take, no expired entry to
+/// delete, no structure TTL to slide) is served under the read side of the lock, and its use
+/// is recorded in a striped buffer ([`buffer`]); every other op takes the write side and first
+/// applies the recorded uses, in the order of their op times. So two threads hitting one
+/// cache share the lock, and the policy's order is still exactly the one Redis keeps.
 #[derive(Debug)]
 pub(crate) struct MemoryStore {
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
-    state: Mutex<State>,
+    /// The lock word on a line of its own (every hit writes it, from every thread), and the
+    /// state behind it on others (every hit reads it): they would share a line inline.
+    state: Padded<RwLock<Box<State>>>,
+    /// The time of the previous op: every op takes a later time, as every Redis script sees a
+    /// later `TIME` than the one before (scripts run one at a time and take over a
+    /// microsecond), so time scores order ops exactly as they happened. Hits under the read
+    /// lock take theirs here too (an atomic of its own line), so times stay unique and rise in
+    /// the real order of the ops.
+    last_us: Padded<AtomicU64>,
+    /// The uses of hits served under the read lock, not yet applied.
+    touches: Touches,
     hash: KeyedHash,
     /// Tests: keep every sorted index as a tree, to check the chain against it.
     #[cfg(test)]
     force_tree: std::sync::atomic::AtomicBool,
+    /// Tests: serve every op under the write lock (no buffered uses), the reference the
+    /// buffered store is checked against.
+    #[cfg(test)]
+    locked_only: std::sync::atomic::AtomicBool,
 }
 
 /// Everything behind the store's lock.
@@ -42,10 +68,8 @@ pub(crate) struct MemoryStore {
 struct State {
     /// Structures by index key name.
     structures: Map<String, MemStructure>,
-    /// The time of the previous op: every op sees a later time, as every Redis script sees a
-    /// later `TIME` than the one before (scripts run one at a time and take over a
-    /// microsecond), so time scores order ops exactly as they happened.
-    last_us: u64,
+    /// The drained uses being applied (kept for its allocation).
+    drained: Vec<Touch>,
     /// Leases by key: holder and end time. A held-back lease (after a failed recomputation)
     /// is `!` and the token, as in `lease.lua`.
     leases: HashMap<String, (Token, u64)>,
@@ -289,6 +313,9 @@ struct Slot {
 /// One structure: index, values, expiry times, and the structure's own deadline.
 #[derive(Debug)]
 struct MemStructure {
+    /// Unique in the process: a recorded use names its structure by it (a structure that was
+    /// removed and made again is another one).
+    id: u64,
     /// Microseconds after which the whole structure is gone (`None`: no TTL).
     deadline_us: Option<u64>,
     /// Entries, scores and expiry times by member (in Redis: the values hash, the index's
@@ -361,7 +388,9 @@ impl Order {
 
 impl MemStructure {
     fn new(rules: Rules, maxsize: u64, hash: KeyedHash) -> MemStructure {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         MemStructure {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             deadline_us: None,
             slots: HashMap::with_hasher(hash),
             order: Order::new(rules, maxsize),
@@ -538,6 +567,50 @@ impl MemStructure {
     }
 }
 
+/// What a lookup finds of a member at `now`, before it changes anything (as `get.lua`).
+enum Found {
+    /// No entry.
+    Missing,
+    /// An entry past its `keep_until`, which the lookup deletes.
+    Gone,
+    /// An entry past its entry TTL (a fail-safe fallback): not a use.
+    Expired(Arc<Vec<u8>>),
+    /// A live entry, stale or not: a use.
+    Live { stale: bool, entry: Arc<Vec<u8>> },
+}
+
+impl Found {
+    fn of(
+        s: Option<&MemStructure>,
+        member: &Member,
+        refresh_after: Option<Duration>,
+        now: u64,
+    ) -> Found {
+        let Some(entry) = s
+            .and_then(|s| s.slots.get(member))
+            .map(|slot| Arc::clone(&slot.entry))
+        else {
+            return Found::Missing;
+        };
+        let parsed = Entry::parse(&entry);
+        if parsed.is_some_and(|e| e.is_gone(now)) {
+            return Found::Gone;
+        }
+        if parsed.is_some_and(|e| e.is_expired(now)) {
+            return Found::Expired(entry);
+        }
+        // An entry's own refresh time (format 2) replaces the lookup's refresh-after.
+        let stale = match (refresh_after, parsed) {
+            (_, Some(e)) if e.refresh_at_us != 0 => e.is_due(now),
+            (Some(after), Some(e)) if !after.is_zero() => {
+                now.saturating_sub(e.written_at_us) >= store_micros(after)
+            }
+            _ => false,
+        };
+        Found::Live { stale, entry }
+    }
+}
+
 /// The timestamps of an entry written at `now` (as `put.lua`): durations count in whole
 /// milliseconds, as Redis receives them. The entry is served normally until its entry TTL and
 /// kept as a fallback until `keep` (max_stale) when that is longer; without an entry TTL,
@@ -577,16 +650,145 @@ impl MemoryStore {
         MemoryStore {
             clock,
             settings,
-            state: Mutex::new(State {
+            state: Padded(RwLock::new(Box::new(State {
                 structures: HashMap::with_hasher(hash),
-                last_us: 0,
+                drained: Vec::new(),
                 leases: HashMap::new(),
                 invalidated: HashMap::new(),
-            }),
+            }))),
+            last_us: Padded(AtomicU64::new(0)),
+            touches: Touches::new(),
             hash,
             #[cfg(test)]
             force_tree: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            locked_only: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The op time after `last` for an op that read `clock`: later than the previous op's.
+    fn next_time(clock: u64, last: u64) -> u64 {
+        clock.max(last.saturating_add(1))
+    }
+
+    /// Takes the next op time (under the write lock, or by a hit under the read lock).
+    fn tick(&self, clock: u64) -> u64 {
+        let mut last = self.last_us.0.load(Ordering::Relaxed);
+        loop {
+            let now = Self::next_time(clock, last);
+            match self.last_us.0.compare_exchange_weak(
+                last,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return now,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Serves a lookup under the read lock when it changes nothing but the policy's order
+    /// (recorded in the buffer). Otherwise (a lease to take, an entry or a structure past its
+    /// time to delete, a structure TTL to renew: a sliding TTL is renewed once it has run down
+    /// by a step, so most hits leave it as it is) the op goes on under the write lock, with
+    /// the op time this lookup took if it took one.
+    fn hit(&self, op: &StoreOp, clock: u64) -> Result<StoreReply, Option<u64>> {
+        let StoreOp::Get {
+            structure,
+            member,
+            refresh_after,
+            lease,
+            stamp: _,
+        } = op
+        else {
+            return Err(None);
+        };
+        #[cfg(test)]
+        if self.locked_only.load(Ordering::Relaxed) {
+            return Err(None);
+        }
+        // A TinyLfu hit also moves the hill climber, which may resize the segments: kept on
+        // the write path, where each hit applies at once (the replay applies uses only).
+        if self.settings.rules.touch == TouchRule::Segmented {
+            return Err(None);
+        }
+        let state = self.state.0.read().unwrap_or_else(|e| e.into_inner());
+        let s = state.structures.get(&structure.index);
+        // The time first (a short compare-and-swap loop: the line is shared with other
+        // threads' hits), then the judgement at it.
+        let now = self.tick(clock);
+        if s.is_some_and(|s| !s.is_alive(now)) {
+            return Err(Some(now));
+        }
+        let found = Found::of(s, member, *refresh_after, now);
+        // A use that would renew the structure TTL writes: under the write lock.
+        if self.settings.slide
+            && matches!(found, Found::Live { .. })
+            && s.is_some_and(|s| self.slide_due(s, now).is_some())
+        {
+            return Err(Some(now));
+        }
+        let (freshness, entry) = match found {
+            Found::Gone => return Err(Some(now)),
+            Found::Missing => (Freshness::Missing, None),
+            Found::Expired(entry) => (Freshness::Expired, Some(entry)),
+            Found::Live { stale: true, entry } => (Freshness::Stale, Some(entry)),
+            Found::Live {
+                stale: false,
+                entry,
+            } => (Freshness::Fresh, Some(entry)),
+        };
+        if lease.is_some() && freshness != Freshness::Fresh {
+            return Err(Some(now));
+        }
+        let used = matches!(freshness, Freshness::Fresh | Freshness::Stale);
+        let full = match s {
+            Some(s) if used && self.settings.rules.touch != TouchRule::None => {
+                self.touches.record(Touch {
+                    at_us: now,
+                    structure: s.id,
+                    member: *member,
+                })
+            }
+            _ => false,
+        };
+        drop(state);
+        if full {
+            let mut state = self.state.0.write().unwrap_or_else(|e| e.into_inner());
+            self.drain(&mut state);
+        }
+        Ok(StoreReply::Looked(Lookup {
+            freshness,
+            lease: LeaseState::NotAsked,
+            entry,
+            store_us: None,
+        }))
+    }
+
+    /// Applies the uses recorded by hits under the read lock, in the order of their times
+    /// (the caller holds the write lock). Each is the use its hit would have made under the
+    /// write lock, at its time: between two ops under the write lock, hits change nothing but
+    /// the order, and what each answered did not depend on the order, so applying them now,
+    /// in time order, leaves the order exactly as applying each at once would have.
+    fn drain(&self, state: &mut State) {
+        let mut drained = std::mem::take(&mut state.drained);
+        self.touches.drain_into(&mut drained);
+        if !drained.is_empty() {
+            // By id, for a binary search (most caches have one structure or a few).
+            let mut by_id: Vec<(u64, &mut MemStructure)> =
+                state.structures.values_mut().map(|s| (s.id, s)).collect();
+            by_id.sort_unstable_by_key(|(id, _)| *id);
+            for touch in &drained {
+                if let Ok(at) = by_id.binary_search_by_key(&touch.structure, |(id, _)| *id)
+                    && let Some((_, s)) = by_id.get_mut(at)
+                {
+                    self.touch(s, touch.member, touch.at_us);
+                }
+            }
+            drained.clear();
+        }
+        state.drained = drained;
     }
 
     /// Carries out one op; the embedded store cannot fail.
@@ -595,9 +797,19 @@ impl MemoryStore {
         // threads hitting one cache contend for nothing else); the time is still one that
         // passed during the op, and still later than the previous op's.
         let clock = self.clock.now_micros();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = clock.max(state.last_us + 1);
-        state.last_us = now;
+        let taken = match self.hit(&op, clock) {
+            Ok(reply) => return reply,
+            Err(taken) => taken,
+        };
+        let mut state = self.state.0.write().unwrap_or_else(|e| e.into_inner());
+        self.drain(&mut state);
+        // A lookup sent on from the read lock keeps the time it took when no op took a later
+        // one meanwhile: every op before it in time (every use drained) is before it, none
+        // after. (So one op takes one time, as before, where nothing runs alongside.)
+        let now = match taken {
+            Some(t) if self.last_us.0.load(Ordering::Relaxed) == t => t,
+            _ => self.tick(clock),
+        };
         if !state.leases.is_empty() {
             state.leases.retain(|_, (_, until)| *until > now);
         }
@@ -605,7 +817,7 @@ impl MemoryStore {
             structures: all,
             invalidated,
             ..
-        } = &mut *state;
+        } = &mut **state;
         // Structures whose TTL passed are gone, as Redis keys would be: the one this op
         // touches, or all of them for whole-cache ops.
         match &op {
@@ -801,15 +1013,20 @@ impl MemoryStore {
     /// Renews the structure TTL once it has run down by a step (as `slide` in `prelude.lua`:
     /// 1% of the TTL, at most a second).
     fn slide(&self, s: &mut MemStructure, now: u64) {
-        let Some(ttl) = self.settings.ttl else {
-            return;
-        };
+        if let Some(ttl_us) = self.slide_due(s, now) {
+            s.deadline_us = Some(now.saturating_add(ttl_us));
+        }
+    }
+
+    /// The structure TTL (microseconds) when a slide at `now` renews it, `None` when it
+    /// changes nothing: a hit in between needs no write for it.
+    fn slide_due(&self, s: &MemStructure, now: u64) -> Option<u64> {
+        let ttl = self.settings.ttl?;
         let ttl_us = store_micros(ttl);
         let step_us = (store_millis(ttl) / 100).min(1000) * 1000;
         let remaining_us = s.deadline_us.map_or(0, |d| d.saturating_sub(now));
-        if s.deadline_us.is_none() || ttl_us.saturating_sub(remaining_us) >= step_us {
-            s.deadline_us = Some(now.saturating_add(ttl_us));
-        }
+        (s.deadline_us.is_none() || ttl_us.saturating_sub(remaining_us) >= step_us)
+            .then_some(ttl_us)
     }
 
     /// A use of `member`, by the policy's touch rule (as `touch` in `prelude.lua`): the counter
@@ -845,45 +1062,36 @@ impl MemoryStore {
         let Some(s) = all.get_mut(&structure.index) else {
             return (Freshness::Missing, None);
         };
-        let Some(entry) = s.slots.get(&member).map(|slot| Arc::clone(&slot.entry)) else {
-            return (Freshness::Missing, None);
-        };
-        let parsed = Entry::parse(&entry);
-        if parsed.is_some_and(|e| e.is_gone(now)) {
-            s.remove_entry(&member);
-            if s.slots.is_empty() {
-                all.remove(&structure.index);
+        match Found::of(Some(s), &member, refresh_after, now) {
+            Found::Missing => (Freshness::Missing, None),
+            Found::Gone => {
+                s.remove_entry(&member);
+                if s.slots.is_empty() {
+                    all.remove(&structure.index);
+                }
+                (Freshness::Missing, None)
             }
-            return (Freshness::Missing, None);
-        }
-        if parsed.is_some_and(|e| e.is_expired(now)) {
-            return (Freshness::Expired, Some(entry));
-        }
-        if self.settings.rules.touch == TouchRule::Segmented {
-            // A hit counts for W-TinyLFU's hill climber, an overwrite does not.
-            s.tinylfu_hit(member);
-        } else {
-            self.touch(s, member, now);
-        }
-        if self.settings.slide {
-            self.slide(s, now);
-        }
-        // An entry's own refresh time (format 2) replaces the lookup's refresh-after.
-        let stale = match (refresh_after, parsed) {
-            (_, Some(e)) if e.refresh_at_us != 0 => e.is_due(now),
-            (Some(after), Some(e)) if !after.is_zero() => {
-                now.saturating_sub(e.written_at_us) >= store_micros(after)
+            Found::Expired(entry) => (Freshness::Expired, Some(entry)),
+            Found::Live { stale, entry } => {
+                if self.settings.rules.touch == TouchRule::Segmented {
+                    // A hit counts for W-TinyLFU's hill climber, an overwrite does not.
+                    s.tinylfu_hit(member);
+                } else {
+                    self.touch(s, member, now);
+                }
+                if self.settings.slide {
+                    self.slide(s, now);
+                }
+                (
+                    if stale {
+                        Freshness::Stale
+                    } else {
+                        Freshness::Fresh
+                    },
+                    Some(entry),
+                )
             }
-            _ => false,
-        };
-        (
-            if stale {
-                Freshness::Stale
-            } else {
-                Freshness::Fresh
-            },
-            Some(entry),
-        )
+        }
     }
 
     fn put(
@@ -955,22 +1163,328 @@ mod tests {
     use crate::policy::Policy;
 
     fn store(policy: Policy, maxsize: u64, tree: bool) -> MemoryStore {
+        store_with_clock(policy, maxsize, tree, None, Arc::new(ManualClock::new()))
+    }
+
+    /// A store with a sliding structure TTL of `ttl` if any.
+    fn store_with_clock(
+        policy: Policy,
+        maxsize: u64,
+        tree: bool,
+        ttl: Option<Duration>,
+        clock: Arc<ManualClock>,
+    ) -> MemoryStore {
         let naming = Naming::new("t:", "order", policy, Layout::Shared);
         let settings = StoreSettings {
             rules: policy.rules(),
             maxsize,
-            ttl: None,
-            slide: false,
+            ttl,
+            slide: ttl.is_some(),
             touch_batch: None,
             naming,
         };
-        let store = MemoryStore::new(settings, Arc::new(ManualClock::new()));
+        let store = MemoryStore::new(settings, clock);
         if tree {
             store
                 .force_tree
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         store
+    }
+
+    const POLICIES: [Policy; 7] = [
+        Policy::Lru,
+        Policy::LruT,
+        Policy::Fifo,
+        Policy::FifoT,
+        Policy::Lfu,
+        Policy::Mru,
+        Policy::Random,
+    ];
+
+    /// A random op on a few members of one structure: lookups (with and without a lease,
+    /// with a refresh-after), puts (some with an entry TTL), removals, peeks, counts.
+    fn random_op(rng: &mut fastrand::Rng, structure: &Structure, step: usize) -> StoreOp {
+        let member = [rng.u8(..9); 16];
+        match rng.u8(..20) {
+            0..=10 => StoreOp::Get {
+                structure: structure.clone(),
+                member,
+                refresh_after: rng.bool().then(|| Duration::from_millis(3)),
+                lease: (rng.u8(..4) == 0).then(|| LeaseRequest::new(Duration::from_secs(1))),
+                stamp: false,
+            },
+            11..=16 => StoreOp::Put {
+                structure: structure.clone(),
+                member,
+                head: [1, 1],
+                payload: vec![step as u8],
+                entry_ttl: rng.bool().then(|| Duration::from_millis(5)),
+                refresh_ms: 0,
+                keep: None,
+                release: None,
+                tagged: None,
+            },
+            17 => StoreOp::Remove {
+                structure: structure.clone(),
+                member,
+            },
+            18 => StoreOp::Peek {
+                structure: structure.clone(),
+                member,
+            },
+            _ => StoreOp::Len,
+        }
+    }
+
+    /// A structure's deadline and its members with their scores.
+    type Contents = (Option<u64>, Vec<(Member, u64)>);
+
+    /// Every structure's deadline and its members with their scores.
+    fn contents(store: &MemoryStore) -> Vec<Contents> {
+        let state = store.state.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = state
+            .structures
+            .values()
+            .map(|s| {
+                let mut members: Vec<_> = s.slots.iter().map(|(m, x)| (*m, x.score)).collect();
+                members.sort();
+                (s.deadline_us, members)
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Walks a structure's order and checks it against its slots: the same members, at most
+    /// `maxsize`, and a chain in strictly rising score order (what makes it the sorted set).
+    fn check_order(store: &MemoryStore, maxsize: usize) {
+        let state = store.state.0.read().unwrap_or_else(|e| e.into_inner());
+        for s in state.structures.values() {
+            assert!(s.len() <= maxsize, "{} entries over {maxsize}", s.len());
+            match &s.order {
+                Order::Chain(chain) => {
+                    let (mut at, mut seen, mut score) = (chain.head, 0, None);
+                    while at != NIL {
+                        let node = chain.nodes[at];
+                        let slot = &s.slots[&node.member];
+                        assert_eq!(slot.at, at);
+                        if store.settings.rules.touch != TouchRule::Counter
+                            && store.settings.rules.insert != InsertRule::Counter
+                        {
+                            assert!(score < Some(slot.score), "chain out of score order");
+                        }
+                        score = Some(slot.score);
+                        seen += 1;
+                        at = node.next;
+                    }
+                    assert_eq!(seen, s.slots.len());
+                }
+                Order::Tree(tree) => {
+                    assert_eq!(tree.len(), s.slots.len());
+                    for (member, slot) in &s.slots {
+                        assert!(tree.contains(&(slot.score, *member)));
+                    }
+                }
+                Order::Set(members) => assert_eq!(members.len(), s.slots.len()),
+                // Never on the read path (see `hit`): its own tests hold it to Redis.
+                Order::TinyLfu(_) => {}
+            }
+        }
+    }
+
+    /// Hits served under the read lock, by several threads, record their uses in the buffer;
+    /// applied later, they must leave exactly the order that applying each at once leaves.
+    /// Three threads take turns through one random op sequence (a deterministic schedule:
+    /// every op on its thread's stripe), and every answer (lookups, evictions, counts, the
+    /// entries with their times) equals that of a store that serves every op under the write
+    /// lock on one thread; the clock moves now and then, so entries go stale and expire (and,
+    /// with a sliding structure TTL of 100 ms, hits renew it every millisecond or so).
+    #[test]
+    fn buffered_hits_on_many_threads_answer_as_locked_ones_in_turn() {
+        use std::sync::atomic::AtomicUsize;
+        let ttls = [None, Some(Duration::from_millis(100))];
+        for (policy, ttl) in POLICIES.into_iter().flat_map(|p| ttls.map(|t| (p, t))) {
+            if policy == Policy::Random {
+                continue; // its victims are random
+            }
+            let (clock, reference_clock) = (Arc::new(ManualClock::new()), ManualClock::new());
+            let reference_clock = Arc::new(reference_clock);
+            let buffered = store_with_clock(policy, 4, false, ttl, Arc::clone(&clock));
+            let reference = store_with_clock(policy, 4, false, ttl, Arc::clone(&reference_clock));
+            reference.locked_only.store(true, Ordering::Relaxed);
+            let structure = buffered.settings.naming.structure("f");
+            let mut rng = fastrand::Rng::with_seed(11);
+            let ops: Vec<(StoreOp, bool)> = (0..3000)
+                .map(|step| (random_op(&mut rng, &structure, step), rng.u8(..8) == 0))
+                .collect();
+            let expected: Vec<StoreReply> = ops
+                .iter()
+                .map(|(op, advance)| {
+                    if *advance {
+                        reference_clock.advance(Duration::from_millis(1));
+                    }
+                    reference.apply(op.clone())
+                })
+                .collect();
+            let turn = AtomicUsize::new(0);
+            let answers: Vec<Vec<(usize, StoreReply)>> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..3)
+                    .map(|t| {
+                        let (ops, turn, buffered, clock) = (&ops, &turn, &buffered, &clock);
+                        scope.spawn(move || {
+                            let mut answers = Vec::new();
+                            for (i, (op, advance)) in ops.iter().enumerate() {
+                                if i % 3 != t {
+                                    continue;
+                                }
+                                while turn.load(Ordering::Acquire) != i {
+                                    std::thread::yield_now();
+                                }
+                                if *advance {
+                                    clock.advance(Duration::from_millis(1));
+                                }
+                                answers.push((i, buffered.apply(op.clone())));
+                                turn.store(i + 1, Ordering::Release);
+                            }
+                            answers
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("no panic"))
+                    .collect()
+            });
+            let mut answers: Vec<(usize, StoreReply)> = answers.into_iter().flatten().collect();
+            answers.sort_by_key(|(i, _)| *i);
+            for ((i, answer), expected) in answers.into_iter().zip(expected) {
+                assert_eq!(
+                    answer, expected,
+                    "{policy:?} {ttl:?}, op {i}: {:?}",
+                    ops[i].0
+                );
+            }
+            check_order(&buffered, 4);
+            // The same structures, deadlines (slid by the same hits) and scores.
+            let _ = (buffered.apply(StoreOp::Len), reference.apply(StoreOp::Len));
+            assert_eq!(
+                contents(&buffered),
+                contents(&reference),
+                "{policy:?} {ttl:?}"
+            );
+        }
+    }
+
+    /// Threads hitting, putting, removing and counting at once, with no schedule: the size
+    /// bound holds throughout, and the order stays the sorted set it stands for.
+    #[test]
+    fn concurrent_hits_puts_and_counts_keep_the_bound_and_the_order() {
+        for policy in POLICIES {
+            let store = store(policy, 8, false);
+            let structure = store.settings.naming.structure("f");
+            std::thread::scope(|scope| {
+                for t in 0..4u64 {
+                    let (store, structure) = (&store, &structure);
+                    scope.spawn(move || {
+                        let mut rng = fastrand::Rng::with_seed(t);
+                        for step in 0..3000 {
+                            // Mostly hits on a few hot members, as a cache sees them.
+                            let op = if rng.u8(..4) == 0 {
+                                random_op(&mut rng, structure, step)
+                            } else {
+                                StoreOp::Get {
+                                    structure: structure.clone(),
+                                    member: [rng.u8(..12); 16],
+                                    refresh_after: None,
+                                    lease: None,
+                                    stamp: false,
+                                }
+                            };
+                            if let StoreReply::Count(n) = store.apply(op.clone())
+                                && op == StoreOp::Len
+                            {
+                                assert!(n <= 8, "{policy:?}: {n} live entries over 8");
+                            }
+                        }
+                    });
+                }
+            });
+            // Apply what the last hits left in the buffer, then look.
+            let _ = store.apply(StoreOp::Len);
+            check_order(&store, 8);
+        }
+    }
+
+    /// A deterministic schedule across threads: after the fill, thread A uses 0, thread B
+    /// uses 1, thread A uses 2 (each waiting for the one before); the next puts evict the
+    /// least recently used first: 3, then 0, 1, 2 in the order of their uses.
+    #[test]
+    fn the_victim_is_the_exact_lru_one_after_hits_on_two_threads() {
+        for policy in [Policy::Lru, Policy::LruT] {
+            let store = store(policy, 4, false);
+            let structure = store.settings.naming.structure("f");
+            let put = |m: u8| StoreOp::Put {
+                structure: structure.clone(),
+                member: [m; 16],
+                head: [1, 1],
+                payload: vec![m],
+                entry_ttl: None,
+                refresh_ms: 0,
+                keep: None,
+                release: None,
+                tagged: None,
+            };
+            let get = |m: u8| StoreOp::Get {
+                structure: structure.clone(),
+                member: [m; 16],
+                refresh_after: None,
+                lease: None,
+                stamp: false,
+            };
+            for m in [3, 2, 1, 0] {
+                store.apply(put(m));
+            }
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for (thread, uses) in [(0, vec![(0, 0u8), (2, 2)]), (1, vec![(1, 1)])] {
+                    let (store, turn, get) = (&store, &turn, &get);
+                    scope.spawn(move || {
+                        let _ = thread;
+                        for (at, m) in uses {
+                            while turn.load(Ordering::Acquire) != at {
+                                std::thread::yield_now();
+                            }
+                            assert!(matches!(
+                                store.apply(get(m)),
+                                StoreReply::Looked(Lookup {
+                                    freshness: Freshness::Fresh,
+                                    ..
+                                })
+                            ));
+                            turn.store(at + 1, Ordering::Release);
+                        }
+                    });
+                }
+            });
+            for (new, victim) in [(10, 3), (11, 0), (12, 1), (13, 2)] {
+                assert_eq!(
+                    store.apply(put(new)),
+                    StoreReply::Stored {
+                        evicted: 1,
+                        reclaimed: 0
+                    }
+                );
+                assert_eq!(
+                    store.apply(StoreOp::Peek {
+                        structure: structure.clone(),
+                        member: [victim; 16]
+                    }),
+                    StoreReply::Flag(false),
+                    "{policy:?}: {victim} evicted for {new}"
+                );
+            }
+        }
     }
 
     /// The O(1) chain of the recency and insertion-order policies must evict exactly as the
