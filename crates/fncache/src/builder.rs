@@ -494,6 +494,8 @@ impl Builder {
                     self.ttl.map(crate::duration::setting),
                     self.policy.rules().touch,
                     naming.near_channel(),
+                    matches!(&backend, Backend::Redis(target) if target.is_cluster())
+                        && self.layout == Layout::ClusterPerFunction,
                 )))
             }
         };
@@ -564,11 +566,13 @@ fn check_near(
                  own): your cluster client, ConnectionManager or r2d2 pool do not say how",
             ));
         }
-        Backend::Redis(target) if target.is_cluster() && layout != Layout::Cluster => {
+        Backend::Redis(target)
+            if target.is_cluster()
+                && !matches!(layout, Layout::Cluster | Layout::ClusterPerFunction) =>
+        {
             return Err(Error::config(
-                "near_cache on a cluster needs Layout::Cluster, whose one structure shares the \
-                 hash slot of the near channel (sharded pub/sub); Layout::ClusterPerFunction \
-                 spreads structures over slots",
+                "near_cache on a cluster needs a cluster layout, whose structures share the \
+                 hash slot of their near channel (sharded pub/sub)",
             ));
         }
         Backend::Redis(_) => {}
