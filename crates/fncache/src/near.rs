@@ -237,6 +237,11 @@ impl Near {
             .then_some((self.channel.as_str(), &self.gate))
     }
 
+    /// The cache's channel (with a channel per structure, the name its links go by).
+    pub(crate) fn label(&self) -> &str {
+        &self.channel
+    }
+
     /// With a channel per structure: how to start the link of a structure's channel, called
     /// once per channel as its structure is first looked up.
     pub(crate) fn set_spawner(&self, spawner: Spawner) {

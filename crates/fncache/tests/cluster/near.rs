@@ -230,9 +230,49 @@ fn near_copies_stay_coherent_per_function_on_a_cluster() {
         .expect("a function on another node")
         .as_str();
 
-    for f in [x, y] {
+    for f in &functions {
         assert_eq!(warm_of(&a, f), 1);
     }
+    // Twelve channels, one connection per node that serves some of them.
+    let links: Vec<usize> = cluster
+        .primaries()
+        .into_iter()
+        .map(|port| {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query(&mut cluster.node_connection(port))
+                .unwrap();
+            list.lines()
+                .filter(|l| l.contains(" name=fncache-near:") && l.contains(&name))
+                .count()
+        })
+        .collect();
+    assert!(links.iter().all(|&n| n <= 1), "links per node: {links:?}");
+    assert!(links.iter().filter(|&&n| n == 1).count() >= 2, "{links:?}");
+    // Idle links probe their nodes and stay up.
+    // (A node link's probe is a SUBSCRIBE of the tracking channel again, see `per_node.rs`.)
+    let probes = || -> u64 {
+        cluster
+            .primaries()
+            .into_iter()
+            .map(|port| {
+                let info: String = redis::cmd("INFO")
+                    .arg("commandstats")
+                    .query(&mut cluster.node_connection(port))
+                    .unwrap();
+                info.lines()
+                    .find_map(|l| l.strip_prefix("cmdstat_subscribe:calls="))
+                    .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+            })
+            .sum()
+    };
+    let (resets, probed) = (a.stats().near_resets, probes());
+    thread::sleep(Duration::from_millis(2500)); // time for the links' probes to go out
+    assert!(probes() > probed, "the idle links probed their nodes");
+    assert_eq!(a.stats().near_resets, resets, "idle links stayed up");
+    let hits = a.stats().near_hits;
+    assert_eq!(read_of(&a, x), 1);
+    assert_eq!(a.stats().near_hits, hits + 1);
     b.put(x, &(1u64,), &2u64).unwrap();
     converges_of(&a, x, 1, 2, "put");
     assert_eq!(warm_of(&a, y), 1, "another node's copy stays");
@@ -246,6 +286,8 @@ fn near_copies_stay_coherent_per_function_on_a_cluster() {
         b.put_with(&tagged, f, &(1u64,), &3u64).unwrap();
     }
     for f in [x, y] {
+        // B's message may reach A a little after B's put returns.
+        converges_of(&a, f, RECOMPUTED, 3, "put after invalidate");
         assert_eq!(warm_of(&a, f), 3);
     }
     assert!(b.invalidate_tag("t").unwrap() >= 2);
@@ -255,6 +297,7 @@ fn near_copies_stay_coherent_per_function_on_a_cluster() {
     // x's slot moves to another primary: its node ends the subscription, A drops its copies
     // and follows the slot.
     b.put(x, &(1u64,), &4u64).unwrap();
+    converges_of(&a, x, RECOMPUTED, 4, "put before the move");
     assert_eq!(warm_of(&a, x), 4);
     let slot = cluster.slot_of(&x_key);
     let to = *cluster.primaries().iter().find(|&&p| p != x_node).unwrap();
@@ -268,4 +311,51 @@ fn near_copies_stay_coherent_per_function_on_a_cluster() {
     assert_eq!(warm_of(&a, x), 4, "the link follows the slot");
     b.put(x, &(1u64,), &5u64).unwrap();
     converges_of(&a, x, 4, 5, "put after the move");
+
+    // y's primary dies: A drops its copies at once, and once the replica has taken over, its
+    // link subscribes y's channel there.
+    let y_node = node_of(y).0;
+    b.put(y, &(1u64,), &6u64).unwrap();
+    converges_of(&a, y, RECOMPUTED, 6, "put before the failover");
+    assert_eq!(warm_of(&a, y), 6);
+    let replicated: u64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut cluster.node_connection(y_node))
+        .unwrap();
+    assert_eq!(replicated, 1);
+    let replica = cluster.replica_of(y_node);
+    let resets = a.stats().near_resets;
+    let mut cluster = cluster;
+    cluster.kill(y_node);
+    until(
+        "the link to notice its node died",
+        Duration::from_secs(5),
+        || a.stats().near_resets > resets,
+    );
+    cluster.promote(replica);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.put(y, &(1u64,), &7u64).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "B cannot write after the failover"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = read_of(&a, y);
+        assert_ne!(value, 6, "a copy from before the failover");
+        if value == 7 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never saw the new value ({value})"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(warm_of(&a, y), 7, "the link is back, on the new primary");
+    b.put(y, &(1u64,), &8u64).unwrap();
+    converges_of(&a, y, 7, 8, "put after the failover");
 }

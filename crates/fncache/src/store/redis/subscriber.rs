@@ -23,14 +23,14 @@
 //!
 //! In `Layout::ClusterPerFunction` every structure has a channel of its own, with the
 //! structure's hash tag (see `near::structure_channel`), so the scripts' `SPUBLISH` stays in the
-//! slot of the keys they touch: the near cache starts a link per channel (a thread and a
-//! connection each, to that slot's primary) as each structure is first looked up, and makes no
-//! copy of a structure until its channel's subscription is confirmed.
+//! slot of the keys they touch: the channels of one node share a connection (see `per_node`).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::near::{Gate, Near, wall_us};
+
+mod per_node;
 
 /// How long a read waits before the thread checks that its cache is still alive.
 const POLL: Duration = Duration::from_millis(200);
@@ -72,9 +72,13 @@ pub(crate) fn spawn(target: LinkTarget, near: &Arc<Near>) {
     let weak = Arc::downgrade(near);
     match near.channel() {
         Some((channel, gate)) => start(target, weak, channel.to_owned(), Arc::clone(gate)),
-        None => near.set_spawner(Box::new(move |channel, gate| {
-            start(target.clone(), weak.clone(), channel, gate);
-        })),
+        None => {
+            let resolver = per_node::start(target, weak, near.label().to_owned());
+            near.set_spawner(Box::new(move |channel, gate| {
+                // A resolver that ended (the cache is being dropped) leaves the gate down.
+                let _ = resolver.send(per_node::wanted(channel, gate));
+            }));
+        }
     }
 }
 
