@@ -215,8 +215,9 @@ impl Builder {
     /// every copy goes and calls go to Redis until it is back.
     ///
     /// Needs a Redis server reached by URL or [`Builder::redis_client`], or a cluster reached by
-    /// [`Builder::redis_cluster`] with [`Layout::Cluster`] (sharded pub/sub on the node of the
-    /// structure's slot); not the embedded store (in the process already), nor a cluster
+    /// [`Builder::redis_cluster`] with [`Layout::Cluster`] or [`Layout::ClusterPerFunction`]
+    /// (sharded pub/sub on the node of each structure's slot, a channel per structure in the
+    /// latter, subscribed as its function is first used); not the embedded store (in the process already), nor a cluster
     /// client, `ConnectionManager` or r2d2 pool of yours (they do not say how to open the
     /// link's own connection); a sliding structure TTL or none ([`Builder::update_ttl`]`(false)`
     /// with a TTL is refused: a copy could not know when the structure ends), and `maxsize`

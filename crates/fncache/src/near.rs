@@ -4,7 +4,11 @@
 //! Everything here is pure state and decisions, shared by both front-ends through the call
 //! machine (`call/`): whether a copy may be served, how long a copy may live, whether a
 //! lookup's answer may become a copy. The link that feeds it (`store/redis/subscriber.rs`)
-//! only calls [`Near::link_up`], [`Near::link_down`] and [`Near::message`].
+//! only calls [`Near::link_up`], [`Near::link_down`] and [`Near::message`], each link for its
+//! channel's [`Gate`]: one for the cache, or in `Layout::ClusterPerFunction` on a cluster one
+//! per structure, made as the structure is first looked up. A copy is made only under a ticket
+//! taken while its structure's gate was up and unchanged until the copy is in, and served only
+//! while that gate is up; any gate going down drops every copy.
 //!
 //! # Why copies are never stale once a change is heard
 //! Every change of an entry is made by a script, which publishes the members it changed on
