@@ -119,6 +119,9 @@ impl Gate {
     }
 }
 
+/// The gates of a cache with a channel per structure, by channel.
+type Gates = Mutex<HashMap<String, Arc<Gate>>>;
+
 /// Starts the link of one channel (`store/redis/subscriber.rs`), for the gates made on demand.
 pub(crate) type Spawner = Box<dyn Fn(String, Arc<Gate>) + Send + Sync>;
 
@@ -176,7 +179,7 @@ pub(crate) struct Near {
     gate: Arc<Gate>,
     /// `Layout::ClusterPerFunction` on a cluster: a subscription per structure's channel,
     /// made as each structure is first looked up, and how to start its link.
-    per_structure: Option<(Mutex<HashMap<String, Arc<Gate>>>, OnceLock<Spawner>)>,
+    per_structure: Option<(Gates, OnceLock<Spawner>)>,
     invalidations: AtomicU64,
     resets: AtomicU64,
     uses: Mutex<Uses>,
@@ -728,6 +731,58 @@ mod tests {
             "the link changed during the lookup"
         );
         assert_eq!(near.counts(), (0, 2));
+    }
+
+    #[test]
+    fn with_a_channel_per_structure_each_gate_guards_its_structures_copies() {
+        let near = Near::new(
+            NearSettings {
+                maxsize: 100,
+                ttl: Duration::from_secs(60),
+            },
+            None,
+            TouchRule::Time,
+            "ch".into(),
+            true,
+        );
+        let started: Arc<Mutex<Vec<(String, Arc<Gate>)>>> = Arc::default();
+        let log = Arc::clone(&started);
+        near.set_spawner(Box::new(move |channel, gate| {
+            log.lock().unwrap().push((channel, gate));
+        }));
+        let naming = Naming::new("p:", "n", Policy::LruT, Layout::ClusterPerFunction);
+        let (f, g) = (naming.structure("f"), naming.structure("g"));
+        let (mf, mg) = ([1; 16], [2; 16]);
+        // The first lookup starts the channel's link; nothing is kept until it is up.
+        assert!(near.begin(&f, &mf).is_none());
+        assert!(near.begin(&f, &mf).is_none(), "started once");
+        assert!(near.begin(&g, &mg).is_none());
+        let gates = started.lock().unwrap().clone();
+        assert_eq!(gates.len(), 2);
+        assert_eq!(gates[0].0, structure_channel(&f));
+        assert!(gates[0].0.ends_with("}:near") && gates[0].0.contains("-cm:f#{"));
+        near.link_up(&gates[0].1, 0);
+        assert!(near.is_up(&f) && !near.is_up(&g));
+        let ticket = near.begin(&f, &mf).unwrap();
+        near.offer(ticket, &f, mf, &entry(Duration::ZERO, None), None);
+        assert!(near.get(&mf, None).is_some());
+        assert!(
+            near.begin(&g, &mg).is_none(),
+            "g's channel is not confirmed"
+        );
+        // A lookup of f in flight while g's link comes up is refused (simpler, and safe).
+        let in_flight = near.begin(&f, &mf).unwrap();
+        near.link_up(&gates[1].1, 0);
+        near.forget(&mf);
+        near.offer(in_flight, &f, mf, &entry(Duration::ZERO, None), None);
+        assert!(near.get(&mf, None).is_none());
+        let ticket = near.begin(&f, &mf).unwrap();
+        near.offer(ticket, &f, mf, &entry(Duration::ZERO, None), None);
+        // Losing g's link drops f's copies too, and g's gate stays down until it is back.
+        near.link_down(&gates[1].1);
+        assert!(near.get(&mf, None).is_none());
+        assert!(near.begin(&g, &mg).is_none());
+        assert!(near.begin(&f, &mf).is_some());
     }
 
     #[test]
