@@ -745,7 +745,8 @@ mod tests {
             "ch".into(),
             true,
         );
-        let started: Arc<Mutex<Vec<(String, Arc<Gate>)>>> = Arc::default();
+        type Started = Mutex<Vec<(String, Arc<Gate>)>>;
+        let started: Arc<Started> = Arc::default();
         let log = Arc::clone(&started);
         near.set_spawner(Box::new(move |channel, gate| {
             log.lock().unwrap().push((channel, gate));
