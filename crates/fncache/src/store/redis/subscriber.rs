@@ -54,7 +54,6 @@ pub(crate) fn link_name(channel: &str) -> String {
 }
 
 /// Where a link connects.
-#[derive(Clone)]
 pub(crate) enum LinkTarget {
     /// One server.
     Server(Box<redis::Client>),

@@ -7,10 +7,11 @@
 //! it to that node's thread, started on demand. A node thread holds one RESP3 connection,
 //! `SSUBSCRIBE`s the channels it is given, one command each, and opens a channel's gate only
 //! when the node confirms that subscription. A channel whose slot moves (the node's
-//! `sunsubscribe`), or that the node refuses, goes down (every copy is dropped, see
-//! `Near::link_down`) and back to the resolver; a connection that fails takes all its
-//! channels down and back to the resolver, and its thread ends. A channel that keeps failing
-//! is retried after a pause doubling from [`RETRY_FIRST`] to [`RETRY_MAX`].
+//! `sunsubscribe`) goes down (every copy is dropped, see `Near::link_down`) and back to the
+//! resolver, as does one the node does not confirm within [`AWAIT_MAX`] (refused, or its slot
+//! gone meanwhile); a connection that fails takes all its channels down and back to the
+//! resolver, and its thread ends. A channel that keeps failing is retried after a pause
+//! doubling from [`RETRY_FIRST`] to [`RETRY_MAX`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
