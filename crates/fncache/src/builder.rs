@@ -215,8 +215,9 @@ impl Builder {
     /// every copy goes and calls go to Redis until it is back.
     ///
     /// Needs a Redis server reached by URL or [`Builder::redis_client`], or a cluster reached by
-    /// [`Builder::redis_cluster`] with [`Layout::Cluster`] (sharded pub/sub on the node of the
-    /// structure's slot); not the embedded store (in the process already), nor a cluster
+    /// [`Builder::redis_cluster`] with [`Layout::Cluster`] or [`Layout::ClusterPerFunction`]
+    /// (sharded pub/sub on the node of each structure's slot, a channel per structure in the
+    /// latter, subscribed as its function is first used); not the embedded store (in the process already), nor a cluster
     /// client, `ConnectionManager` or r2d2 pool of yours (they do not say how to open the
     /// link's own connection); a sliding structure TTL or none ([`Builder::update_ttl`]`(false)`
     /// with a TTL is refused: a copy could not know when the structure ends), and `maxsize`
@@ -494,6 +495,8 @@ impl Builder {
                     self.ttl.map(crate::duration::setting),
                     self.policy.rules().touch,
                     naming.near_channel(),
+                    matches!(&backend, Backend::Redis(target) if target.is_cluster())
+                        && self.layout == Layout::ClusterPerFunction,
                 )))
             }
         };
@@ -564,11 +567,13 @@ fn check_near(
                  own): your cluster client, ConnectionManager or r2d2 pool do not say how",
             ));
         }
-        Backend::Redis(target) if target.is_cluster() && layout != Layout::Cluster => {
+        Backend::Redis(target)
+            if target.is_cluster()
+                && !matches!(layout, Layout::Cluster | Layout::ClusterPerFunction) =>
+        {
             return Err(Error::config(
-                "near_cache on a cluster needs Layout::Cluster, whose one structure shares the \
-                 hash slot of the near channel (sharded pub/sub); Layout::ClusterPerFunction \
-                 spreads structures over slots",
+                "near_cache on a cluster needs a cluster layout, whose structures share the \
+                 hash slot of their near channel (sharded pub/sub)",
             ));
         }
         Backend::Redis(_) => {}

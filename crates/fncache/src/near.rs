@@ -4,7 +4,11 @@
 //! Everything here is pure state and decisions, shared by both front-ends through the call
 //! machine (`call/`): whether a copy may be served, how long a copy may live, whether a
 //! lookup's answer may become a copy. The link that feeds it (`store/redis/subscriber.rs`)
-//! only calls [`Near::link_up`], [`Near::link_down`] and [`Near::message`].
+//! only calls [`Near::link_up`], [`Near::link_down`] and [`Near::message`], each link for its
+//! channel's [`Gate`]: one for the cache, or in `Layout::ClusterPerFunction` on a cluster one
+//! per structure, made as the structure is first looked up. A copy is made only under a ticket
+//! taken while its structure's gate was up and unchanged until the copy is in, and served only
+//! while that gate is up; any gate going down drops every copy.
 //!
 //! # Why copies are never stale once a change is heard
 //! Every change of an entry is made by a script, which publishes the members it changed on
@@ -26,7 +30,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::codec::Entry;
@@ -91,12 +95,53 @@ struct NearCopy {
     /// (`None`: before this process's clock can tell), for the `refresh_after` of later calls.
     written: Option<Instant>,
     structure: Structure,
+    /// The link whose subscription covers the copy's structure: served only while it is up.
+    gate: Arc<Gate>,
+}
+
+/// One subscription of the link: a channel, up only once the server confirmed it. A cache has
+/// one, except on a cluster in `Layout::ClusterPerFunction`, where every structure has a
+/// channel of its own in its own slot (see [`Near::per_structure`]).
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// Subscribed: copies of its structures may be served and made.
+    up: AtomicBool,
+    /// Bumped by every change of this subscription (up or down).
+    generation: AtomicU64,
+    /// The server's clock less this process's, an upper bound, in microseconds (learned
+    /// by the link when it connects to the channel's node).
+    offset_us: AtomicI64,
+}
+
+impl Gate {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+}
+
+/// The gates of a cache with a channel per structure, by channel.
+type Gates = Mutex<HashMap<String, Arc<Gate>>>;
+
+/// Starts the link of one channel (`store/redis/subscriber.rs`), for the gates made on demand.
+pub(crate) type Spawner = Box<dyn Fn(String, Arc<Gate>) + Send + Sync>;
+
+/// The channel of one structure in `Layout::ClusterPerFunction` on a cluster: the structure's
+/// base (with its hash tag, so that the scripts' `SPUBLISH` stays in the slot of the keys they
+/// touch) and `:near`. Not a key.
+pub(crate) fn structure_channel(structure: &Structure) -> String {
+    let base = structure
+        .index
+        .strip_suffix(":0")
+        .unwrap_or(&structure.index);
+    format!("{base}:near")
 }
 
 /// A lookup's claim to turn its answer into a copy (see the module's documentation).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ticket {
     generation: u64,
+    gate: Arc<Gate>,
+    gate_generation: u64,
     stripe: u64,
     /// When the lookup was sent.
     started: Instant,
@@ -130,11 +175,11 @@ pub(crate) struct Near {
     generation: AtomicU64,
     /// Bumped by every invalidation of a member of the stripe (its first byte).
     stripes: Box<[AtomicU64]>,
-    /// The link is up: copies may be served and made.
-    up: AtomicBool,
-    /// The server's clock less this process's, an upper bound, in microseconds (learned
-    /// by the link when it connects).
-    offset_us: AtomicI64,
+    /// The cache's one subscription (every structure's, unless `per_structure`).
+    gate: Arc<Gate>,
+    /// `Layout::ClusterPerFunction` on a cluster: a subscription per structure's channel,
+    /// made as each structure is first looked up, and how to start its link.
+    per_structure: Option<(Gates, OnceLock<Spawner>)>,
     invalidations: AtomicU64,
     resets: AtomicU64,
     uses: Mutex<Uses>,
@@ -145,7 +190,7 @@ impl fmt::Debug for Near {
         f.debug_struct("Near")
             .field("settings", &self.settings)
             .field("channel", &self.channel)
-            .field("up", &self.up.load(Ordering::Relaxed))
+            .field("up", &self.gate.is_up())
             .field("copies", &self.copies.entry_count())
             .finish_non_exhaustive()
     }
@@ -162,11 +207,14 @@ impl Near {
     /// A near cache, down until its link is up. `structure_ttl` is the cache's sliding
     /// structure TTL, if any (a fixed one is refused by the builder: a copy could not know
     /// when it ends).
+    /// `per_structure`: a channel per structure (`Layout::ClusterPerFunction` on a cluster),
+    /// `channel` being then unused.
     pub(crate) fn new(
         settings: NearSettings,
         structure_ttl: Option<Duration>,
         touch: TouchRule,
         channel: String,
+        per_structure: bool,
     ) -> Near {
         // As the hit path's slide gate: a lookup leaves its structure at least its TTL less a
         // step (1% of it, at most a second) to live.
@@ -180,17 +228,55 @@ impl Near {
             copies: moka::sync::Cache::new(settings.maxsize),
             generation: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            up: AtomicBool::new(false),
-            offset_us: AtomicI64::new(0),
+            gate: Arc::default(),
+            per_structure: per_structure.then(Default::default),
             invalidations: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             uses: Mutex::new(Uses::default()),
         }
     }
 
-    /// The channel the cache's scripts announce changes on.
-    pub(crate) fn channel(&self) -> &str {
+    /// The channel the cache's scripts announce changes on, and its gate; `None` when every
+    /// structure has a channel of its own (see [`Near::set_spawner`]).
+    pub(crate) fn channel(&self) -> Option<(&str, &Arc<Gate>)> {
+        self.per_structure
+            .is_none()
+            .then_some((self.channel.as_str(), &self.gate))
+    }
+
+    /// The cache's channel (with a channel per structure, the name its links go by).
+    pub(crate) fn label(&self) -> &str {
         &self.channel
+    }
+
+    /// With a channel per structure: how to start the link of a structure's channel, called
+    /// once per channel as its structure is first looked up.
+    pub(crate) fn set_spawner(&self, spawner: Spawner) {
+        if let Some((_, spawn)) = &self.per_structure {
+            let _ = spawn.set(spawner);
+        }
+    }
+
+    /// The gate of `structure`'s channel; with a channel per structure, made (and its link
+    /// started) on first sight when `make`.
+    fn gate_of(&self, structure: &Structure, make: bool) -> Option<Arc<Gate>> {
+        let Some((gates, spawner)) = &self.per_structure else {
+            return Some(Arc::clone(&self.gate));
+        };
+        let channel = structure_channel(structure);
+        let mut gates = gates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gate) = gates.get(&channel) {
+            return Some(Arc::clone(gate));
+        }
+        if !make {
+            return None;
+        }
+        let spawn = spawner.get()?;
+        let gate = Arc::<Gate>::default();
+        gates.insert(channel.clone(), Arc::clone(&gate));
+        drop(gates);
+        spawn(channel, Arc::clone(&gate));
+        Some(gate)
     }
 
     /// The settings it was built with.
@@ -211,10 +297,10 @@ impl Near {
         member: &Member,
         refresh_after: Option<Duration>,
     ) -> Option<Arc<Vec<u8>>> {
-        if !self.up.load(Ordering::SeqCst) {
+        let copy = self.copies.get(member)?;
+        if !copy.gate.is_up() {
             return None;
         }
-        let copy = self.copies.get(member)?;
         let now = Instant::now();
         if now >= copy.until {
             self.copies.invalidate(member);
@@ -237,26 +323,33 @@ impl Near {
         self.copies.invalidate(member);
     }
 
-    /// A lookup of `member` is about to be sent: its claim to make a copy of the answer, or
-    /// `None` while the link is down.
-    pub(crate) fn begin(&self, member: &Member) -> Option<Ticket> {
+    /// A lookup of `member` of `structure` is about to be sent: its claim to make a copy of
+    /// the answer, or `None` while the link of the structure's channel is down (or, with a
+    /// channel per structure, not confirmed yet: the first lookup starts it).
+    pub(crate) fn begin(&self, structure: &Structure, member: &Member) -> Option<Ticket> {
+        let gate = self.gate_of(structure, true)?;
         // The generations before `up`: a link that comes up in between bumps the generation,
         // so such a ticket is refused later (see `link_up`).
         let generation = self.generation.load(Ordering::SeqCst);
+        let gate_generation = gate.generation.load(Ordering::SeqCst);
         let stripe = self.stripe(member).load(Ordering::SeqCst);
-        if !self.up.load(Ordering::SeqCst) {
+        if !gate.is_up() {
             return None;
         }
+        let server_us = wall_us().saturating_add(gate.offset_us.load(Ordering::SeqCst));
         Some(Ticket {
             generation,
+            gate,
+            gate_generation,
             stripe,
             started: Instant::now(),
-            server_us: wall_us().saturating_add(self.offset_us.load(Ordering::SeqCst)),
+            server_us,
         })
     }
 
     fn unchanged(&self, ticket: &Ticket, member: &Member) -> bool {
-        self.up.load(Ordering::SeqCst)
+        ticket.gate.is_up()
+            && ticket.gate.generation.load(Ordering::SeqCst) == ticket.gate_generation
             && self.generation.load(Ordering::SeqCst) == ticket.generation
             && self.stripe(member).load(Ordering::SeqCst) == ticket.stripe
     }
@@ -333,6 +426,7 @@ impl Near {
                 until,
                 written,
                 structure: structure.clone(),
+                gate: Arc::clone(&ticket.gate),
             }),
         );
         // An invalidation between the check and the insert may have missed the copy.
@@ -358,18 +452,21 @@ impl Near {
         self.resets.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The link is subscribed, and the server's clock is at most `offset_us` ahead of this
-    /// process's: copies may be made from lookups sent from now on.
-    pub(crate) fn link_up(&self, offset_us: i64) {
-        self.offset_us.store(offset_us, Ordering::SeqCst);
+    /// The link of `gate`'s channel is subscribed, and the server's clock is at most
+    /// `offset_us` ahead of this process's: copies may be made from lookups sent from now on.
+    pub(crate) fn link_up(&self, gate: &Gate, offset_us: i64) {
+        gate.offset_us.store(offset_us, Ordering::SeqCst);
+        gate.generation.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.up.store(true, Ordering::SeqCst);
+        gate.up.store(true, Ordering::SeqCst);
     }
 
-    /// The link is lost (or not up yet): changes may go unheard, so every copy goes and none
-    /// is served or made until it is back.
-    pub(crate) fn link_down(&self) {
-        let was_up = self.up.swap(false, Ordering::SeqCst);
+    /// The link of `gate`'s channel is lost (or not up yet): changes may go unheard, so every
+    /// copy goes (with a channel per structure, those of the other channels too: simpler, and
+    /// a lost link is rare) and none of its structures is served or made until it is back.
+    pub(crate) fn link_down(&self, gate: &Gate) {
+        let was_up = gate.up.swap(false, Ordering::SeqCst);
+        gate.generation.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.copies.invalidate_all();
         if was_up {
@@ -377,9 +474,10 @@ impl Near {
         }
     }
 
-    /// Is the link up (copies may be served and made)?
-    pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
+    /// Is the link of `structure`'s channel up (copies of it may be served and made)?
+    pub(crate) fn is_up(&self, structure: &Structure) -> bool {
+        self.gate_of(structure, false)
+            .is_some_and(|gate| gate.is_up())
     }
 
     /// A message of the channel: `m` and 16-byte members, or `*` for the whole cache; a
@@ -483,8 +581,9 @@ mod tests {
             structure_ttl,
             TouchRule::Time,
             "ch".into(),
+            false,
         );
-        near.link_up(0);
+        near.link_up(&Arc::clone(&near.gate), 0);
         near
     }
 
@@ -518,7 +617,7 @@ mod tests {
     #[test]
     fn a_copy_is_served_until_the_near_ttl() {
         let near = near(Duration::from_millis(30), None);
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         near.offer(ticket, &structure(), M, &entry(Duration::ZERO, None), None);
         assert!(near.get(&M, None).is_some());
         std::thread::sleep(Duration::from_millis(40)); // a copy's end, not isolation
@@ -532,7 +631,7 @@ mod tests {
         let e = entry(Duration::ZERO, Some(Duration::from_millis(20)));
         let written = entry(Duration::from_millis(50), None);
         let gone = entry(Duration::from_millis(50), Some(Duration::ZERO));
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         let (life, _) = near.life(&ticket, &e, None).unwrap();
         assert!(life <= Duration::from_millis(20), "{life:?}");
         // Written 50 ms ago, stale after 80 ms: at most 30 ms left.
@@ -548,9 +647,9 @@ mod tests {
         );
         assert!(near.life(&ticket, &gone, None).is_none(), "expired");
         // A server clock ahead of this process's shortens what is left.
-        near.link_up(micros(Duration::from_millis(15)));
+        near.link_up(&Arc::clone(&near.gate), micros(Duration::from_millis(15)));
         let e = entry(Duration::ZERO, Some(Duration::from_millis(20)));
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         let (life, _) = near.life(&ticket, &e, None).unwrap();
         assert!(life <= Duration::from_millis(5), "{life:?}");
     }
@@ -558,7 +657,7 @@ mod tests {
     #[test]
     fn a_copy_never_outlives_a_sliding_structure_ttl() {
         let near = near(Duration::from_secs(60), Some(Duration::from_secs(10)));
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         let (life, _) = near
             .life(&ticket, &entry(Duration::ZERO, None), None)
             .unwrap();
@@ -568,7 +667,7 @@ mod tests {
     #[test]
     fn a_later_call_with_a_shorter_refresh_after_goes_to_redis() {
         let near = near(Duration::from_secs(60), None);
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         near.offer(
             ticket,
             &structure(),
@@ -584,13 +683,13 @@ mod tests {
     #[test]
     fn an_answer_older_than_an_invalidation_is_not_kept() {
         let near = near(Duration::from_secs(60), None);
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         // The change's message arrives before the lookup's answer.
         near.message(Some(&[&b"m"[..], &M[..]].concat()));
         near.offer(ticket, &structure(), M, &entry(Duration::ZERO, None), None);
         assert!(near.get(&M, None).is_none());
         // Another member's change (another stripe) does not refuse it.
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         near.message(Some(&[&b"m"[..], &[4; 16][..]].concat()));
         near.offer(ticket, &structure(), M, &entry(Duration::ZERO, None), None);
         assert!(near.get(&M, None).is_some());
@@ -600,9 +699,9 @@ mod tests {
     #[test]
     fn a_reset_or_a_lost_link_drops_everything_and_refuses_answers_in_flight() {
         let near = near(Duration::from_secs(60), None);
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         near.offer(ticket, &structure(), M, &entry(Duration::ZERO, None), None);
-        let in_flight = near.begin(&M).unwrap();
+        let in_flight = near.begin(&structure(), &M).unwrap();
         near.message(Some(b"*"));
         assert!(near.get(&M, None).is_none());
         near.offer(
@@ -613,10 +712,13 @@ mod tests {
             None,
         );
         assert!(near.get(&M, None).is_none());
-        let in_flight = near.begin(&M).unwrap();
-        near.link_down();
-        assert!(near.begin(&M).is_none(), "no copies while the link is down");
-        near.link_up(0);
+        let in_flight = near.begin(&structure(), &M).unwrap();
+        near.link_down(&Arc::clone(&near.gate));
+        assert!(
+            near.begin(&structure(), &M).is_none(),
+            "no copies while the link is down"
+        );
+        near.link_up(&Arc::clone(&near.gate), 0);
         near.offer(
             in_flight,
             &structure(),
@@ -632,9 +734,62 @@ mod tests {
     }
 
     #[test]
+    fn with_a_channel_per_structure_each_gate_guards_its_structures_copies() {
+        let near = Near::new(
+            NearSettings {
+                maxsize: 100,
+                ttl: Duration::from_secs(60),
+            },
+            None,
+            TouchRule::Time,
+            "ch".into(),
+            true,
+        );
+        type Started = Mutex<Vec<(String, Arc<Gate>)>>;
+        let started: Arc<Started> = Arc::default();
+        let log = Arc::clone(&started);
+        near.set_spawner(Box::new(move |channel, gate| {
+            log.lock().unwrap().push((channel, gate));
+        }));
+        let naming = Naming::new("p:", "n", Policy::LruT, Layout::ClusterPerFunction);
+        let (f, g) = (naming.structure("f"), naming.structure("g"));
+        let (mf, mg) = ([1; 16], [2; 16]);
+        // The first lookup starts the channel's link; nothing is kept until it is up.
+        assert!(near.begin(&f, &mf).is_none());
+        assert!(near.begin(&f, &mf).is_none(), "started once");
+        assert!(near.begin(&g, &mg).is_none());
+        let gates = started.lock().unwrap().clone();
+        assert_eq!(gates.len(), 2);
+        assert_eq!(gates[0].0, structure_channel(&f));
+        assert!(gates[0].0.ends_with("}:near") && gates[0].0.contains("-cm:f#{"));
+        near.link_up(&gates[0].1, 0);
+        assert!(near.is_up(&f) && !near.is_up(&g));
+        let ticket = near.begin(&f, &mf).unwrap();
+        near.offer(ticket, &f, mf, &entry(Duration::ZERO, None), None);
+        assert!(near.get(&mf, None).is_some());
+        assert!(
+            near.begin(&g, &mg).is_none(),
+            "g's channel is not confirmed"
+        );
+        // A lookup of f in flight while g's link comes up is refused (simpler, and safe).
+        let in_flight = near.begin(&f, &mf).unwrap();
+        near.link_up(&gates[1].1, 0);
+        near.forget(&mf);
+        near.offer(in_flight, &f, mf, &entry(Duration::ZERO, None), None);
+        assert!(near.get(&mf, None).is_none());
+        let ticket = near.begin(&f, &mf).unwrap();
+        near.offer(ticket, &f, mf, &entry(Duration::ZERO, None), None);
+        // Losing g's link drops f's copies too, and g's gate stays down until it is back.
+        near.link_down(&gates[1].1);
+        assert!(near.get(&mf, None).is_none());
+        assert!(near.begin(&g, &mg).is_none());
+        assert!(near.begin(&f, &mf).is_some());
+    }
+
+    #[test]
     fn own_writes_drop_their_members() {
         let near = near(Duration::from_secs(60), None);
-        let ticket = near.begin(&M).unwrap();
+        let ticket = near.begin(&structure(), &M).unwrap();
         near.offer(ticket, &structure(), M, &entry(Duration::ZERO, None), None);
         let remove = StoreOp::Remove {
             structure: structure(),
@@ -648,7 +803,7 @@ mod tests {
     fn near_hits_are_applied_oldest_first_with_their_counts() {
         let near = near(Duration::from_secs(60), None);
         for m in [[1; 16], [2; 16]] {
-            let ticket = near.begin(&m).unwrap();
+            let ticket = near.begin(&structure(), &m).unwrap();
             near.offer(ticket, &structure(), m, &entry(Duration::ZERO, None), None);
         }
         near.get(&[2; 16], None);

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::decode_entry;
 use crate::core::Surface;
 use crate::flight::Role;
-use crate::near::{Near, Ticket as NearTicket};
+use crate::near::Ticket as NearTicket;
 use crate::stats::Event;
 
 use super::{Action, Call, Stage};
@@ -20,10 +20,13 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     /// ends costs one lookup, not one per concurrent caller. `Some`: follow the leader.
     #[inline(never)]
     pub(super) fn refill_flight(&mut self) -> Option<Action<T>> {
-        if !self.near.is_some_and(Near::is_up) || self.joined || self.request.is_none() {
+        if self.joined || self.request.is_none() {
             return None;
         }
-        let (_, member) = self.target.as_ref()?;
+        let (structure, member) = self.target.as_ref()?;
+        if !self.near.is_some_and(|near| near.is_up(structure)) {
+            return None;
+        }
         self.joined = true;
         match self.core.flights.join(*member) {
             Role::Leader(leader) => {
@@ -60,8 +63,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     /// The near cache's claim for the lookup about to be sent.
     #[inline(never)]
     pub(super) fn near_ticket(&self) -> Option<Box<NearTicket>> {
-        let (near, (_, member)) = (self.near?, self.target.as_ref()?);
-        near.begin(member).map(Box::new)
+        let (near, (structure, member)) = (self.near?, self.target.as_ref()?);
+        near.begin(structure, member).map(Box::new)
     }
 
     /// A fresh entry came from Redis: offered to the near cache under the lookup's ticket.

@@ -777,3 +777,105 @@ fn near_hits_reach_tinylfu() {
     assert!(!a.contains("f", &(10u64,)).unwrap());
     assert_eq!(climber_hits(), before + 5);
 }
+
+/// Round trips a private server took: read events (one per request or pipeline a client sent)
+/// less the link's `PING`s (it pings after a second of silence).
+fn round_trips(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("all").query(con).unwrap();
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|rest| rest.trim().parse().unwrap())
+            .unwrap_or(0)
+    };
+    let calls = |command: &str| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+            .unwrap_or(0)
+    };
+    field("total_reads_processed:") - calls("ping")
+}
+
+/// A batch serves the keys that have near copies without I/O, looks up only the others (in
+/// one round trip), makes copies of what Redis answers fresh, and a change in another process
+/// drops the copies a batch serves as it drops a single call's.
+#[test]
+fn batches_serve_and_make_near_copies() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    // Near hits applied to the index only after a minute: no extra op in the rounds counted.
+    let a = near_a(&server, &name, |b| {
+        b.near_cache_ttl(Duration::from_secs(60))
+            .touch_batch(Duration::from_secs(60))
+            .shared_stats(false)
+    });
+    let b = builder(&server, &name).build_blocking().unwrap();
+    for x in 1..=6u64 {
+        b.put("f", &(x,), &x).unwrap();
+    }
+    for x in 1..=3 {
+        assert_eq!(warm(&a, x), x);
+    }
+    let batch = |xs: &[u64]| -> Vec<u64> {
+        let args: Vec<(u64,)> = xs.iter().map(|&x| (x,)).collect();
+        a.get_or_compute_many("f", &args, |missing: Vec<(u64,)>| {
+            missing.iter().map(|_| RECOMPUTED).collect()
+        })
+        .unwrap()
+    };
+    let mut con = server.connection();
+    // Only copies: no round trip (the second INFO is the one read).
+    let (hits, reads) = (a.stats().near_hits, round_trips(&mut con));
+    assert_eq!(batch(&[1, 2, 3, 1]), [1, 2, 3, 1]);
+    let after = round_trips(&mut con);
+    assert_eq!(after - reads, 1, "near hits only");
+    assert_eq!(a.stats().near_hits - hits, 3);
+    // Copies and keys without: one round trip, for those only.
+    let (hits, reads) = (a.stats().near_hits, round_trips(&mut con));
+    assert_eq!(batch(&[4, 1, 5, 2]), [4, 1, 5, 2]);
+    let after = round_trips(&mut con);
+    assert_eq!(
+        after - reads,
+        2,
+        "one round trip, for the two keys without copies"
+    );
+    assert_eq!(a.stats().near_hits - hits, 2);
+    // What the batch found fresh in Redis is a copy now.
+    let (hits, reads) = (a.stats().near_hits, round_trips(&mut con));
+    assert_eq!(batch(&[4, 5]), [4, 5]);
+    let after = round_trips(&mut con);
+    assert_eq!(after - reads, 1, "copies made by a batch");
+    assert_eq!(a.stats().near_hits - hits, 2);
+    // A change in B reaches the copies a batch serves.
+    b.put("f", &(4u64,), &40u64).unwrap();
+    assert!(b.invalidate("f", &(1u64,)).unwrap());
+    let start = Instant::now();
+    loop {
+        let values = batch(&[1, 4, 5]);
+        if values == [RECOMPUTED, 40, 5] {
+            break;
+        }
+        assert!(
+            values[0] == 1 || values[0] == RECOMPUTED,
+            "neither old nor new: {values:?}"
+        );
+        assert!(
+            values[1] == 4 || values[1] == 40,
+            "neither old nor new: {values:?}"
+        );
+        assert!(
+            start.elapsed() < COHERENT_WITHIN,
+            "a batch served an old copy {:?} after the change",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for _ in 0..50 {
+        assert_eq!(
+            batch(&[1, 4, 5]),
+            [RECOMPUTED, 40, 5],
+            "an old copy came back"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use crate::codec::Entry;
 use crate::duration::store_millis;
 use crate::error::{Error, ErrorKind};
 use crate::key::Member;
-use crate::layout::{Naming, Structure};
+use crate::layout::{Layout, Naming, Structure};
 use crate::policy::{InsertRule, TinyLfuShape, TouchRule};
 use crate::store::{
     Began, Freshness, LeaseRequest, LeaseState, Lookup, StoreOp, StoreReply, StoreSettings,
@@ -538,7 +538,7 @@ impl Plan {
                     )
                     .arg(began_word(tagged.and_then(|t| t.began)))
                     .arg(refresh_ms)
-                    .arg(near_arg(&settings.naming, topology));
+                    .arg(near_arg(&settings.naming, topology, &structure));
                 single(inv, ReplyShape::Stored)
             }
             // Released now: the plain DELIFEQ where the server has it (decided once the plan
@@ -574,17 +574,21 @@ impl Plan {
             }
             StoreOp::Expire { structure, member } => {
                 let mut inv = ScriptCall::new(&EXPIRE, "expire.lua", 1);
-                inv.arg(&structure.values)
-                    .arg(&member[..])
-                    .arg(near_arg(&settings.naming, topology));
+                inv.arg(&structure.values).arg(&member[..]).arg(near_arg(
+                    &settings.naming,
+                    topology,
+                    &structure,
+                ));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Remove { structure, member } => {
                 let mut inv = ScriptCall::new(&REMOVE, "remove.lua", 3);
                 keys(&mut inv, &structure);
-                inv.arg(&member[..])
-                    .arg(kind)
-                    .arg(near_arg(&settings.naming, topology));
+                inv.arg(&member[..]).arg(kind).arg(near_arg(
+                    &settings.naming,
+                    topology,
+                    &structure,
+                ));
                 single(inv, ReplyShape::Flag)
             }
             StoreOp::Len => sweep(Sweep::Len, settings, topology),
@@ -842,7 +846,7 @@ impl Plan {
                     let request = sweep_request(
                         &state.sweep,
                         kind,
-                        &near_arg(&state.naming, state.topology),
+                        &near_arg(&state.naming, state.topology, &batch[0]),
                         &batch,
                     );
                     self.touched = batch;
@@ -877,7 +881,8 @@ impl SweepState {
             .filter_map(|k| self.naming.owned_structure(k))
             .filter(|s| self.seen.insert(s.index.clone()))
             .collect();
-        self.batches.extend(batches(self.topology, fresh));
+        self.batches
+            .extend(batches(self.topology, self.naming.layout(), fresh));
         Ok(())
     }
 }
@@ -902,13 +907,19 @@ fn per_node(reply: Value) -> Result<Vec<(String, Value)>, Error> {
 }
 
 /// Groups structures for sweep scripts: all in one script on a server; on a cluster, one
-/// script per hash slot, since a script's keys must share a slot.
-fn batches(topology: Topology, structures: Vec<Structure>) -> Vec<Vec<Structure>> {
+/// script per hash slot, since a script's keys must share a slot; in
+/// `Layout::ClusterPerFunction` one per structure, since each structure has its own near
+/// channel (two structures may share a slot, not a channel), and a script announces its
+/// changes on one.
+fn batches(topology: Topology, layout: Layout, structures: Vec<Structure>) -> Vec<Vec<Structure>> {
     if structures.is_empty() {
         return Vec::new();
     }
     match topology {
         Topology::Server => vec![structures],
+        Topology::Cluster if layout == Layout::ClusterPerFunction => {
+            structures.into_iter().map(|s| vec![s]).collect()
+        }
         Topology::Cluster => {
             let mut groups: Vec<(Slot, Vec<Structure>)> = Vec::new();
             for s in structures {
@@ -950,7 +961,7 @@ fn sweep_over(
         naming: naming.clone(),
         started: false,
         cursors: VecDeque::new(),
-        batches: batches(topology, structures).into(),
+        batches: batches(topology, naming.layout(), structures).into(),
         awaiting: Awaiting::Nothing,
         seen: HashSet::new(),
         total: 0,
@@ -993,15 +1004,17 @@ fn tag_keys(inv: &mut ScriptCall, s: &Structure) {
     inv.arg(&s.tags).arg(&s.tagged);
 }
 
-/// The near channel as the scripts take it (see `prelude.lua`): pub/sub on one server; on a
-/// cluster, sharded pub/sub in [`Layout::Cluster`](crate::Layout::Cluster), whose one structure
-/// shares the channel's hash slot, and none in the per-function layout (its structures spread
-/// over slots, and near caches refuse it).
-fn near_arg(naming: &Naming, topology: Topology) -> String {
+/// The near channel of `structure` as the scripts take it (see `prelude.lua`): pub/sub on one
+/// server; on a cluster sharded pub/sub, on the cache's channel in
+/// [`Layout::Cluster`](crate::Layout::Cluster), whose one structure shares its hash slot, and
+/// on the structure's own channel (with its hash tag) in the per-function layout.
+fn near_arg(naming: &Naming, topology: Topology, structure: &Structure) -> String {
     match (topology, naming.layout()) {
         (Topology::Server, _) => format!("p{}", naming.near_channel()),
-        (Topology::Cluster, crate::Layout::Cluster) => format!("s{}", naming.near_channel()),
-        (Topology::Cluster, _) => String::new(),
+        (Topology::Cluster, Layout::ClusterPerFunction) => {
+            format!("s{}", crate::near::structure_channel(structure))
+        }
+        (Topology::Cluster, _) => format!("s{}", naming.near_channel()),
     }
 }
 
@@ -1619,11 +1632,12 @@ mod tests {
         let same_slot_too = Structure::from_index_key("y:{my-tag}:0").unwrap();
         let out = batches(
             Topology::Cluster,
+            Layout::Cluster,
             vec![same_slot.clone(), shared.clone(), same_slot_too.clone()],
         );
         assert_eq!(out, vec![vec![same_slot, same_slot_too], vec![shared]]);
         assert_eq!(
-            batches(Topology::Server, Vec::new()),
+            batches(Topology::Server, Layout::Shared, Vec::new()),
             Vec::<Vec<Structure>>::new()
         );
     }

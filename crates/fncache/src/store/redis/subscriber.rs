@@ -20,11 +20,17 @@
 //! and `SSUBSCRIBE`s. A slot that moves (a migration, a failover that demotes the node) ends
 //! the subscription with an `sunsubscribe` push, and a dead node ends the connection: either is
 //! a lost link, and the link finds the slot's new node.
+//!
+//! In `Layout::ClusterPerFunction` every structure has a channel of its own, with the
+//! structure's hash tag (see `near::structure_channel`), so the scripts' `SPUBLISH` stays in the
+//! slot of the keys they touch: the channels of one node share a connection (see `per_node`).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::near::{Near, wall_us};
+use crate::near::{Gate, Near, wall_us};
+
+mod per_node;
 
 /// How long a read waits before the thread checks that its cache is still alive.
 const POLL: Duration = Duration::from_millis(200);
@@ -60,31 +66,46 @@ pub(crate) enum LinkTarget {
 
 /// Starts the link of `near`; it ends when the near cache is dropped (the thread holds it
 /// weakly).
+/// With a channel per structure, the links start as the structures are first looked up.
 pub(crate) fn spawn(target: LinkTarget, near: &Arc<Near>) {
     let weak = Arc::downgrade(near);
+    match near.channel() {
+        Some((channel, gate)) => start(target, weak, channel.to_owned(), Arc::clone(gate)),
+        None => {
+            let resolver = per_node::start(target, weak, near.label().to_owned());
+            near.set_spawner(Box::new(move |channel, gate| {
+                // A resolver that ended (the cache is being dropped) leaves the gate down.
+                let _ = resolver.send(per_node::wanted(channel, gate));
+            }));
+        }
+    }
+}
+
+/// Starts the link of `channel`, whose subscription `gate` says is up.
+fn start(target: LinkTarget, weak: Weak<Near>, channel: String, gate: Arc<Gate>) {
     let spawned = std::thread::Builder::new()
         .name("fncache-near".to_owned())
-        .spawn(move || run(&target, &weak));
+        .spawn(move || run(&target, &weak, &channel, &gate));
     if let Err(e) = spawned {
         // No link: the near cache stays down, and every call goes to Redis.
         tracing::warn!(error = %e, "fncache: the near cache's link thread did not start");
     }
 }
 
-fn run(target: &LinkTarget, weak: &Weak<Near>) {
+fn run(target: &LinkTarget, weak: &Weak<Near>, channel: &str, gate: &Gate) {
     let mut retry = RETRY_FIRST;
     loop {
-        let Some(near) = weak.upgrade() else { return };
-        let channel = near.channel().to_owned();
-        drop(near);
+        if weak.strong_count() == 0 {
+            return;
+        }
         let started = Instant::now();
         let sharded = matches!(target, LinkTarget::Cluster { .. });
-        let lost = match open(target, &channel).and_then(|con| prepare(con, &channel)) {
-            Ok((mut con, offset)) => listen(&mut con, weak, &channel, offset, sharded),
+        let lost = match open(target, channel).and_then(|con| prepare(con, channel)) {
+            Ok((mut con, offset)) => listen(&mut con, weak, (channel, gate), offset, sharded),
             Err(e) => Err(e),
         };
         let Some(near) = weak.upgrade() else { return };
-        near.link_down();
+        near.link_down(gate);
         if let Err(e) = lost {
             tracing::debug!(error = %e, channel, "fncache: near cache link lost or not up");
         }
@@ -267,7 +288,7 @@ fn subscribe(
 fn listen(
     con: &mut redis::Connection,
     weak: &Weak<Near>,
-    channel: &str,
+    (channel, gate): (&str, &Gate),
     offset: i64,
     sharded: bool,
 ) -> redis::RedisResult<()> {
@@ -283,7 +304,7 @@ fn listen(
     }
     let mut pubsub = con.as_pubsub();
     match weak.upgrade() {
-        Some(near) => near.link_up(offset),
+        Some(near) => near.link_up(gate, offset),
         None => return Ok(()),
     }
     pubsub.set_read_timeout(Some(POLL))?;
