@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::plan::{Plan, Request, Step};
 use super::script::is_noscript;
-use super::{AsyncRedis, BlockingRedis, CONNECT_TIMEOUT, is_reusable_after, topology};
-use crate::error::{Error, ErrorKind};
+use super::{AsyncRedis, BlockingRedis, is_reusable_after, topology};
+use crate::error::Error;
 use crate::store::{StoreOp, StoreReply, StoreSettings};
 
 /// One op of the batch.
@@ -208,13 +208,7 @@ impl BlockingRedis {
     ) -> Result<Vec<Result<StoreReply, Error>>, Error> {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
-        for request in self.memory.due(settings) {
-            if let Err(e) = con.send(&request)
-                && !is_reusable_after(&e)
-            {
-                return Err(Error::from_redis(e));
-            }
-        }
+        self.send_due(&mut con, settings)?;
         // What the ops may change of the near copies, dropped once the batch is over.
         let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
         let plans = ops
@@ -262,23 +256,8 @@ impl AsyncRedis {
         settings: &StoreSettings,
         timeout: Duration,
     ) -> Result<Vec<Result<StoreReply, Error>>, Error> {
-        let mut con = match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
-            Ok(con) => con?,
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Backend,
-                    format!("could not connect within {CONNECT_TIMEOUT:?}"),
-                ));
-            }
-        };
-        for request in self.memory.due(settings) {
-            if let Err(e) = self.send_on(&mut con, &request).await
-                && !is_reusable_after(&e)
-            {
-                self.reset();
-                return Err(Error::from_redis(e));
-            }
-        }
+        let mut con = self.connect_bounded().await?;
+        self.send_due(&mut con, settings).await?;
         // What the ops may change of the near copies, dropped once the batch is over.
         let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
         let plans = ops

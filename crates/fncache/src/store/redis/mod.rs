@@ -349,13 +349,7 @@ impl BlockingRedis {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        for request in self.memory.due(settings) {
-            if let Err(e) = con.send(&request)
-                && !is_reusable_after(&e)
-            {
-                return Err(Error::from_redis(e));
-            }
-        }
+        self.send_due(&mut con, settings)?;
         let change = self.memory.changes(&op);
         let (mut plan, renewing) = self.memory.plan(op, settings, topology(&self.target));
         let mut reply = None;
@@ -381,6 +375,20 @@ impl BlockingRedis {
             self.checkin(con);
         }
         result
+    }
+
+    /// Sends the uses recorded by earlier hits (`touch_batch`, near hits), so that the op
+    /// that follows on `con` (a put that evicts) sees them. A failure that leaves the
+    /// connection usable only delays them to the next op.
+    fn send_due(&self, con: &mut Pooled, settings: &StoreSettings) -> Result<(), Error> {
+        for request in self.memory.due(settings) {
+            if let Err(e) = con.send(&request)
+                && !is_reusable_after(&e)
+            {
+                return Err(Error::from_redis(e));
+            }
+        }
+        Ok(())
     }
 
     fn checkout(&self) -> Result<Pooled, Error> {
@@ -487,15 +495,7 @@ impl AsyncRedis {
     ) -> Result<StoreReply, Error> {
         // Connecting has its own bound: cutting a slow (TLS) handshake at the op timeout would
         // never let a cache connect at all.
-        let con = match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
-            Ok(con) => con?,
-            Err(_) => {
-                return Err(Error::new(
-                    crate::ErrorKind::Backend,
-                    format!("could not connect within {CONNECT_TIMEOUT:?}"),
-                ));
-            }
-        };
+        let con = self.connect_bounded().await?;
         let change = self.memory.changes(&op);
         let result = match tokio::time::timeout(timeout, self.run_on(con, op, settings)).await {
             Ok(result) => result,
@@ -515,14 +515,7 @@ impl AsyncRedis {
         settings: &StoreSettings,
     ) -> Result<StoreReply, Error> {
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        for request in self.memory.due(settings) {
-            if let Err(e) = self.send_on(&mut con, &request).await
-                && !is_reusable_after(&e)
-            {
-                self.reset();
-                return Err(Error::from_redis(e));
-            }
-        }
+        self.send_due(&mut con, settings).await?;
         let (mut plan, renewing) = self.memory.plan(op, settings, topology(&self.target));
         let result = self.drive(&mut plan, &mut con).await;
         self.memory.keep(&mut plan, renewing, &result);
@@ -564,6 +557,35 @@ impl AsyncRedis {
                 Request::AllPrimaries(_) | Request::OnNode(..) => Err(cluster::not_a_cluster()),
             },
             AsyncConnection::Cluster(con) => cluster::send_async(con, request).await,
+        }
+    }
+
+    /// [`BlockingRedis::send_due`] for the async driver (a broken connection is reset).
+    async fn send_due(
+        &self,
+        con: &mut AsyncConnection,
+        settings: &StoreSettings,
+    ) -> Result<(), Error> {
+        for request in self.memory.due(settings) {
+            if let Err(e) = self.send_on(con, &request).await
+                && !is_reusable_after(&e)
+            {
+                self.reset();
+                return Err(Error::from_redis(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection, within [`CONNECT_TIMEOUT`]: connecting has a bound of its own, apart
+    /// from the op timeout.
+    async fn connect_bounded(&self) -> Result<AsyncConnection, Error> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
+            Ok(con) => con,
+            Err(_) => Err(Error::new(
+                ErrorKind::Backend,
+                format!("could not connect within {CONNECT_TIMEOUT:?}"),
+            )),
         }
     }
 
@@ -645,15 +667,7 @@ impl BlockingRedis {
 impl AsyncRedis {
     /// Sends one request within `timeout` (connecting has its own bound, as in `run`).
     pub(crate) async fn send(&self, request: Request, timeout: Duration) -> Result<Value, Error> {
-        let con = match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
-            Ok(con) => con?,
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Backend,
-                    format!("could not connect within {CONNECT_TIMEOUT:?}"),
-                ));
-            }
-        };
+        let con = self.connect_bounded().await?;
         let sent = tokio::time::timeout(timeout, async move {
             match con {
                 AsyncConnection::Manager(mut con) => match &request {
