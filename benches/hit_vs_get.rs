@@ -26,10 +26,15 @@
 //! trip (the cache's overhead is mostly a fixed cost per call: a fast idle loopback shows the
 //! worst ratio) and on other load: compare ratios from one run, not across machines.
 //!
+//! - **size**: flat cost with size: a blocking hit (default policy, 100-byte value) on a random
+//!   key of a cache of 1M entries against one of a cache of 1k, interleaved, as wall time and
+//!   as Redis time per hit script (`INFO commandstats`), next to the same growth of a raw
+//!   `GET`'s Redis time over as many plain keys.
+//!
 //! `cargo bench --bench hit_vs_get` runs criterion's groups (`hit_<size>`, `store_<size>`)
 //! first, then the measured passes; `-- --quick` runs only the passes, shortened (under a
 //! minute); `-- --ratios` only the passes at full length; `-- --pass <blocking|server|async|
-//! memory>` one pass (for a profiler); `-- --test` everything once, as a smoke test.
+//! memory|size>` one pass (for a profiler); `-- --test` everything once, as a smoke test.
 
 #![allow(clippy::expect_used)]
 
@@ -79,6 +84,10 @@ const SCRIPT_GOAL_US: f64 = 2.5;
 const MEMORY_GOAL: f64 = 200.0;
 /// Server time of a hit under the opt-in `touch_batch`, against a `GET`'s.
 const BATCHED_GOAL: f64 = 2.0;
+/// Goal of issue 10: a hit in a cache of 1M entries at most this many times one in 1k.
+const FLAT_GOAL: f64 = 1.2;
+/// Entries of the small cache of the size pass.
+const SMALL_ENTRIES: usize = 1_000;
 /// The delay of the `touch_batch` variants.
 const TOUCH_BATCH: Duration = Duration::from_millis(5);
 
@@ -346,6 +355,8 @@ struct Sizes {
     async_ops: usize,
     /// Entries of the memory pass.
     entries: usize,
+    /// Entries of the large cache of the size pass (the small one holds [`SMALL_ENTRIES`]).
+    large_entries: usize,
 }
 
 impl Sizes {
@@ -356,6 +367,7 @@ impl Sizes {
         async_rounds: 15,
         async_ops: 64_000,
         entries: 100_000,
+        large_entries: 1_000_000,
     };
     const QUICK: Sizes = Sizes {
         rounds: 30,
@@ -364,6 +376,7 @@ impl Sizes {
         async_rounds: 5,
         async_ops: 8_000,
         entries: 100_000,
+        large_entries: 1_000_000,
     };
     const TEST: Sizes = Sizes {
         rounds: 2,
@@ -372,6 +385,7 @@ impl Sizes {
         async_rounds: 1,
         async_ops: 128,
         entries: 1_000,
+        large_entries: 4_000,
     };
 }
 
@@ -951,6 +965,151 @@ fn memory_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
     flush(&mut con);
 }
 
+/// Flat cost with size (issue 10, item 6): a blocking hit on a random key of a cache of
+/// `large_entries` against one of a cache of [`SMALL_ENTRIES`], both full of 100-byte values
+/// under the default policy, interleaved in chunks; wall time per hit and Redis time per hit
+/// script, each as the large cache's over the small one's (medians of per-round ratios).
+fn size_pass(server: &RedisServer, sizes: &Sizes, table: &mut Vec<Row>) {
+    let mut con = server.connection();
+    let _: () = redis::cmd("FLUSHALL")
+        .arg("SYNC")
+        .query(&mut con)
+        .expect("FLUSHALL");
+    let value = "v".repeat(100);
+    let build = |name: &str, entries: usize| {
+        Cache::builder(name)
+            .redis(server.url())
+            .op_timeout(Duration::from_secs(10))
+            .maxsize(entries)
+            .build_blocking()
+            .expect("a blocking cache")
+    };
+    let counts = [SMALL_ENTRIES, sizes.large_entries];
+    let caches = counts.map(|n| build(&format!("bench-size-{n}"), n));
+    let fill_started = Instant::now();
+    for (cache, &n) in caches.iter().zip(&counts) {
+        let keys: Vec<u64> = (0..n as u64).collect();
+        for chunk in keys.chunks(2_000) {
+            let got: Vec<String> = cache
+                .get_or_compute_many("size", chunk, |missing: Vec<u64>| {
+                    vec![value.clone(); missing.len()]
+                })
+                .expect("a fill batch");
+            assert_eq!(got.len(), chunk.len());
+        }
+        assert_eq!(cache.len().expect("len"), n, "every entry should be stored");
+    }
+    // The reference: Redis's own `GET` over as many plain keys, which is not flat either (at
+    // 1M keys its tables are out of the CPU's caches).
+    for &n in &counts {
+        for start in (0..n).step_by(1_000) {
+            let mut pipe = redis::pipe();
+            for i in start..(start + 1_000).min(n) {
+                pipe.cmd("SET")
+                    .arg(format!("bench:size:{n}:{i}"))
+                    .arg(&value)
+                    .ignore();
+            }
+            let _: () = pipe.query(&mut con).expect("SET pipeline");
+        }
+    }
+    let fill = fill_started.elapsed();
+    // A xorshift over the keys: the same sequence for both caches, no key twice in a row.
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n as u64
+    };
+    let chunk = sizes.chunk;
+    let mut wall_ratios = Vec::new();
+    let mut script_ratios = Vec::new();
+    let mut get_ratios = Vec::new();
+    let mut wall = [Vec::new(), Vec::new()];
+    let mut script = [Vec::new(), Vec::new()];
+    let mut get = [Vec::new(), Vec::new()];
+    for round in 0..sizes.rounds {
+        let mut times = [0.0; 2];
+        let mut usec = [0.0; 2];
+        let mut get_usec = [0.0; 2];
+        for k in 0..2 {
+            let i = (k + round) % 2;
+            let keys: Vec<u64> = (0..chunk).map(|_| next(counts[i])).collect();
+            reset_stats(&mut con);
+            let start = Instant::now();
+            for key in &keys {
+                let got: String = caches[i]
+                    .get_or_compute("size", key, || unreachable!("a hit was expected"))
+                    .expect("a hit");
+                black_box(got);
+            }
+            times[i] = micros(start.elapsed()) / chunk as f64;
+            let (calls, spent) = command_usec(&mut con, &["evalsha"]);
+            usec[i] = spent as f64 / calls.max(1) as f64;
+            let keys: Vec<String> = (0..chunk)
+                .map(|_| format!("bench:size:{}:{}", counts[i], next(counts[i])))
+                .collect();
+            reset_stats(&mut con);
+            for key in &keys {
+                let got: Option<String> = redis::cmd("GET").arg(key).query(&mut con).expect("GET");
+                assert!(got.is_some(), "raw GET should hit");
+            }
+            let (calls, spent) = command_usec(&mut con, &["get"]);
+            get_usec[i] = spent as f64 / calls.max(1) as f64;
+        }
+        wall_ratios.push(times[1] / times[0]);
+        script_ratios.push(usec[1] / usec[0]);
+        get_ratios.push(get_usec[1] / get_usec[0]);
+        for i in 0..2 {
+            wall[i].push(times[i]);
+            script[i].push(usec[i]);
+            get[i].push(get_usec[i]);
+        }
+    }
+    for cache in &caches {
+        let s = cache.stats();
+        assert!(
+            s.errors == 0 && s.hits >= (sizes.rounds * chunk) as u64,
+            "the size pass should see hits only: {s:?}"
+        );
+    }
+    let wall_ratio = median(wall_ratios);
+    let script_ratio = median(script_ratios);
+    let [wall_small, wall_large] = wall.map(median);
+    let [script_small, script_large] = script.map(median);
+    let [get_small, get_large] = get.map(median);
+    let get_ratio = median(get_ratios);
+    let large = sizes.large_entries;
+    println!(
+        "\n== flat cost with size: blocking hits (LruT, 100 B) on random keys, {large} entries vs \
+         {SMALL_ENTRIES} (filled in {:.1} s); median over {} rounds of {chunk} ==\n\
+         wall: {wall_large:.1} us vs {wall_small:.1} us per hit: {}\n\
+         hit script, Redis time: {script_large:.2} us vs {script_small:.2} us: {}\n\
+         reference, a raw GET's Redis time over as many keys: {get_large:.2} us vs \
+         {get_small:.2} us: {get_ratio:.2}x",
+        fill.as_secs_f64(),
+        sizes.rounds,
+        verdict(wall_ratio, FLAT_GOAL),
+        verdict(script_ratio, FLAT_GOAL),
+    );
+    table.push(Row::new(
+        format!("hit at {large} / at {SMALL_ENTRIES} entries, wall"),
+        wall_ratio,
+        FLAT_GOAL,
+    ));
+    table.push(Row::new(
+        format!("hit at {large} / at {SMALL_ENTRIES} entries, Redis time"),
+        script_ratio,
+        FLAT_GOAL,
+    ));
+    drop(caches);
+    let _: () = redis::cmd("FLUSHALL")
+        .arg("SYNC")
+        .query(&mut con)
+        .expect("FLUSHALL");
+}
+
 /// One line of the closing summary.
 struct Row {
     what: String,
@@ -1018,7 +1177,7 @@ fn main() {
         server.version(),
         std::env::consts::ARCH
     );
-    // `-- --pass <blocking|server|async|memory>`: that pass only (for a profiler).
+    // `-- --pass <blocking|server|async|memory|size>`: that pass only (for a profiler).
     let only = args
         .iter()
         .position(|a| a == "--pass")
@@ -1040,6 +1199,9 @@ fn main() {
     }
     if runs("memory") {
         memory_pass(&server, sizes, &mut table);
+    }
+    if runs("size") {
+        size_pass(&server, sizes, &mut table);
     }
 
     println!("\n== summary (blocking figures: 100-byte value) ==");
