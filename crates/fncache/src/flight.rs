@@ -123,8 +123,15 @@ impl Leader<'_> {
             }
         }
         *lock(&self.flight.outcome) = Some(value);
-        self.flight.threads.notify_all();
-        self.flight.tasks.notify_waiters();
+        // Out of the map, the flight can gain no follower: every follower cloned it from the
+        // map before (under the map's lock, so this count sees those clones). Nobody else
+        // holding it means nobody waits, and the wake-ups are skipped: std's `notify_all` is a
+        // `FUTEX_WAKE` system call whether or not a thread waits, and nearly every miss leads
+        // a flight of one.
+        if Arc::strong_count(&self.flight) > 1 {
+            self.flight.threads.notify_all();
+            self.flight.tasks.notify_waiters();
+        }
     }
 }
 
