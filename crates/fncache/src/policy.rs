@@ -28,13 +28,15 @@ pub enum Policy {
     /// W-TinyLFU, as Caffeine does it: a small LRU window (1% of `maxsize` to start with) in
     /// front of a segmented LRU main space (probation, and protected at 80% of it), and a
     /// count-min sketch of recent use frequencies (4-bit counters, halved every
-    /// `10 x maxsize` uses), kept for keys that are not cached too. When the window
-    /// overflows, its oldest entry enters probation, and a full cache keeps whichever of it
-    /// and probation's oldest entry the sketch says is used more often (ties keep the
-    /// incumbent): a burst of keys used once cannot flush frequently used entries. A hill
+    /// `5 x maxsize` uses, at least 1,280), kept for keys that are not cached too. When the
+    /// window overflows, its oldest entry enters probation, and a full cache keeps whichever of
+    /// it and probation's oldest entry the sketch says is used more often (ties keep the
+    /// incumbent, except that a candidate used 6 times or more wins one such duel in 128, as
+    /// Caffeine's): a burst of keys used once cannot flush frequently used entries. A hill
     /// climber moves the window's size once per sample, toward a better hit rate. The best
-    /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (no random
-    /// admission): the same calls give the same hits on Redis and on the embedded store. On
+    /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (the
+    /// one-in-128 draw comes from the sketch's use count and the key's hash): the same calls
+    /// give the same hits on Redis and on the embedded store. On
     /// Redis the sketch costs 8 bytes per entry of `maxsize` (rounded up to a power of two; at
     /// least 1 KiB, at most 8 MiB) in two more keys of the structure (`:5`, `:6`), and a hit
     /// runs six commands in its script instead of two.
