@@ -28,13 +28,15 @@ pub enum Policy {
     /// W-TinyLFU, as Caffeine does it: a small LRU window (1% of `maxsize` to start with) in
     /// front of a segmented LRU main space (probation, and protected at 80% of it), and a
     /// count-min sketch of recent use frequencies (4-bit counters, halved every
-    /// `10 x maxsize` uses), kept for keys that are not cached too. When the window
-    /// overflows, its oldest entry enters probation, and a full cache keeps whichever of it
-    /// and probation's oldest entry the sketch says is used more often (ties keep the
-    /// incumbent): a burst of keys used once cannot flush frequently used entries. A hill
+    /// `5 x maxsize` uses, at least 1,280), kept for keys that are not cached too. When the
+    /// window overflows, its oldest entry enters probation, and a full cache keeps whichever of
+    /// it and probation's oldest entry the sketch says is used more often (ties keep the
+    /// incumbent, except that a candidate used 6 times or more wins one such duel in 128, as
+    /// Caffeine's): a burst of keys used once cannot flush frequently used entries. A hill
     /// climber moves the window's size once per sample, toward a better hit rate. The best
-    /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (no random
-    /// admission): the same calls give the same hits on Redis and on the embedded store. On
+    /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (the
+    /// one-in-128 draw comes from the sketch's use count and the key's hash): the same calls
+    /// give the same hits on Redis and on the embedded store. On
     /// Redis the sketch costs 8 bytes per entry of `maxsize` (rounded up to a power of two; at
     /// least 1 KiB, at most 8 MiB) in two more keys of the structure (`:5`, `:6`), and a hit
     /// runs six commands in its script instead of two.
@@ -221,9 +223,14 @@ pub(crate) struct TinyLfuShape {
     pub(crate) protected: u64,
     /// 64-byte blocks of the sketch (a power of two, at least 16).
     pub(crate) blocks: u64,
-    /// Counted uses after which every counter is halved; also the number of lookups (hits
-    /// and inserts) over which the window's hill climber measures the hit rate, as Caffeine.
+    /// The number of lookups (hits and inserts) over which the window's hill climber measures
+    /// the hit rate: 10 x `maxsize` (at least 1,280), as Caffeine's sample.
     pub(crate) sample: u64,
+    /// Counted uses after which every counter is halved (aging): 5 x `maxsize`, at least
+    /// 1,280. Half Caffeine's period: popularity that moves (`lirs-sprite`, `lirs-multi2`)
+    /// is seen twice as fast, while the floor keeps a loop longer than a small cache
+    /// (`lirs-loop`) visible to the filter.
+    pub(crate) aging: u64,
     /// The hill climber's first step (entries the window grows or shrinks by): 6.25% of
     /// `maxsize`, at least 1, as Caffeine's.
     pub(crate) step: u64,
@@ -236,6 +243,9 @@ const SKETCH_CAPACITY_MAX: u64 = 1 << 20;
 /// still counts uses over a sample of 1,280, enough to see that the keys of a loop longer
 /// than the cache recur.
 const SKETCH_CAPACITY_MIN: u64 = 128;
+
+/// The fewest counted uses between two halvings of the sketch (see [`TinyLfuShape::aging`]).
+const AGING_MIN: u64 = 10 * SKETCH_CAPACITY_MIN;
 
 impl TinyLfuShape {
     pub(crate) fn new(maxsize: u64) -> TinyLfuShape {
@@ -253,18 +263,20 @@ impl TinyLfuShape {
             protected,
             blocks,
             sample: 10 * capacity,
+            aging: (5 * capacity).max(AGING_MIN),
             step: (maxsize / 16).max(1),
         }
     }
 
     /// The rule word the scripts receive for this policy (the touch rule of `get.lua`, the
-    /// insert rule of `put.lua`): `tlfu:` and the shape, `tlfu:window:protected:blocks:sample:step`.
+    /// insert rule of `put.lua`): `tlfu:` and the shape,
+    /// `tlfu:window:protected:blocks:sample:step:aging`.
     /// Carried in the rule word rather than in arguments of their own, so the scripts' other
     /// arguments keep their places.
     pub(crate) fn script_word(&self) -> String {
         format!(
-            "tlfu:{}:{}:{}:{}:{}",
-            self.window, self.protected, self.blocks, self.sample, self.step
+            "tlfu:{}:{}:{}:{}:{}:{}",
+            self.window, self.protected, self.blocks, self.sample, self.step, self.aging
         )
     }
 
@@ -302,13 +314,13 @@ mod tests {
     fn tinylfu_shapes_follow_caffeine() {
         let s = TinyLfuShape::new(1000);
         assert_eq!(
-            (s.window, s.protected, s.blocks, s.sample),
-            (10, 792, 128, 10_000)
+            (s.window, s.protected, s.blocks, s.sample, s.aging),
+            (10, 792, 128, 10_000, 5_000)
         );
         let s = TinyLfuShape::new(1);
         assert_eq!(
-            (s.window, s.protected, s.blocks, s.sample),
-            (1, 0, 16, 1280)
+            (s.window, s.protected, s.blocks, s.sample, s.aging),
+            (1, 0, 16, 1280, 1280)
         );
         let s = TinyLfuShape::new(u64::MAX);
         assert_eq!(s.blocks, (1 << 20) / 8);

@@ -331,3 +331,40 @@ fn tinylfu_agrees_with_the_model_through_aging() {
     assert_eq!(model.len().unwrap(), redis.len().unwrap());
     assert_eq!(model.len().unwrap(), 300);
 }
+
+/// `Policy::TinyLfu`'s random admission of warm candidates (Caffeine's guard against a hot
+/// victim that keeps every candidate out): a loop over 3 x `maxsize` keys keeps every key warm
+/// (a frequency of 7 or more), so nearly every miss is a duel of two warm keys that the victim
+/// wins on frequency alone, and only the deterministic 1-in-128 draw lets a candidate in. Redis
+/// must draw the same as the embedded store, call by call.
+#[test]
+fn tinylfu_admits_warm_candidates_like_the_model() {
+    let server = RedisServer::spawn();
+    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(10);
+    let model = configure(Cache::builder("warm")).build_blocking().unwrap();
+    let redis = configure(Cache::builder("warm"))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let execs = AtomicU64::new(0);
+    let mut hits = 0u32;
+    for step in 0..6_000u32 {
+        let x = step % 30;
+        let mut ran = [false; 2];
+        for (i, cache) in [&model, &redis].into_iter().enumerate() {
+            let before = execs.load(Ordering::SeqCst);
+            let v = cache
+                .get_or_compute("f", &(x,), || {
+                    execs.fetch_add(1, Ordering::SeqCst);
+                    x
+                })
+                .unwrap();
+            assert_eq!(v, x);
+            ran[i] = execs.load(Ordering::SeqCst) != before;
+        }
+        assert_eq!(ran[0], ran[1], "step {step}: f({x})");
+        hits += u32::from(!ran[0]);
+    }
+    // The filter holds most of the main space against the loop, as an LRU could not.
+    assert!(hits > 1_000, "{hits} hits");
+}

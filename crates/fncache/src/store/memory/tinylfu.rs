@@ -89,7 +89,7 @@ impl Sketch {
     }
 
     /// Counts one use of `member`: each of its counters below 15 grows by one; when one did,
-    /// the use counts toward the sample, at whose end every counter is halved (aging) and the
+    /// the use counts, and after `shape.aging` of them every counter is halved (aging) and the
     /// count too (as Caffeine, without its correction for odd counters).
     fn increment(&mut self, shape: &TinyLfuShape, member: &Member) {
         let mut added = false;
@@ -104,7 +104,7 @@ impl Sketch {
             return;
         }
         self.added += 1;
-        if self.added >= shape.sample {
+        if self.added >= shape.aging {
             // Redis halves a slice of the string when it is next used instead (tinylfu.lua):
             // the same counters are read either way.
             for byte in &mut self.bytes {
@@ -210,6 +210,17 @@ impl TinyLfu {
     fn len(&self, segment: u64) -> u64 {
         self.lens.get(segment as usize).copied().unwrap_or(0)
     }
+}
+
+/// The least frequency of a candidate that may be admitted against a victim used as often or
+/// more (Caffeine's `ADMIT_HASHDOS_THRESHOLD`).
+const WARM: u8 = 6;
+
+/// Caffeine's random admission (1 in 128) of a warm candidate, made deterministic so that
+/// Redis and the embedded store agree: the counted uses of the sketch plus the candidate's
+/// ninth byte (BLAKE3 output, like a hash of it), modulo 128 (as `tlfu_lucky` in tinylfu.lua).
+fn lucky(added: u64, candidate: &Member) -> bool {
+    added.wrapping_add(u64::from(candidate[8])) % 128 == 0
 }
 
 /// The most entries a resize of the window moves at once (Caffeine's queue transfer threshold).
@@ -341,13 +352,19 @@ impl MemStructure {
             let Some(t) = self.tinylfu() else { break };
             let victim = t.oldest(PROBATION);
             let loser = match (candidate.take(), victim) {
-                // The duel: the candidate stays only if it is used more often than the victim.
+                // The duel: the candidate stays if it is used more often than the victim, or,
+                // warm (a frequency of at least 6), once in 128 duels (Caffeine's guard against
+                // a hot victim that keeps out every candidate).
                 (Some(c), Some(v)) if c != v => {
                     let (fc, fv) = (
                         t.sketch.frequency(&t.shape, &c),
                         t.sketch.frequency(&t.shape, &v),
                     );
-                    if fc > fv { v } else { c }
+                    if fc > fv || (fc >= WARM && lucky(t.sketch.added, &c)) {
+                        v
+                    } else {
+                        c
+                    }
                 }
                 (Some(c), _) => c,
                 (None, _) => {

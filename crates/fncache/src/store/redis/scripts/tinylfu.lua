@@ -18,9 +18,9 @@
 --   A script reads it once (tlfu_load, with the slice of the member's counters), works on the
 --   table `st`, and writes it back once (tlfu_save): every field is an integer below 2^53,
 --   which Redis writes and Lua reads back exactly.
--- The shape {window, protected, blocks, sample, step} is computed by the client
+-- The shape {window, protected, blocks, sample, step, aging} is computed by the client
 -- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word:
--- 'tlfu:window:protected:blocks:sample:step' (tlfu_shape).
+-- 'tlfu:window:protected:blocks:sample:step:aging' (tlfu_shape).
 
 local SEG = 1125899906842624 -- 2^50
 local SLICE_BLOCKS = 16
@@ -41,7 +41,7 @@ local function tlfu_counters(member, blocks)
 end
 
 -- The bookkeeping of the meta hash, with the slice of `member`'s counters, in one HMGET.
--- shape: {window, protected, blocks, sample, step}.
+-- shape: {window, protected, blocks, sample, step, aging}.
 local function tlfu_load(meta, shape, member)
   local slice = math.floor(tlfu_counters(member, shape[3]) / SLICE_BLOCKS)
   local v = redis.call('HMGET', meta, 'c', 'n', 'e', 'h', 'm', 'r', 't', 'w', 'p', 's' .. slice)
@@ -105,8 +105,8 @@ local function tlfu_frequency(sketch, st, member)
 end
 
 -- Counts one use of `member`: each of its counters below 15 grows by one; when one did, the
--- use counts toward the sample, at whose end every counter is halved (see tlfu_age), and the
--- count too.
+-- use counts, and after `aging` of them every counter is halved (see tlfu_age), and the count
+-- too.
 local function tlfu_increment(sketch, st, member)
   local block, c = tlfu_counters(member, st.shape[3])
   tlfu_age(sketch, st, block)
@@ -116,7 +116,7 @@ local function tlfu_increment(sketch, st, member)
     'INCRBY', 'u4', '#' .. c[3], 1, 'INCRBY', 'u4', '#' .. c[4], 1)
   if v[1] < 15 or v[2] < 15 or v[3] < 15 or v[4] < 15 then
     st.n = st.n + 1
-    if st.n >= st.shape[4] then
+    if st.n >= st.shape[6] then
       st.n = math.floor(st.n / 2)
       st.e = st.e + 1
     end
@@ -151,6 +151,13 @@ local function tlfu_climb(st, hit)
   local quota = math.min(-amount, math.max(st.w - 1, 0), MOVES_MAX)
   st.w, st.p = st.w - quota, st.p + quota
   return -quota
+end
+
+-- Caffeine's random admission (1 in 128) of a warm candidate (a frequency of at least 6),
+-- deterministic: the counted uses of the sketch plus the candidate's ninth byte, modulo 128
+-- (as `lucky` in tinylfu.rs).
+local function tlfu_lucky(st, candidate)
+  return (st.n + string.byte(candidate, 9)) % 128 == 0
 end
 
 local function tlfu_oldest(index, segment)
@@ -212,7 +219,8 @@ end
 -- Inserts `member` (new) into the window, moves the window's overflow to probation, and
 -- evicts from the index down to maxsize: the first entry moved out of the window (the
 -- candidate) against probation's oldest (the victim), the one the sketch says is used less
--- often leaving (a tie keeps the victim). Returns the evicted members (their entries are the
+-- often leaving (a tie keeps the victim, but a warm candidate wins one duel in 128: see
+-- tlfu_lucky). Returns the evicted members (their entries are the
 -- caller's to delete).
 local function tlfu_insert(index, sketch, st, maxsize, member)
   tlfu_resize(index, st, tlfu_climb(st, false))
@@ -230,7 +238,8 @@ local function tlfu_insert(index, sketch, st, maxsize, member)
   while size > maxsize do
     local victim, loser = tlfu_oldest(index, 1), nil
     if candidate and victim and candidate ~= victim then
-      if tlfu_frequency(sketch, st, candidate) > tlfu_frequency(sketch, st, victim) then
+      local fc = tlfu_frequency(sketch, st, candidate)
+      if fc > tlfu_frequency(sketch, st, victim) or (fc >= 6 and tlfu_lucky(st, candidate)) then
         loser = victim
       else
         loser = candidate
