@@ -12,6 +12,7 @@
 //! (a current-thread runtime, one task), and `raw` makes them raw redis-rs `GET`s on one
 //! `MultiplexedConnection`: the difference of the two per-hit counts is the client CPU that
 //! fncache adds to a Redis hit (the server's time is not in it: callgrind sees one process).
+//! `batched` is `async` with `Builder::touch_batch` (a hit is one plain `HGET`).
 
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -28,7 +29,7 @@ fn main() {
         }
         "subscriber" => tracing::subscriber::set_global_default(probe::Subscriber::default())
             .expect("the first subscriber"),
-        "async" | "raw" => return redis_hits(hits, listener == "raw"),
+        "async" | "raw" | "batched" => return redis_hits(hits, &listener),
         "" => {}
         other => panic!("unknown listener `{other}`"),
     }
@@ -46,7 +47,7 @@ fn main() {
 }
 
 /// Async hits on the server at `REDIS_URL` (or raw `GET`s of one key), one task.
-fn redis_hits(hits: u64, raw: bool) {
+fn redis_hits(hits: u64, mode: &str) {
     let url = std::env::var("REDIS_URL").expect("REDIS_URL names the server");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,7 +55,7 @@ fn redis_hits(hits: u64, raw: bool) {
         .expect("a runtime");
     rt.block_on(async {
         let mut sum = 0u64;
-        if raw {
+        if mode == "raw" {
             let client = redis::Client::open(url).expect("a valid URL");
             let mut con = client
                 .get_multiplexed_async_connection()
@@ -75,10 +76,12 @@ fn redis_hits(hits: u64, raw: bool) {
                 sum += v;
             }
         } else {
-            let cache = fncache::Cache::builder("hit-instructions")
-                .redis(url)
-                .build()
-                .expect("valid config");
+            let mut builder =
+                fncache::Cache::builder(format!("hit-instructions-{mode}")).redis(url);
+            if mode == "batched" {
+                builder = builder.touch_batch(std::time::Duration::from_millis(5));
+            }
+            let cache = builder.build().expect("valid config");
             for _ in 0..=hits {
                 sum += cache
                     .get_or_compute("f", &(7u64,), || async { 49u64 })

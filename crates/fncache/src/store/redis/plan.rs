@@ -469,8 +469,11 @@ impl Plan {
                     tinylfu: tinylfu_shape(settings),
                 };
                 if batched {
-                    let mut hget = redis::cmd("HGET");
-                    hget.arg(&call.structure.values).arg(&call.member[..]);
+                    // Sized up front: growing a command's buffers one argument at a time
+                    // reallocates them on every hit.
+                    let values = &call.structure.values;
+                    let mut hget = redis::Cmd::with_capacity(3, 4 + values.len() + member.len());
+                    hget.arg("HGET").arg(values).arg(&call.member[..]);
                     State::Probe {
                         hget: Some(Request::Cmd(hget)),
                         record: (rules.touch == TouchRule::Time).then(|| RecordedUse {
