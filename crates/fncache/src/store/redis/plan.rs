@@ -8,7 +8,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::LazyLock;
 
 use redis::cluster_routing::Slot;
-use redis::{Script, Value};
+use std::io::Write;
+
+use redis::{RedisWrite, Script, ToRedisArgs, Value};
 
 use super::script::ScriptCall;
 
@@ -221,7 +223,7 @@ impl GetCall {
         // The lease key only when a lease is asked for: on a cluster, every declared key
         // must be on the node (a missing one mid-migration means TRYAGAIN).
         if lease.is_some() {
-            inv.arg(self.structure.lease_key(&self.member));
+            inv.arg(LeaseKey(&self.structure, &self.member));
         }
         if self.tinylfu.is_some() {
             inv.arg(&self.structure.sketch).arg(&self.structure.meta);
@@ -239,7 +241,8 @@ impl GetCall {
         }
         match lease {
             Some(lease) => {
-                inv.arg(store_millis(lease.ttl)).arg(lease.token());
+                inv.arg(store_millis(lease.ttl))
+                    .arg(&lease.token_digits()[..]);
             }
             None if self.stamp => {
                 inv.arg(0).arg("");
@@ -250,6 +253,21 @@ impl GetCall {
             inv.arg(1);
         }
         Request::Script(inv)
+    }
+}
+
+/// A lease key as a command's argument, written into the command's buffer (no string of its
+/// own, on every lookup).
+struct LeaseKey<'a>(&'a Structure, &'a Member);
+
+impl ToRedisArgs for LeaseKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let (base, suffix) = self.0.lease_key_parts(self.1);
+        let mut arg = out.writer_for_next_arg();
+        // The command's buffer is a `Vec`: writing to it cannot fail.
+        let _ = arg
+            .write_all(base.as_bytes())
+            .and_then(|()| arg.write_all(&suffix));
     }
 }
 
@@ -1336,6 +1354,8 @@ mod tests {
         };
         let words = get_words(&s, op, hints(false));
         assert_eq!(words[0], "4");
+        // The lease key, written into the command as `lease_key` spells it.
+        assert_eq!(words[4], structure.lease_key(b"0123456789abcdef"));
         assert_eq!(words[9..], ["0", "0", "2000", lease.token().as_str()]);
         // A tagged call asks for the server's clock, after the (empty) lease arguments.
         let op = StoreOp::Get {
