@@ -43,6 +43,11 @@ fn topology(target: &RedisTarget) -> Topology {
     }
 }
 
+/// The maps a hit looks up (structure names, members): SipHash, std's default, was a
+/// measurable part of a hit's client time; foldhash is seeded per process, so a caller still
+/// cannot steer keys into one bucket.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What a cache's plans learned about its server's commands (see [`Capabilities`]), shared by
 /// every op of the cache: probed once, not per op.
 /// 0 until something is learned.
@@ -80,7 +85,7 @@ impl Learned {
 /// after a hit the structure has at least its TTL less a step to live. Several processes
 /// renew once per step each; a TTL shortened from outside is renewed up to a step later.
 #[derive(Debug, Default)]
-struct SlideGate(Mutex<HashMap<String, Instant>>);
+struct SlideGate(Mutex<FastMap<String, Instant>>);
 
 impl SlideGate {
     /// Structures remembered at most; past that all are forgotten (each renews once more).
@@ -159,7 +164,7 @@ struct Pending {
     /// When the oldest use waiting was recorded.
     since: Option<Instant>,
     /// Per index key, the latest score of each member used.
-    uses: HashMap<String, HashMap<crate::key::Member, u64>>,
+    uses: FastMap<String, FastMap<crate::key::Member, u64>>,
 }
 
 impl Recorded {
@@ -174,14 +179,14 @@ impl Recorded {
         match pending.uses.get_mut(used.structure.index.as_str()) {
             Some(members) => Recorded::note(members, &used),
             None => {
-                let mut members = HashMap::new();
+                let mut members = FastMap::default();
                 Recorded::note(&mut members, &used);
                 pending.uses.insert(used.structure.index.clone(), members);
             }
         }
     }
 
-    fn note(members: &mut HashMap<crate::key::Member, u64>, used: &RecordedUse) {
+    fn note(members: &mut FastMap<crate::key::Member, u64>, used: &RecordedUse) {
         if members.len() < Recorded::MAX_MEMBERS || members.contains_key(&used.member) {
             let score = members.entry(used.member).or_default();
             *score = (*score).max(used.score);
