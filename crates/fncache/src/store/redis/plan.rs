@@ -178,7 +178,9 @@ enum State {
     /// One request, then read its reply.
     Single(Option<Request>, ReplyShape),
     /// A whole-cache op: run the sweep script over every structure of the cache.
-    Sweep(SweepState),
+    /// Boxed: the largest state and a rare one, which would otherwise size every plan (moved
+    /// a few times per op).
+    Sweep(Box<SweepState>),
     /// Releasing a lease now: with `DELIFEQ` where the server has it, else `lease.lua`.
     Release(Release),
     /// A lookup under `touch_batch`: a plain `HGET` first; an entry that never expires is a
@@ -975,7 +977,7 @@ fn sweep_over(
     pattern: Option<String>,
     structures: Vec<Structure>,
 ) -> State {
-    State::Sweep(SweepState {
+    State::Sweep(Box::new(SweepState {
         sweep,
         topology,
         pattern,
@@ -986,7 +988,7 @@ fn sweep_over(
         awaiting: Awaiting::Nothing,
         seen: HashSet::new(),
         total: 0,
-    })
+    }))
 }
 
 /// `lease.lua`: release the lease at `key` if `token` holds it (`hold_ms` 0), or hold it
