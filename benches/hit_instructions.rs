@@ -12,6 +12,9 @@
 //! (a current-thread runtime, one task), and `raw` makes them raw redis-rs `GET`s on one
 //! `MultiplexedConnection`: the difference of the two per-hit counts is the client CPU that
 //! fncache adds to a Redis hit (the server's time is not in it: callgrind sees one process).
+//! `batched` is `async` with `Builder::touch_batch` (a hit is one plain `HGET`). The hits
+//! are one task's, or with `FNCACHE_TASKS=64` spread over 64 tasks on distinct keys (the busy
+//! case, where one write and one read of the connection carry many requests).
 
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -28,7 +31,7 @@ fn main() {
         }
         "subscriber" => tracing::subscriber::set_global_default(probe::Subscriber::default())
             .expect("the first subscriber"),
-        "async" | "raw" => return redis_hits(hits, listener == "raw"),
+        "async" | "raw" | "batched" => return redis_hits(hits, &listener),
         "" => {}
         other => panic!("unknown listener `{other}`"),
     }
@@ -45,46 +48,73 @@ fn main() {
     black_box(sum);
 }
 
-/// Async hits on the server at `REDIS_URL` (or raw `GET`s of one key), one task.
-fn redis_hits(hits: u64, raw: bool) {
+/// Async hits on the server at `REDIS_URL` (or raw `GET`s of one key), by `FNCACHE_TASKS`
+/// tasks (1 if unset), each on its own key, `hits` in all.
+fn redis_hits(hits: u64, mode: &str) {
     let url = std::env::var("REDIS_URL").expect("REDIS_URL names the server");
+    let tasks: u64 = std::env::var("FNCACHE_TASKS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let mut sum = 0u64;
-        if raw {
+        let per_task = hits / tasks + 1;
+        let mut set = tokio::task::JoinSet::new();
+        if mode == "raw" {
             let client = redis::Client::open(url).expect("a valid URL");
-            let mut con = client
+            let con = client
                 .get_multiplexed_async_connection()
                 .await
                 .expect("a connection");
-            let _: () = redis::cmd("SET")
-                .arg("hit-instructions-raw")
-                .arg(49u64)
-                .query_async(&mut con)
-                .await
-                .expect("SET");
-            for _ in 0..=hits {
-                let v: u64 = redis::cmd("GET")
-                    .arg("hit-instructions-raw")
-                    .query_async(&mut con)
-                    .await
-                    .expect("GET");
-                sum += v;
+            for t in 0..tasks {
+                let mut con = con.clone();
+                set.spawn(async move {
+                    let key = format!("hit-instructions-raw-{t}");
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(49u64)
+                        .query_async(&mut con)
+                        .await
+                        .expect("SET");
+                    let mut sum = 0u64;
+                    for _ in 0..per_task {
+                        let v: u64 = redis::cmd("GET")
+                            .arg(&key)
+                            .query_async(&mut con)
+                            .await
+                            .expect("GET");
+                        sum += v;
+                    }
+                    sum
+                });
             }
         } else {
-            let cache = fncache::Cache::builder("hit-instructions")
-                .redis(url)
-                .build()
-                .expect("valid config");
-            for _ in 0..=hits {
-                sum += cache
-                    .get_or_compute("f", &(7u64,), || async { 49u64 })
-                    .await
-                    .expect("a value");
+            let mut builder =
+                fncache::Cache::builder(format!("hit-instructions-{mode}")).redis(url);
+            if mode == "batched" {
+                builder = builder.touch_batch(std::time::Duration::from_millis(5));
             }
+            let cache = builder.build().expect("valid config");
+            for t in 0..tasks {
+                let cache = cache.clone();
+                set.spawn(async move {
+                    let mut sum = 0u64;
+                    for _ in 0..per_task {
+                        sum += cache
+                            .get_or_compute("f", &(t,), || async { 49u64 })
+                            .await
+                            .expect("a value");
+                    }
+                    sum
+                });
+            }
+        }
+        let mut sum = 0u64;
+        while let Some(done) = set.join_next().await {
+            sum += done.expect("a task");
         }
         black_box(sum);
     });

@@ -77,14 +77,21 @@ impl Breaker {
     }
 
     /// May a call use the backend at `now_us`?
+    #[cfg(test)]
     pub(crate) fn admit(&self, now_us: u64) -> Admission {
+        self.admit_at(|| now_us)
+    }
+
+    /// [`Breaker::admit`] with the clock read only when the circuit is open: a closed circuit,
+    /// the usual case of every op, needs no time.
+    pub(crate) fn admit_at(&self, now_us: impl FnOnce() -> u64) -> Admission {
         if self.settings.failures == 0 {
             return Admission::Go;
         }
         let mut state = self.lock();
         match *state {
             State::Closed { .. } => Admission::Go,
-            State::Open { until_us } if now_us >= until_us => {
+            State::Open { until_us } if now_us() >= until_us => {
                 *state = State::Probing;
                 Admission::Probe
             }
@@ -94,13 +101,20 @@ impl Breaker {
 
     /// Reports the outcome of a call that used the backend; returns true when this report
     /// opened the circuit (worth a log line).
+    #[cfg(test)]
     pub(crate) fn report(&self, ok: bool, now_us: u64) -> bool {
+        self.report_at(ok, || now_us)
+    }
+
+    /// [`Breaker::report`] with the clock read only when a failure opens the circuit.
+    pub(crate) fn report_at(&self, ok: bool, now_us: impl FnOnce() -> u64) -> bool {
         if self.settings.failures == 0 {
             return false;
         }
         let mut state = self.lock();
-        let open = State::Open {
-            until_us: now_us.saturating_add(saturating_micros(self.settings.cool_down)),
+        let cool_down = saturating_micros(self.settings.cool_down);
+        let open = move || State::Open {
+            until_us: now_us().saturating_add(cool_down),
         };
         match (*state, ok) {
             (_, true) => {
@@ -108,7 +122,7 @@ impl Breaker {
                 false
             }
             (State::Closed { failures }, false) if failures + 1 >= self.settings.failures => {
-                *state = open;
+                *state = open();
                 true
             }
             (State::Closed { failures }, false) => {
@@ -118,7 +132,7 @@ impl Breaker {
                 false
             }
             (State::Probing, false) => {
-                *state = open;
+                *state = open();
                 true
             }
             // A late report from before the circuit opened changes nothing.

@@ -465,7 +465,7 @@ impl Core {
     /// May the next backend op go out? An open circuit answers with an error at once, naming
     /// the failure that opened it.
     pub(crate) fn gate(&self) -> Result<(), Error> {
-        match self.breaker.admit(SystemClock.now_micros()) {
+        match self.breaker.admit_at(|| SystemClock.now_micros()) {
             crate::circuit::Admission::Skip => {
                 let last = self
                     .last_failure
@@ -493,7 +493,7 @@ impl Core {
         {
             *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.describe());
         }
-        if self.breaker.report(!failed, SystemClock.now_micros())
+        if self.breaker.report_at(!failed, || SystemClock.now_micros())
             && let Err(e) = result
         {
             tracing::warn!(

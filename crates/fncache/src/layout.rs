@@ -104,16 +104,25 @@ impl Structure {
     /// The key of the lease (compute lock) of one member, next to the structure's keys (so a
     /// cluster layout's hash tag puts it in the same slot).
     pub(crate) fn lease_key(&self, member: &[u8; 16]) -> String {
-        let base = self.index.strip_suffix(":0").unwrap_or(&self.index);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut key = String::with_capacity(base.len() + 38);
+        let (base, suffix) = self.lease_key_parts(member);
+        let mut key = String::with_capacity(base.len() + suffix.len());
         key.push_str(base);
-        key.push_str(":lock:");
-        for byte in member {
-            key.push(char::from(HEX[usize::from(byte >> 4)]));
-            key.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        // ASCII, so the conversion cannot fail.
+        key.push_str(std::str::from_utf8(&suffix).unwrap_or_default());
         key
+    }
+
+    /// [`Structure::lease_key`] in two parts, the structure's base and `:lock:` with the
+    /// member in hex, for writing it straight into a command (a lookup sends it on every hit).
+    pub(crate) fn lease_key_parts(&self, member: &[u8; 16]) -> (&str, [u8; 38]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let base = self.index.strip_suffix(":0").unwrap_or(&self.index);
+        let mut suffix = *b":lock:00000000000000000000000000000000";
+        for (digits, byte) in suffix[6..].chunks_exact_mut(2).zip(member) {
+            digits[0] = HEX[usize::from(byte >> 4)];
+            digits[1] = HEX[usize::from(byte & 0xf)];
+        }
+        (base, suffix)
     }
 
     /// The structure whose index key is `index` (a key ending in `:0`), if it is one.

@@ -205,9 +205,6 @@ struct Traced {
     store_time: Duration,
 }
 
-/// The span of calls nobody traces.
-static NONE: tracing::Span = tracing::Span::none();
-
 impl CallSpan {
     #[inline]
     pub(crate) fn new(cache: &str, function: &str) -> CallSpan {
@@ -237,11 +234,11 @@ impl CallSpan {
         }))
     }
 
-    /// The span, to enter or instrument with while the call waits for the store or the
-    /// function.
+    /// The span, if there is one: a future is instrumented only then (wrapping it in a
+    /// disabled span moves it and polls through one more layer, for nothing).
     #[inline]
-    pub(crate) fn span(&self) -> &tracing::Span {
-        self.0.as_ref().map_or(&NONE, |t| &t.span)
+    pub(crate) fn live(&self) -> Option<&tracing::Span> {
+        self.0.as_ref().map(|t| &t.span)
     }
 
     /// The span entered, if there is one (a disabled span entered costs more than nothing).
@@ -284,7 +281,10 @@ macro_rules! within {
         $e
     }};
     ($span:expr, $e:expr, .$aw:tt) => {
-        ::tracing::Instrument::instrument($e, $span.span().clone()).$aw
+        match $span.live().cloned() {
+            Some(span) => ::tracing::Instrument::instrument($e, span).$aw,
+            None => $e.$aw,
+        }
     };
 }
 

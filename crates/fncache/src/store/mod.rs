@@ -167,6 +167,12 @@ impl LeaseRequest {
 
     /// The caller's token: its bits as 32 hex digits.
     pub(crate) fn token(&self) -> Token {
+        // Hex digits are ASCII, so the conversion cannot fail.
+        String::from_utf8(self.token_digits().to_vec()).unwrap_or_default()
+    }
+
+    /// [`LeaseRequest::token`] without a string of its own, for a command's argument.
+    pub(crate) fn token_digits(&self) -> [u8; 32] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut bits = self.bits;
         let mut hex = [0u8; 32];
@@ -174,8 +180,7 @@ impl LeaseRequest {
             *digit = HEX[(bits & 0xf) as usize];
             bits >>= 4;
         }
-        // Hex digits are ASCII, so the conversion cannot fail.
-        String::from_utf8(hex.to_vec()).unwrap_or_default()
+        hex
     }
 }
 

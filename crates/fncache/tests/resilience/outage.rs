@@ -138,6 +138,51 @@ fn script_flush_and_flushall_mid_workload() {
     assert!(cache.stats().hits > 0);
 }
 
+/// The async driver's connections have no response timeout of their own (one timer per op,
+/// the op timeout's): an op whose timeout is longer than the driver's bound on one request
+/// (two seconds) still gives up on a request at that bound, as redis-rs's own timeout did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_op_with_a_long_timeout_gives_up_on_a_request_at_the_response_bound() {
+    let server = RedisServer::spawn();
+    let cache = Cache::builder(unique_name("pause-long"))
+        .redis(server.url())
+        .op_timeout(Duration::from_secs(60))
+        .circuit_breaker(CircuitBreaker::DISABLED)
+        .build()
+        .unwrap();
+    cache
+        .get_or_compute("f", &1u8, || async { 1u32 })
+        .await
+        .unwrap();
+    // Connected before the pause (see `a_paused_server_costs_a_call_at_most_the_op_timeout`).
+    let probe = server.connection();
+    let mut con = server.connection();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(8000)
+        .arg("ALL")
+        .exec(&mut con)
+        .unwrap();
+    // Failed open: the lookup gave up, the function ran.
+    assert_eq!(
+        cache
+            .get_or_compute("f", &1u8, || async { 2u32 })
+            .await
+            .unwrap(),
+        2
+    );
+    // Proof that the call did not wait the pause out: the server is still paused now.
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut probe = probe;
+    assert!(
+        redis::cmd("PING").query::<String>(&mut probe).is_err(),
+        "the call waited the pause out"
+    );
+    assert!(cache.stats().fail_open >= 1);
+}
+
 #[test]
 fn a_paused_server_costs_a_call_at_most_the_op_timeout() {
     let server = RedisServer::spawn();

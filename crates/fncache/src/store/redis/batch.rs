@@ -257,7 +257,18 @@ impl AsyncRedis {
         timeout: Duration,
     ) -> Result<Vec<Result<StoreReply, Error>>, Error> {
         let mut con = self.connect_bounded().await?;
-        self.send_due(&mut con, settings).await?;
+        // One deadline for the uses sent first and the batch's rounds: the connection has no
+        // response timeout of its own (see `AsyncRedis::send_on`).
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.send_due(&mut con, settings, timeout)).await {
+            Ok(sent) => sent?,
+            Err(_) => {
+                return Err(Error::new(
+                    crate::ErrorKind::Backend,
+                    format!("the backend did not answer within the op timeout ({timeout:?})"),
+                ));
+            }
+        }
         // What the ops may change of the near copies, dropped once the batch is over.
         let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
         let plans = ops
@@ -274,7 +285,7 @@ impl AsyncRedis {
                 let mut replies = Vec::with_capacity(requests.len());
                 let mut broken = None;
                 for request in &requests {
-                    match self.send_on(&mut con, request).await {
+                    match self.send_on(&mut con, request, timeout).await {
                         Err(e) if !is_reusable_after(&e) => {
                             self.reset();
                             broken = Some(e.clone());
@@ -291,7 +302,7 @@ impl AsyncRedis {
                 }
             }
         };
-        if tokio::time::timeout(timeout, rounds).await.is_err() {
+        if tokio::time::timeout_at(deadline, rounds).await.is_err() {
             let late = redis::RedisError::from((
                 redis::ErrorKind::Io,
                 "the backend did not answer within the op timeout",

@@ -27,7 +27,8 @@ use crate::store::{Freshness, StoreOp, StoreReply, StoreSettings};
 /// How long establishing a connection may take, at most (a call's op timeout may be shorter).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one request may wait for its reply inside the connections fncache builds (calls
-/// bound each op by their own op timeout on top).
+/// bound each op by their own op timeout on top). The async driver applies it itself, and only
+/// to ops whose timeout is longer (see [`AsyncRedis::send_on`]).
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle blocking connections kept for reuse.
 const MAX_IDLE: usize = 64;
@@ -41,6 +42,11 @@ fn topology(target: &RedisTarget) -> Topology {
         Topology::Server
     }
 }
+
+/// The maps a hit looks up (structure names, members): SipHash, std's default, was a
+/// measurable part of a hit's client time; foldhash is seeded per process, so a caller still
+/// cannot steer keys into one bucket.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a cache's plans learned about its server's commands (see [`Capabilities`]), shared by
 /// every op of the cache: probed once, not per op.
@@ -79,7 +85,7 @@ impl Learned {
 /// after a hit the structure has at least its TTL less a step to live. Several processes
 /// renew once per step each; a TTL shortened from outside is renewed up to a step later.
 #[derive(Debug, Default)]
-struct SlideGate(Mutex<HashMap<String, Instant>>);
+struct SlideGate(Mutex<FastMap<String, Instant>>);
 
 impl SlideGate {
     /// Structures remembered at most; past that all are forgotten (each renews once more).
@@ -158,7 +164,7 @@ struct Pending {
     /// When the oldest use waiting was recorded.
     since: Option<Instant>,
     /// Per index key, the latest score of each member used.
-    uses: HashMap<String, HashMap<crate::key::Member, u64>>,
+    uses: FastMap<String, FastMap<crate::key::Member, u64>>,
 }
 
 impl Recorded {
@@ -169,13 +175,18 @@ impl Recorded {
     fn record(&self, used: RecordedUse) {
         let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
         pending.since.get_or_insert_with(Instant::now);
-        let index = used.structure.index.as_str();
-        if !pending.uses.contains_key(index) {
-            pending.uses.insert(index.to_owned(), HashMap::new());
+        // One lookup of the structure on the way of every hit; its first use inserts it.
+        match pending.uses.get_mut(used.structure.index.as_str()) {
+            Some(members) => Recorded::note(members, &used),
+            None => {
+                let mut members = FastMap::default();
+                Recorded::note(&mut members, &used);
+                pending.uses.insert(used.structure.index.clone(), members);
+            }
         }
-        let Some(members) = pending.uses.get_mut(index) else {
-            return;
-        };
+    }
+
+    fn note(members: &mut FastMap<crate::key::Member, u64>, used: &RecordedUse) {
         if members.len() < Recorded::MAX_MEMBERS || members.contains_key(&used.member) {
             let score = members.entry(used.member).or_default();
             *score = (*score).max(used.score);
@@ -497,7 +508,8 @@ impl AsyncRedis {
         // never let a cache connect at all.
         let con = self.connect_bounded().await?;
         let change = self.memory.changes(&op);
-        let result = match tokio::time::timeout(timeout, self.run_on(con, op, settings)).await {
+        let ran = self.run_on(con, op, settings, timeout);
+        let result = match tokio::time::timeout(timeout, ran).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 crate::ErrorKind::Backend,
@@ -513,22 +525,28 @@ impl AsyncRedis {
         mut con: AsyncConnection,
         op: StoreOp,
         settings: &StoreSettings,
+        timeout: Duration,
     ) -> Result<StoreReply, Error> {
         // Uses recorded by earlier hits go first, so that this op (a put that evicts) sees them.
-        self.send_due(&mut con, settings).await?;
+        self.send_due(&mut con, settings, timeout).await?;
         let (mut plan, renewing) = self.memory.plan(op, settings, topology(&self.target));
-        let result = self.drive(&mut plan, &mut con).await;
+        let result = self.drive(&mut plan, &mut con, timeout).await;
         self.memory.keep(&mut plan, renewing, &result);
         result
     }
 
-    async fn drive(&self, plan: &mut Plan, con: &mut AsyncConnection) -> Result<StoreReply, Error> {
+    async fn drive(
+        &self,
+        plan: &mut Plan,
+        con: &mut AsyncConnection,
+        timeout: Duration,
+    ) -> Result<StoreReply, Error> {
         let mut reply = None;
         loop {
             match plan.step(reply.take())? {
                 Step::Done(out) => return Ok(out),
                 Step::Send(request) => {
-                    let sent = self.send_on(con, &request).await;
+                    let sent = self.send_on(con, &request, timeout).await;
                     match sent {
                         // Our connections reconnect by themselves, but they are bound to the
                         // runtime that created them: start afresh in the current one (with a
@@ -544,7 +562,29 @@ impl AsyncRedis {
         }
     }
 
+    /// Sends one request of an op bounded by `timeout`. A connection this driver built has no
+    /// response timeout of its own (a second timer per request, besides the op's): each
+    /// request on it waits at most [`RESPONSE_TIMEOUT`], which only an op with a longer
+    /// timeout needs to be told, and then fails as redis-rs's own timeout did (a timeout error,
+    /// after which the connection is made afresh).
     async fn send_on(
+        &self,
+        con: &mut AsyncConnection,
+        request: &Request,
+        timeout: Duration,
+    ) -> redis::RedisResult<Value> {
+        if timeout <= RESPONSE_TIMEOUT || !matches!(self.target, RedisTarget::Server { .. }) {
+            return self.send_unbounded(con, request).await;
+        }
+        // Boxed: only long ops pay for this future, the others keep theirs small.
+        let sent = Box::pin(self.send_unbounded(con, request));
+        match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
+            Ok(sent) => sent,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
+    }
+
+    async fn send_unbounded(
         &self,
         con: &mut AsyncConnection,
         request: &Request,
@@ -565,9 +605,10 @@ impl AsyncRedis {
         &self,
         con: &mut AsyncConnection,
         settings: &StoreSettings,
+        timeout: Duration,
     ) -> Result<(), Error> {
         for request in self.memory.due(settings) {
-            if let Err(e) = self.send_on(con, &request).await
+            if let Err(e) = self.send_on(con, &request, timeout).await
                 && !is_reusable_after(&e)
             {
                 self.reset();
@@ -580,6 +621,10 @@ impl AsyncRedis {
     /// The connection, within [`CONNECT_TIMEOUT`]: connecting has a bound of its own, apart
     /// from the op timeout.
     async fn connect_bounded(&self) -> Result<AsyncConnection, Error> {
+        // The usual case, a connection made: no timer to arm and disarm.
+        if let Some(con) = self.current() {
+            return Ok(con);
+        }
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connection()).await {
             Ok(con) => con,
             Err(_) => Err(Error::new(
@@ -589,10 +634,10 @@ impl AsyncRedis {
         }
     }
 
-    async fn connection(&self) -> Result<AsyncConnection, Error> {
+    /// The connection made in the current runtime, if there is one.
+    fn current(&self) -> Option<AsyncConnection> {
         let runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
-        if let Some((con, _)) = self
-            .connection
+        self.connection
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
@@ -601,14 +646,20 @@ impl AsyncRedis {
             .filter(|(_, made_in)| {
                 *made_in == runtime || matches!(self.target, RedisTarget::Manager(_))
             })
-        {
-            return Ok(con.clone());
+            .map(|(con, _)| con.clone())
+    }
+
+    async fn connection(&self) -> Result<AsyncConnection, Error> {
+        if let Some(con) = self.current() {
+            return Ok(con);
         }
+        let runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
         let con = match &self.target {
             RedisTarget::Server { client, .. } => {
+                // No response timeout: `send_on` bounds each request (one timer per op).
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_response_timeout(None)
                     .set_number_of_retries(1);
                 AsyncConnection::Manager(
                     ConnectionManager::new_lazy_with_config((**client).clone(), config)
@@ -667,19 +718,8 @@ impl BlockingRedis {
 impl AsyncRedis {
     /// Sends one request within `timeout` (connecting has its own bound, as in `run`).
     pub(crate) async fn send(&self, request: Request, timeout: Duration) -> Result<Value, Error> {
-        let con = self.connect_bounded().await?;
-        let sent = tokio::time::timeout(timeout, async move {
-            match con {
-                AsyncConnection::Manager(mut con) => match &request {
-                    Request::Script(invocation) => invocation.invoke_async(&mut con).await,
-                    Request::Cmd(cmd) => cmd.query_async(&mut con).await,
-                    Request::Pipe(pipe) => pipe.query_async(&mut con).await,
-                    Request::AllPrimaries(_) | Request::OnNode(..) => Err(cluster::not_a_cluster()),
-                },
-                AsyncConnection::Cluster(mut con) => cluster::send_async(&mut con, &request).await,
-            }
-        })
-        .await;
+        let mut con = self.connect_bounded().await?;
+        let sent = tokio::time::timeout(timeout, self.send_on(&mut con, &request, timeout)).await;
         match sent {
             Ok(Err(e)) if !is_reusable_after(&e) => {
                 self.reset();

@@ -8,7 +8,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::LazyLock;
 
 use redis::cluster_routing::Slot;
-use redis::{Script, Value};
+use std::io::Write;
+
+use redis::{RedisWrite, Script, ToRedisArgs, Value};
 
 use super::script::ScriptCall;
 
@@ -171,12 +173,17 @@ fn pack_tags(tags: &[String]) -> Vec<u8> {
     out
 }
 
+// `Probe` is the largest state and the hot one (every hit under `touch_batch`): boxing it
+// would cost an allocation per hit; the rare large one, `Sweep`, is boxed instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     /// One request, then read its reply.
     Single(Option<Request>, ReplyShape),
     /// A whole-cache op: run the sweep script over every structure of the cache.
-    Sweep(SweepState),
+    /// Boxed: the largest state and a rare one, which would otherwise size every plan (moved
+    /// a few times per op).
+    Sweep(Box<SweepState>),
     /// Releasing a lease now: with `DELIFEQ` where the server has it, else `lease.lua`.
     Release(Release),
     /// A lookup under `touch_batch`: a plain `HGET` first; an entry that never expires is a
@@ -221,7 +228,7 @@ impl GetCall {
         // The lease key only when a lease is asked for: on a cluster, every declared key
         // must be on the node (a missing one mid-migration means TRYAGAIN).
         if lease.is_some() {
-            inv.arg(self.structure.lease_key(&self.member));
+            inv.arg(LeaseKey(&self.structure, &self.member));
         }
         if self.tinylfu.is_some() {
             inv.arg(&self.structure.sketch).arg(&self.structure.meta);
@@ -239,7 +246,8 @@ impl GetCall {
         }
         match lease {
             Some(lease) => {
-                inv.arg(store_millis(lease.ttl)).arg(lease.token());
+                inv.arg(store_millis(lease.ttl))
+                    .arg(&lease.token_digits()[..]);
             }
             None if self.stamp => {
                 inv.arg(0).arg("");
@@ -250,6 +258,21 @@ impl GetCall {
             inv.arg(1);
         }
         Request::Script(inv)
+    }
+}
+
+/// A lease key as a command's argument, written into the command's buffer (no string of its
+/// own, on every lookup).
+struct LeaseKey<'a>(&'a Structure, &'a Member);
+
+impl ToRedisArgs for LeaseKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let (base, suffix) = self.0.lease_key_parts(self.1);
+        let mut arg = out.writer_for_next_arg();
+        // The command's buffer is a `Vec`: writing to it cannot fail.
+        let _ = arg
+            .write_all(base.as_bytes())
+            .and_then(|()| arg.write_all(&suffix));
     }
 }
 
@@ -469,8 +492,11 @@ impl Plan {
                     tinylfu: tinylfu_shape(settings),
                 };
                 if batched {
-                    let mut hget = redis::cmd("HGET");
-                    hget.arg(&call.structure.values).arg(&call.member[..]);
+                    // Sized up front: growing a command's buffers one argument at a time
+                    // reallocates them on every hit.
+                    let values = &call.structure.values;
+                    let mut hget = redis::Cmd::with_capacity(3, 4 + values.len() + member.len());
+                    hget.arg("HGET").arg(values).arg(&call.member[..]);
                     State::Probe {
                         hget: Some(Request::Cmd(hget)),
                         record: (rules.touch == TouchRule::Time).then(|| RecordedUse {
@@ -954,7 +980,7 @@ fn sweep_over(
     pattern: Option<String>,
     structures: Vec<Structure>,
 ) -> State {
-    State::Sweep(SweepState {
+    State::Sweep(Box::new(SweepState {
         sweep,
         topology,
         pattern,
@@ -965,7 +991,7 @@ fn sweep_over(
         awaiting: Awaiting::Nothing,
         seen: HashSet::new(),
         total: 0,
-    })
+    }))
 }
 
 /// `lease.lua`: release the lease at `key` if `token` holds it (`hold_ms` 0), or hold it
@@ -1333,6 +1359,8 @@ mod tests {
         };
         let words = get_words(&s, op, hints(false));
         assert_eq!(words[0], "4");
+        // The lease key, written into the command as `lease_key` spells it.
+        assert_eq!(words[4], structure.lease_key(b"0123456789abcdef"));
         assert_eq!(words[9..], ["0", "0", "2000", lease.token().as_str()]);
         // A tagged call asks for the server's clock, after the (empty) lease arguments.
         let op = StoreOp::Get {
