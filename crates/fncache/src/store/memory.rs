@@ -738,8 +738,8 @@ impl MemoryStore {
         }
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let s = state.structures.get(&structure.index);
-        // The time first (a short compare-and-swap loop: the line is shared with other
-        // threads' hits), then the judgement at it.
+        // The time first (one read-modify-write of a line shared with other threads' hits),
+        // then the judgement at it.
         let now = self.tick(clock);
         if s.is_some_and(|s| !s.is_alive(now)) {
             return Err(Some(now));
