@@ -736,7 +736,7 @@ impl MemoryStore {
         if self.locked_only.load(Ordering::Relaxed) {
             return Err(None);
         }
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let state = self.read();
         let s = state.structures.get(&structure.index);
         // The time first (one read-modify-write of a line shared with other threads' hits),
         // then the judgement at it.
@@ -786,6 +786,22 @@ impl MemoryStore {
             entry,
             store_us: None,
         }))
+    }
+
+    /// The read side of the lock for a hit. A drain holds the write side for a few
+    /// microseconds: the hit spins through it (`SPIN_READS` tries) rather than parking at
+    /// once, since a parked thread is woken late on a busy machine (std's lock spins for about
+    /// 100 rounds of `spin_loop` before it parks, shorter than a drain).
+    fn read(&self) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, Box<State>> {
+        const SPIN_READS: usize = 2_000;
+        for _ in 0..SPIN_READS {
+            match self.state.try_read() {
+                Ok(state) => return state,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
+        self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Drains the buffer after a hit that filled its stripe (holding `recorded` uses). Only if
