@@ -9,8 +9,10 @@ mod buffer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+
+use crossbeam_utils::sync::ShardedLock;
 use std::time::Duration;
 
 use crate::stripe::Padded;
@@ -42,9 +44,10 @@ const RECLAIM_BATCH: usize = 128;
 pub(crate) struct MemoryStore {
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
-    /// The lock word on a line of its own (every hit writes it, from every thread), and the
-    /// state behind it on others (every hit reads it): they would share a line inline.
-    state: Padded<RwLock<Box<State>>>,
+    /// A reader-writer lock sharded by thread: a hit takes the read side of its own thread's
+    /// shard (a lock word on a line of its own), so two threads hitting one cache do not write
+    /// a shared reader count; the write side takes every shard.
+    state: ShardedLock<Box<State>>,
     /// The time of the previous op: every op takes a later time, as every Redis script sees a
     /// later `TIME` than the one before (scripts run one at a time and take over a
     /// microsecond), so time scores order ops exactly as they happened. Hits under the read
@@ -650,12 +653,12 @@ impl MemoryStore {
         MemoryStore {
             clock,
             settings,
-            state: Padded(RwLock::new(Box::new(State {
+            state: ShardedLock::new(Box::new(State {
                 structures: HashMap::with_hasher(hash),
                 drained: Vec::new(),
                 leases: HashMap::new(),
                 invalidated: HashMap::new(),
-            }))),
+            })),
             last_us: Padded(AtomicU64::new(0)),
             touches: Touches::new(),
             hash,
@@ -671,9 +674,34 @@ impl MemoryStore {
         clock.max(last.saturating_add(1))
     }
 
-    /// Takes the next op time (under the write lock, or by a hit under the read lock).
+    /// Takes the next op time (under the write lock, or by a hit under the read lock): the
+    /// later of `clock` and one past the previous op's, unique, and later than that of every
+    /// op whose tick ended before this one began.
+    ///
+    /// Every change of `last_us` moves it up and claims the value it moves it to, for the op
+    /// that made it (a value moved to by the `fetch_add` of an op that then needs a later one
+    /// is claimed by nobody): so no two ops take one time, and an op that ticks after another
+    /// changes `last_us` after it, to a higher value. One read-modify-write where ops come
+    /// faster than one a microsecond (the op clock is ahead of `clock`: two threads hitting at
+    /// once), where a load and a compare-and-swap would move the contended line twice; a
+    /// second one when `clock` has moved past the op clock (nothing ran for a while).
+    ///
+    /// Why hits on every thread write this one line: a hit that follows another thread's hit
+    /// (ordered only by memory outside the store, say a channel) must take a later time, or a
+    /// replay could order the two uses backwards; it can only learn the earlier hit's time from
+    /// memory that hit wrote, and a per-thread clock read by every thread would move as many
+    /// lines. (`clock` cannot order them: two hits in one microsecond read the same value.)
     fn tick(&self, clock: u64) -> u64 {
-        let mut last = self.last_us.0.load(Ordering::Relaxed);
+        let last = self.last_us.0.fetch_add(1, Ordering::Relaxed);
+        if last == u64::MAX {
+            // The end of time (a manual clock advanced to it): times saturate there.
+            self.last_us.0.store(u64::MAX, Ordering::Relaxed);
+            return u64::MAX;
+        }
+        if last + 1 >= clock {
+            return last + 1;
+        }
+        let mut last = last + 1;
         loop {
             let now = Self::next_time(clock, last);
             match self.last_us.0.compare_exchange_weak(
@@ -708,10 +736,10 @@ impl MemoryStore {
         if self.locked_only.load(Ordering::Relaxed) {
             return Err(None);
         }
-        let state = self.state.0.read().unwrap_or_else(|e| e.into_inner());
+        let state = self.read();
         let s = state.structures.get(&structure.index);
-        // The time first (a short compare-and-swap loop: the line is shared with other
-        // threads' hits), then the judgement at it.
+        // The time first (one read-modify-write of a line shared with other threads' hits),
+        // then the judgement at it.
         let now = self.tick(clock);
         if s.is_some_and(|s| !s.is_alive(now)) {
             return Err(Some(now));
@@ -738,7 +766,7 @@ impl MemoryStore {
             return Err(Some(now));
         }
         let used = matches!(freshness, Freshness::Fresh | Freshness::Stale);
-        let full = match s {
+        let recorded = match s {
             Some(s) if used && self.settings.rules.touch != TouchRule::None => {
                 self.touches.record(Touch {
                     at_us: now,
@@ -746,12 +774,11 @@ impl MemoryStore {
                     member: *member,
                 })
             }
-            _ => false,
+            _ => 0,
         };
         drop(state);
-        if full {
-            let mut state = self.state.0.write().unwrap_or_else(|e| e.into_inner());
-            self.drain(&mut state);
+        if recorded >= buffer::STRIPE_CAPACITY {
+            self.drain_soon(recorded);
         }
         Ok(StoreReply::Looked(Lookup {
             freshness,
@@ -759,6 +786,41 @@ impl MemoryStore {
             entry,
             store_us: None,
         }))
+    }
+
+    /// The read side of the lock for a hit. A drain holds the write side for a few
+    /// microseconds: the hit spins through it (`SPIN_READS` tries) rather than parking at
+    /// once, since a parked thread is woken late on a busy machine (std's lock spins for about
+    /// 100 rounds of `spin_loop` before it parks, shorter than a drain).
+    fn read(&self) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, Box<State>> {
+        const SPIN_READS: usize = 2_000;
+        for _ in 0..SPIN_READS {
+            match self.state.try_read() {
+                Ok(state) => return state,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drains the buffer after a hit that filled its stripe (holding `recorded` uses). Only if
+    /// the write lock is free at once, while the stripe is below its hard bound: a hit that
+    /// waited for another thread's hit to leave the read side would also hold up that
+    /// thread's next hit behind it (the lock lets no reader in while a writer waits). The
+    /// next hit tries again, and the next op under the write lock drains anyway.
+    fn drain_soon(&self, recorded: usize) {
+        let state = match self.state.try_write() {
+            Ok(state) => Some(state),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if recorded < buffer::STRIPE_BOUND => None,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                Some(self.state.write().unwrap_or_else(|e| e.into_inner()))
+            }
+        };
+        if let Some(mut state) = state {
+            self.drain(&mut state);
+        }
     }
 
     /// Applies the uses recorded by hits under the read lock, in the order of their times
@@ -796,7 +858,7 @@ impl MemoryStore {
             Ok(reply) => return reply,
             Err(taken) => taken,
         };
-        let mut state = self.state.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         self.drain(&mut state);
         // A lookup sent on from the read lock keeps the time it took when no op took a later
         // one meanwhile: every op before it in time (every use drained) is before it, none
@@ -1236,7 +1298,7 @@ mod tests {
 
     /// Every structure's deadline and its members with their scores.
     fn contents(store: &MemoryStore) -> Vec<Contents> {
-        let state = store.state.0.read().unwrap_or_else(|e| e.into_inner());
+        let state = store.state.read().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = state
             .structures
             .values()
@@ -1253,7 +1315,7 @@ mod tests {
     /// Walks a structure's order and checks it against its slots: the same members, at most
     /// `maxsize`, and a chain in strictly rising score order (what makes it the sorted set).
     fn check_order(store: &MemoryStore, maxsize: usize) {
-        let state = store.state.0.read().unwrap_or_else(|e| e.into_inner());
+        let state = store.state.read().unwrap_or_else(|e| e.into_inner());
         for s in state.structures.values() {
             assert!(s.len() <= maxsize, "{} entries over {maxsize}", s.len());
             match &s.order {
@@ -1368,6 +1430,85 @@ mod tests {
                 "{policy:?} {ttl:?}"
             );
         }
+    }
+
+    /// Op times taken by threads at once are unique, each thread's rise, none is before the
+    /// clock it read, and a time taken after another thread's (the two ordered by memory the
+    /// store does not see) is later: with the clock behind the op clock (one read-modify-write)
+    /// and ahead of it (a compare-and-swap after it), and the two mixed.
+    #[test]
+    fn op_times_are_unique_and_follow_the_order_of_ops_across_threads() {
+        use std::sync::atomic::AtomicUsize;
+        let store = store(Policy::LruT, 4, false);
+        let base = 1_767_225_600_000_000u64;
+        let handed = AtomicUsize::new(0);
+        let (passed, taken) = (AtomicU64::new(0), AtomicUsize::new(0));
+        let times: Vec<(Vec<u64>, Vec<String>)> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (store, handed, passed, taken) = (&store, &handed, &passed, &taken);
+                    scope.spawn(move || {
+                        let mut rng = fastrand::Rng::with_seed(t);
+                        // Broken rules are noted, not asserted here: a panic would leave the
+                        // other thread waiting for the baton.
+                        let (mut times, mut broken) = (Vec::new(), Vec::new());
+                        for step in 0..20_000u64 {
+                            // A clock now behind the op clock, now jumping ahead of it.
+                            let clock = if rng.u8(..8) == 0 {
+                                base + step * 8 + rng.u64(..8)
+                            } else {
+                                base
+                            };
+                            let now = store.tick(clock);
+                            if now < clock {
+                                broken.push(format!("{now} before the clock {clock}"));
+                            }
+                            if let Some(&before) = times.last()
+                                && now <= before
+                            {
+                                broken.push(format!("thread {t}: {now} after {before}"));
+                            }
+                            times.push(now);
+                            // Threads 0 and 1 also hand a baton back and forth: the time taken
+                            // after receiving it is later than the one sent with it.
+                            if t < 2 && step % 16 == 0 {
+                                while handed.load(Ordering::Acquire) % 2 != t as usize {
+                                    std::hint::spin_loop();
+                                }
+                                let after = store.tick(clock);
+                                let sent = passed.load(Ordering::Relaxed);
+                                if after <= sent {
+                                    broken.push(format!("{after} taken after {sent}"));
+                                }
+                                times.push(after);
+                                passed.store(after, Ordering::Relaxed);
+                                taken.fetch_add(1, Ordering::Relaxed);
+                                handed.fetch_add(1, Ordering::Release);
+                            }
+                        }
+                        (times, broken)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("no panic"))
+                .collect()
+        });
+        let (times, broken): (Vec<_>, Vec<_>) = times.into_iter().unzip();
+        let broken: Vec<String> = broken.into_iter().flatten().collect();
+        assert!(
+            broken.is_empty(),
+            "{} broken, first {:?}",
+            broken.len(),
+            broken.first()
+        );
+        let mut all: Vec<u64> = times.into_iter().flatten().collect();
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "op times taken twice");
+        assert_eq!(taken.load(Ordering::Relaxed), 2 * 1250);
     }
 
     /// Threads hitting, putting, removing and counting at once, with no schedule: the size

@@ -18,9 +18,14 @@ use std::sync::Mutex;
 use crate::key::Member;
 use crate::stripe::{Padded, stripe_count, thread_stripe};
 
-/// A stripe's uses beyond which the hit that records one more drains the buffer (under the
-/// exclusive lock): bounds the memory, and the work a drain does at once.
-pub(super) const STRIPE_CAPACITY: usize = 256;
+/// A stripe's uses from which the hit that records one more drains the buffer, if it can take
+/// the exclusive lock at once: bounds the work a drain does at once (and so how long the
+/// other threads' hits wait for it).
+pub(super) const STRIPE_CAPACITY: usize = 64;
+
+/// A stripe's uses from which the hit that records one more drains the buffer, waiting for
+/// the exclusive lock if it must: bounds the memory.
+pub(super) const STRIPE_BOUND: usize = 4 * STRIPE_CAPACITY;
 
 /// One recorded use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,19 +53,19 @@ impl Touches {
         }
     }
 
-    /// Records a use; true when the caller's stripe is full and should be drained.
-    pub(super) fn record(&self, touch: Touch) -> bool {
+    /// Records a use; returns how many the caller's stripe holds now (see `STRIPE_CAPACITY`).
+    pub(super) fn record(&self, touch: Touch) -> usize {
         // A power of two (see `stripe_count`): a mask, not a division.
         let at = thread_stripe() & self.stripes.len().wrapping_sub(1);
         let Some(stripe) = self.stripes.get(at) else {
-            return true;
+            return STRIPE_BOUND;
         };
         let mut touches = stripe.0.lock().unwrap_or_else(|e| e.into_inner());
         if touches.capacity() == 0 {
             touches.reserve_exact(STRIPE_CAPACITY);
         }
         touches.push(touch);
-        touches.len() >= STRIPE_CAPACITY
+        touches.len()
     }
 
     /// Moves every recorded use into `into`, sorted by time (the caller holds the store's
@@ -71,9 +76,11 @@ impl Touches {
             into.append(&mut touches);
         }
         // Each stripe is in time order already, and one thread's hits fill one stripe: sort
-        // only when stripes interleave. Times are unique, so they alone order the touches.
+        // only when stripes interleave, and then with the stable sort, which finds the
+        // stripes' sorted runs and merges them (linear time for a few runs). Times are unique,
+        // so they alone order the touches.
         if !into.is_sorted_by_key(|t| t.at_us) {
-            into.sort_unstable_by_key(|t| t.at_us);
+            into.sort_by_key(|t| t.at_us);
         }
     }
 }
