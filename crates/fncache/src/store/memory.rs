@@ -33,6 +33,21 @@ mod tinylfu;
 /// How many expired entries one put reclaims before evicting live ones (as `put.lua`).
 const RECLAIM_BATCH: usize = 128;
 
+/// Op ticks per microsecond, as a shift: `1 << TICK_BITS` ops fit in one microsecond before
+/// the op ticks run ahead of the clock (no store comes near; a microsecond holds a few).
+const TICK_BITS: u32 = 10;
+
+/// The microsecond of op tick `tick`: what its op judges times by (entry TTLs, freshness,
+/// leases, structure TTLs) and writes into entries. Ticks order ops; microseconds, like
+/// Redis's `TIME`, say when they ran (two ops in one microsecond share it).
+fn micros(tick: u64) -> u64 {
+    if tick == u64::MAX {
+        u64::MAX // the end of time stays there
+    } else {
+        tick >> TICK_BITS
+    }
+}
+
 /// The embedded store of one cache.
 ///
 /// A hit that changes nothing but the policy's order (no lease to take, no expired entry to
@@ -48,12 +63,15 @@ pub(crate) struct MemoryStore {
     /// shard (a lock word on a line of its own), so two threads hitting one cache do not write
     /// a shared reader count; the write side takes every shard.
     state: ShardedLock<Box<State>>,
-    /// The time of the previous op: every op takes a later time, as every Redis script sees a
-    /// later `TIME` than the one before (scripts run one at a time and take over a
-    /// microsecond), so time scores order ops exactly as they happened. Hits under the read
-    /// lock take theirs here too (an atomic of its own line), so times stay unique and rise in
-    /// the real order of the ops.
-    last_us: Padded<AtomicU64>,
+    /// The op tick of the previous op: every op takes a later tick, as every Redis script
+    /// sees a later `TIME` than the one before (scripts run one at a time and take over a
+    /// microsecond), so time scores (in ticks) order ops exactly as they happened. Hits under
+    /// the read lock take theirs here too (an atomic of its own line), so ticks stay unique and
+    /// rise in the real order of the ops. A tick is 1/1024 of a microsecond ([`TICK_BITS`]):
+    /// unique microseconds ran ahead of the clock wherever the store served more than one op
+    /// a microsecond (a busy thread does), and aged every entry faster than its TTL; ticks
+    /// keep the op's microsecond, [`micros`], on the clock.
+    last_tick: Padded<AtomicU64>,
     /// The uses of hits served under the read lock, not yet applied.
     touches: Touches,
     hash: KeyedHash,
@@ -659,7 +677,7 @@ impl MemoryStore {
                 leases: HashMap::new(),
                 invalidated: HashMap::new(),
             })),
-            last_us: Padded(AtomicU64::new(0)),
+            last_tick: Padded(AtomicU64::new(0)),
             touches: Touches::new(),
             hash,
             #[cfg(test)]
@@ -669,42 +687,32 @@ impl MemoryStore {
         }
     }
 
-    /// The op time after `last` for an op that read `clock`: later than the previous op's.
+    /// The op tick after `last` for an op that read `clock` (ticks): later than the previous
+    /// op's.
     fn next_time(clock: u64, last: u64) -> u64 {
         clock.max(last.saturating_add(1))
     }
 
-    /// Takes the next op time (under the write lock, or by a hit under the read lock): the
-    /// later of `clock` and one past the previous op's, unique, and later than that of every
-    /// op whose tick ended before this one began.
-    ///
-    /// Every change of `last_us` moves it up and claims the value it moves it to, for the op
-    /// that made it (a value moved to by the `fetch_add` of an op that then needs a later one
-    /// is claimed by nobody): so no two ops take one time, and an op that ticks after another
-    /// changes `last_us` after it, to a higher value. One read-modify-write where ops come
-    /// faster than one a microsecond (the op clock is ahead of `clock`: two threads hitting at
-    /// once), where a load and a compare-and-swap would move the contended line twice; a
-    /// second one when `clock` has moved past the op clock (nothing ran for a while).
+    /// Takes the next op tick (under the write lock, or by a hit under the read lock): the
+    /// later of `clock_us` (in ticks) and one past the previous op's, unique, and later than
+    /// that of every op whose tick ended before this one began. A compare-and-swap: each
+    /// success moves `last_tick` up to the value it claims for its op, so no two ops take one
+    /// tick, and an op that ticks after another moves it after it, higher. (The clock, in
+    /// ticks, is nearly always past the previous op's: one read-modify-write per op.)
     ///
     /// Why hits on every thread write this one line: a hit that follows another thread's hit
-    /// (ordered only by memory outside the store, say a channel) must take a later time, or a
-    /// replay could order the two uses backwards; it can only learn the earlier hit's time from
-    /// memory that hit wrote, and a per-thread clock read by every thread would move as many
-    /// lines. (`clock` cannot order them: two hits in one microsecond read the same value.)
-    fn tick(&self, clock: u64) -> u64 {
-        let last = self.last_us.0.fetch_add(1, Ordering::Relaxed);
-        if last == u64::MAX {
-            // The end of time (a manual clock advanced to it): times saturate there.
-            self.last_us.0.store(u64::MAX, Ordering::Relaxed);
-            return u64::MAX;
-        }
-        if last + 1 >= clock {
-            return last + 1;
-        }
-        let mut last = last + 1;
+    /// (ordered only by memory outside the store, say a channel) must take a later tick, or a
+    /// replay could order the two uses backwards; it can only learn the earlier hit's tick
+    /// from memory that hit wrote, and a per-thread clock read by every thread would move as
+    /// many lines. (`clock_us` cannot order them: two hits in one microsecond read the same
+    /// value.)
+    fn tick(&self, clock_us: u64) -> u64 {
+        let clock = clock_us.saturating_mul(1 << TICK_BITS);
+        let mut last = self.last_tick.0.load(Ordering::Relaxed);
         loop {
+            // At the end of time (a manual clock advanced to it) ticks saturate there.
             let now = Self::next_time(clock, last);
-            match self.last_us.0.compare_exchange_weak(
+            match self.last_tick.0.compare_exchange_weak(
                 last,
                 now,
                 Ordering::Relaxed,
@@ -740,9 +748,10 @@ impl MemoryStore {
         let s = state.structures.get(&structure.index);
         // The time first (one read-modify-write of a line shared with other threads' hits),
         // then the judgement at it.
-        let now = self.tick(clock);
+        let tick = self.tick(clock);
+        let now = micros(tick);
         if s.is_some_and(|s| !s.is_alive(now)) {
-            return Err(Some(now));
+            return Err(Some(tick));
         }
         let found = Found::of(s, member, *refresh_after, now);
         // A use that would renew the structure TTL writes: under the write lock.
@@ -750,10 +759,10 @@ impl MemoryStore {
             && matches!(found, Found::Live { .. })
             && s.is_some_and(|s| self.slide_due(s, now).is_some())
         {
-            return Err(Some(now));
+            return Err(Some(tick));
         }
         let (freshness, entry) = match found {
-            Found::Gone => return Err(Some(now)),
+            Found::Gone => return Err(Some(tick)),
             Found::Missing => (Freshness::Missing, None),
             Found::Expired(entry) => (Freshness::Expired, Some(entry)),
             Found::Live { stale: true, entry } => (Freshness::Stale, Some(entry)),
@@ -763,13 +772,13 @@ impl MemoryStore {
             } => (Freshness::Fresh, Some(entry)),
         };
         if lease.is_some() && freshness != Freshness::Fresh {
-            return Err(Some(now));
+            return Err(Some(tick));
         }
         let used = matches!(freshness, Freshness::Fresh | Freshness::Stale);
         let recorded = match s {
             Some(s) if used && self.settings.rules.touch != TouchRule::None => {
                 self.touches.record(Touch {
-                    at_us: now,
+                    at: tick,
                     structure: s.id,
                     member: *member,
                 })
@@ -840,7 +849,7 @@ impl MemoryStore {
                 if let Ok(at) = by_id.binary_search_by_key(&touch.structure, |(id, _)| *id)
                     && let Some((_, s)) = by_id.get_mut(at)
                 {
-                    self.hit_use(s, touch.member, touch.at_us);
+                    self.hit_use(s, touch.member, touch.at);
                 }
             }
             drained.clear();
@@ -863,10 +872,11 @@ impl MemoryStore {
         // A lookup sent on from the read lock keeps the time it took when no op took a later
         // one meanwhile: every op before it in time (every use drained) is before it, none
         // after. (So one op takes one time, as before, where nothing runs alongside.)
-        let now = match taken {
-            Some(t) if self.last_us.0.load(Ordering::Relaxed) == t => t,
+        let tick = match taken {
+            Some(t) if self.last_tick.0.load(Ordering::Relaxed) == t => t,
             _ => self.tick(clock),
         };
+        let now = micros(tick);
         if !state.leases.is_empty() {
             state.leases.retain(|_, (_, until)| *until > now);
         }
@@ -901,7 +911,8 @@ impl MemoryStore {
                 lease,
                 stamp: _,
             } => {
-                let (freshness, entry) = self.get(all, &structure, member, refresh_after, now);
+                let (freshness, entry) =
+                    self.get(all, &structure, member, refresh_after, now, tick);
                 let lease = match (&lease, freshness) {
                     (None, _) | (_, Freshness::Fresh) => LeaseState::NotAsked,
                     (Some(request), _) => {
@@ -952,7 +963,7 @@ impl MemoryStore {
                 let times = entry_times(now, entry_ttl, keep, refresh_ms);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
-                let reply = self.put(all, &structure, member, entry, keep_until, now);
+                let reply = self.put(all, &structure, member, entry, keep_until, now, tick);
                 if let Some(s) = all.get_mut(&structure.index) {
                     s.set_tags(member, tagged.map(|t| t.tags).unwrap_or_default());
                 }
@@ -1090,17 +1101,17 @@ impl MemoryStore {
     /// (see `drain`): a use, and for W-TinyLFU also a step of the hill climber (which may
     /// resize the segments: it moves members between them, never in or out, so no lookup's
     /// answer depends on when it is applied). An overwrite is a use but not a hit.
-    fn hit_use(&self, s: &mut MemStructure, member: Member, now: u64) {
+    fn hit_use(&self, s: &mut MemStructure, member: Member, tick: u64) {
         if self.settings.rules.touch == TouchRule::Segmented {
             s.tinylfu_hit(member);
         } else {
-            self.touch(s, member, now);
+            self.touch(s, member, tick);
         }
     }
 
     /// A use of `member`, by the policy's touch rule (as `touch` in `prelude.lua`): the counter
     /// rule makes it the highest score unless it already is (only order matters).
-    fn touch(&self, s: &mut MemStructure, member: Member, now: u64) {
+    fn touch(&self, s: &mut MemStructure, member: Member, tick: u64) {
         match self.settings.rules.touch {
             TouchRule::None => {}
             TouchRule::Counter => {
@@ -1110,7 +1121,7 @@ impl MemoryStore {
                 }
                 s.rescore(member, top.map_or(0, |(score, _)| score) + 1);
             }
-            TouchRule::Time => s.rescore(member, now),
+            TouchRule::Time => s.rescore(member, tick),
             TouchRule::Increment => {
                 let score = s.slots.get(&member).map_or(0, |slot| slot.score) + 1;
                 s.rescore(member, score);
@@ -1127,6 +1138,7 @@ impl MemoryStore {
         member: Member,
         refresh_after: Option<Duration>,
         now: u64,
+        tick: u64,
     ) -> (Freshness, Option<Arc<Vec<u8>>>) {
         let Some(s) = all.get_mut(&structure.index) else {
             return (Freshness::Missing, None);
@@ -1142,7 +1154,7 @@ impl MemoryStore {
             }
             Found::Expired(entry) => (Freshness::Expired, Some(entry)),
             Found::Live { stale, entry } => {
-                self.hit_use(s, member, now);
+                self.hit_use(s, member, tick);
                 if self.settings.slide {
                     self.slide(s, now);
                 }
@@ -1166,6 +1178,7 @@ impl MemoryStore {
         entry: Arc<Vec<u8>>,
         keep_until: Option<u64>,
         now: u64,
+        tick: u64,
     ) -> StoreReply {
         let rules = self.settings.rules;
         let is_new = !all.contains_key(&structure.index);
@@ -1182,7 +1195,7 @@ impl MemoryStore {
         let (mut evicted, mut reclaimed) = (0, 0);
         if let Some(slot) = s.slots.get_mut(&member) {
             slot.entry = entry;
-            self.touch(s, member, now);
+            self.touch(s, member, tick);
         } else {
             let maxsize = usize::try_from(self.settings.maxsize).unwrap_or(usize::MAX);
             if s.len() >= maxsize && !s.expiry.is_empty() {
@@ -1205,7 +1218,7 @@ impl MemoryStore {
                 }
                 let score = match rules.insert {
                     InsertRule::Counter => s.top().map_or(0, |(score, _)| score) + 1,
-                    InsertRule::Time => now,
+                    InsertRule::Time => tick,
                     InsertRule::One | InsertRule::Set | InsertRule::Window => 1,
                 };
                 s.insert(member, score, entry);
@@ -1432,10 +1445,10 @@ mod tests {
         }
     }
 
-    /// Op times taken by threads at once are unique, each thread's rise, none is before the
-    /// clock it read, and a time taken after another thread's (the two ordered by memory the
-    /// store does not see) is later: with the clock behind the op clock (one read-modify-write)
-    /// and ahead of it (a compare-and-swap after it), and the two mixed.
+    /// Op ticks taken by threads at once are unique, each thread's rise, none is in a
+    /// microsecond before the clock it read, and a tick taken after another thread's (the two
+    /// ordered by memory the store does not see) is later: with the clock behind the op clock
+    /// and ahead of it, and the two mixed.
     #[test]
     fn op_times_are_unique_and_follow_the_order_of_ops_across_threads() {
         use std::sync::atomic::AtomicUsize;
@@ -1460,7 +1473,7 @@ mod tests {
                                 base
                             };
                             let now = store.tick(clock);
-                            if now < clock {
+                            if micros(now) < clock {
                                 broken.push(format!("{now} before the clock {clock}"));
                             }
                             if let Some(&before) = times.last()

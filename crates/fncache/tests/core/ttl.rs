@@ -260,3 +260,54 @@ fn redis_entry_ttl_expires_reclaims_and_vacuums() {
     assert_eq!(long_lived.stats().evictions, 0);
     assert_eq!(cache.len().unwrap(), 3);
 }
+
+/// Ops faster than one a microsecond must not run the embedded store's clock ahead of time:
+/// its op times were unique microseconds, so a store serving more than a million ops a second
+/// aged its entries faster than the clock (a 1.3 s entry TTL ended after 1.0 s of a tight loop
+/// of hits). Here the clock stands still while 20,000 hits are served: the entry, 5 ms from its
+/// end, must still be fresh, and must end when the clock, not the op count, says so.
+#[test]
+fn memory_ttls_follow_the_clock_however_many_ops_run() {
+    for policy in [Policy::LruT, Policy::Lru, Policy::FifoT, Policy::TinyLfu] {
+        let clock = Arc::new(ManualClock::new());
+        let cache = Cache::builder(format!("burst-{policy:?}"))
+            .memory()
+            .clock(clock.clone())
+            .policy(policy)
+            .entry_ttl(Duration::from_millis(5))
+            .build_blocking()
+            .unwrap();
+        let execs = AtomicU64::new(0);
+        let call = |key: u64| {
+            cache
+                .get_or_compute("f", &key, || {
+                    execs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    key
+                })
+                .unwrap()
+        };
+        call(0);
+        for _ in 0..20_000 {
+            assert_eq!(call(0), 0);
+        }
+        assert_eq!(
+            execs.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "{policy:?}: the entry expired while the clock stood still"
+        );
+        clock.advance(Duration::from_millis(4));
+        call(0);
+        assert_eq!(
+            execs.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "{policy:?}"
+        );
+        clock.advance(Duration::from_millis(2));
+        call(0);
+        assert_eq!(
+            execs.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "{policy:?}: 6 ms after the write, past its 5 ms TTL"
+        );
+    }
+}

@@ -30,9 +30,9 @@ pub(super) const STRIPE_BOUND: usize = 4 * STRIPE_CAPACITY;
 /// One recorded use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Touch {
-    /// The op time of the hit (unique per op of the store; first, so that touches sort in
+    /// The op tick of the hit (unique per op of the store; first, so that touches sort in
     /// the order of the hits).
-    pub(super) at_us: u64,
+    pub(super) at: u64,
     /// The structure's id (see `MemStructure::id`).
     pub(super) structure: u64,
     pub(super) member: Member,
@@ -79,8 +79,8 @@ impl Touches {
         // only when stripes interleave, and then with the stable sort, which finds the
         // stripes' sorted runs and merges them (linear time for a few runs). Times are unique,
         // so they alone order the touches.
-        if !into.is_sorted_by_key(|t| t.at_us) {
-            into.sort_by_key(|t| t.at_us);
+        if !into.is_sorted_by_key(|t| t.at) {
+            into.sort_by_key(|t| t.at);
         }
     }
 }
