@@ -179,8 +179,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         // The hooks, if any: a value they refuse is returned (and shared) but not stored.
         let (behaviour, refresh_ms) = match self.typed.map(|typed| typed.judge(value)) {
-            None => (self.b, 0),
-            Some(Some(verdict)) => (verdict.apply(self.b), verdict.refresh_ms()),
+            None => (*self.b, 0),
+            Some(Some(verdict)) => (verdict.apply(*self.b), verdict.refresh_ms()),
             Some(None) => {
                 self.share_computed(value);
                 return Ok(None);
@@ -229,7 +229,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             member,
             codec: self.codec,
             cache_none: self.cache_none,
-            behaviour: self.b,
+            behaviour: *self.b,
             lease: self.lease.clone(),
             refresh,
             count_exec: true,

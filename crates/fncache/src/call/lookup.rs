@@ -198,7 +198,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                         self.rec.add(Event::StaleServed);
                         self.fallback = Some((value, entry));
                         self.stage = Stage::Spawning;
-                        return Ok(Action::Background(self.ticket(true)));
+                        return Ok(Action::Background(Box::new(self.ticket(true))));
                     }
                     // A borrowed function cannot outlive the call: the caller who won the
                     // lease refreshes inline, everyone else keeps getting the stale value.
@@ -235,7 +235,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             }
             self.default = Some(default);
             self.stage = Stage::Spawning;
-            return Ok(Action::Background(self.ticket(false)));
+            return Ok(Action::Background(Box::new(self.ticket(false))));
         }
         if lease == LeaseState::Throttled {
             // A recomputation just failed: serve the fallback until the throttle passes.
@@ -247,12 +247,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         // Another caller computes: poll until its value shows, its lease frees up (then this
         // call's lookup takes it), or the lock timeout passes.
         let now = Instant::now();
-        let (until, pause) = match self.poll {
+        let (until, pause) = match self.poll.as_deref() {
             None => {
                 self.rec.add(Event::LockWait);
                 (deadline(now, self.b.lock_timeout), POLL_FIRST)
             }
-            Some((until, pause)) => (until, (pause * 2).min(POLL_MAX)),
+            Some(&(until, pause)) => (until, (pause * 2).min(POLL_MAX)),
         };
         let left = until.map(|until| until.saturating_duration_since(now));
         if left.is_some_and(|left| left.is_zero()) {
@@ -261,7 +261,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             // holder is stuck or gone).
             return self.fallback_or_compute();
         }
-        self.poll = Some((until, pause));
+        self.poll = Some(Box::new((until, pause)));
         // The lease holder is a caller of this process that took this call's flight over:
         // wait for it as a follower would (until the lock timeout), rather than poll.
         if let Some(flight) = self.leader.as_ref().and_then(Leader::successor) {
