@@ -136,7 +136,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         self.release_followers();
         match self.then {
             Then::Computed => Ok(Action::ReturnComputed),
-            Then::Fallback | Then::Stale => match self.fallback.take() {
+            Then::Fallback | Then::Stale => match self.fallback.take().map(|f| *f) {
                 Some((value, _)) => Ok(Action::Return(value)),
                 None => Ok(Action::ReturnComputed),
             },
@@ -153,8 +153,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             let shared = self
                 .shared
                 .take()
-                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::clone(e)));
-            leader.finish(shared);
+                .or_else(|| self.fallback.as_deref().map(|(_, e)| Arc::clone(e)));
+            (*leader).finish(shared);
         }
     }
 

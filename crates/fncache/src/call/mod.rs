@@ -97,7 +97,8 @@ pub(crate) struct Call<'a, S, T> {
     owned: bool,
     default: Option<T>,
     stage: Stage,
-    leader: Option<Leader<'a>>,
+    /// Boxed, as the other parts only a call that misses has: every call is moved by value.
+    leader: Option<Box<Leader<'a>>>,
     /// This call has consulted the flight of its key (since its last restart): it joins at
     /// most once per pass, and only after a lookup that found no fresh value.
     joined: bool,
@@ -107,7 +108,7 @@ pub(crate) struct Call<'a, S, T> {
     /// The lease this call asks for at its lookups.
     request: Option<LeaseRequest>,
     /// A stale or expired value, with its entry, to serve if computing fails.
-    fallback: Option<(T, Arc<Vec<u8>>)>,
+    fallback: Option<Box<(T, Arc<Vec<u8>>)>>,
     /// Polling for another caller's value: give up at this instant (`None`: never, the lock
     /// timeout reaching past what an instant holds); the next pause. Boxed: only a waiting
     /// call has it, and every call is moved by value.
