@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::call::{Call, Setup};
+use crate::call::{Call, CallBehaviour, Setup};
 use crate::circuit::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
@@ -162,10 +162,13 @@ impl Core {
         // Checked once: the hot path (no option set) takes the cache's normalized settings.
         let overridden = !options.is_default();
         let behaviour = if overridden {
-            options.resolve(&self.behaviour)
+            CallBehaviour::Own(Box::new(options.resolve(&self.behaviour)))
         } else {
-            self.behaviour
+            CallBehaviour::Cache(&self.behaviour)
         };
+        // The cache's own settings were validated when it was built: only a call's
+        // overrides can be invalid.
+        let invalid = overridden.then(|| behaviour.validate().err()).flatten();
         // Switched off, a call is a bypass: it computes, and neither reads nor writes.
         let mode = if self.enabled.load(Ordering::Relaxed) {
             ambient.mode(self.id)
@@ -197,9 +200,7 @@ impl Core {
                 owned: owned && typed.is_none(),
                 typed,
                 default,
-                // The cache's own settings were validated when it was built: only a call's
-                // overrides can be invalid.
-                invalid: overridden.then(|| behaviour.validate().err()).flatten(),
+                invalid,
                 near: self.near.as_deref().filter(|_| options.near_cache),
             },
         )

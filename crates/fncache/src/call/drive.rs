@@ -98,14 +98,14 @@ macro_rules! drive_call {
                 }
                 $crate::call::Action::Compute { timeout, ticket } => {
                     let ran = $crate::telemetry::within!(
-                        $call.span(), $runner.run($cache, timeout, ticket) $(, .$aw)?);
+                        $call.span(), $runner.run($cache, timeout, ticket.map(|t| *t)) $(, .$aw)?);
                     let elsewhere = ran.stored_elsewhere;
                     outcome = ran.result;
                     let computed = $crate::call::computed(outcome.as_ref(), elsewhere);
                     $call.next($crate::call::Input::Computed(computed))?
                 }
                 $crate::call::Action::Background(ticket) => {
-                    let queued = $runner.spawn($cache, ticket);
+                    let queued = $runner.spawn($cache, *ticket);
                     $call.next($crate::call::Input::Spawned(queued))?
                 }
                 $crate::call::Action::Return(value) => break Ok(Ok(value)),
@@ -149,7 +149,9 @@ pub(crate) fn computed<T, E>(
     }
 }
 
-/// What the front-end does next.
+/// What the front-end does next. Every step of every call moves one by value, a hit's too:
+/// the rare actions box their large parts (a [`Ticket`]) so that it stays the size of a
+/// store op.
 #[derive(Debug)]
 pub(crate) enum Action<T> {
     /// Send this op to the store (within `timeout`), then feed [`Input::Stored`].
@@ -162,10 +164,10 @@ pub(crate) enum Action<T> {
     /// (owned functions then finish in the background under `ticket`).
     Compute {
         timeout: Option<Duration>,
-        ticket: Option<Ticket>,
+        ticket: Option<Box<Ticket>>,
     },
     /// Run the function in the background under `ticket`, then feed [`Input::Spawned`].
-    Background(Ticket),
+    Background(Box<Ticket>),
     /// Return this value (from the store, a leader, or the default).
     Return(T),
     /// Return what the function returned (its value, its error, or its panic).

@@ -136,7 +136,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         self.release_followers();
         match self.then {
             Then::Computed => Ok(Action::ReturnComputed),
-            Then::Fallback | Then::Stale => match self.fallback.take() {
+            Then::Fallback | Then::Stale => match self.fallback.take().map(|f| *f) {
                 Some((value, _)) => Ok(Action::Return(value)),
                 None => Ok(Action::ReturnComputed),
             },
@@ -153,8 +153,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             let shared = self
                 .shared
                 .take()
-                .or_else(|| self.fallback.as_ref().map(|(_, e)| Arc::clone(e)));
-            leader.finish(shared);
+                .or_else(|| self.fallback.as_deref().map(|(_, e)| Arc::clone(e)));
+            (*leader).finish(shared);
         }
     }
 
@@ -179,8 +179,8 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
         // The hooks, if any: a value they refuse is returned (and shared) but not stored.
         let (behaviour, refresh_ms) = match self.typed.map(|typed| typed.judge(value)) {
-            None => (self.b, 0),
-            Some(Some(verdict)) => (verdict.apply(self.b), verdict.refresh_ms()),
+            None => (*self.b, 0),
+            Some(Some(verdict)) => (verdict.apply(*self.b), verdict.refresh_ms()),
             Some(None) => {
                 self.share_computed(value);
                 return Ok(None);
@@ -229,7 +229,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             member,
             codec: self.codec,
             cache_none: self.cache_none,
-            behaviour: self.b,
+            behaviour: *self.b,
             lease: self.lease.clone(),
             refresh,
             count_exec: true,

@@ -31,7 +31,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         match self.core.flights.join(*member) {
             Role::Leader(leader) => {
                 // A borrow of the core's flights, which outlive the call.
-                self.leader = Some(leader);
+                self.leader = Some(Box::new(leader));
                 // Another caller held the lease when this call looked: if that was a leader of
                 // this process, it may have stored its value and left since. Looking again
                 // as the leader answers at once where polling would first sleep; a missing or
@@ -41,7 +41,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             // This call holds the lease, so it computes, and leads the flight in place of its
             // leader (which did not win the lease, and follows this call at its next poll).
             Role::Follower(_) if lease == LeaseState::Mine => {
-                self.leader = Some(self.core.flights.take_over(*member));
+                self.leader = Some(Box::new(self.core.flights.take_over(*member)));
                 None
             }
             Role::Follower(flight) => {
@@ -196,13 +196,13 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 if self.lease.is_some() && self.mode.exec {
                     if self.owned {
                         self.rec.add(Event::StaleServed);
-                        self.fallback = Some((value, entry));
+                        self.fallback = Some(Box::new((value, entry)));
                         self.stage = Stage::Spawning;
-                        return Ok(Action::Background(self.ticket(true)));
+                        return Ok(Action::Background(Box::new(self.ticket(true))));
                     }
                     // A borrowed function cannot outlive the call: the caller who won the
                     // lease refreshes inline, everyone else keeps getting the stale value.
-                    self.fallback = Some((value, entry));
+                    self.fallback = Some(Box::new((value, entry)));
                     return self.compute_or_refuse();
                 }
                 self.rec.add(Event::StaleServed);
@@ -211,7 +211,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                 Ok(Action::Return(value))
             }
             (Freshness::Expired, Some((value, entry))) => {
-                self.fallback = Some((value, entry));
+                self.fallback = Some(Box::new((value, entry)));
                 self.after_miss(lease)
             }
             (_, _) => self.after_miss(lease),
@@ -235,7 +235,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             }
             self.default = Some(default);
             self.stage = Stage::Spawning;
-            return Ok(Action::Background(self.ticket(false)));
+            return Ok(Action::Background(Box::new(self.ticket(false))));
         }
         if lease == LeaseState::Throttled {
             // A recomputation just failed: serve the fallback until the throttle passes.
@@ -247,12 +247,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         // Another caller computes: poll until its value shows, its lease frees up (then this
         // call's lookup takes it), or the lock timeout passes.
         let now = Instant::now();
-        let (until, pause) = match self.poll {
+        let (until, pause) = match self.poll.as_deref() {
             None => {
                 self.rec.add(Event::LockWait);
                 (deadline(now, self.b.lock_timeout), POLL_FIRST)
             }
-            Some((until, pause)) => (until, (pause * 2).min(POLL_MAX)),
+            Some(&(until, pause)) => (until, (pause * 2).min(POLL_MAX)),
         };
         let left = until.map(|until| until.saturating_duration_since(now));
         if left.is_some_and(|left| left.is_zero()) {
@@ -261,10 +261,10 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             // holder is stuck or gone).
             return self.fallback_or_compute();
         }
-        self.poll = Some((until, pause));
+        self.poll = Some(Box::new((until, pause)));
         // The lease holder is a caller of this process that took this call's flight over:
         // wait for it as a follower would (until the lock timeout), rather than poll.
-        if let Some(flight) = self.leader.as_ref().and_then(Leader::successor) {
+        if let Some(flight) = self.leader.as_deref().and_then(Leader::successor) {
             self.stage = Stage::Following;
             return Ok(Action::Follow(flight, left.unwrap_or(self.b.lock_timeout)));
         }
@@ -274,7 +274,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
     /// Serves the fallback if there is one; otherwise computes, without the lease.
     pub(super) fn fallback_or_compute(&mut self) -> Result<Action<T>, S> {
-        let Some((value, entry)) = self.fallback.take() else {
+        let Some((value, entry)) = self.fallback.take().map(|f| *f) else {
             self.request = None;
             return self.compute_or_refuse();
         };

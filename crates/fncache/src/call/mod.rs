@@ -91,13 +91,14 @@ pub(crate) struct Call<'a, S, T> {
     target: Option<(Structure, Member)>,
     codec: Codec,
     cache_none: bool,
-    b: Behaviour,
+    b: CallBehaviour<'a>,
     rec: Recorder<'a>,
     /// The function may run in the background (it is owned: `Send + 'static`).
     owned: bool,
     default: Option<T>,
     stage: Stage,
-    leader: Option<Leader<'a>>,
+    /// Boxed, as the other parts only a call that misses has: every call is moved by value.
+    leader: Option<Box<Leader<'a>>>,
     /// This call has consulted the flight of its key (since its last restart): it joins at
     /// most once per pass, and only after a lookup that found no fresh value.
     joined: bool,
@@ -107,10 +108,11 @@ pub(crate) struct Call<'a, S, T> {
     /// The lease this call asks for at its lookups.
     request: Option<LeaseRequest>,
     /// A stale or expired value, with its entry, to serve if computing fails.
-    fallback: Option<(T, Arc<Vec<u8>>)>,
+    fallback: Option<Box<(T, Arc<Vec<u8>>)>>,
     /// Polling for another caller's value: give up at this instant (`None`: never, the lock
-    /// timeout reaching past what an instant holds); the next pause.
-    poll: Option<(Option<Instant>, Duration)>,
+    /// timeout reaching past what an instant holds); the next pause. Boxed: only a waiting
+    /// call has it, and every call is moved by value.
+    poll: Option<Box<(Option<Instant>, Duration)>>,
     /// The entry handed to this process's followers when the call ends.
     shared: Option<Arc<Vec<u8>>>,
     then: Then,
@@ -168,6 +170,26 @@ impl<S, T> std::fmt::Debug for Call<'_, S, T> {
     }
 }
 
+/// A call's behaviour: the cache's own, borrowed (a call without overrides: the hot path), or
+/// the call's resolved overrides, boxed. A call is moved by value at every step, and a
+/// pointer keeps it smaller than a [`Behaviour`] would.
+#[derive(Debug)]
+pub(crate) enum CallBehaviour<'a> {
+    Cache(&'a Behaviour),
+    Own(Box<Behaviour>),
+}
+
+impl std::ops::Deref for CallBehaviour<'_> {
+    type Target = Behaviour;
+
+    fn deref(&self) -> &Behaviour {
+        match self {
+            CallBehaviour::Cache(b) => b,
+            CallBehaviour::Own(b) => b,
+        }
+    }
+}
+
 /// The parts of a call a front-end passes to [`Call::new`].
 #[derive(Debug)]
 pub(crate) struct Setup<'a, T> {
@@ -176,7 +198,7 @@ pub(crate) struct Setup<'a, T> {
     pub(crate) mode: Mode,
     pub(crate) codec: Codec,
     pub(crate) cache_none: bool,
-    pub(crate) behaviour: Behaviour,
+    pub(crate) behaviour: CallBehaviour<'a>,
     pub(crate) rec: Recorder<'a>,
     pub(crate) owned: bool,
     pub(crate) default: Option<T>,
@@ -365,7 +387,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         self.computed = true;
         self.stage = Stage::Computing;
         let (timeout, ticket) = match timeout {
-            Some((t, ticket)) => (Some(t), ticket),
+            Some((t, ticket)) => (Some(t), ticket.map(Box::new)),
             None => (None, None),
         };
         Action::Compute { timeout, ticket }

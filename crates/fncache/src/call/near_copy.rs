@@ -30,7 +30,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         self.joined = true;
         match self.core.flights.join(*member) {
             Role::Leader(leader) => {
-                self.leader = Some(leader);
+                self.leader = Some(Box::new(leader));
                 None
             }
             Role::Follower(flight) => {

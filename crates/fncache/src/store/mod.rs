@@ -152,7 +152,9 @@ pub(crate) type Token = String;
 /// may take a lease makes a request, but a hit on the embedded store never needs the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LeaseRequest {
-    bits: u128,
+    /// The token's 128 random bits, low half first. Two `u64`s rather than a `u128`, whose
+    /// 16-byte alignment would pad every call and every op that carries a request.
+    bits: [u64; 2],
     pub(crate) ttl: Duration,
 }
 
@@ -160,7 +162,7 @@ impl LeaseRequest {
     /// A request with a new random token.
     pub(crate) fn new(ttl: Duration) -> LeaseRequest {
         LeaseRequest {
-            bits: fastrand::u128(..),
+            bits: [fastrand::u64(..), fastrand::u64(..)],
             ttl,
         }
     }
@@ -174,7 +176,7 @@ impl LeaseRequest {
     /// [`LeaseRequest::token`] without a string of its own, for a command's argument.
     pub(crate) fn token_digits(&self) -> [u8; 32] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut bits = self.bits;
+        let mut bits = u128::from(self.bits[0]) | (u128::from(self.bits[1]) << 64);
         let mut hex = [0u8; 32];
         for digit in &mut hex {
             *digit = HEX[(bits & 0xf) as usize];
