@@ -73,8 +73,8 @@ if state == 1 then
   elseif string.sub(rule, 1, 5) == 'tlfu:' then
     -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch and meta keys come
     -- last in KEYS, its shape in the rule word.
-    -- One BITFIELD reads the bookkeeping and counts the hit (see tlfu_load).
-    local st = tlfu_load(KEYS[#KEYS - 1], tlfu_shape(rule), member, 'h')
+    -- The header in one GETRANGE, the hit's count in one BITFIELD (see tlfu_load).
+    local st = tlfu_load(KEYS[#KEYS - 1], tlfu_shape(rule), member, true)
     tlfu_resize(index, st, tlfu_climb(st, true))
     tlfu_touch(index, st, member)
     tlfu_save(st)
