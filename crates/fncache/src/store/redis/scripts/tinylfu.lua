@@ -51,8 +51,10 @@ local function tlfu_counters(member, blocks)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
   local slice = math.floor(block / SLICE_BLOCKS)
   local base = (tlfu_slice_at(slice) + 8 + (block % SLICE_BLOCKS) * 64) * 8
-  return slice, {base + r1 % 32 * 4, base + (32 + r2 % 32) * 4, base + (64 + r3 % 32) * 4,
-    base + (96 + r4 % 32) * 4}
+  -- As strings, converted once: each offset is sent twice (GET, INCRBY), and a number
+  -- argument costs redis.call a conversion each time.
+  return slice, {tostring(base + r1 % 32 * 4), tostring(base + (32 + r2 % 32) * 4),
+    tostring(base + (64 + r3 % 32) * 4), tostring(base + (96 + r4 % 32) * 4)}
 end
 
 -- The header as one string (GETRANGE and SETRANGE of 80 bytes, struct.unpack and pack): a
@@ -160,8 +162,8 @@ local function tlfu_increment(st, member)
     tlfu_age(st, slice)
     v = redis.call('BITFIELD', st.sketch,
       'GET', 'u4', c[1], 'GET', 'u4', c[2], 'GET', 'u4', c[3], 'GET', 'u4', c[4],
-      'OVERFLOW', 'SAT', 'INCRBY', 'u4', c[1], 1, 'INCRBY', 'u4', c[2], 1,
-      'INCRBY', 'u4', c[3], 1, 'INCRBY', 'u4', c[4], 1)
+      'OVERFLOW', 'SAT', 'INCRBY', 'u4', c[1], '1', 'INCRBY', 'u4', c[2], '1',
+      'INCRBY', 'u4', c[3], '1', 'INCRBY', 'u4', c[4], '1')
   end
   if v[1] < 15 or v[2] < 15 or v[3] < 15 or v[4] < 15 then
     st.n = st.n + 1
