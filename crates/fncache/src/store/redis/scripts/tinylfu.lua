@@ -6,24 +6,26 @@
 -- * the index (:0) holds three segments in one sorted set, score = segment x 2^50 + use
 --   counter (window 0, probation 1, protected 2; exact in doubles): a segment's oldest is one
 --   ZRANGEBYSCORE over its range, its size one ZCOUNT;
--- * the sketch (:5), one string read and written with BITFIELD, so that a hit reads the
---   bookkeeping, counts the member's use and bumps the climber in one call:
---   - a header of 128 bytes: signed 64-bit fields (BITFIELD i64 #k, big-endian) c the use
---     counter of the scores, n the uses counted in this sample, e how many samples have ended
---     (each halves every counter); the hill climber's h and m the hits and inserts of this
---     sample, r the previous sample's hits, t the next step, w and p the window's and
---     protected's sizes; and i, 1 once t, w and p are stored (before: the shape's);
+-- * the sketch (:5), one string that holds the bookkeeping too (it was a hash, :6, of its own):
+--   - a header of 128 bytes, of which 80 are used: ten big-endian signed 64-bit fields (as
+--     BITFIELD i64 #0 to #9 reads them) c the use counter of the scores, n the uses counted in
+--     this sample, e how many samples have ended (each halves every counter); the hill
+--     climber's h and m the hits and inserts of this sample, r the previous sample's hits, t
+--     the next step, w and p the window's and protected's sizes; and i, 1 once t, w and p are
+--     stored (before: the shape's);
 --   - then the slices of 16 blocks, each 8 bytes (the sample count up to which the slice has
---     been halved, as an i64) and 16 blocks of 64 bytes of 4-bit counters. A member's counters
+--     been halved, an i64) and 16 blocks of 64 bytes of 4-bit counters. A member's counters
 --     come from its own bytes (BLAKE3 output), see TinyLfuShape in policy.rs: bytes 1-4
 --     (big-endian) modulo blocks pick a block of 128 counters, the low 5 bits of bytes 5 to 8
 --     one counter in each of its 4 rows of 32.
 --   The string grows as slices are used: at most 128 + blocks x 64 + 8 per 16 blocks bytes.
--- * the meta key (:6) is no longer written (it was a hash of the header's fields); the scripts
---   still delete it with the sketch.
--- A script reads the header once (tlfu_load, with the slice of the member's counters), works on
--- the table `st`, and writes back the fields that changed in one BITFIELD (tlfu_save): every
--- field is an integer below 2^53, exact in Lua's doubles.
+-- * the meta key (:6) is no longer written; the scripts still delete it with the sketch.
+-- A script reads the header once (tlfu_load: one GETRANGE; a hit counts its use and reads its
+-- slice's aging count in one BITFIELD), works on the table `st`, and writes the header back
+-- once when it changed (tlfu_save: one SETRANGE). Every field is an integer below 2^53, exact
+-- in Lua's doubles. What a script costs here follows the arguments and reply elements of its
+-- calls (and number arguments, which redis.call converts) at least as much as their number:
+-- a hit is HGET, GETRANGE, BITFIELD (9 subcommands), ZSCORE, ZADD, SETRANGE.
 -- The shape {window, protected, blocks, sample, step, aging} is computed by the client
 -- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word:
 -- 'tlfu:window:protected:blocks:sample:step:aging' (tlfu_shape).
@@ -123,7 +125,7 @@ local function tlfu_age(st, slice)
   if st.e == 0 then return end
   local at = tlfu_slice_at(slice)
   local seen = st.seen[slice]
-  if seen == nil then seen = redis.call('BITFIELD', st.sketch, 'GET', 'i64', at * 8)[1] end
+  if seen == nil then seen = redis.call('BITFIELD_RO', st.sketch, 'GET', 'i64', at * 8)[1] end
   st.seen[slice] = seen
   if seen >= st.e then return end
   local bytes = redis.call('GETRANGE', st.sketch, at + 8, at + SLICE_SPAN - 1)
@@ -144,7 +146,7 @@ local function tlfu_frequencies(st, a, b)
   local sb, cb = tlfu_counters(b, st.shape[3])
   tlfu_age(st, sa)
   tlfu_age(st, sb)
-  local v = redis.call('BITFIELD', st.sketch, 'GET', 'u4', ca[1], 'GET', 'u4', ca[2],
+  local v = redis.call('BITFIELD_RO', st.sketch, 'GET', 'u4', ca[1], 'GET', 'u4', ca[2],
     'GET', 'u4', ca[3], 'GET', 'u4', ca[4], 'GET', 'u4', cb[1], 'GET', 'u4', cb[2],
     'GET', 'u4', cb[3], 'GET', 'u4', cb[4])
   return math.min(v[1], v[2], v[3], v[4]), math.min(v[5], v[6], v[7], v[8])
