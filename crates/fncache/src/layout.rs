@@ -74,9 +74,12 @@ pub(crate) struct Keys {
     /// Tagged pairs (`:4`): a sorted set, every score 0, of `length | tag | member` for each
     /// tag of each member, so that one lexicographic range finds a tag's members.
     pub(crate) tagged: String,
-    /// `Policy::TinyLfu` only: the frequency sketch (`:5`), a string of 4-bit counters.
+    /// `Policy::TinyLfu` only: the frequency sketch (`:5`), a string of 4-bit counters after
+    /// a header of bookkeeping (see `tinylfu.lua`).
     pub(crate) sketch: String,
-    /// `Policy::TinyLfu` only: the sketch's bookkeeping (`:6`), a hash (see `tinylfu.lua`).
+    /// `Policy::TinyLfu` only: where earlier versions kept the sketch's bookkeeping (`:6`, a
+    /// hash). No longer written; the scripts still receive it, delete it with the sketch and
+    /// purge it.
     pub(crate) meta: String,
 }
 

@@ -744,8 +744,8 @@ fn batches_and_own_refresh_times_keep_copies_coherent() {
 }
 
 /// Near hits of a `TinyLfu` structure reach its bookkeeping as Redis hits would
-/// (`uses_tlfu.lua`): each counts for the hill climber (the `h` field of `…:6`) and for the
-/// sketch and the segments.
+/// (`uses_tlfu.lua`): each counts for the hill climber (the `h` field of the sketch's header,
+/// `BITFIELD …:5 GET i64 #3`) and for the sketch and the segments.
 #[test]
 fn near_hits_reach_tinylfu() {
     let server = RedisServer::spawn();
@@ -759,14 +759,13 @@ fn near_hits_reach_tinylfu() {
     // An op that goes to Redis (f(9) has no copy) carries the near hit that warmed A.
     assert!(!a.contains("f", &(9u64,)).unwrap());
     let mut con = server.connection();
-    let meta = format!("func-cache:{name}:tlfu:6");
-    let mut climber_hits = || -> u64 {
-        redis::cmd("HGET")
-            .arg(&meta)
-            .arg("h")
-            .query::<Option<u64>>(&mut con)
-            .unwrap()
-            .unwrap_or(0)
+    let sketch = format!("func-cache:{name}:tlfu:5");
+    let mut climber_hits = || -> i64 {
+        redis::cmd("BITFIELD")
+            .arg(&sketch)
+            .arg(&["GET", "i64", "#3"])
+            .query::<Vec<i64>>(&mut con)
+            .unwrap()[0]
     };
     let before = climber_hits();
     let near_hits = a.stats().near_hits;

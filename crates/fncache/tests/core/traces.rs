@@ -162,8 +162,9 @@ fn tinylfu_keeps_frequent_entries_through_a_scan() {
     }
 }
 
-/// `Policy::TinyLfu`'s sketch keys (`:5`, `:6`) share the structure's lifetime and its purge,
-/// and the sketch stays within its stated size (8 bytes per entry of maxsize, at least 1 KiB).
+/// `Policy::TinyLfu`'s sketch (`:5`) shares the structure's lifetime and its purge, and stays
+/// within its stated size (8 bytes per entry of maxsize, at least 1 KiB, plus a 128-byte header
+/// and 8 bytes per KiB of counters); the old meta key (`:6`) is no longer written.
 #[test]
 fn tinylfu_sketch_keys_live_and_die_with_the_structure() {
     let server = fncache_testing::RedisServer::spawn();
@@ -179,12 +180,12 @@ fn tinylfu_sketch_keys_live_and_die_with_the_structure() {
     }
     let mut con = server.connection();
     let key = |n: u8| format!("func-cache:sketch:tlfu:{n}");
-    for n in [5, 6] {
-        let ttl: i64 = redis::cmd("PTTL").arg(key(n)).query(&mut con).unwrap();
-        assert!(ttl > 0 && ttl <= 600_000, ":{n} PTTL {ttl}");
-    }
+    let ttl: i64 = redis::cmd("PTTL").arg(key(5)).query(&mut con).unwrap();
+    assert!(ttl > 0 && ttl <= 600_000, ":5 PTTL {ttl}");
+    let meta: u64 = redis::cmd("EXISTS").arg(key(6)).query(&mut con).unwrap();
+    assert_eq!(meta, 0, ":6 is not written");
     let len: u64 = redis::cmd("STRLEN").arg(key(5)).query(&mut con).unwrap();
-    assert!(len > 0 && len <= 1024, "sketch of {len} bytes");
+    assert!(len > 128 && len <= 128 + 8 + 1024, "sketch of {len} bytes");
     assert_eq!(cache.len().unwrap(), 100);
     assert_eq!(cache.purge().unwrap(), 100);
     for n in 0..=6 {

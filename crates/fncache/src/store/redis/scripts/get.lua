@@ -73,9 +73,10 @@ if state == 1 then
   elseif string.sub(rule, 1, 5) == 'tlfu:' then
     -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch and meta keys come
     -- last in KEYS, its shape in the rule word.
-    local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule), member)
+    -- The header in one GETRANGE, the hit's count in one BITFIELD (see tlfu_load).
+    local st = tlfu_load(KEYS[#KEYS - 1], tlfu_shape(rule), member, true)
     tlfu_resize(index, st, tlfu_climb(st, true))
-    tlfu_touch(index, KEYS[#KEYS - 1], st, member)
+    tlfu_touch(index, st, member)
     tlfu_save(st)
   end
   local ttl = ARGV[4]
@@ -85,7 +86,6 @@ if state == 1 then
     redis.call('PEXPIRE', KEYS[3], ttl)
     if string.sub(rule, 1, 5) == 'tlfu:' then
       redis.call('PEXPIRE', KEYS[#KEYS - 1], ttl)
-      redis.call('PEXPIRE', KEYS[#KEYS], ttl)
     end
   end
   -- An entry with a refresh time of its own (format 2) goes stale by it, whatever the

@@ -38,7 +38,7 @@ local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
 local tlfu = string.sub(insert, 1, 5) == 'tlfu:'
-local sketch, meta, shape = KEYS[#KEYS - 1], KEYS[#KEYS], nil
+local sketch, meta, shape, st = KEYS[#KEYS - 1], KEYS[#KEYS], nil, nil
 if tlfu then shape = tlfu_shape(insert) end
 -- Index members plus entries up to which a structure out of step is repaired member by member
 -- (about a millisecond of work); a larger one is dropped whole.
@@ -53,10 +53,7 @@ local changed, dropped_all = {member}, false
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
-if tlfu then
-  redis.call('STRLEN', sketch)
-  redis.call('HLEN', meta)
-end
+if tlfu then st = tlfu_load(sketch, shape, member) end
 local tag_count = 0
 if tagging then
   tag_count = redis.call('HLEN', tags)
@@ -119,12 +116,12 @@ if tlfu and size == 0 then
   -- An empty structure starts with a fresh sketch, as the embedded store's (which forgets an
   -- empty structure whole).
   redis.call('DEL', sketch, meta)
+  st = tlfu_fresh(sketch, shape)
 end
 local exists = redis.call('HEXISTS', values, member) == 1
 if exists then
   if tlfu then
-    local st = tlfu_load(meta, shape, member)
-    tlfu_touch(index, sketch, st, member)
+    tlfu_touch(index, st, member)
     tlfu_save(st)
   else
     touch(ARGV[5], index, member, now)
@@ -148,8 +145,7 @@ else
     end
   end
   if tlfu then
-    local st = tlfu_load(meta, shape, member)
-    local losers = tlfu_insert(index, sketch, st, maxsize, member)
+    local losers = tlfu_insert(index, st, maxsize, member)
     tlfu_save(st)
     for _, out in ipairs(losers) do
       evicted = evicted + redis.call('HDEL', values, out)
@@ -250,7 +246,6 @@ if ttl > 0 then
     local left = redis.call('PTTL', index)
     if left > 0 then
       redis.call('PEXPIRE', sketch, left)
-      redis.call('PEXPIRE', meta, left)
     end
   end
 end

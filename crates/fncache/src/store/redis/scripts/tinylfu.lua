@@ -6,114 +6,167 @@
 -- * the index (:0) holds three segments in one sorted set, score = segment x 2^50 + use
 --   counter (window 0, probation 1, protected 2; exact in doubles): a segment's oldest is one
 --   ZRANGEBYSCORE over its range, its size one ZCOUNT;
--- * the sketch (:5): a string of 4-bit counters (BITFIELD u4 #i), blocks x 64 bytes, grown as
---   counters are used. A member's counters come from its own bytes (BLAKE3 output), see
---   TinyLfuShape in policy.rs: bytes 1-4 (big-endian) modulo blocks pick a block of 128
---   counters, the low 5 bits of bytes 5 to 8 one counter in each of its 4 rows of 32;
--- * the meta hash (:6): c the use counter of the scores, n the uses counted in this sample,
---   e how many samples have ended (each halves every counter), s<i> the sample count up to
---   which slice i of the sketch (16 blocks, 1024 bytes) has been halved; and the hill
---   climber's: h and m the hits and inserts of this sample, r the previous sample's hits, t
---   the next step, w and p the window's and protected's sizes (absent: the shape's).
---   A script reads it once (tlfu_load, with the slice of the member's counters), works on the
---   table `st`, and writes it back once (tlfu_save): every field is an integer below 2^53,
---   which Redis writes and Lua reads back exactly.
+-- * the sketch (:5), one string that holds the bookkeeping too (it was a hash, :6, of its own):
+--   - a header of 128 bytes, of which 80 are used: ten big-endian signed 64-bit fields (as
+--     BITFIELD i64 #0 to #9 reads them) c the use counter of the scores, n the uses counted in
+--     this sample, e how many samples have ended (each halves every counter); the hill
+--     climber's h and m the hits and inserts of this sample, r the previous sample's hits, t
+--     the next step, w and p the window's and protected's sizes; and i, 1 once t, w and p are
+--     stored (before: the shape's);
+--   - then the slices of 16 blocks, each 8 bytes (the sample count up to which the slice has
+--     been halved, an i64) and 16 blocks of 64 bytes of 4-bit counters. A member's counters
+--     come from its own bytes (BLAKE3 output), see TinyLfuShape in policy.rs: bytes 1-4
+--     (big-endian) modulo blocks pick a block of 128 counters, the low 5 bits of bytes 5 to 8
+--     one counter in each of its 4 rows of 32.
+--   The string grows as slices are used: at most 128 + blocks x 64 + 8 per 16 blocks bytes.
+-- * the meta key (:6) is no longer written; the scripts still delete it with the sketch.
+-- A script reads the header once (tlfu_load: one GETRANGE; a hit counts its use and reads its
+-- slice's aging count in one BITFIELD), works on the table `st`, and writes the header back
+-- once when it changed (tlfu_save: one SETRANGE). Every field is an integer below 2^53, exact
+-- in Lua's doubles. What a script costs here follows the arguments and reply elements of its
+-- calls (and number arguments, which redis.call converts) at least as much as their number:
+-- a hit is HGET, GETRANGE, BITFIELD (9 subcommands), ZSCORE, ZADD, SETRANGE.
 -- The shape {window, protected, blocks, sample, step, aging} is computed by the client
 -- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word:
 -- 'tlfu:window:protected:blocks:sample:step:aging' (tlfu_shape).
 
 local SEG = 1125899906842624 -- 2^50
 local SLICE_BLOCKS = 16
+local HEADER = 128
+local SLICE_SPAN = 8 + SLICE_BLOCKS * 64
 -- The most entries a resize of the window moves at once (Caffeine's queue transfer threshold).
 local MOVES_MAX = 1000
-
 local function tlfu_shape(word)
-  local shape = {}
-  for n in string.gmatch(word, '%d+') do shape[#shape + 1] = tonumber(n) end
-  return shape
+  -- One match, not an iterator: measurably cheaper per script.
+  local a, b, c, d, e, f = string.match(word, '^tlfu:(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)')
+  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f)}
 end
 
+-- The byte offset of a slice (its aging count, then its counters).
+local function tlfu_slice_at(slice)
+  return HEADER + slice * SLICE_SPAN
+end
+
+-- The slice of `member`'s block and the bit offsets of its 4 counters.
 local function tlfu_counters(member, blocks)
   local b1, b2, b3, b4, r1, r2, r3, r4 = string.byte(member, 1, 8)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
-  local base = block * 128
-  return block, {base + r1 % 32, base + 32 + r2 % 32, base + 64 + r3 % 32, base + 96 + r4 % 32}
+  local slice = math.floor(block / SLICE_BLOCKS)
+  local base = (tlfu_slice_at(slice) + 8 + (block % SLICE_BLOCKS) * 64) * 8
+  -- As strings, converted once: each offset is sent twice (GET, INCRBY), and a number
+  -- argument costs redis.call a conversion each time.
+  return slice, {tostring(base + r1 % 32 * 4), tostring(base + (32 + r2 % 32) * 4),
+    tostring(base + (64 + r3 % 32) * 4), tostring(base + (96 + r4 % 32) * 4)}
 end
 
--- The bookkeeping of the meta hash, with the slice of `member`'s counters, in one HMGET.
--- shape: {window, protected, blocks, sample, step, aging}.
-local function tlfu_load(meta, shape, member)
-  local slice = math.floor(tlfu_counters(member, shape[3]) / SLICE_BLOCKS)
-  local v = redis.call('HMGET', meta, 'c', 'n', 'e', 'h', 'm', 'r', 't', 'w', 'p', 's' .. slice)
+-- The header as one string (GETRANGE and SETRANGE of 80 bytes, struct.unpack and pack): a
+-- script's cost grows with the arguments and reply elements of its calls more than with their
+-- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64).
+local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8'
+local ZERO_HEADER = string.rep('\0', 80)
+
+-- The state `st` from a header (80 bytes, or '' for an absent sketch).
+local function tlfu_state(sketch, shape, header)
+  if #header < 80 then header = string.sub(header .. ZERO_HEADER, 1, 80) end
+  local c, n, e, h, m, r, t, w, p, i = struct.unpack(HEADER_FORMAT, header)
   local st = {
-    meta = meta, shape = shape, seen = {},
-    c = tonumber(v[1]) or 0, n = tonumber(v[2]) or 0, e = tonumber(v[3]) or 0,
-    h = tonumber(v[4]) or 0, m = tonumber(v[5]) or 0, r = tonumber(v[6]) or 0,
-    t = tonumber(v[7]) or -shape[5], w = tonumber(v[8]) or shape[1], p = tonumber(v[9]) or shape[2],
+    sketch = sketch, shape = shape, seen = {}, header = header,
+    c = c, n = n, e = e, h = h, m = m, r = r, t = t, w = w, p = p, i = i,
   }
-  st.seen[slice] = tonumber(v[10]) or 0
-  st.old = {st.c, st.n, st.e, st.h, st.m, st.r, st.t, st.w, st.p}
+  if i == 0 then
+    st.t, st.w, st.p, st.i = -shape[5], shape[1], shape[2], 1
+  end
   return st
 end
 
--- Writes back the fields that changed (a hit changes two or three).
-local FIELDS = {'c', 'n', 'e', 'h', 'm', 'r', 't', 'w', 'p'}
-local function tlfu_save(st)
-  local args = {}
-  for i, field in ipairs(FIELDS) do
-    if st[field] ~= st.old[i] then
-      args[#args + 1] = field
-      args[#args + 1] = st[field]
+-- The bookkeeping: the header in one GETRANGE, and when `count` is true, the use of `member`
+-- counted at once with the aging count of its slice in one BITFIELD (its counters read and
+-- incremented, saturating at 15, as tlfu_increment would). If the slice had to be halved
+-- first (a sample ended since it was last used), the counters are put back and counted again
+-- by tlfu_increment.
+-- shape: {window, protected, blocks, sample, step, aging}.
+local function tlfu_load(sketch, shape, member, count)
+  local st = tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, 0, 79))
+  if count then
+    local slice, c = tlfu_counters(member, shape[3])
+    local v = redis.call('BITFIELD', sketch, 'GET', 'i64', tlfu_slice_at(slice) * 8,
+      'GET', 'u4', c[1], 'GET', 'u4', c[2], 'GET', 'u4', c[3], 'GET', 'u4', c[4],
+      'OVERFLOW', 'SAT', 'INCRBY', 'u4', c[1], '1', 'INCRBY', 'u4', c[2], '1',
+      'INCRBY', 'u4', c[3], '1', 'INCRBY', 'u4', c[4], '1')
+    st.seen[slice] = v[1]
+    if st.e > 0 and v[1] < st.e then
+      redis.call('BITFIELD', sketch, 'SET', 'u4', c[1], v[2], 'SET', 'u4', c[2], v[3],
+        'SET', 'u4', c[3], v[4], 'SET', 'u4', c[4], v[5])
+    else
+      st.counted, st.counts = member, {v[2], v[3], v[4], v[5]}
     end
   end
-  if #args > 0 then redis.call('HSET', st.meta, unpack(args)) end
+  return st
 end
 
--- Aging, lazily: the slice of `block` is halved as many times as samples ended since it was
--- last used (at most 4: a 4-bit counter is 0 by then), before any of its counters is read or
--- counted. Every counter reads as if the whole sketch had been halved at the end of each
--- sample, which on a large sketch would block the server for milliseconds.
-local function tlfu_age(sketch, st, block)
+-- The state of a structure whose sketch was just deleted (as tlfu_load reads it then).
+local function tlfu_fresh(sketch, shape)
+  return tlfu_state(sketch, shape, '')
+end
+
+-- Writes the header back when a field changed (a hit changes c and h at least). + 0: the
+-- climber's step may be -0 (math.ceil of a small negative); the header stores 0.
+local function tlfu_save(st)
+  local header = struct.pack(HEADER_FORMAT, st.c + 0, st.n + 0, st.e + 0, st.h + 0, st.m + 0,
+    st.r + 0, st.t + 0, st.w + 0, st.p + 0, st.i + 0)
+  if header ~= st.header then redis.call('SETRANGE', st.sketch, 0, header) end
+end
+
+-- Aging, lazily: a slice is halved as many times as samples ended since it was last used (at
+-- most 4: a 4-bit counter is 0 by then), before any of its counters is read or counted. Every
+-- counter reads as if the whole sketch had been halved at the end of each sample, which on a
+-- large sketch would block the server for milliseconds.
+local function tlfu_age(st, slice)
   if st.e == 0 then return end
-  local slice = math.floor(block / SLICE_BLOCKS)
+  local at = tlfu_slice_at(slice)
   local seen = st.seen[slice]
-  if seen == nil then seen = tonumber(redis.call('HGET', st.meta, 's' .. slice) or '0') end
+  if seen == nil then seen = redis.call('BITFIELD_RO', st.sketch, 'GET', 'i64', at * 8)[1] end
   st.seen[slice] = seen
   if seen >= st.e then return end
-  local from = slice * SLICE_BLOCKS * 64
-  local bytes = redis.call('GETRANGE', sketch, from, from + SLICE_BLOCKS * 64 - 1)
-  if #bytes > 0 then
-    local times, out = math.min(st.e - seen, 4), {}
-    for i = 1, #bytes do
-      local b = string.byte(bytes, i)
-      for _ = 1, times do b = bit.band(bit.rshift(b, 1), 0x77) end
-      out[i] = string.char(b)
-    end
-    redis.call('SETRANGE', sketch, from, table.concat(out))
+  local bytes = redis.call('GETRANGE', st.sketch, at + 8, at + SLICE_SPAN - 1)
+  local times, out = math.min(st.e - seen, 4), {}
+  for i = 1, #bytes do
+    local b = string.byte(bytes, i)
+    for _ = 1, times do b = bit.band(bit.rshift(b, 1), 0x77) end
+    out[i] = string.char(b)
   end
-  redis.call('HSET', st.meta, 's' .. slice, st.e)
+  -- The slice's aging count (big-endian, as BITFIELD i64 reads it) and its halved counters.
+  redis.call('SETRANGE', st.sketch, at, struct.pack('>I8', st.e) .. table.concat(out))
   st.seen[slice] = st.e
 end
 
--- The estimated frequency of `member`: the least of its counters.
-local function tlfu_frequency(sketch, st, member)
-  local block, c = tlfu_counters(member, st.shape[3])
-  tlfu_age(sketch, st, block)
-  local v = redis.call('BITFIELD', sketch, 'GET', 'u4', '#' .. c[1], 'GET', 'u4', '#' .. c[2],
-    'GET', 'u4', '#' .. c[3], 'GET', 'u4', '#' .. c[4])
-  return math.min(v[1], v[2], v[3], v[4])
+-- The estimated frequencies of `a` and `b` (the least of each one's counters), in one read.
+local function tlfu_frequencies(st, a, b)
+  local sa, ca = tlfu_counters(a, st.shape[3])
+  local sb, cb = tlfu_counters(b, st.shape[3])
+  tlfu_age(st, sa)
+  tlfu_age(st, sb)
+  local v = redis.call('BITFIELD_RO', st.sketch, 'GET', 'u4', ca[1], 'GET', 'u4', ca[2],
+    'GET', 'u4', ca[3], 'GET', 'u4', ca[4], 'GET', 'u4', cb[1], 'GET', 'u4', cb[2],
+    'GET', 'u4', cb[3], 'GET', 'u4', cb[4])
+  return math.min(v[1], v[2], v[3], v[4]), math.min(v[5], v[6], v[7], v[8])
 end
 
 -- Counts one use of `member`: each of its counters below 15 grows by one; when one did, the
 -- use counts, and after `aging` of them every counter is halved (see tlfu_age), and the count
--- too.
-local function tlfu_increment(sketch, st, member)
-  local block, c = tlfu_counters(member, st.shape[3])
-  tlfu_age(sketch, st, block)
-  local v = redis.call('BITFIELD', sketch,
-    'GET', 'u4', '#' .. c[1], 'GET', 'u4', '#' .. c[2], 'GET', 'u4', '#' .. c[3], 'GET', 'u4', '#' .. c[4],
-    'OVERFLOW', 'SAT', 'INCRBY', 'u4', '#' .. c[1], 1, 'INCRBY', 'u4', '#' .. c[2], 1,
-    'INCRBY', 'u4', '#' .. c[3], 1, 'INCRBY', 'u4', '#' .. c[4], 1)
+-- too. (tlfu_load may have incremented the counters already: then only the count is left.)
+local function tlfu_increment(st, member)
+  local v = st.counts
+  if st.counted == member then
+    st.counted, st.counts = nil, nil
+  else
+    local slice, c = tlfu_counters(member, st.shape[3])
+    tlfu_age(st, slice)
+    v = redis.call('BITFIELD', st.sketch,
+      'GET', 'u4', c[1], 'GET', 'u4', c[2], 'GET', 'u4', c[3], 'GET', 'u4', c[4],
+      'OVERFLOW', 'SAT', 'INCRBY', 'u4', c[1], '1', 'INCRBY', 'u4', c[2], '1',
+      'INCRBY', 'u4', c[3], '1', 'INCRBY', 'u4', c[4], '1')
+  end
   if v[1] < 15 or v[2] < 15 or v[3] < 15 or v[4] < 15 then
     st.n = st.n + 1
     if st.n >= st.shape[6] then
@@ -199,8 +252,8 @@ local function tlfu_resize(index, st, by)
 end
 
 -- A use of `member` (present): a hit (after tlfu_climb), or an overwrite.
-local function tlfu_touch(index, sketch, st, member)
-  tlfu_increment(sketch, st, member)
+local function tlfu_touch(index, st, member)
+  tlfu_increment(st, member)
   local segment = math.floor(tonumber(redis.call('ZSCORE', index, member) or '0') / SEG)
   if segment == 1 then
     -- Used again on probation: protected, whose oldest go back to probation while it is over
@@ -222,9 +275,9 @@ end
 -- often leaving (a tie keeps the victim, but a warm candidate wins one duel in 128: see
 -- tlfu_lucky). Returns the evicted members (their entries are the
 -- caller's to delete).
-local function tlfu_insert(index, sketch, st, maxsize, member)
+local function tlfu_insert(index, st, maxsize, member)
   tlfu_resize(index, st, tlfu_climb(st, false))
-  tlfu_increment(sketch, st, member)
+  tlfu_increment(st, member)
   tlfu_move(index, st, member, 0)
   local candidate
   while tlfu_len(index, 0) > st.w do
@@ -238,8 +291,8 @@ local function tlfu_insert(index, sketch, st, maxsize, member)
   while size > maxsize do
     local victim, loser = tlfu_oldest(index, 1), nil
     if candidate and victim and candidate ~= victim then
-      local fc = tlfu_frequency(sketch, st, candidate)
-      if fc > tlfu_frequency(sketch, st, victim) or (fc >= 6 and tlfu_lucky(st, candidate)) then
+      local fc, fv = tlfu_frequencies(st, candidate, victim)
+      if fc > fv or (fc >= 6 and tlfu_lucky(st, candidate)) then
         loser = victim
       else
         loser = candidate

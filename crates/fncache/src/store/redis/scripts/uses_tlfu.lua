@@ -3,18 +3,18 @@
 -- of a member still indexed counts for the climber, the sketch and the segments. At most 15
 -- uses of a member are applied per batch (its counters saturate at 15 anyway), so that a hot
 -- near copy does not make one script run long.
--- KEYS: index, sketch, meta
+-- KEYS: index, sketch, meta (no longer used: see tinylfu.lua)
 -- ARGV: rule word ('tlfu:' and the shape), then a member and its count per member, oldest use
 --       first
-local index, sketch, meta = KEYS[1], KEYS[2], KEYS[3]
+local index, sketch = KEYS[1], KEYS[2]
 if #ARGV < 3 then return 0 end
-local st = tlfu_load(meta, tlfu_shape(ARGV[1]), ARGV[2])
+local st = tlfu_load(sketch, tlfu_shape(ARGV[1]), ARGV[2])
 for i = 2, #ARGV - 1, 2 do
   local member = ARGV[i]
   if redis.call('ZSCORE', index, member) then
     for _ = 1, math.min(tonumber(ARGV[i + 1]) or 0, 15) do
       tlfu_resize(index, st, tlfu_climb(st, true))
-      tlfu_touch(index, sketch, st, member)
+      tlfu_touch(index, st, member)
     end
   end
 end
