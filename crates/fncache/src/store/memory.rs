@@ -912,7 +912,7 @@ impl MemoryStore {
                 stamp: _,
             } => {
                 let (freshness, entry) =
-                    self.get(all, &structure, member, refresh_after, now, tick);
+                    self.get(all, &structure, member, refresh_after, tick);
                 let lease = match (&lease, freshness) {
                     (None, _) | (_, Freshness::Fresh) => LeaseState::NotAsked,
                     (Some(request), _) => {
@@ -963,7 +963,7 @@ impl MemoryStore {
                 let times = entry_times(now, entry_ttl, keep, refresh_ms);
                 let entry = Arc::new(Entry::assemble(head, times, &payload));
                 let keep_until = (times.keep_until_us != 0).then_some(times.keep_until_us);
-                let reply = self.put(all, &structure, member, entry, keep_until, now, tick);
+                let reply = self.put(all, &structure, member, entry, keep_until, tick);
                 if let Some(s) = all.get_mut(&structure.index) {
                     s.set_tags(member, tagged.map(|t| t.tags).unwrap_or_default());
                 }
@@ -1137,9 +1137,9 @@ impl MemoryStore {
         structure: &Structure,
         member: Member,
         refresh_after: Option<Duration>,
-        now: u64,
         tick: u64,
     ) -> (Freshness, Option<Arc<Vec<u8>>>) {
+        let now = micros(tick);
         let Some(s) = all.get_mut(&structure.index) else {
             return (Freshness::Missing, None);
         };
@@ -1177,9 +1177,9 @@ impl MemoryStore {
         member: Member,
         entry: Arc<Vec<u8>>,
         keep_until: Option<u64>,
-        now: u64,
         tick: u64,
     ) -> StoreReply {
+        let now = micros(tick);
         let rules = self.settings.rules;
         let is_new = !all.contains_key(&structure.index);
         let s = all
