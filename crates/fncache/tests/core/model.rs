@@ -303,29 +303,13 @@ fn tinylfu_agrees_with_the_model_through_aging() {
         .build_blocking()
         .unwrap();
     let mut rng = fastrand::Rng::with_seed(12);
-    let (mut hits, execs) = (0, AtomicU64::new(0));
-    for step in 0..12_000u32 {
-        // Skewed over 1,500 keys: a few hot, a long tail, and bursts of fresh keys.
-        let x = match rng.u8(..10) {
-            0..=5 => rng.u32(..60),
-            6..=8 => rng.u32(..1500),
-            _ => 10_000 + step,
-        };
-        let mut ran = [false; 2];
-        for (i, cache) in [&model, &redis].into_iter().enumerate() {
-            let before = execs.load(Ordering::SeqCst);
-            let v = cache
-                .get_or_compute("f", &(x,), || {
-                    execs.fetch_add(1, Ordering::SeqCst);
-                    x
-                })
-                .unwrap();
-            assert_eq!(v, x);
-            ran[i] = execs.load(Ordering::SeqCst) != before;
-        }
-        assert_eq!(ran[0], ran[1], "step {step}: f({x})");
-        hits += u32::from(!ran[0]);
-    }
+    // Skewed over 1,500 keys: a few hot, a long tail, and bursts of fresh keys.
+    let keys = (0..12_000u32).map(|step| match rng.u8(..10) {
+        0..=5 => rng.u32(..60),
+        6..=8 => rng.u32(..1500),
+        _ => 10_000 + step,
+    });
+    let hits = hit_alike(&model, &redis, keys);
     // The filter at work: far more hits than the hot keys' share of an LRU would give.
     assert!(hits > 5_000, "{hits} hits");
     assert_eq!(model.len().unwrap(), redis.len().unwrap());
@@ -346,12 +330,22 @@ fn tinylfu_admits_warm_candidates_like_the_model() {
         .redis(server.url())
         .build_blocking()
         .unwrap();
-    let execs = AtomicU64::new(0);
-    let mut hits = 0u32;
-    for step in 0..6_000u32 {
-        let x = step % 30;
+    let hits = hit_alike(&model, &redis, (0..6_000u32).map(|step| step % 30));
+    // The filter holds most of the main space against the loop, as an LRU could not.
+    assert!(hits > 1_000, "{hits} hits");
+}
+
+/// Calls `f(x)` for each key on the model and on Redis and asserts that both ran the body (or
+/// both hit) at every step; returns the hits.
+fn hit_alike(
+    model: &fncache::blocking::Cache,
+    redis: &fncache::blocking::Cache,
+    keys: impl Iterator<Item = u32>,
+) -> u32 {
+    let (mut hits, execs) = (0, AtomicU64::new(0));
+    for (step, x) in keys.enumerate() {
         let mut ran = [false; 2];
-        for (i, cache) in [&model, &redis].into_iter().enumerate() {
+        for (i, cache) in [model, redis].into_iter().enumerate() {
             let before = execs.load(Ordering::SeqCst);
             let v = cache
                 .get_or_compute("f", &(x,), || {
@@ -365,6 +359,5 @@ fn tinylfu_admits_warm_candidates_like_the_model() {
         assert_eq!(ran[0], ran[1], "step {step}: f({x})");
         hits += u32::from(!ran[0]);
     }
-    // The filter holds most of the main space against the loop, as an LRU could not.
-    assert!(hits > 1_000, "{hits} hits");
+    hits
 }
