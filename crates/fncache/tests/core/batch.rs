@@ -362,6 +362,41 @@ fn overlapping_async_batches_compute_each_key_once() {
     }
 }
 
+/// A single call of `name(2)` whose body (`single`) runs while a batch of `name([1, 2])`,
+/// started from inside that body on another thread, looks its keys up: what the single call
+/// returned, what the batch answered, and the missing keys each `compute_missing` was asked.
+type SingleThenBatch<R> = (R, Vec<u64>, Vec<Vec<u64>>);
+
+fn batch_inside_a_single_call<R>(
+    cache: &fncache::blocking::Cache,
+    name: &str,
+    single: impl FnOnce(&dyn Fn()) -> R,
+) -> SingleThenBatch<R> {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let batch = Mutex::new(None);
+    let started = || {
+        let (asked, other, name) = (Arc::clone(&asked), cache.clone(), name.to_owned());
+        *batch.lock().unwrap() = Some(std::thread::spawn(move || {
+            other.get_or_compute_many(&name, &[1u64, 2], |xs: Vec<u64>| {
+                asked.lock().unwrap().push(xs.clone());
+                xs.iter().map(|x| x * 10).collect::<Vec<u64>>()
+            })
+        }));
+        until_someone_waits(|| cache.stats());
+    };
+    let out = single(&started);
+    let batch = batch
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    let asked = asked.lock().unwrap().clone();
+    (out, batch, asked)
+}
+
 #[test]
 fn a_batch_waits_for_a_single_call_computing_one_of_its_keys() {
     for store in [Store::memory(), Store::redis()] {
@@ -369,32 +404,17 @@ fn a_batch_waits_for_a_single_call_computing_one_of_its_keys() {
             .apply(Cache::builder(unique_name()))
             .build_blocking()
             .unwrap();
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let batch = Mutex::new(None);
-        let single = cache
-            .get_or_compute("sb", &2u64, || {
-                let (asked, other) = (Arc::clone(&asked), cache.clone());
-                *batch.lock().unwrap() = Some(std::thread::spawn(move || {
-                    other.get_or_compute_many("sb", &[1u64, 2], |xs: Vec<u64>| {
-                        asked.lock().unwrap().push(xs.clone());
-                        xs.iter().map(|x| x * 10).collect::<Vec<u64>>()
-                    })
-                }));
-                until_someone_waits(|| cache.stats());
-                21u64
-            })
-            .unwrap();
+        let (single, batch, asked) = batch_inside_a_single_call(&cache, "sb", |start| {
+            cache
+                .get_or_compute("sb", &2u64, || {
+                    start();
+                    21u64
+                })
+                .unwrap()
+        });
         assert_eq!(single, 21);
-        let batch = batch
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap()
-            .join()
-            .unwrap()
-            .unwrap();
         assert_eq!(batch, [10, 21], "the single call's value for 2");
-        assert_eq!(*asked.lock().unwrap(), [vec![1]]);
+        assert_eq!(asked, [vec![1]]);
     }
 }
 
@@ -571,33 +591,18 @@ fn a_key_whose_holder_fails_is_computed_by_a_second_call() {
             .apply(Cache::builder(unique_name()))
             .build_blocking()
             .unwrap();
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let batch = Mutex::new(None);
-        let single = cache
-            .try_get_or_compute("hf", &2u64, || {
-                let (asked, other) = (Arc::clone(&asked), cache.clone());
-                *batch.lock().unwrap() = Some(std::thread::spawn(move || {
-                    other.get_or_compute_many("hf", &[1u64, 2], |xs: Vec<u64>| {
-                        asked.lock().unwrap().push(xs.clone());
-                        xs.iter().map(|x| x * 10).collect::<Vec<u64>>()
-                    })
-                }));
-                until_someone_waits(|| cache.stats());
-                Err::<u64, _>("the holder of 2 fails")
-            })
-            .unwrap();
+        let (single, batch, asked) = batch_inside_a_single_call(&cache, "hf", |start| {
+            cache
+                .try_get_or_compute("hf", &2u64, || {
+                    start();
+                    Err::<u64, _>("the holder of 2 fails")
+                })
+                .unwrap()
+        });
         assert!(single.is_err());
-        let batch = batch
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap()
-            .join()
-            .unwrap()
-            .unwrap();
         assert_eq!(batch, [10, 20]);
         // 1 at once; 2 once its holder gave up (compute_missing is FnMut for this).
-        assert_eq!(*asked.lock().unwrap(), [vec![1], vec![2]]);
+        assert_eq!(asked, [vec![1], vec![2]]);
     }
 }
 

@@ -209,13 +209,8 @@ impl BlockingRedis {
         let mut con = self.checkout()?;
         con.bound(timeout)?;
         self.send_due(&mut con, settings)?;
-        // What the ops may change of the near copies, dropped once the batch is over.
-        let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
-        let plans = ops
-            .into_iter()
-            .map(|op| self.memory.plan(op, settings, topology(&self.target)))
-            .collect();
-        let mut many = Many::new(plans);
+        // The near copies the ops may change are dropped once the batch is over.
+        let (mut many, changes) = self.memory.many(ops, settings, topology(&self.target));
         let mut healthy = true;
         loop {
             let requests = many.round();
@@ -262,20 +257,10 @@ impl AsyncRedis {
         let deadline = tokio::time::Instant::now() + timeout;
         match tokio::time::timeout_at(deadline, self.send_due(&mut con, settings, timeout)).await {
             Ok(sent) => sent?,
-            Err(_) => {
-                return Err(Error::new(
-                    crate::ErrorKind::Backend,
-                    format!("the backend did not answer within the op timeout ({timeout:?})"),
-                ));
-            }
+            Err(_) => return Err(super::op_timed_out(timeout)),
         }
-        // What the ops may change of the near copies, dropped once the batch is over.
-        let changes: Vec<_> = ops.iter().map(|op| self.memory.changes(op)).collect();
-        let plans = ops
-            .into_iter()
-            .map(|op| self.memory.plan(op, settings, topology(&self.target)))
-            .collect();
-        let mut many = Many::new(plans);
+        // The near copies the ops may change are dropped once the batch is over.
+        let (mut many, changes) = self.memory.many(ops, settings, topology(&self.target));
         let rounds = async {
             loop {
                 let requests = many.round();

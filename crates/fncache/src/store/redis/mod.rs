@@ -272,6 +272,22 @@ impl Memory {
         (plan, renewing)
     }
 
+    /// The plans of a batch's ops, advanced together, and what each may change of the near
+    /// copies (taken before they are sent).
+    fn many(
+        &self,
+        ops: Vec<StoreOp>,
+        settings: &StoreSettings,
+        topology: Topology,
+    ) -> (batch::Many, Vec<Option<crate::near::Change>>) {
+        let changes = ops.iter().map(|op| self.changes(op)).collect();
+        let plans = ops
+            .into_iter()
+            .map(|op| self.plan(op, settings, topology))
+            .collect();
+        (batch::Many::new(plans), changes)
+    }
+
     /// Keeps what a finished `plan` taught: capabilities, a renewal, a hit's use to record.
     fn keep(&self, plan: &mut Plan, renewing: Option<String>, result: &Result<StoreReply, Error>) {
         self.learned.keep(plan);
@@ -280,6 +296,14 @@ impl Memory {
             self.recorded.record(used);
         }
     }
+}
+
+/// The error of an op that the backend did not answer within its op timeout.
+fn op_timed_out(timeout: Duration) -> Error {
+    Error::new(
+        crate::ErrorKind::Backend,
+        format!("the backend did not answer within the op timeout ({timeout:?})"),
+    )
 }
 
 /// The blocking driver: a small pool of synchronous connections (to a server or a cluster),
@@ -511,10 +535,7 @@ impl AsyncRedis {
         let ran = self.run_on(con, op, settings, timeout);
         let result = match tokio::time::timeout(timeout, ran).await {
             Ok(result) => result,
-            Err(_) => Err(Error::new(
-                crate::ErrorKind::Backend,
-                format!("the backend did not answer within the op timeout ({timeout:?})"),
-            )),
+            Err(_) => Err(op_timed_out(timeout)),
         };
         self.memory.after(change);
         result

@@ -227,6 +227,15 @@ local function tlfu_move(index, st, member, segment)
   redis.call('ZADD', index, segment * SEG + st.c, member)
 end
 
+-- Moves protected's oldest back to probation while protected is over its size.
+local function tlfu_demote(index, st)
+  while tlfu_len(index, 2) > st.p do
+    local oldest = tlfu_oldest(index, 2)
+    if not oldest then break end
+    tlfu_move(index, st, oldest, 1)
+  end
+end
+
 -- After the climber moved the window's size by `by` entries: as Caffeine, a larger window takes
 -- that many of the main space's oldest entries (probation's first), protected's overflow goes
 -- back to probation, and a smaller window gives its oldest to probation.
@@ -237,11 +246,7 @@ local function tlfu_resize(index, st, by)
       if not oldest then break end
       tlfu_move(index, st, oldest, 0)
     end
-    while tlfu_len(index, 2) > st.p do
-      local oldest = tlfu_oldest(index, 2)
-      if not oldest then break end
-      tlfu_move(index, st, oldest, 1)
-    end
+    tlfu_demote(index, st)
   elseif by < 0 then
     while tlfu_len(index, 0) > st.w do
       local oldest = tlfu_oldest(index, 0)
@@ -259,11 +264,7 @@ local function tlfu_touch(index, st, member)
     -- Used again on probation: protected, whose oldest go back to probation while it is over
     -- its size.
     tlfu_move(index, st, member, 2)
-    while tlfu_len(index, 2) > st.p do
-      local demoted = tlfu_oldest(index, 2)
-      if not demoted then break end
-      tlfu_move(index, st, demoted, 1)
-    end
+    tlfu_demote(index, st)
   else
     tlfu_move(index, st, member, segment)
   end
