@@ -68,3 +68,48 @@ fn batches_are_pipelined_to_each_functions_slot() {
         }
     }
 }
+
+/// A batch whose slot moved to another primary after the client learned the slot map: the
+/// pipeline meets `MOVED`, and the batch must still be served from the store (through both
+/// front-ends), not fail open and recompute. (While the slot is still migrating, a script whose
+/// keys are split between the nodes gets `TRYAGAIN` and fails open, as the README says.)
+#[test]
+fn batches_follow_a_slot_that_moved() {
+    let cluster = RedisCluster::spawn();
+    for front in Front::both(|| {
+        Cache::builder(unique_name())
+            .layout(Layout::Cluster)
+            .entry_ttl(Duration::from_secs(600))
+            .redis_cluster(cluster.seed_urls())
+            // Strict: a batch that failed on the cluster would be an error here.
+            .strict(true)
+    }) {
+        let who = front.label();
+        let asked = Mutex::new(Vec::new());
+        assert_eq!(many(&front, "f", &[1, 2, 3], &asked), [10, 20, 30], "{who}");
+        let keys = cluster.keys(&format!("func-cache:{{{}:*", front.name()));
+        assert!(!keys.is_empty(), "{who}: the structure's keys");
+        let slot = cluster.slot_of(&keys[0]);
+        let from = cluster.primary_for_key(&keys[0]);
+        let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
+        cluster.migrate_slot(slot, to, true);
+        // Every key of the batch is a hit on the node that now holds the structure.
+        assert_eq!(many(&front, "f", &[3, 2, 1], &asked), [30, 20, 10], "{who}");
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [1, 2, 3],
+            "{who}: nothing recomputed"
+        );
+        // A batch with misses stores them where the slot now lives.
+        assert_eq!(many(&front, "f", &[4, 1], &asked), [40, 10], "{who}");
+        assert_eq!(many(&front, "f", &[4], &asked), [40], "{who}");
+        assert_eq!(*asked.lock().unwrap(), [1, 2, 3, 4], "{who}");
+        assert_eq!(
+            cluster.primary_for_key(&keys[0]),
+            to,
+            "{who}: the slot moved"
+        );
+        assert_eq!(front.stats().errors, 0, "{who}");
+        assert_eq!(front.purge(), 4, "{who}");
+    }
+}
