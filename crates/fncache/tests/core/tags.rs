@@ -258,73 +258,91 @@ fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
 #[test]
 fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
     for layout in [Layout::Shared, Layout::PerFunction] {
-        // The pause below holds every script of the call back: no op may time out meanwhile
-        // (a timed-out put or lookup would pass or fail this test for another reason).
-        let patient = |b: fncache::Builder| b.layout(layout).op_timeout(Duration::from_secs(10));
-        for (store, front) in all_fronts(patient) {
-            let who = format!("{} {layout:?}", describe(&store, &front));
-            let other = match &*store {
-                Store::Memory => None,
-                Store::Redis(server) => Some(
-                    Cache::builder(front.name())
-                        .layout(layout)
-                        .redis(server.url())
-                        .build_blocking()
-                        .unwrap(),
-                ),
-            };
-            let invalidate = || match &other {
-                Some(other) => {
-                    let n = other.invalidate_tag("user:7").unwrap();
-                    // Hold the call's put back at the server for a while after the
-                    // invalidation, as a loaded link or server would: the put must still
-                    // know that its computation began before the invalidation.
-                    if let Store::Redis(server) = &*store {
-                        let _: () = redis::cmd("CLIENT")
-                            .arg("PAUSE")
-                            .arg(150)
-                            .arg("WRITE")
-                            .query(&mut server.connection())
-                            .unwrap();
-                    }
-                    n
+        computed_before_an_invalidation(layout, true);
+    }
+}
+
+/// As above, for a function that has no entry at all when the invalidation runs: in the
+/// per-function layouts its structure has no key for the invalidation to find, yet the value
+/// its call computed from before the invalidation must not be stored after it either.
+#[test]
+fn a_function_with_no_entries_at_invalidation_time_stores_no_value_computed_before_it() {
+    for layout in LAYOUTS {
+        computed_before_an_invalidation(layout, false);
+    }
+}
+
+/// A tagged call of `f` whose computation another process's invalidation of the tag
+/// overtakes; `warm`: `f` has a tagged entry already (its structure exists).
+fn computed_before_an_invalidation(layout: Layout, warm: bool) {
+    // The pause below holds every script of the call back: no op may time out meanwhile
+    // (a timed-out put or lookup would pass or fail this test for another reason).
+    let patient = |b: fncache::Builder| b.layout(layout).op_timeout(Duration::from_secs(10));
+    for (store, front) in all_fronts(patient) {
+        let who = format!("{} {layout:?} warm: {warm}", describe(&store, &front));
+        let other = match &*store {
+            Store::Memory => None,
+            Store::Redis(server) => Some(
+                Cache::builder(front.name())
+                    .layout(layout)
+                    .redis(server.url())
+                    .build_blocking()
+                    .unwrap(),
+            ),
+        };
+        let invalidate = || match &other {
+            Some(other) => {
+                let n = other.invalidate_tag("user:7").unwrap();
+                // Hold the call's put back at the server for a while after the
+                // invalidation, as a loaded link or server would: the put must still
+                // know that its computation began before the invalidation.
+                if let Store::Redis(server) = &*store {
+                    let _: () = redis::cmd("CLIENT")
+                        .arg("PAUSE")
+                        .arg(150)
+                        .arg("WRITE")
+                        .query(&mut server.connection())
+                        .unwrap();
                 }
-                None => match &front {
-                    Front::Blocking(c) => c.invalidate_tag("user:7").unwrap(),
-                    // The async front-end's own runtime is driving this call.
-                    Front::Async(c, _) => {
-                        let c = c.clone();
-                        std::thread::spawn(move || {
-                            crate::front::runtime().block_on(c.invalidate_tag("user:7"))
-                        })
-                        .join()
-                        .unwrap()
-                        .unwrap()
-                    }
-                },
-            };
+                n
+            }
+            None => match &front {
+                Front::Blocking(c) => c.invalidate_tag("user:7").unwrap(),
+                // The async front-end's own runtime is driving this call.
+                Front::Async(c, _) => {
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        crate::front::runtime().block_on(c.invalidate_tag("user:7"))
+                    })
+                    .join()
+                    .unwrap()
+                    .unwrap()
+                }
+            },
+        };
+        if warm {
             // A tagged entry of the function exists already (its structure too).
             front.call_with(&tagged(&["user:7"]), "f", 1, || 1).unwrap();
-            let v = front
-                .call_with(&tagged(&["user:7"]), "f", 2, || {
-                    assert_eq!(invalidate(), 1, "{who}");
-                    20
-                })
-                .unwrap();
-            assert_eq!(v, 20, "{who}: the caller gets its value");
-            assert!(
-                !front.contains("f", 2),
-                "{who}: stored after the invalidation"
-            );
-            // A computation that begins after the invalidation stores as usual.
-            front
-                .call_with(&tagged(&["user:7"]), "f", 2, || 21)
-                .unwrap();
-            assert!(front.contains("f", 2), "{who}");
-            // So does a put (no computation), and an untagged call.
-            front.put_with(&tagged(&["user:7"]), "f", 3, &30).unwrap();
-            assert!(front.contains("f", 3), "{who}");
         }
+        let v = front
+            .call_with(&tagged(&["user:7"]), "f", 2, || {
+                assert_eq!(invalidate(), usize::from(warm), "{who}");
+                20
+            })
+            .unwrap();
+        assert_eq!(v, 20, "{who}: the caller gets its value");
+        assert!(
+            !front.contains("f", 2),
+            "{who}: stored after the invalidation"
+        );
+        // A computation that begins after the invalidation stores as usual.
+        front
+            .call_with(&tagged(&["user:7"]), "f", 2, || 21)
+            .unwrap();
+        assert!(front.contains("f", 2), "{who}");
+        // So does a put (no computation), and an untagged call.
+        front.put_with(&tagged(&["user:7"]), "f", 3, &30).unwrap();
+        assert!(front.contains("f", 3), "{who}");
     }
 }
 
