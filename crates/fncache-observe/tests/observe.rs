@@ -122,6 +122,49 @@ fn memory_outcomes_and_work_are_counted() {
     );
 }
 
+/// Every store op is timed under the `op` label the README documents for it.
+#[test]
+fn every_store_op_is_timed_under_its_label() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let cache = Cache::builder(unique_name("ops"))
+            .memory()
+            .build_blocking()
+            .unwrap();
+        let tagged = CallOptions::new().tags(["t"]);
+        cache
+            .get_or_compute_with(&tagged, "f", &1u8, || 1u32)
+            .unwrap();
+        assert!(cache.contains("f", &1u8).unwrap());
+        assert!(cache.expire("f", &1u8).unwrap());
+        // Expired by the line above: removed, but not counted as a live entry.
+        assert!(!cache.invalidate("f", &1u8).unwrap());
+        assert_eq!(cache.len().unwrap(), 0);
+        assert_eq!(cache.vacuum().unwrap(), 0);
+        assert_eq!(cache.invalidate_tag("t").unwrap(), 0);
+        assert_eq!(cache.purge().unwrap(), 0);
+    });
+    let timed: BTreeMap<String, u64> = nonzero(&snapshotter)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("fncache_store_seconds"))
+        .collect();
+    assert_eq!(
+        timed,
+        expect(&[
+            ("fncache_store_seconds{op=expire}", 1),
+            ("fncache_store_seconds{op=get}", 1),
+            ("fncache_store_seconds{op=invalidate_tag}", 1),
+            ("fncache_store_seconds{op=len}", 1),
+            ("fncache_store_seconds{op=peek}", 1),
+            ("fncache_store_seconds{op=purge}", 1),
+            ("fncache_store_seconds{op=put}", 1),
+            ("fncache_store_seconds{op=remove}", 1),
+            ("fncache_store_seconds{op=vacuum}", 1),
+        ])
+    );
+}
+
 #[test]
 fn redis_fail_open_and_strict_errors_are_counted() {
     let mut server = RedisServer::spawn();

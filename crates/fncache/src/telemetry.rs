@@ -365,8 +365,18 @@ mod metrics_impl {
         ErrorKind::BatchLength,
     ];
 
-    const OPS: [&str; 8] = [
-        "get", "put", "lease", "peek", "remove", "len", "purge", "vacuum",
+    /// Every label [`super::op_name`] gives (an op missing here would go untimed).
+    const OPS: [&str; 10] = [
+        "get",
+        "put",
+        "lease",
+        "peek",
+        "expire",
+        "remove",
+        "len",
+        "purge",
+        "vacuum",
+        "invalidate_tag",
     ];
 
     /// Is a recorder listening? The facade answers with its `NoopRecorder`, a unit struct,
