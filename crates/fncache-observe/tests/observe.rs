@@ -356,6 +356,48 @@ fn a_blocking_call_is_a_span_holding_its_store_ops_and_the_function() {
     );
 }
 
+/// A near hit (issue 13 names it among the outcomes) is an outcome of its own, in the span and
+/// in `fncache_calls_total`, with no store op; `hit` + `near_hit` are the stats' fresh hits.
+#[test]
+fn a_near_hit_is_an_outcome_of_its_own() {
+    let server = RedisServer::spawn();
+    let capture = Capture::default();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let stats = metrics::with_local_recorder(&recorder, || {
+        tracing::subscriber::with_default(capture.clone(), || {
+            let cache = Cache::builder(unique_name("near"))
+                .redis(server.url())
+                .near_cache(10)
+                .build_blocking()
+                .unwrap();
+            // Until the link is up and a copy is served.
+            eventually("a near hit", || {
+                cache.get_or_compute("f", &1u8, || 1u8).unwrap();
+                cache.stats().near_hits > 0
+            });
+            cache.stats()
+        })
+    });
+    let spans = calls(&capture);
+    assert_eq!(
+        spans.last(),
+        Some(&call("f", "near_hit", &[])),
+        "{spans:#?}"
+    );
+    let counted = nonzero(&snapshotter);
+    assert_eq!(
+        counted.get("fncache_calls_total{function=f,outcome=near_hit}"),
+        Some(&stats.near_hits),
+        "{counted:#?}"
+    );
+    let hits = counted
+        .get("fncache_calls_total{function=f,outcome=hit}")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(hits + stats.near_hits, stats.hits, "{counted:#?}");
+}
+
 #[test]
 fn an_async_call_on_redis_is_a_span_holding_its_store_ops_across_awaits() {
     let mut server = RedisServer::spawn();
