@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use fncache::{Cache, CallOptions, Layout};
+use fncache::{Cache, CallOptions, Layout, Mode};
 use fncache_testing::RedisServer;
 
 use crate::front::Front;
@@ -348,7 +348,16 @@ fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
 #[test]
 fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
     for layout in [Layout::Shared, Layout::PerFunction] {
-        computed_before_an_invalidation(layout, true);
+        computed_before_an_invalidation(layout, true, Mode::DEFAULT);
+    }
+}
+
+/// A computation with no lookup (`WRITE_ONLY`) has only its own clock to say when it began:
+/// its put is refused too when an invalidation overtook it (by an estimate with a margin).
+#[test]
+fn a_write_only_computation_overtaken_by_an_invalidation_is_not_stored() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        computed_before_an_invalidation(layout, true, Mode::WRITE_ONLY);
     }
 }
 
@@ -358,18 +367,21 @@ fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
 #[test]
 fn a_function_with_no_entries_at_invalidation_time_stores_no_value_computed_before_it() {
     for layout in LAYOUTS {
-        computed_before_an_invalidation(layout, false);
+        computed_before_an_invalidation(layout, false, Mode::DEFAULT);
     }
 }
 
-/// A tagged call of `f` whose computation another process's invalidation of the tag
+/// A tagged call of `f` in `mode` whose computation another process's invalidation of the tag
 /// overtakes; `warm`: `f` has a tagged entry already (its structure exists).
-fn computed_before_an_invalidation(layout: Layout, warm: bool) {
+fn computed_before_an_invalidation(layout: Layout, warm: bool, mode: Mode) {
     // The pause below holds every script of the call back: no op may time out meanwhile
     // (a timed-out put or lookup would pass or fail this test for another reason).
     let patient = |b: fncache::Builder| b.layout(layout).op_timeout(Duration::from_secs(10));
     for (store, front) in all_fronts(patient) {
-        let who = format!("{} {layout:?} warm: {warm}", describe(&store, &front));
+        let who = format!(
+            "{} {layout:?} warm: {warm} {mode:?}",
+            describe(&store, &front)
+        );
         let other = match &*store {
             Store::Memory => None,
             Store::Redis(server) => Some(
@@ -414,12 +426,24 @@ fn computed_before_an_invalidation(layout: Layout, warm: bool) {
             // A tagged entry of the function exists already (its structure too).
             front.call_with(&tagged(&["user:7"]), "f", 1, || 1).unwrap();
         }
-        let v = front
-            .call_with(&tagged(&["user:7"]), "f", 2, || {
-                assert_eq!(invalidate(), usize::from(warm), "{who}");
-                20
-            })
-            .unwrap();
+        let compute = || {
+            assert_eq!(invalidate(), usize::from(warm), "{who}");
+            20
+        };
+        let options = tagged(&["user:7"]);
+        let v = match &front {
+            Front::Blocking(c) => c
+                .with_mode(mode, || {
+                    c.get_or_compute_with(&options, "f", &(2u64,), compute)
+                })
+                .unwrap(),
+            Front::Async(c, rt) => rt
+                .block_on(c.with_mode(
+                    mode,
+                    c.get_or_compute_with(&options, "f", &(2u64,), || async { compute() }),
+                ))
+                .unwrap(),
+        };
         assert_eq!(v, 20, "{who}: the caller gets its value");
         assert!(
             !front.contains("f", 2),
