@@ -378,6 +378,54 @@ fn operators_get_one_line_errors_and_the_documented_exit_codes() {
     );
 }
 
+/// The TLS options: a server whose certificate only the given authority vouches for, with and
+/// without a client certificate; without `--tls-ca` the handshake fails in one line.
+#[test]
+fn tls_options_reach_a_tls_server() {
+    let server = RedisServer::spawn_tls();
+    let tls = server.tls().unwrap();
+    let cache = Cache::builder("secure")
+        .redis(server.url())
+        .redis_tls_root_certificate(tls.ca_cert_pem.clone())
+        .build_blocking()
+        .unwrap();
+    fill(&cache, "f", &CallOptions::new(), &[1, 2]);
+    cache.shared_stats().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let ca = write("ca.pem", &tls.ca_cert_pem);
+    let cert = write("client.pem", &tls.client_cert_pem);
+    let key = write("client.key", &tls.client_key_pem);
+    let url = server.url();
+    let caches = json(&["--redis", &url, "--tls-ca", &ca, "ls"]);
+    assert_eq!(find(&caches, "name", "secure")["entries"], 2, "{caches:#}");
+    let text = ok(&[
+        "--redis",
+        &url,
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "stats",
+        "secure",
+    ]);
+    assert!(text.contains("cache secure"), "{text}");
+    let err = fails(&["--redis", &url, "ls"], 1);
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    assert!(!err.contains("BEGIN"), "no key material printed: {err}");
+    let err = fails(
+        &["--redis", &url, "--tls-ca", "/nonexistent/ca.pem", "ls"],
+        2,
+    );
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+}
+
 #[test]
 fn every_command_on_a_cluster() {
     let cluster = RedisCluster::spawn();

@@ -100,7 +100,7 @@ pub(crate) struct CachedArgs {
     /// `tags = [expr, ..]`: the entry's tags, each evaluated over the arguments at call time.
     pub(crate) tags: Option<Vec<Expr>>,
     /// `batch` (or `batch = true`): a function of a list of keys returning a `Vec` of their
-    /// values, cached key by key (see `expand_batch`).
+    /// values or a map of key to value, cached key by key (see `expand_batch`).
     pub(crate) batch: Option<LitBool>,
 }
 

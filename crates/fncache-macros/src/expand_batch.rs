@@ -1,8 +1,9 @@
-//! `#[cached(batch)]`: a function of a list of keys returning a `Vec` of their values, cached
-//! key by key through `get_or_compute_many` (its body computes only the missing keys).
+//! `#[cached(batch)]`: a function of a list of keys returning their values, cached key by key
+//! through `get_or_compute_many` (its body computes only the missing keys).
 //!
 //! The shapes supported: one argument in the key, `&[K]`, `&Vec<K>` or `Vec<K>`, and a return
-//! of `Vec<V>` (one value per key, in order); other arguments must be skipped. Maps, `Result`
+//! of `Vec<V>` (one value per key, in order) or a map of key to value, `HashMap<K, V>` (any
+//! hasher) or `BTreeMap<K, V>` (one entry per key); other arguments must be skipped. `Result`
 //! returns and the options that are about one call's arguments (`key`, `tags`, `default`,
 //! `wait = false`, negative caching) are refused with an error that says so.
 
@@ -31,6 +32,30 @@ fn generic_of<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
     };
     match args.args.iter().collect::<Vec<_>>()[..] {
         [GenericArgument::Type(inner)] => Some(inner),
+        _ => None,
+    }
+}
+
+/// The value type `V` of a map type written `HashMap<K, V>` (or with a hasher, `HashMap<K, V,
+/// S>`) or `BTreeMap<K, V>`, whatever the path before its name.
+fn map_value(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    match (last.ident.to_string().as_str(), &types[..]) {
+        ("HashMap", [_, value] | [_, value, _]) | ("BTreeMap", [_, value]) => Some(*value),
         _ => None,
     }
 }
@@ -129,26 +154,28 @@ pub(crate) fn generate(
     });
     let value = match &item.sig.output {
         ReturnType::Type(_, ty) => {
-            let value = generic_of(ty, "Vec");
+            let value = generic_of(ty, "Vec").or_else(|| map_value(ty));
             if value.is_none() {
                 errors.push(syn::Error::new_spanned(
                     ty,
                     "a `#[cached(batch)]` function returns a `Vec` of values, one per key in the \
-                     order of its keys (maps and `Result` are not supported)",
+                     order of its keys, or a `HashMap` or `BTreeMap` of key to value (`Result` \
+                     is not supported)",
                 ));
             }
-            value
+            value.map(|value| (value, &**ty))
         }
         ReturnType::Default => {
             errors.push(syn::Error::new(
                 item.sig.ident.span(),
-                "a `#[cached(batch)]` function returns a `Vec` of values, one per key",
+                "a `#[cached(batch)]` function returns a `Vec` of values, one per key, or a map \
+                 of key to value",
             ));
             None
         }
     };
     errors.finish()?;
-    let (Some(list), Some(key), Some(value)) = (list, key, value) else {
+    let (Some(list), Some(key), Some((value, ret))) = (list, key, value) else {
         return Err(syn::Error::new(batch_span, "invalid batch function"));
     };
 
@@ -192,7 +219,6 @@ pub(crate) fn generate(
         block.stmts.iter().map(ToTokens::to_token_stream).collect(),
     );
     inner.set_span(Span::call_site().located_at(block.brace_token.span.join()));
-    let ret = quote!(::std::vec::Vec<#value>);
     let call = if asynchronous {
         quote!(::fncache::__private::batch_async(
             __fncache_cache,

@@ -80,7 +80,7 @@ use proc_macro::TokenStream;
 /// | `negative_ttl = EXPR` | a `Duration`: how long the errors `cache_err_if` chooses are cached (the error type is then stored too) |
 /// | `cache_err_if = CLOSURE` | an `FnOnce(&E) -> bool`: which errors are cached as negative entries, served as those errors; its `{fn}_put` takes a `&Result<T, E>` |
 /// | `tags = [EXPR, ..]` | each an expression over the arguments making a `String` (`format!("user:{id}")`): the entry's tags, for `Cache::invalidate_tag` |
-/// | `batch` | a function of a list of keys returning a `Vec` of their values, cached key by key (see [Batches](#batches)) |
+/// | `batch` | a function of a list of keys returning a `Vec` of their values or a map of key to value, cached key by key (see [Batches](#batches)) |
 ///
 /// `entry_ttl` and the options from `refresh_after` on (but `default`) override, for this
 /// function, the builder setting of the same name. Durations are expressions of type
@@ -106,13 +106,17 @@ use proc_macro::TokenStream;
 ///
 /// With `batch`, a function whose one argument in the key is a list of keys (`&[K]`,
 /// `&Vec<K>` or `Vec<K>`; skip any other argument) and which returns a `Vec<V>` of their
-/// values (one per key, in order) is cached key by key, through `get_or_compute_many`: a call
-/// looks every key up in one round trip, runs the body once with only the missing keys (each
-/// once), stores their values in one more round trip, and waits for keys other callers are
-/// computing. Maps and `Result` returns are not supported, nor the options about one call's
-/// arguments (`key`, `tags`, `default`, `wait = false`, `compute_timeout`, negative caching);
-/// hooks (`cache_if`, `entry_ttl_from`, `refresh_after_from`) see each value. A body that returns a wrong number of
-/// values has its own result returned, uncached (the failure is counted in `stats().errors`).
+/// values (one per key, in order) or a map of key to value (`HashMap<K, V>`, any hasher, or
+/// `BTreeMap<K, V>`: one entry per key) is cached key by key, through `get_or_compute_many`: a
+/// call looks every key up in one round trip, runs the body once with only the missing keys
+/// (each once), stores their values in one more round trip, and waits for keys other callers
+/// are computing; a map-returning function returns the map of all its keys. `Result` returns
+/// are not supported, nor the options about one call's arguments (`key`, `tags`, `default`,
+/// `wait = false`, `compute_timeout`, negative caching); hooks (`cache_if`, `entry_ttl_from`,
+/// `refresh_after_from`) see each value. A body that returns a wrong number of values (or a
+/// map without an entry for each of its keys, or with others: a key a database did not find
+/// is such a body's error, so return an `Option` value for it) has its own result returned,
+/// uncached (the failure is counted in `stats().errors`).
 /// The body runs again for keys another caller was computing and failed to deliver, so it
 /// must not consume its skipped arguments. The companions of a batch function are
 /// `{fn}_uncached` and `{fn}_stats`.
@@ -131,6 +135,14 @@ use proc_macro::TokenStream;
 /// assert_eq!(names(&[1, 2]), ["user 1", "user 2"]);
 /// assert_eq!(names(&[2, 3, 3]), ["user 2", "user 3", "user 3"]); // computes only 3
 /// assert_eq!(names_stats().hits, 1);
+///
+/// #[fncache::cached(batch, cache = CACHE)]
+/// fn ages(ids: &[u32]) -> std::collections::HashMap<u32, u8> {
+///     ids.iter().map(|&id| (id, 20 + id as u8)).collect() // the map of the missing ids
+/// }
+///
+/// assert_eq!(ages(&[1, 2])[&2], 22);
+/// assert_eq!(ages(&[2, 3]).len(), 2); // computes only 3
 /// ```
 ///
 /// # Companions

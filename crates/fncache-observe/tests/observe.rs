@@ -122,6 +122,49 @@ fn memory_outcomes_and_work_are_counted() {
     );
 }
 
+/// Every store op is timed under the `op` label the README documents for it.
+#[test]
+fn every_store_op_is_timed_under_its_label() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let cache = Cache::builder(unique_name("ops"))
+            .memory()
+            .build_blocking()
+            .unwrap();
+        let tagged = CallOptions::new().tags(["t"]);
+        cache
+            .get_or_compute_with(&tagged, "f", &1u8, || 1u32)
+            .unwrap();
+        assert!(cache.contains("f", &1u8).unwrap());
+        assert!(cache.expire("f", &1u8).unwrap());
+        // Expired by the line above: removed, but not counted as a live entry.
+        assert!(!cache.invalidate("f", &1u8).unwrap());
+        assert_eq!(cache.len().unwrap(), 0);
+        assert_eq!(cache.vacuum().unwrap(), 0);
+        assert_eq!(cache.invalidate_tag("t").unwrap(), 0);
+        assert_eq!(cache.purge().unwrap(), 0);
+    });
+    let timed: BTreeMap<String, u64> = nonzero(&snapshotter)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("fncache_store_seconds"))
+        .collect();
+    assert_eq!(
+        timed,
+        expect(&[
+            ("fncache_store_seconds{op=expire}", 1),
+            ("fncache_store_seconds{op=get}", 1),
+            ("fncache_store_seconds{op=invalidate_tag}", 1),
+            ("fncache_store_seconds{op=len}", 1),
+            ("fncache_store_seconds{op=peek}", 1),
+            ("fncache_store_seconds{op=purge}", 1),
+            ("fncache_store_seconds{op=put}", 1),
+            ("fncache_store_seconds{op=remove}", 1),
+            ("fncache_store_seconds{op=vacuum}", 1),
+        ])
+    );
+}
+
 #[test]
 fn redis_fail_open_and_strict_errors_are_counted() {
     let mut server = RedisServer::spawn();
@@ -311,6 +354,48 @@ fn a_blocking_call_is_a_span_holding_its_store_ops_and_the_function() {
         Some("fncache.call"),
         "the function runs inside the call's span"
     );
+}
+
+/// A near hit (issue 13 names it among the outcomes) is an outcome of its own, in the span and
+/// in `fncache_calls_total`, with no store op; `hit` + `near_hit` are the stats' fresh hits.
+#[test]
+fn a_near_hit_is_an_outcome_of_its_own() {
+    let server = RedisServer::spawn();
+    let capture = Capture::default();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let stats = metrics::with_local_recorder(&recorder, || {
+        tracing::subscriber::with_default(capture.clone(), || {
+            let cache = Cache::builder(unique_name("near"))
+                .redis(server.url())
+                .near_cache(10)
+                .build_blocking()
+                .unwrap();
+            // Until the link is up and a copy is served.
+            eventually("a near hit", || {
+                cache.get_or_compute("f", &1u8, || 1u8).unwrap();
+                cache.stats().near_hits > 0
+            });
+            cache.stats()
+        })
+    });
+    let spans = calls(&capture);
+    assert_eq!(
+        spans.last(),
+        Some(&call("f", "near_hit", &[])),
+        "{spans:#?}"
+    );
+    let counted = nonzero(&snapshotter);
+    assert_eq!(
+        counted.get("fncache_calls_total{function=f,outcome=near_hit}"),
+        Some(&stats.near_hits),
+        "{counted:#?}"
+    );
+    let hits = counted
+        .get("fncache_calls_total{function=f,outcome=hit}")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(hits + stats.near_hits, stats.hits, "{counted:#?}");
 }
 
 #[test]

@@ -836,37 +836,43 @@ impl crate::blocking::Cache {
 }
 
 /// What `#[cached(batch)]` expands to on a blocking function: the cached values of `keys`, the
-/// missing ones computed by the function's body (`compute`); `salt` goes into every key. Its failures are counted and
-/// logged, never returned (the function keeps its own signature); a body that returns a wrong
-/// number of values has its own result returned, uncached.
+/// missing ones computed by the function's body (`compute`), in the shape it returns (see
+/// [`BatchReturn`]); `salt` goes into every key. Its failures are counted and logged, never
+/// returned (the function keeps its own signature); a body that returns a wrong number of
+/// values (or a map without one of its keys) has its own result returned, uncached.
 #[doc(hidden)]
-pub fn batch_blocking<O, K, T, F>(
+pub fn batch_blocking<O, K, T, R, F>(
     cache: &crate::blocking::Cache,
     options: &O,
     function: &str,
     salt: &[&str],
     keys: &[K],
     compute: F,
-) -> Vec<T>
+) -> R
 where
     O: Options<T> + ?Sized,
     K: Serialize + Clone,
     T: Serialize + DeserializeOwned + Clone,
-    F: FnMut(Vec<K>) -> Vec<T>,
+    R: BatchReturn<K, T>,
+    F: FnMut(Vec<K>) -> R,
 {
     let (mut own, mut compute) = (None, compute);
-    let keys = salted(salt, keys);
+    let salted_keys = salted(salt, keys);
     let ended = cache.many::<O, std::convert::Infallible, _, T, std::convert::Infallible, _>(
         options,
         function,
-        &keys,
-        |missing| Ok(keep_if_wrong(&mut compute, unsalted(missing), &mut own)),
+        &salted_keys,
+        |missing| {
+            let missing = unsalted(missing);
+            let returned = compute(missing.clone());
+            Ok(values_or_keep(returned, &missing, &mut own))
+        },
     );
     match ended {
-        Ok(Ended::Values(values)) => values,
+        Ok(Ended::Values(values)) => R::from_values(keys, values),
         Ok(Ended::Broken(e)) => {
             cache.absorb(function, BROKEN, &e);
-            own.unwrap_or_default()
+            own.unwrap_or_else(|| R::from_values(&[], Vec::new()))
         }
         Ok(Ended::Failed(never)) | Err(never) => match never {},
     }
@@ -874,37 +880,40 @@ where
 
 /// [`batch_blocking`] for an `async fn`.
 #[doc(hidden)]
-pub async fn batch_async<O, K, T, F, Fut>(
+pub async fn batch_async<O, K, T, R, F, Fut>(
     cache: &crate::Cache,
     options: &O,
     function: &str,
     salt: &[&str],
     keys: &[K],
     compute: F,
-) -> Vec<T>
+) -> R
 where
     O: Options<T> + ?Sized,
     K: Serialize + Clone,
     T: Serialize + DeserializeOwned + Clone,
+    R: BatchReturn<K, T>,
     F: FnMut(Vec<K>) -> Fut,
-    Fut: Future<Output = Vec<T>>,
+    Fut: Future<Output = R>,
 {
     // A mutex, not a cell: the function's future stays `Send` with a reference to it.
     let own = std::sync::Mutex::new(None);
     let (slot, mut compute) = (&own, compute);
-    let keys = salted(salt, keys);
+    let salted_keys = salted(salt, keys);
     let ended = cache
         .many::<O, std::convert::Infallible, _, T, std::convert::Infallible, _, _>(
             options,
             function,
-            &keys,
+            &salted_keys,
             |missing| {
-                let wanted = missing.len();
-                let values = compute(unsalted(missing));
+                let missing = unsalted(missing);
+                let returned = compute(missing.clone());
                 async move {
-                    let values = values.await;
-                    if values.len() != wanted {
-                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(values.clone());
+                    let returned = returned.await;
+                    let mut own = None;
+                    let values = values_or_keep(returned, &missing, &mut own);
+                    if own.is_some() {
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = own;
                     }
                     Ok(values)
                 }
@@ -912,14 +921,76 @@ where
         )
         .await;
     match ended {
-        Ok(Ended::Values(values)) => values,
+        Ok(Ended::Values(values)) => R::from_values(keys, values),
         Ok(Ended::Broken(e)) => {
             cache.absorb(function, BROKEN, &e);
             own.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_default()
+                .unwrap_or_else(|| R::from_values(&[], Vec::new()))
         }
         Ok(Ended::Failed(never)) | Err(never) => match never {},
+    }
+}
+
+/// What a `#[cached(batch)]` function may return: a `Vec<V>` (one value per key, in the keys'
+/// order), or a map from key to value, `HashMap<K, V>` or `BTreeMap<K, V>` (one entry per
+/// key: its body gets the missing keys and returns their map; the function returns the map of
+/// all its keys).
+#[doc(hidden)]
+pub trait BatchReturn<K, V>: Sized {
+    /// The values of `keys` (distinct), in their order; the body's result itself when it does
+    /// not hold exactly one value per key.
+    fn into_values(self, keys: &[K]) -> Result<Vec<V>, Self>;
+    /// What the function returns for `keys` (in the caller's order, duplicates included) and
+    /// their values.
+    fn from_values(keys: &[K], values: Vec<V>) -> Self;
+}
+
+impl<K, V> BatchReturn<K, V> for Vec<V> {
+    fn into_values(self, keys: &[K]) -> Result<Vec<V>, Self> {
+        if self.len() == keys.len() {
+            Ok(self)
+        } else {
+            Err(self)
+        }
+    }
+
+    fn from_values(_: &[K], values: Vec<V>) -> Self {
+        values
+    }
+}
+
+impl<K, V, S> BatchReturn<K, V> for std::collections::HashMap<K, V, S>
+where
+    K: std::hash::Hash + Eq + Clone,
+    S: std::hash::BuildHasher + Default,
+{
+    fn into_values(mut self, keys: &[K]) -> Result<Vec<V>, Self> {
+        if self.len() != keys.len() || !keys.iter().all(|k| self.contains_key(k)) {
+            return Err(self);
+        }
+        // Every key is there once (the keys are distinct and as many as the entries).
+        Ok(keys.iter().filter_map(|k| self.remove(k)).collect())
+    }
+
+    fn from_values(keys: &[K], values: Vec<V>) -> Self {
+        keys.iter().cloned().zip(values).collect()
+    }
+}
+
+impl<K, V> BatchReturn<K, V> for std::collections::BTreeMap<K, V>
+where
+    K: Ord + Clone,
+{
+    fn into_values(mut self, keys: &[K]) -> Result<Vec<V>, Self> {
+        if self.len() != keys.len() || !keys.iter().all(|k| self.contains_key(k)) {
+            return Err(self);
+        }
+        Ok(keys.iter().filter_map(|k| self.remove(k)).collect())
+    }
+
+    fn from_values(keys: &[K], values: Vec<V>) -> Self {
+        keys.iter().cloned().zip(values).collect()
     }
 }
 
@@ -933,20 +1004,23 @@ fn unsalted<S, K>(keys: Vec<(S, K)>) -> Vec<K> {
     keys.into_iter().map(|(_, key)| key).collect()
 }
 
-const BROKEN: &str = "the batch function returned a wrong number of values, so its own result is \
-     returned and nothing is cached";
+const BROKEN: &str = "the batch function returned a wrong number of values (or a map without \
+     one of its keys), so its own result is returned and nothing is cached";
 
-/// Runs `compute` on `missing`, keeping a copy of its result in `own` when its length is wrong
-/// (the decorated function then returns it as it is).
-fn keep_if_wrong<K, T: Clone>(
-    compute: &mut impl FnMut(Vec<K>) -> Vec<T>,
-    missing: Vec<K>,
-    own: &mut Option<Vec<T>>,
+/// The values a batch function's body returned for `missing`, in its order; when the body broke
+/// the contract, its result goes to `own` (the decorated function then returns it as it is)
+/// and no values, which the batch reports as `ErrorKind::BatchLength` (`missing` is never
+/// empty: a batch computes only when a key is missing).
+fn values_or_keep<K, T, R: BatchReturn<K, T>>(
+    returned: R,
+    missing: &[K],
+    own: &mut Option<R>,
 ) -> Vec<T> {
-    let wanted = missing.len();
-    let values = compute(missing);
-    if values.len() != wanted {
-        *own = Some(values.clone());
+    match returned.into_values(missing) {
+        Ok(values) => values,
+        Err(returned) => {
+            *own = Some(returned);
+            Vec::new()
+        }
     }
-    values
 }

@@ -120,7 +120,8 @@
 //! built and when it first sees a function, never per call):
 //!
 //! - `fncache_calls_total{cache, function, outcome}`: every call, by how it ended: `hit`,
-//!   `lock_wait` (another caller's value, after waiting), `stale`, `miss`, `default`,
+//!   `near_hit` (from the near cache, no I/O), `lock_wait` (another caller's value, after
+//!   waiting), `stale`, `miss`, `default`,
 //!   `fail_open`, `bypass` (the cache was not read), `error` (a strict call's failure),
 //!   `cancelled` (an async call dropped mid-way);
 //! - `fncache_executions_total{cache, function}`, `fncache_writes_total{cache, function}`,

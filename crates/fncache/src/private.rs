@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::batch::{batch_async, batch_blocking};
+pub use crate::batch::{BatchReturn, batch_async, batch_blocking};
 use crate::core::Surface;
 use crate::key::ArgsEncoder;
 use crate::{Cache, blocking};

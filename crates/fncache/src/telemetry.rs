@@ -18,12 +18,12 @@ use crate::store::{StoreOp, StoreReply};
 /// `fncache_calls_total`. Derived from the [`Event`]s the call counted, so it agrees with
 /// [`crate::Stats`].
 ///
-/// A near hit (served by the near cache, with no I/O) is a `Hit`; [`crate::Stats::near_hits`]
-/// tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// A fresh value from the store (a `hits` count).
     Hit,
+    /// A fresh value from the near cache, with no I/O (`near_hits`, also in `hits`).
+    NearHit,
     /// The value of another caller of the same key, after waiting for it (`lock_waits`, `hits`).
     LockWait,
     /// A stale value: past `refresh_after`, or a fallback served by fail-safe (`stale_served`).
@@ -46,8 +46,9 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// Every outcome, in the order of [`Outcome::index`].
     #[cfg(feature = "metrics")]
-    const ALL: [Outcome; 9] = [
+    const ALL: [Outcome; 10] = [
         Outcome::Hit,
+        Outcome::NearHit,
         Outcome::LockWait,
         Outcome::Stale,
         Outcome::Miss,
@@ -62,6 +63,7 @@ impl Outcome {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
+            Outcome::NearHit => "near_hit",
             Outcome::LockWait => "lock_wait",
             Outcome::Stale => "stale",
             Outcome::Miss => "miss",
@@ -74,8 +76,8 @@ impl Outcome {
     }
 
     /// The outcome of a call that ended normally, from the set of events it counted
-    /// ([`Event::bit`]s); the first that applies of: default, fail-open, stale, lock wait, hit,
-    /// miss, bypass.
+    /// ([`Event::bit`]s); the first that applies of: default, fail-open, stale, lock wait, near
+    /// hit, hit, miss, bypass.
     pub(crate) fn of(seen: u16) -> Outcome {
         let has = |event: Event| seen & event.bit() != 0;
         if has(Event::DefaultServed) {
@@ -86,6 +88,8 @@ impl Outcome {
             Outcome::Stale
         } else if has(Event::Hit) && has(Event::LockWait) {
             Outcome::LockWait
+        } else if has(Event::NearHit) {
+            Outcome::NearHit
         } else if has(Event::Hit) {
             Outcome::Hit
         } else if has(Event::Miss) {
@@ -365,8 +369,18 @@ mod metrics_impl {
         ErrorKind::BatchLength,
     ];
 
-    const OPS: [&str; 8] = [
-        "get", "put", "lease", "peek", "remove", "len", "purge", "vacuum",
+    /// Every label [`super::op_name`] gives (an op missing here would go untimed).
+    const OPS: [&str; 10] = [
+        "get",
+        "put",
+        "lease",
+        "peek",
+        "expire",
+        "remove",
+        "len",
+        "purge",
+        "vacuum",
+        "invalidate_tag",
     ];
 
     /// Is a recorder listening? The facade answers with its `NoopRecorder`, a unit struct,
@@ -512,6 +526,7 @@ mod tests {
         use Event::*;
         let cases = [
             (&[Call, Hit][..], Outcome::Hit),
+            (&[Call, NearHit, Hit], Outcome::NearHit),
             (&[Call, LockWait, Hit], Outcome::LockWait),
             (&[Call, LockWait, LockTimeout, Miss, Exec], Outcome::Miss),
             (&[Call, StaleServed, Hit], Outcome::Stale),

@@ -14,8 +14,8 @@ fn not_a_list(id: u32) -> Vec<u32> {
 }
 
 #[fncache::cached(batch, cache = CACHE)]
-fn a_map(ids: &[u32]) -> std::collections::HashMap<u32, u32> {
-    ids.iter().map(|&id| (id, id)).collect()
+fn a_set(ids: &[u32]) -> std::collections::HashSet<u32> {
+    ids.iter().copied().collect()
 }
 
 #[fncache::cached(batch, cache = CACHE)]

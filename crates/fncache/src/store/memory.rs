@@ -95,10 +95,12 @@ struct State {
     /// is `!` and the token, as in `lease.lua`.
     leases: HashMap<String, (Token, u64)>,
     /// By structure (index key): when a tag of it was last invalidated (in Redis, the `g`
-    /// field of its tags hash). Kept when the structure empties, as Redis keeps that field;
-    /// one per structure, gone with a purge. An `Instant`, as a call notes when its
-    /// computation began: the cache's clock (manual in tests) does not time computations.
-    invalidated: HashMap<String, std::time::Instant>,
+    /// field of its tags hash), `None` when never but a tagged call looked it up (`g` 0: the
+    /// invalidation stamps it even with no entry, see `get.lua`). Kept when the structure
+    /// empties, as Redis keeps that field; one per structure, gone with a purge. An
+    /// `Instant`, as a call notes when its computation began: the cache's clock (manual in
+    /// tests) does not time computations.
+    invalidated: HashMap<String, Option<std::time::Instant>>,
 }
 
 impl State {
@@ -909,10 +911,13 @@ impl MemoryStore {
                 member,
                 refresh_after,
                 lease,
-                stamp: _,
+                stamp,
             } => {
                 let (freshness, entry) =
                     self.get(all, &structure, member, refresh_after, tick);
+                if stamp && freshness != Freshness::Fresh {
+                    invalidated.entry(structure.index.clone()).or_insert(None);
+                }
                 let lease = match (&lease, freshness) {
                     (None, _) | (_, Freshness::Fresh) => LeaseState::NotAsked,
                     (Some(request), _) => {
@@ -946,7 +951,7 @@ impl MemoryStore {
                     .is_some_and(|began| {
                         invalidated
                             .get(&structure.index)
-                            .is_some_and(|&at| at >= began.local)
+                            .is_some_and(|&at| at.is_some_and(|at| at >= began.local))
                     });
                 if refused {
                     if let Some(token) = release {
@@ -1058,10 +1063,10 @@ impl MemoryStore {
                 // the time of an earlier invalidation.
                 let fixed = self.settings.naming.fixed_structures().unwrap_or_default();
                 for index in all.keys().chain(fixed.iter().map(|s| &s.index)) {
-                    invalidated.insert(index.clone(), instant);
+                    invalidated.insert(index.clone(), Some(instant));
                 }
                 for at in invalidated.values_mut() {
-                    *at = instant;
+                    *at = Some(instant);
                 }
                 for s in all.values_mut() {
                     for m in s.tagged(&tag) {

@@ -1,8 +1,8 @@
 //! The near cache (`Builder::near_cache`): copies served with no I/O, dropped in every process
 //! when their entry changes anywhere. "Process A" and "process B" are two caches of the same
 //! name with connections of their own, which is what two processes look like to Redis (B, the
-//! writer, has no near cache: publishing never depends on the writer's settings); one test
-//! runs B as a real child process.
+//! writer, has no near cache: publishing never depends on the writer's settings); the tests of
+//! every kind of change and of an eviction run B as a real child process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,56 +74,136 @@ fn converges(a: &blocking::Cache, x: u64, old: u64, want: u64, within: Duration,
     }
 }
 
-/// Every kind of change made in B: A serves the new value (or recomputes) within
-/// [`COHERENT_WITHIN`], and never the old one after that.
-#[test]
-fn every_change_in_another_process_reaches_the_near_copies() {
-    type Change = fn(&blocking::Cache) -> u64;
-    let changes: [(&str, Change); 7] = [
-        ("put", |b| {
+/// A change B makes to `f(1)`.
+type Change = fn(&blocking::Cache);
+
+/// Every kind of change B makes, by name (B runs them as a child process, see
+/// [`near_child_writer`]), and the value A must serve after it.
+const CHANGES: [(&str, Change, u64); 7] = [
+    (
+        "put",
+        |b| {
             b.put("f", &(1u64,), &2u64).unwrap();
-            2
-        }),
-        ("write-only overwrite", |b| {
+        },
+        2,
+    ),
+    (
+        "write-only overwrite",
+        |b| {
             b.with_mode(Mode::WRITE_ONLY, || {
                 b.get_or_compute("f", &(1u64,), || 3u64)
             })
             .unwrap();
-            3
-        }),
-        ("invalidate", |b| {
-            assert!(b.invalidate("f", &(1u64,)).unwrap());
-            RECOMPUTED
-        }),
-        ("expire", |b| {
-            assert!(b.expire("f", &(1u64,)).unwrap());
-            RECOMPUTED
-        }),
-        ("purge", |b| {
-            assert_eq!(b.purge().unwrap(), 1);
-            RECOMPUTED
-        }),
-        ("purge_function", |b| {
-            assert_eq!(b.purge_function("f").unwrap(), 1);
-            RECOMPUTED
-        }),
-        ("invalidate_tag", |b| {
-            assert_eq!(b.invalidate_tag("t").unwrap(), 1);
-            RECOMPUTED
-        }),
-    ];
+        },
+        3,
+    ),
+    (
+        "invalidate",
+        |b| assert!(b.invalidate("f", &(1u64,)).unwrap()),
+        RECOMPUTED,
+    ),
+    (
+        "expire",
+        |b| assert!(b.expire("f", &(1u64,)).unwrap()),
+        RECOMPUTED,
+    ),
+    ("purge", |b| assert_eq!(b.purge().unwrap(), 1), RECOMPUTED),
+    (
+        "purge_function",
+        |b| assert_eq!(b.purge_function("f").unwrap(), 1),
+        RECOMPUTED,
+    ),
+    (
+        "invalidate_tag",
+        |b| assert_eq!(b.invalidate_tag("t").unwrap(), 1),
+        RECOMPUTED,
+    ),
+];
+
+/// The settings both processes of a near test share, by the name the child is given.
+fn shared_settings(settings: &str) -> impl Fn(fncache::Builder) -> fncache::Builder {
+    let settings = settings.to_owned();
+    move |b: fncache::Builder| match settings.as_str() {
+        "per-function" => b.layout(Layout::PerFunction),
+        // FIFO: the first entry in is the one evicted, whatever A's near hits.
+        "fifo2" => b.policy(Policy::Fifo).maxsize(2),
+        _ => b,
+    }
+}
+
+/// Runs `change` (a name in [`CHANGES`], or `evict`: two puts into a full FIFO structure) as
+/// process B: a child process of this test binary, with a cache of its own on `server`.
+fn in_child_process(server: &RedisServer, name: &str, settings: &str, change: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "near::near_child_writer",
+            "--exact",
+            "--nocapture",
+            "--quiet",
+        ])
+        .env("FNCACHE_NEAR_CHILD_URL", server.url())
+        .env("FNCACHE_NEAR_CHILD_NAME", name)
+        .env("FNCACHE_NEAR_CHILD_SETTINGS", settings)
+        .env("FNCACHE_NEAR_CHILD_CHANGE", change)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{change}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The child ran its change (a test filtered out of the run says `0 passed`).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{change}: the child did not run its change"
+    );
+}
+
+/// Process B of the near tests, run as a child process by [`in_child_process`]: it does
+/// nothing unless started so.
+#[test]
+fn near_child_writer() {
+    let (Ok(url), Ok(name), Ok(settings), Ok(change)) = (
+        std::env::var("FNCACHE_NEAR_CHILD_URL"),
+        std::env::var("FNCACHE_NEAR_CHILD_NAME"),
+        std::env::var("FNCACHE_NEAR_CHILD_SETTINGS"),
+        std::env::var("FNCACHE_NEAR_CHILD_CHANGE"),
+    ) else {
+        return;
+    };
+    let b = shared_settings(&settings)(Cache::builder(name).redis(url))
+        .build_blocking()
+        .unwrap();
+    if change == "evict" {
+        b.put("f", &(2u64,), &2u64).unwrap();
+        b.put("f", &(3u64,), &3u64).unwrap(); // evicts f(1)
+        assert_eq!(b.stats().evictions, 1);
+        return;
+    }
+    let (_, change, _) = CHANGES
+        .iter()
+        .find(|(what, ..)| *what == change)
+        .expect("a known change");
+    change(&b);
+}
+
+/// Every kind of change made in B, another OS process: A serves the new value (or
+/// recomputes) within [`COHERENT_WITHIN`] of B's exit, and never the old one after that.
+#[test]
+fn every_change_in_another_process_reaches_the_near_copies() {
     let server = RedisServer::spawn();
-    for (what, change) in changes {
+    for (what, _, want) in CHANGES {
         let name = unique_name();
-        let layout = |b: fncache::Builder| b.layout(Layout::PerFunction);
-        let a = near_a(&server, &name, layout);
+        let layout = shared_settings("per-function");
+        let a = near_a(&server, &name, &layout);
+        // The entry, tagged (for the tag's invalidation), written by another cache.
         let b = layout(builder(&server, &name)).build_blocking().unwrap();
-        // The entry, tagged (for the tag's invalidation), written by B.
         let tagged = CallOptions::new().tags::<u64, _>(["t"]);
         b.get_or_compute_with(&tagged, "f", &(1u64,), || 1u64)
             .unwrap();
+        drop(b);
         assert_eq!(warm(&a, 1), 1, "{what}");
-        let want = change(&b);
+        in_child_process(&server, &name, "per-function", what);
         converges(&a, 1, 1, want, COHERENT_WITHIN, what);
         assert!(
             a.stats().near_invalidations + a.stats().near_resets > 0,
@@ -132,19 +212,15 @@ fn every_change_in_another_process_reaches_the_near_copies() {
     }
 }
 
+/// B, another OS process, puts into a full structure: the entry its put evicts leaves A.
 #[test]
 fn an_eviction_by_another_processs_put_drops_the_copy() {
     let server = RedisServer::spawn();
     let name = unique_name();
-    // FIFO: the first entry in is the one evicted, whatever A's near hits.
-    let fifo = |b: fncache::Builder| b.policy(Policy::Fifo).maxsize(2);
-    let a = near_a(&server, &name, fifo);
-    let b = fifo(builder(&server, &name)).build_blocking().unwrap();
-    b.put("f", &(1u64,), &1u64).unwrap();
+    let a = near_a(&server, &name, shared_settings("fifo2"));
+    a.put("f", &(1u64,), &1u64).unwrap();
     assert_eq!(warm(&a, 1), 1);
-    b.put("f", &(2u64,), &2u64).unwrap();
-    b.put("f", &(3u64,), &3u64).unwrap(); // evicts f(1)
-    assert_eq!(b.stats().evictions, 1);
+    in_child_process(&server, &name, "fifo2", "evict");
     converges(&a, 1, 1, RECOMPUTED, COHERENT_WITHIN, "eviction");
 }
 
@@ -440,39 +516,6 @@ fn settings_it_cannot_keep_its_promises_under_are_refused() {
         .no_ttl()
         .build_blocking()
         .unwrap();
-}
-
-/// The writer of [`a_change_in_a_child_process_reaches_the_near_copies`], run as a child
-/// process of this test binary: it does nothing unless that test started it.
-#[test]
-fn near_child_writer() {
-    let (Ok(url), Ok(name)) = (
-        std::env::var("FNCACHE_NEAR_CHILD_URL"),
-        std::env::var("FNCACHE_NEAR_CHILD_NAME"),
-    ) else {
-        return;
-    };
-    let b = Cache::builder(name).redis(url).build_blocking().unwrap();
-    b.put("f", &(1u64,), &2u64).unwrap();
-}
-
-#[test]
-fn a_change_in_a_child_process_reaches_the_near_copies() {
-    let server = RedisServer::spawn();
-    let name = unique_name();
-    let a = near_a(&server, &name, |b| b);
-    a.put("f", &(1u64,), &1u64).unwrap();
-    assert_eq!(warm(&a, 1), 1);
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["near::near_child_writer", "--exact", "--quiet"])
-        .env("FNCACHE_NEAR_CHILD_URL", server.url())
-        .env("FNCACHE_NEAR_CHILD_NAME", &name)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // The child has exited: its write is done, and its message on its way or in.
-    converges(&a, 1, 1, 2, COHERENT_WITHIN, "a child process's put");
 }
 
 /// Near hits reach the Redis policy: an entry used only through A's near cache is not the one

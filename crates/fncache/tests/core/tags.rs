@@ -2,10 +2,10 @@
 //! layout, store and front-end, and the tag bookkeeping never outlives the entries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use fncache::{Cache, CallOptions, Layout};
+use fncache::{Cache, CallOptions, Layout, Mode};
 use fncache_testing::RedisServer;
 
 use crate::front::Front;
@@ -200,53 +200,143 @@ fn a_cache_without_tags_writes_no_tag_keys() {
     );
 }
 
-/// Two processes (two caches of one name on one server) race: one stores tagged entries while
-/// the other invalidates the tag. Each structure is changed by one script at a time, so when
-/// the writer has stopped, one more invalidation leaves no entry of the tag and no bookkeeping.
+/// Keys of the racing writer below: few, so that invalidations meet entries often.
+const RACE_KEYS: u64 = 31;
+/// The server key where the racing writer says how far it got (see below).
+const RACE_MARK: &str = "race:mark";
+/// The server key that stops the racing writer.
+const RACE_STOP: &str = "race:stop";
+
+/// The writer of [`invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged`],
+/// run as a child process of this test binary (it does nothing unless that test started it).
+/// It writes value `x` tagged `hot` under `f` or `g` at key `x % RACE_KEYS`, alternately by
+/// `put` and by a call that computes it (after removing the key, so that the call looks up,
+/// misses and computes), and sets `race:mark` to `x + 1` once the value can no longer be news
+/// to an invalidation: after the put returned, or from inside the computation (after the
+/// call's lookup). So every value below the mark an invalidation reads before it starts is one
+/// that invalidation must remove or have refused.
+#[test]
+fn tag_race_child_writer() {
+    let (Ok(url), Ok(name), Ok(layout)) = (
+        std::env::var("FNCACHE_TAG_RACE_URL"),
+        std::env::var("FNCACHE_TAG_RACE_NAME"),
+        std::env::var("FNCACHE_TAG_RACE_LAYOUT"),
+    ) else {
+        return;
+    };
+    let layout = if layout == "shared" {
+        Layout::Shared
+    } else {
+        Layout::PerFunction
+    };
+    let cache = Cache::builder(name)
+        .layout(layout)
+        .maxsize(64)
+        .redis(&url)
+        .build_blocking()
+        .unwrap();
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut x = 0u64;
+    loop {
+        let stop: Option<String> = redis::cmd("GET").arg(RACE_STOP).query(&mut con).unwrap();
+        if stop.is_some() {
+            break;
+        }
+        let options = CallOptions::new().tags(["hot", &format!("x{}", x % 7)]);
+        let function = if x.is_multiple_of(2) { "f" } else { "g" };
+        let key = (x % RACE_KEYS,);
+        if (x / 2).is_multiple_of(2) {
+            cache.put_with(&options, function, &key, &x).unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(RACE_MARK)
+                .arg(x + 1)
+                .query(&mut con)
+                .unwrap();
+        } else {
+            cache.invalidate(function, &key).unwrap();
+            let v = cache
+                .get_or_compute_with(&options, function, &key, || {
+                    let _: () = redis::cmd("SET")
+                        .arg(RACE_MARK)
+                        .arg(x + 1)
+                        .query(&mut con)
+                        .unwrap();
+                    x
+                })
+                .unwrap();
+            assert_eq!(v, x);
+        }
+        x += 1;
+    }
+}
+
+/// Two OS processes race: a child stores tagged entries (puts and computed calls, see
+/// [`tag_race_child_writer`]) while this one invalidates the tag. Every invalidation removes
+/// (or has refused) every value the writer had written, or begun computing, before it started;
+/// once the writer has stopped, one more invalidation leaves no entry of the tag and no
+/// bookkeeping.
 #[test]
 fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
-    for layout in [Layout::Shared, Layout::PerFunction] {
+    for (layout, word) in [(Layout::Shared, "shared"), (Layout::PerFunction, "per")] {
         let server = RedisServer::spawn();
         let name = unique_name();
-        let make = || {
-            Cache::builder(&name)
-                .layout(layout)
-                .maxsize(64)
-                .redis(server.url())
+        let invalidator = Cache::builder(&name)
+            .layout(layout)
+            .maxsize(64)
+            .redis(server.url())
+            .build_blocking()
+            .unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["tags::tag_race_child_writer", "--exact", "--quiet"])
+            .env("FNCACHE_TAG_RACE_URL", server.url())
+            .env("FNCACHE_TAG_RACE_NAME", &name)
+            .env("FNCACHE_TAG_RACE_LAYOUT", word)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut con = server.connection();
+        let mark = |con: &mut redis::Connection| -> u64 {
+            let m: Option<u64> = redis::cmd("GET").arg(RACE_MARK).query(con).unwrap();
+            m.unwrap_or(0)
         };
-        let writer = make().build_blocking().unwrap();
-        let invalidator = make().build().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let put_count = Arc::new(AtomicU64::new(0));
-        let handle = {
-            let (stop, put_count) = (Arc::clone(&stop), Arc::clone(&put_count));
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::SeqCst) || x < 200 {
-                    let options = CallOptions::new().tags(["hot", &format!("x{}", x % 7)]);
-                    let function = if x.is_multiple_of(2) { "f" } else { "g" };
-                    writer.put_with(&options, function, &(x % 97,), &x).unwrap();
-                    x += 1;
-                    put_count.store(x, Ordering::SeqCst);
-                }
-                writer
+        // Each value read back: the entry's, or `u64::MAX` for none (nothing is stored).
+        let read = |function: &str, key: u64| -> u64 {
+            invalidator.with_mode(fncache::Mode::READ_ONLY, || {
+                invalidator
+                    .get_or_compute(function, &(key,), || u64::MAX)
+                    .unwrap()
             })
         };
-        let rt = crate::front::runtime();
-        let mut removed = 0;
-        for _ in 0..200 {
-            removed += rt.block_on(invalidator.invalidate_tag("hot")).unwrap();
+        let (mut removed, mut rounds) = (0, 0);
+        while rounds < 60 || mark(&mut con) < 400 {
+            let before = mark(&mut con);
+            removed += invalidator.invalidate_tag("hot").unwrap();
+            for function in ["f", "g"] {
+                for key in 0..RACE_KEYS {
+                    let v = read(function, key);
+                    assert!(
+                        v == u64::MAX || v >= before,
+                        "{layout:?}: {function}({key}) = {v}, written before an \
+                         invalidation that began once the writer was at {before}"
+                    );
+                }
+            }
+            rounds += 1;
+            assert!(rounds < 10_000, "{layout:?}: the writer is stuck");
         }
-        stop.store(true, Ordering::SeqCst);
-        let writer = handle.join().unwrap();
-        assert!(put_count.load(Ordering::SeqCst) >= 200);
-        assert!(removed > 0, "{layout:?}: the race never overlapped");
-        let left = writer.len().unwrap();
-        assert_eq!(
-            rt.block_on(invalidator.invalidate_tag("hot")).unwrap(),
-            left
+        let _: () = redis::cmd("SET")
+            .arg(RACE_STOP)
+            .arg(1)
+            .query(&mut con)
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "{layout:?}: the writer failed"
         );
-        assert_eq!(writer.len().unwrap(), 0, "{layout:?}");
+        assert!(removed > 0, "{layout:?}: the race never overlapped");
+        let left = invalidator.len().unwrap();
+        assert_eq!(invalidator.invalidate_tag("hot").unwrap(), left);
+        assert_eq!(invalidator.len().unwrap(), 0, "{layout:?}");
         assert_eq!(tag_keys(&server), Vec::<String>::new(), "{layout:?}");
     }
 }
@@ -258,73 +348,115 @@ fn invalidation_racing_with_puts_from_another_process_leaves_nothing_tagged() {
 #[test]
 fn a_value_computed_before_an_invalidation_of_its_tag_is_not_stored_after_it() {
     for layout in [Layout::Shared, Layout::PerFunction] {
-        // The pause below holds every script of the call back: no op may time out meanwhile
-        // (a timed-out put or lookup would pass or fail this test for another reason).
-        let patient = |b: fncache::Builder| b.layout(layout).op_timeout(Duration::from_secs(10));
-        for (store, front) in all_fronts(patient) {
-            let who = format!("{} {layout:?}", describe(&store, &front));
-            let other = match &*store {
-                Store::Memory => None,
-                Store::Redis(server) => Some(
-                    Cache::builder(front.name())
-                        .layout(layout)
-                        .redis(server.url())
-                        .build_blocking()
-                        .unwrap(),
-                ),
-            };
-            let invalidate = || match &other {
-                Some(other) => {
-                    let n = other.invalidate_tag("user:7").unwrap();
-                    // Hold the call's put back at the server for a while after the
-                    // invalidation, as a loaded link or server would: the put must still
-                    // know that its computation began before the invalidation.
-                    if let Store::Redis(server) = &*store {
-                        let _: () = redis::cmd("CLIENT")
-                            .arg("PAUSE")
-                            .arg(150)
-                            .arg("WRITE")
-                            .query(&mut server.connection())
-                            .unwrap();
-                    }
-                    n
+        computed_before_an_invalidation(layout, true, Mode::DEFAULT);
+    }
+}
+
+/// A computation with no lookup (`WRITE_ONLY`) has only its own clock to say when it began:
+/// its put is refused too when an invalidation overtook it (by an estimate with a margin).
+#[test]
+fn a_write_only_computation_overtaken_by_an_invalidation_is_not_stored() {
+    for layout in [Layout::Shared, Layout::PerFunction] {
+        computed_before_an_invalidation(layout, true, Mode::WRITE_ONLY);
+    }
+}
+
+/// As above, for a function that has no entry at all when the invalidation runs: in the
+/// per-function layouts its structure has no key for the invalidation to find, yet the value
+/// its call computed from before the invalidation must not be stored after it either.
+#[test]
+fn a_function_with_no_entries_at_invalidation_time_stores_no_value_computed_before_it() {
+    for layout in LAYOUTS {
+        computed_before_an_invalidation(layout, false, Mode::DEFAULT);
+    }
+}
+
+/// A tagged call of `f` in `mode` whose computation another process's invalidation of the tag
+/// overtakes; `warm`: `f` has a tagged entry already (its structure exists).
+fn computed_before_an_invalidation(layout: Layout, warm: bool, mode: Mode) {
+    // The pause below holds every script of the call back: no op may time out meanwhile
+    // (a timed-out put or lookup would pass or fail this test for another reason).
+    let patient = |b: fncache::Builder| b.layout(layout).op_timeout(Duration::from_secs(10));
+    for (store, front) in all_fronts(patient) {
+        let who = format!(
+            "{} {layout:?} warm: {warm} {mode:?}",
+            describe(&store, &front)
+        );
+        let other = match &*store {
+            Store::Memory => None,
+            Store::Redis(server) => Some(
+                Cache::builder(front.name())
+                    .layout(layout)
+                    .redis(server.url())
+                    .build_blocking()
+                    .unwrap(),
+            ),
+        };
+        let invalidate = || match &other {
+            Some(other) => {
+                let n = other.invalidate_tag("user:7").unwrap();
+                // Hold the call's put back at the server for a while after the
+                // invalidation, as a loaded link or server would: the put must still
+                // know that its computation began before the invalidation.
+                if let Store::Redis(server) = &*store {
+                    let _: () = redis::cmd("CLIENT")
+                        .arg("PAUSE")
+                        .arg(150)
+                        .arg("WRITE")
+                        .query(&mut server.connection())
+                        .unwrap();
                 }
-                None => match &front {
-                    Front::Blocking(c) => c.invalidate_tag("user:7").unwrap(),
-                    // The async front-end's own runtime is driving this call.
-                    Front::Async(c, _) => {
-                        let c = c.clone();
-                        std::thread::spawn(move || {
-                            crate::front::runtime().block_on(c.invalidate_tag("user:7"))
-                        })
-                        .join()
-                        .unwrap()
-                        .unwrap()
-                    }
-                },
-            };
+                n
+            }
+            None => match &front {
+                Front::Blocking(c) => c.invalidate_tag("user:7").unwrap(),
+                // The async front-end's own runtime is driving this call.
+                Front::Async(c, _) => {
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        crate::front::runtime().block_on(c.invalidate_tag("user:7"))
+                    })
+                    .join()
+                    .unwrap()
+                    .unwrap()
+                }
+            },
+        };
+        if warm {
             // A tagged entry of the function exists already (its structure too).
             front.call_with(&tagged(&["user:7"]), "f", 1, || 1).unwrap();
-            let v = front
-                .call_with(&tagged(&["user:7"]), "f", 2, || {
-                    assert_eq!(invalidate(), 1, "{who}");
-                    20
-                })
-                .unwrap();
-            assert_eq!(v, 20, "{who}: the caller gets its value");
-            assert!(
-                !front.contains("f", 2),
-                "{who}: stored after the invalidation"
-            );
-            // A computation that begins after the invalidation stores as usual.
-            front
-                .call_with(&tagged(&["user:7"]), "f", 2, || 21)
-                .unwrap();
-            assert!(front.contains("f", 2), "{who}");
-            // So does a put (no computation), and an untagged call.
-            front.put_with(&tagged(&["user:7"]), "f", 3, &30).unwrap();
-            assert!(front.contains("f", 3), "{who}");
         }
+        let compute = || {
+            assert_eq!(invalidate(), usize::from(warm), "{who}");
+            20
+        };
+        let options = tagged(&["user:7"]);
+        let v = match &front {
+            Front::Blocking(c) => c
+                .with_mode(mode, || {
+                    c.get_or_compute_with(&options, "f", &(2u64,), compute)
+                })
+                .unwrap(),
+            Front::Async(c, rt) => rt
+                .block_on(c.with_mode(
+                    mode,
+                    c.get_or_compute_with(&options, "f", &(2u64,), || async { compute() }),
+                ))
+                .unwrap(),
+        };
+        assert_eq!(v, 20, "{who}: the caller gets its value");
+        assert!(
+            !front.contains("f", 2),
+            "{who}: stored after the invalidation"
+        );
+        // A computation that begins after the invalidation stores as usual.
+        front
+            .call_with(&tagged(&["user:7"]), "f", 2, || 21)
+            .unwrap();
+        assert!(front.contains("f", 2), "{who}");
+        // So does a put (no computation), and an untagged call.
+        front.put_with(&tagged(&["user:7"]), "f", 3, &30).unwrap();
+        assert!(front.contains("f", 3), "{who}");
     }
 }
 

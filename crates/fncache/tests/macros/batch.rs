@@ -1,5 +1,6 @@
-//! `#[cached(batch)]`: a function of a list of keys returning a `Vec` of their values is cached
-//! key by key; its body runs only for the missing keys, on both stores and front-ends.
+//! `#[cached(batch)]`: a function of a list of keys returning a `Vec` of their values, or a map
+//! of key to value, is cached key by key; its body runs only for the missing keys, on both
+//! stores and front-ends.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -48,6 +49,34 @@ fn halves(xs: &Vec<u32>) -> Vec<u32> {
 fn short(ids: &[u32]) -> Vec<u32> {
     ran();
     ids.iter().skip(1).copied().collect()
+}
+
+/// A map of key to value: the body gets the missing keys and returns their map.
+#[fncache::cached(batch, cache = blocking())]
+fn ages(ids: &[u32]) -> std::collections::HashMap<u32, u32> {
+    ran();
+    ASKED.lock().unwrap().push(ids.to_vec());
+    ids.iter().map(|&id| (id, id + 20)).collect()
+}
+
+/// A `BTreeMap`, async, of a `Vec` taken by value.
+#[fncache::cached(batch, cache = asynchronous())]
+async fn squares(ids: Vec<u32>) -> std::collections::BTreeMap<u32, u64> {
+    ran();
+    ids.iter()
+        .map(|&id| (id, u64::from(id) * u64::from(id)))
+        .collect()
+}
+
+/// A map body that leaves a key out (a lookup that did not find it): its own map comes back,
+/// and nothing is cached.
+#[fncache::cached(batch, cache = blocking())]
+fn found(ids: &[u32]) -> std::collections::HashMap<u32, u32> {
+    ran();
+    ids.iter()
+        .filter(|&&id| id != 2)
+        .map(|&id| (id, id))
+        .collect()
 }
 
 struct Repo;
@@ -102,6 +131,47 @@ fn a_batch_function_computes_only_its_missing_keys() {
             let words = ["ab".to_owned(), "abc".to_owned()];
             assert_eq!(Repo.lengths(&words), [2, 3], "{who}");
             assert_eq!(runs(|| Repo.lengths(&words)).1, 0, "{who}");
+        },
+    );
+}
+
+#[test]
+fn a_batch_function_may_return_a_map_of_its_keys() {
+    on_every_store(
+        |b| b,
+        |s| {
+            let who = s.label;
+            ASKED.lock().unwrap().clear();
+            let (first, ran) = runs(|| ages(&[1, 2, 2]));
+            let want: std::collections::HashMap<u32, u32> = [(1, 21), (2, 22)].into();
+            assert_eq!((first, ran), (want, 1), "{who}: one run, each key once");
+            let (second, ran) = runs(|| ages(&[3, 1]));
+            assert_eq!(second, [(1, 21), (3, 23)].into(), "{who}");
+            assert_eq!(ran, 1, "{who}");
+            assert_eq!(*ASKED.lock().unwrap(), [vec![1, 2], vec![3]], "{who}");
+            assert_eq!(runs(|| ages(&[2, 3])).1, 0, "{who}: all hits");
+            assert!(ages(&[]).is_empty(), "{who}");
+            assert_eq!((ages_stats().hits, ages_stats().misses), (3, 3), "{who}");
+
+            let (got, ran) = runs(|| s.block_on(squares(vec![3, 4])));
+            assert_eq!((got, ran), ([(3, 9), (4, 16)].into(), 1), "{who}");
+            let (got, ran) = runs(|| s.block_on(squares(vec![4, 5, 3])));
+            assert_eq!(got, [(3, 9), (4, 16), (5, 25)].into(), "{who}");
+            assert_eq!(ran, 1, "{who}: only 5 computed");
+        },
+    );
+}
+
+#[test]
+fn a_map_body_without_one_of_its_keys_returns_its_own_map_uncached() {
+    on_every_store(
+        |b| b,
+        |s| {
+            let who = s.label;
+            let want: std::collections::HashMap<u32, u32> = [(1, 1), (3, 3)].into();
+            assert_eq!(found(&[1, 2, 3]), want, "{who}: the body's own map");
+            assert_eq!(runs(|| found(&[1, 3])).1, 1, "{who}: nothing was cached");
+            assert!(found_stats().errors >= 1, "{who}: counted");
         },
     );
 }

@@ -218,8 +218,9 @@ struct GetCall {
 impl GetCall {
     fn build(self) -> Request {
         let lease = self.lease;
-        let count =
-            if lease.is_some() { 4 } else { 3 } + if self.tinylfu.is_some() { 2 } else { 0 };
+        let count = if lease.is_some() { 4 } else { 3 }
+            + usize::from(self.stamp)
+            + if self.tinylfu.is_some() { 2 } else { 0 };
         let mut inv = match self.tinylfu {
             Some(_) => ScriptCall::new(&GET_TLFU, "get.lua", count),
             None => ScriptCall::new(&GET, "get.lua", count),
@@ -229,6 +230,10 @@ impl GetCall {
         // must be on the node (a missing one mid-migration means TRYAGAIN).
         if lease.is_some() {
             inv.arg(LeaseKey(&self.structure, &self.member));
+        }
+        // A tagged call's lookup marks its structure for tag invalidations (see `get.lua`).
+        if self.stamp {
+            inv.arg(&self.structure.tags);
         }
         if self.tinylfu.is_some() {
             inv.arg(&self.structure.sketch).arg(&self.structure.meta);
@@ -1362,7 +1367,8 @@ mod tests {
         // The lease key, written into the command as `lease_key` spells it.
         assert_eq!(words[4], structure.lease_key(b"0123456789abcdef"));
         assert_eq!(words[9..], ["0", "0", "2000", lease.token().as_str()]);
-        // A tagged call asks for the server's clock, after the (empty) lease arguments.
+        // A tagged call asks for the server's clock, after the (empty) lease arguments, and
+        // names the tags hash, which a miss marks for tag invalidations (after the lease key).
         let op = StoreOp::Get {
             structure: structure.clone(),
             member: *b"0123456789abcdef",
@@ -1371,8 +1377,20 @@ mod tests {
             stamp: true,
         };
         let words = get_words(&s, op, hints(false));
-        assert_eq!(words[0], "3");
-        assert_eq!(words[9..], ["0", "0", "", "1"]);
+        assert_eq!(words[0], "4");
+        assert_eq!(words[4], structure.tags);
+        assert_eq!(words[10..], ["0", "0", "", "1"]);
+        let op = StoreOp::Get {
+            structure: structure.clone(),
+            member: *b"0123456789abcdef",
+            refresh_after: None,
+            lease: Some(lease),
+            stamp: true,
+        };
+        let words = get_words(&s, op, hints(false));
+        assert_eq!(words[0], "5");
+        assert_eq!(words[4], structure.lease_key(b"0123456789abcdef"));
+        assert_eq!(words[5], structure.tags);
     }
 
     #[test]

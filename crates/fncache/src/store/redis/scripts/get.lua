@@ -10,6 +10,7 @@
 --   asks at most once per step (1% of the TTL, at most a second) per structure, instead of the
 --   script reading PTTL on every hit.
 -- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0), then
+--       the tags hash only for a tagged call (asking for the server's TIME, below), then
 --       for the tlfu rule (Policy::TinyLfu) the sketch and meta keys (see tinylfu.lua)
 -- ARGV: member, touch rule (none|counter|time|incr, or for Policy::TinyLfu 'tlfu:' and its
 --       shape, see tinylfu.lua), index kind (zset|set),
@@ -126,6 +127,11 @@ if lease_ms > 0 then
   end
 end
 if ARGV[9] == '1' then
+  -- A tagged call computes from here on, and its put compares this time with the time of
+  -- the structure's last tag invalidation (`g` in the tags hash, see put.lua). A structure
+  -- with no key at all would be one no invalidation finds (it scans for keys) and stamps:
+  -- `g` makes it one from now on, so an invalidation that runs before the put is seen by it.
+  redis.call('HSETNX', KEYS[lease_ms > 0 and 5 or 4], 'g', 0)
   -- Read last: whatever the caller computes from here on began after this time.
   local t = redis.call('TIME')
   return {state, lease, entry or false, t[1] * 1000000 + t[2]}
