@@ -130,6 +130,11 @@ pub(crate) struct Call<'a, S, T> {
     typed: Option<&'a TypedOptions<T>>,
     /// The call returned a failure of the cache (strict).
     raised: bool,
+    /// A strict failure after the computation (its value would not encode faithfully, or its
+    /// put failed), returned once the key's lease is given back: returned at once, it left
+    /// the lease held until `lock_timeout`, and the key's next caller waited for nothing.
+    /// Boxed: a call without one pays only for a pointer.
+    deferred: Option<Box<S>>,
     /// The call's `tracing` span.
     span: CallSpan,
     /// A tagged call: when its last lookup was sent (else when its computation began), and
@@ -242,6 +247,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             serving_default: false,
             typed: setup.typed,
             raised: false,
+            deferred: None,
             span: CallSpan::new(&core.name, setup.function),
             began: None,
             near: setup.near,
@@ -395,6 +401,14 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
     /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
     /// otherwise.
+    /// [`Call::fail`] for a failure after the computation, while the call may hold the key's
+    /// lease: a strict call raises it from [`Call::finish`], after the release.
+    fn fail_after_computing(&mut self, error: Error, what: &str) {
+        if let Err(surfaced) = self.fail(error, what) {
+            self.deferred = Some(Box::new(surfaced));
+        }
+    }
+
     fn fail(&mut self, error: Error, what: &str) -> Result<(), S> {
         self.rec.add(Event::Error(error.kind()));
         let error = if self.b.strict {
