@@ -308,7 +308,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             (Stage::Storing, Input::Stored(reply)) => self.stored(reply),
             (Stage::Releasing, Input::Stored(reply)) => {
                 if let Err(e) = reply {
-                    self.fail(e, "releasing the key's lease failed")?;
+                    // Raised by `finish`, unless a failure came first (a strict call then
+                    // returns that one).
+                    self.fail_after_computing(e, "releasing the key's lease failed");
                 }
                 self.finish()
             }
@@ -402,9 +404,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
     /// otherwise.
     /// [`Call::fail`] for a failure after the computation, while the call may hold the key's
-    /// lease: a strict call raises it from [`Call::finish`], after the release.
+    /// lease: a strict call raises it from [`Call::finish`], after the release (the first
+    /// such failure, if the release fails too).
     fn fail_after_computing(&mut self, error: Error, what: &str) {
-        if let Err(surfaced) = self.fail(error, what) {
+        if let Err(surfaced) = self.fail(error, what)
+            && self.deferred.is_none()
+        {
             self.deferred = Some(Box::new(surfaced));
         }
     }

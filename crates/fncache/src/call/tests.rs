@@ -284,3 +284,45 @@ fn a_strict_call_whose_put_fails_releases_the_lease_then_fails() {
     );
     assert_eq!(core.stats.total().errors, 1);
 }
+
+/// When the release fails too, the strict call returns the failure that came first (the
+/// value that would not encode faithfully), and counts both.
+#[test]
+fn a_strict_call_returns_its_first_failure_when_the_release_fails_too() {
+    let (core, _) = crate::Cache::builder("machine")
+        .strict(true)
+        .core_for_tests()
+        .unwrap();
+    const NONE: CallOptions = CallOptions::new();
+    let Ok(mut call) = core.begin::<Error, Option<Option<u32>>, CallOptions>(
+        "f",
+        Ok([1; 16]),
+        &NONE,
+        &Ambient::default(),
+        false,
+        None,
+    ) else {
+        panic!("a call");
+    };
+    let _ = call.next(Input::Start);
+    let miss = Input::Stored(Ok(StoreReply::Looked(Lookup {
+        freshness: Freshness::Missing,
+        lease: LeaseState::Mine,
+        entry: None,
+        store_us: None,
+    })));
+    let _ = call.next(miss);
+    // MessagePack writes `Some(None)` as `None`: not stored, the lease is released.
+    let release = call.next(Input::Computed(Computed::Value(&Some(None))));
+    assert!(
+        matches!(release, Ok(Action::Store(StoreOp::Lease { .. }, _))),
+        "{release:?}"
+    );
+    let down = Error::new(crate::ErrorKind::Backend, "connection reset");
+    let failed = call.next(Input::Stored(Err(down)));
+    assert!(
+        matches!(&failed, Err(e) if e.kind() == crate::ErrorKind::Encode),
+        "{failed:?}"
+    );
+    assert_eq!(core.stats.total().errors, 2);
+}
