@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat, Path, ReturnType, Type};
 
 use crate::args::{EvictArgs, Functions};
@@ -69,6 +70,22 @@ fn generate(item: &ItemFn, args: &EvictArgs) -> TokenStream {
             quote!(::fncache::__private::Evict::Functions(&[#(#ids),*]))
         }
     };
+    // Naming single functions: a warning at the user's `cache = ...` unless its type says it
+    // can purge them (`fncache::PerFunctionCache`); see `__private::LayoutProbe`.
+    let probe = match &args.functions {
+        Functions::All => quote!(),
+        Functions::Listed(_) => {
+            let cache = &args.cache;
+            let span = cache.span();
+            // Type-checked, never run: the expression is evaluated once, by the handle.
+            quote_spanned!(span=> if false {
+                #[allow(unused_imports)]
+                use ::fncache::__private::{KnownLayout as _, UnknownLayout as _};
+                (&::fncache::__private::LayoutProbe(&(#cache))).per_function_layout();
+            })
+        }
+    };
+    let cache = quote!(#probe #cache);
     let evict = if asynchronous {
         quote!(::fncache::__private::evict_async(__fncache_cache, #by, #evict).await;)
     } else {

@@ -262,10 +262,11 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 /// use std::sync::LazyLock;
 ///
-/// static CACHE: LazyLock<fncache::blocking::Cache> = LazyLock::new(|| {
+/// // A per-function layout, checked when the cache is built, and known to the attribute.
+/// static CACHE: LazyLock<fncache::PerFunctionCache<fncache::blocking::Cache>> = LazyLock::new(|| {
 ///     fncache::Cache::builder("doc-evict")
 ///         .layout(fncache::Layout::PerFunction) // needed to purge single functions
-///         .build_blocking()
+///         .build_per_function_blocking()
 ///         .expect("valid config")
 /// });
 ///
@@ -292,11 +293,15 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// empty the whole cache. The function keeps its signature; no companions are generated.
 ///
 /// Purging single functions needs `Layout::PerFunction` (or `Layout::ClusterPerFunction`).
-/// With a shared layout, where one function's entries cannot be told from another's, the
-/// eviction purges the whole cache instead (so no entry asked to be evicted is served again)
-/// and counts a configuration error naming the fix in the evicting function's
-/// `stats_for(..).errors`, and logs it; the function's value is still returned. A failing
-/// backend is counted and logged the same way.
+/// A layout is a value chosen when the cache is built, so the attribute knows it only from a
+/// `fncache::PerFunctionCache` (built by `Builder::build_per_function_blocking` or
+/// `build_per_function`, which refuse any other layout): `functions = [..]` on any other cache
+/// type warns at its `cache = ...` (a `deprecated` warning, the one a macro can give; allow
+/// it on the function to keep a plain cache). At run time, with a shared layout, where one
+/// function's entries cannot be told from another's, the eviction purges the whole cache
+/// instead (so no entry asked to be evicted is served again) and counts a configuration error
+/// naming the fix in the evicting function's `stats_for(..).errors`, and logs it; the
+/// function's value is still returned. A failing backend is counted and logged the same way.
 #[proc_macro_attribute]
 pub fn cache_evict(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());

@@ -7,8 +7,9 @@
 //! borrowed, skipped and `impl`-generic arguments; plain and `Result` returns; and the options
 //! that change the path a call takes (`refresh_after` inline and in the background,
 //! `wait = false` with `default`, `compute_timeout` borrowed and owned, `strict`,
-//! `stampede_protection = false`, `lock_timeout`), plus the explicit API with a borrowing
-//! closure. The other half asserts the values the handlers answer and how often bodies ran.
+//! `stampede_protection = false`, `lock_timeout`, and the later `tags`, `cache_if`,
+//! `entry_ttl_from`, `ttl_jitter`, `negative_ttl`/`cache_err_if` and `batch`), plus the
+//! explicit API with a borrowing closure. The other half asserts the values the handlers answer and how often bodies ran.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -198,6 +199,52 @@ async fn report(db: Arc<Pool>, id: u64) -> Result<String, AppError> {
     Ok(format!("report {id} #{}", db.gated_query().await))
 }
 
+// --- the options that came after (tags, value hooks, negative caching, batches) ------------
+
+/// Tags evaluated over a borrowed argument.
+#[fncache::cached(cache = current(), skip(db), tags = [format!("name:{name}"), "names"])]
+async fn tagged(db: &Pool, name: &str) -> String {
+    format!("tagged {name} #{}", db.query().await)
+}
+
+/// Value hooks (and jitter) over a borrowed call's `Result`.
+#[fncache::cached(
+    cache = current(),
+    skip(db),
+    cache_if = |v: &String| !v.is_empty(),
+    entry_ttl_from = |v: &String| Duration::from_secs(60 + v.len() as u64),
+    ttl_jitter = Duration::from_millis(10)
+)]
+async fn hooked(db: &Pool, name: &str) -> Result<String, AppError> {
+    Ok(format!("hooked {name} #{}", db.query().await))
+}
+
+/// An error negative caching stores (it is serialized with the entry).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Missing(String);
+
+/// Negative caching of a borrowed call's error.
+#[fncache::cached(
+    cache = current(),
+    skip(db),
+    negative_ttl = Duration::from_secs(60),
+    cache_err_if = |e: &Missing| !e.0.is_empty()
+)]
+async fn negative(db: &Pool, name: &str) -> Result<String, Missing> {
+    let n = db.query().await;
+    if name.starts_with('x') {
+        return Err(Missing(format!("{name} #{n}")));
+    }
+    Ok(format!("negative {name} #{n}"))
+}
+
+/// A batch over a borrowed list, with a skipped borrowed pool.
+#[fncache::cached(batch, cache = current(), skip(db))]
+async fn lengths(db: &Pool, words: &[String]) -> Vec<u64> {
+    let n = db.query().await;
+    words.iter().map(|w| w.len() as u64 * 1000 + n).collect()
+}
+
 // --- methods -------------------------------------------------------------------------------
 
 pub struct Repo {
@@ -361,6 +408,18 @@ async fn trending_handler(State(app): State<App>, Path(page): Path<u64>) -> Stri
     format!("{:?}", Repo::trending(app.repo.pool.clone(), page).await)
 }
 
+async fn later_handler(State(app): State<App>, Path(name): Path<String>) -> String {
+    let pool = &app.repo.pool;
+    let words = [name.clone(), format!("{name}{name}")];
+    format!(
+        "{} / {:?} / {:?} / {:?}",
+        tagged(pool, &name).await,
+        hooked(pool, &name).await.ok(),
+        negative(pool, &name).await,
+        lengths(pool, &words).await
+    )
+}
+
 async fn shout_handler(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -390,6 +449,7 @@ fn router(app: App) -> Router {
         .route("/trending/{page}", get(trending_handler))
         .route("/shout/{name}", get(shout_handler))
         .route("/whisper/{name}", get(whisper_handler))
+        .route("/later/{name}", get(later_handler))
         .with_state(app)
 }
 
@@ -420,6 +480,11 @@ fn futures_are_send(repo: &Repo, pool: &Arc<Pool>) {
     assert_send(&Repo::trending(pool.clone(), 1));
     assert_send(&repo.shout(name));
     assert_send(&repo.whisper(name));
+    assert_send(&tagged(pool, name));
+    assert_send(&hooked(pool, name));
+    assert_send(&negative(pool, name));
+    let words = [name.to_owned()];
+    assert_send(&lengths(pool, &words));
     assert_send(&load_user_is_cached(&1));
     assert_send(&greet_invalidate(&name));
     assert_send(
@@ -736,6 +801,33 @@ async fn tasks_run_every_shape(s: &Scenario) {
     assert_eq!(s.pool().queries(), queries, "{who}: all cached");
 }
 
+/// The options that came after the first trial (tags, value hooks, negative caching, batches):
+/// in a handler and in a task, and served from the cache the second time (the error too).
+async fn later_options_serve_handlers_and_tasks(s: &Scenario) {
+    let who = s.who;
+    for name in ["bob", "xavier"] {
+        let uri = format!("/later/{name}");
+        let (first, queries) = s.queries(s.ok(&uri)).await;
+        assert_eq!(queries, 4, "{who}: {first}");
+        let (second, queries) = s.queries(s.ok(&uri)).await;
+        assert_eq!((second.as_str(), queries), (first.as_str(), 0), "{who}");
+    }
+    let app = s.app.clone();
+    let task = tokio::spawn(async move {
+        let pool = &app.repo.pool;
+        let name = String::from("task");
+        let words = vec![name.clone()];
+        let tagged = tagged(pool, &name).await;
+        let hooked = hooked(pool, &name).await.unwrap();
+        let negative = negative(pool, "xtask").await.unwrap_err();
+        let lengths = lengths(pool, &words).await;
+        format!("{tagged}|{hooked}|{negative:?}|{lengths:?}")
+    });
+    let answer = task.await.unwrap();
+    assert!(answer.starts_with("tagged task #"), "{who}: {answer}");
+    assert!(answer.contains("Missing(\"xtask #"), "{who}: {answer}");
+}
+
 /// The `TASKS #n` part of the answers.
 fn greeted_part(answers: &[String], prefix: &str) -> String {
     answers
@@ -779,6 +871,7 @@ fn every_shape_serves_requests_and_runs_in_tasks_on_every_store() {
             handlers_take_every_path(&scenario).await;
             tasks_run_every_shape(&scenario).await;
             cache_errors_become_the_handlers_error(&scenario).await;
+            later_options_serve_handlers_and_tasks(&scenario).await;
         });
     }
 }

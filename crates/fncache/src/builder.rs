@@ -261,6 +261,11 @@ impl Builder {
         self
     }
 
+    /// The layout set so far (for the builders of [`crate::PerFunctionCache`]).
+    pub(crate) fn configured_layout(&self) -> Layout {
+        self.layout
+    }
+
     /// How values are serialized (default [`Codec::MessagePack`]).
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;

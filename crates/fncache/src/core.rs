@@ -505,3 +505,23 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WarnThrottle;
+
+    /// A burst of failures (every call of a value the codec refuses, say) logs one warning,
+    /// and the next one says how many were held back.
+    #[test]
+    fn a_burst_of_warnings_logs_once() {
+        let throttle = WarnThrottle::default();
+        let admitted: Vec<u64> = (0..1000).filter_map(|_| throttle.admit()).collect();
+        assert_eq!(admitted, [0]);
+        assert_eq!(
+            throttle
+                .suppressed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            999
+        );
+    }
+}

@@ -520,7 +520,8 @@ mod tests {
             let n = Naming::new("p:", "X", Policy::LruT, layout);
             for function in ["f", "mod::g", "a#b:c", "f{x}%", "f%7Bx%7D", ""] {
                 let s = n.structure(function);
-                for key in [&s.index, &s.values, &s.expiry, &s.tags, &s.tagged] {
+                let keys = [&s.index, &s.values, &s.expiry, &s.tags, &s.tagged];
+                for key in keys.into_iter().chain([&s.sketch, &s.meta]) {
                     assert_eq!(n.owned_structure(key), Some(s.clone()), "{layout:?} {key}");
                 }
                 assert_eq!(n.owned_structure(&s.lease_key(&[0; 16])), None);

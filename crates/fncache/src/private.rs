@@ -32,6 +32,7 @@ mod sealed {
     impl<T: Sealed + ?Sized> Sealed for Arc<T> {}
     impl<T: Sealed + ?Sized> Sealed for Box<T> {}
     impl<T: Sealed, F: FnOnce() -> T> Sealed for LazyLock<T, F> {}
+    impl<C: Sealed> Sealed for crate::PerFunctionCache<C> {}
 
     /// Only [`super::Lenient`] and [`super::Strict`] say how failures surface.
     pub trait Way {}
@@ -83,6 +84,12 @@ impl BlockingCacheRef for blocking::Cache {
     }
 }
 
+impl BlockingCacheRef for crate::PerFunctionCache<blocking::Cache> {
+    fn blocking_cache(&self) -> &blocking::Cache {
+        self
+    }
+}
+
 cache_ref_wrappers!(BlockingCacheRef, blocking_cache, blocking::Cache);
 
 /// A value that gives an async [`Cache`]: the cache itself, or a `&`, `Arc`, `Box` or
@@ -103,7 +110,53 @@ impl AsyncCacheRef for Cache {
     }
 }
 
+impl AsyncCacheRef for crate::PerFunctionCache<Cache> {
+    fn async_cache(&self) -> &Cache {
+        self
+    }
+}
+
 cache_ref_wrappers!(AsyncCacheRef, async_cache, Cache);
+
+/// The `cache = ...` of a `#[cache_evict(functions = [..])]`, asked by method resolution
+/// (autoref specialization) whether its type says it purges single functions:
+/// `(&LayoutProbe(&cache)).per_function_layout()` resolves to [`KnownLayout`] when the cache
+/// is a [`crate::PerFunctionCache`] (or a `&`, `Arc`, `Box` or `LazyLock` of one), and else
+/// to the deprecated method of [`UnknownLayout`], whose warning is the compile-time notice
+/// (the layout of a plain cache is a run-time value).
+pub struct LayoutProbe<'a, T: ?Sized>(pub &'a T);
+
+/// A cache type known to purge single functions.
+pub trait PurgesFunctions {}
+
+impl<C> PurgesFunctions for crate::PerFunctionCache<C> {}
+impl<T: PurgesFunctions + ?Sized> PurgesFunctions for &T {}
+impl<T: PurgesFunctions + ?Sized> PurgesFunctions for std::sync::Arc<T> {}
+impl<T: PurgesFunctions + ?Sized> PurgesFunctions for Box<T> {}
+impl<T: PurgesFunctions, F: FnOnce() -> T> PurgesFunctions for std::sync::LazyLock<T, F> {}
+
+/// The probe of a cache whose type says it purges single functions: nothing to say.
+pub trait KnownLayout {
+    /// Checked by the type.
+    fn per_function_layout(&self) {}
+}
+
+impl<T: PurgesFunctions + ?Sized> KnownLayout for LayoutProbe<'_, T> {}
+
+/// The probe of any other cache: the use of a deprecated method is how an attribute warns.
+pub trait UnknownLayout {
+    /// Warns at the `cache = ...` of the attribute.
+    #[deprecated(
+        note = "cache_evict(functions = [..]) on a cache whose layout is known only at run \
+                time (with a shared layout, it purges the whole cache instead): use a \
+                `fncache::PerFunctionCache`, built by `.layout(Layout::PerFunction)\
+                .build_per_function_blocking()` or `.build_per_function()`, whose layout is \
+                checked when it is built; or allow `deprecated` on this function"
+    )]
+    fn per_function_layout(&self) {}
+}
+
+impl<T: ?Sized> UnknownLayout for &LayoutProbe<'_, T> {}
 
 /// The blocking cache of a `cache = ...` expression (a compile error names the fix if the
 /// expression is anything else).

@@ -2,8 +2,9 @@
 //!
 //! Every serde event is written as a type tag followed by its content, so two values encode
 //! the same only if they serialize identically *as the same serde types*: `1u8` and `1u64`,
-//! `true` and `1u8`, `"a"` and the bytes `[97]`, `(1, 2)` and `[1, 2]`, `None` and `0`, `()`
-//! and `((),)` all differ. The encoding is prefix-free (scalars have a fixed width, strings
+//! `true` and `1u8`, `"a"` and the bytes `[97]`, `(1, 2)` and `vec![1, 2]`, `None` and `0`,
+//! `()` and `((),)` all differ. (An array `[1, 2]` is the tuple `(1, 2)`: serde serializes
+//! arrays with `serialize_tuple`, so nothing here can tell them apart.) The encoding is prefix-free (scalars have a fixed width, strings
 //! and bytes a length prefix, compounds a closing tag), so a concatenation of encodings is
 //! unambiguous too. Compounds close with a tag instead of starting with a length: sequences of
 //! unknown length are fine, and a tuple's elements can be written one at a time (the macro

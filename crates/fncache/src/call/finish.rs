@@ -91,7 +91,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
                     self.rec.add(Event::Evictions(evicted));
                 }
             }
-            Err(e) => self.fail(e, "storing the value failed")?,
+            Err(e) => self.fail_after_computing(e, "storing the value failed"),
         }
         self.release_then(self.then)
     }
@@ -132,6 +132,12 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
     }
 
     pub(super) fn finish(&mut self) -> Result<Action<T>, S> {
+        if let Some(surfaced) = self.deferred.take() {
+            // The lease is given back: now the strict failure (this process's followers
+            // start over, as after any failure of their leader).
+            self.release_followers();
+            return Err(*surfaced);
+        }
         self.stage = Stage::Done;
         self.release_followers();
         match self.then {
@@ -191,10 +197,10 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         let payload = match self.codec.encode_faithful(value) {
             Ok(payload) => payload,
             Err(e) => {
-                self.fail(
+                self.fail_after_computing(
                     e,
                     "the value cannot be encoded faithfully, so it is not cached",
-                )?;
+                );
                 return Ok(None);
             }
         };

@@ -130,6 +130,11 @@ pub(crate) struct Call<'a, S, T> {
     typed: Option<&'a TypedOptions<T>>,
     /// The call returned a failure of the cache (strict).
     raised: bool,
+    /// A strict failure after the computation (its value would not encode faithfully, or its
+    /// put failed), returned once the key's lease is given back: returned at once, it left
+    /// the lease held until `lock_timeout`, and the key's next caller waited for nothing.
+    /// Boxed: a call without one pays only for a pointer.
+    deferred: Option<Box<S>>,
     /// The call's `tracing` span.
     span: CallSpan,
     /// A tagged call: when its last lookup was sent (else when its computation began), and
@@ -242,6 +247,7 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             serving_default: false,
             typed: setup.typed,
             raised: false,
+            deferred: None,
             span: CallSpan::new(&core.name, setup.function),
             began: None,
             near: setup.near,
@@ -302,7 +308,9 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             (Stage::Storing, Input::Stored(reply)) => self.stored(reply),
             (Stage::Releasing, Input::Stored(reply)) => {
                 if let Err(e) = reply {
-                    self.fail(e, "releasing the key's lease failed")?;
+                    // Raised by `finish`, unless a failure came first (a strict call then
+                    // returns that one).
+                    self.fail_after_computing(e, "releasing the key's lease failed");
                 }
                 self.finish()
             }
@@ -395,6 +403,17 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
     /// Counts a failure; returns it when strict (and the surface can), logs it (throttled)
     /// otherwise.
+    /// [`Call::fail`] for a failure after the computation, while the call may hold the key's
+    /// lease: a strict call raises it from [`Call::finish`], after the release (the first
+    /// such failure, if the release fails too).
+    fn fail_after_computing(&mut self, error: Error, what: &str) {
+        if let Err(surfaced) = self.fail(error, what)
+            && self.deferred.is_none()
+        {
+            self.deferred = Some(Box::new(surfaced));
+        }
+    }
+
     fn fail(&mut self, error: Error, what: &str) -> Result<(), S> {
         self.rec.add(Event::Error(error.kind()));
         let error = if self.b.strict {

@@ -240,3 +240,89 @@ fn a_held_back_lease_serves_the_fallback_without_computing() {
     assert!(matches!(call.next(expired), Ok(Action::Return(5))));
     assert_eq!(core.stats.total().execs, 0);
 }
+
+/// A strict call whose put fails gives the key's lease back before it returns the failure
+/// (it returned at once, and the lease stayed held until `lock_timeout`).
+#[test]
+fn a_strict_call_whose_put_fails_releases_the_lease_then_fails() {
+    let (core, _) = crate::Cache::builder("machine")
+        .strict(true)
+        .core_for_tests()
+        .unwrap();
+    const NONE: CallOptions = CallOptions::new();
+    let Ok(mut call) = core.begin::<Error, u32, CallOptions>(
+        "f",
+        Ok([1; 16]),
+        &NONE,
+        &Ambient::default(),
+        false,
+        None,
+    ) else {
+        panic!("a call");
+    };
+    let _ = call.next(Input::Start);
+    let compute = call.next(looked(Freshness::Missing, LeaseState::Mine, None));
+    assert!(matches!(compute, Ok(Action::Compute { .. })), "{compute:?}");
+    let put = call.next(Input::Computed(Computed::Value(&5)));
+    assert!(
+        matches!(put, Ok(Action::Store(StoreOp::Put { .. }, _))),
+        "{put:?}"
+    );
+    let oom = Error::new(crate::ErrorKind::Backend, "OOM command not allowed");
+    let release = call.next(Input::Stored(Err(oom)));
+    assert!(
+        matches!(
+            release,
+            Ok(Action::Store(StoreOp::Lease { hold: None, .. }, _))
+        ),
+        "the lease is released first: {release:?}"
+    );
+    let failed = call.next(Input::Stored(Ok(StoreReply::Flag(true))));
+    assert!(
+        matches!(&failed, Err(e) if e.to_string().contains("OOM")),
+        "{failed:?}"
+    );
+    assert_eq!(core.stats.total().errors, 1);
+}
+
+/// When the release fails too, the strict call returns the failure that came first (the
+/// value that would not encode faithfully), and counts both.
+#[test]
+fn a_strict_call_returns_its_first_failure_when_the_release_fails_too() {
+    let (core, _) = crate::Cache::builder("machine")
+        .strict(true)
+        .core_for_tests()
+        .unwrap();
+    const NONE: CallOptions = CallOptions::new();
+    let Ok(mut call) = core.begin::<Error, Option<Option<u32>>, CallOptions>(
+        "f",
+        Ok([1; 16]),
+        &NONE,
+        &Ambient::default(),
+        false,
+        None,
+    ) else {
+        panic!("a call");
+    };
+    let _ = call.next(Input::Start);
+    let miss = Input::Stored(Ok(StoreReply::Looked(Lookup {
+        freshness: Freshness::Missing,
+        lease: LeaseState::Mine,
+        entry: None,
+        store_us: None,
+    })));
+    let _ = call.next(miss);
+    // MessagePack writes `Some(None)` as `None`: not stored, the lease is released.
+    let release = call.next(Input::Computed(Computed::Value(&Some(None))));
+    assert!(
+        matches!(release, Ok(Action::Store(StoreOp::Lease { .. }, _))),
+        "{release:?}"
+    );
+    let down = Error::new(crate::ErrorKind::Backend, "connection reset");
+    let failed = call.next(Input::Stored(Err(down)));
+    assert!(
+        matches!(&failed, Err(e) if e.kind() == crate::ErrorKind::Encode),
+        "{failed:?}"
+    );
+    assert_eq!(core.stats.total().errors, 2);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fncache::{CallOptions, Codec};
+use fncache::{CallOptions, Codec, ErrorKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -245,5 +245,49 @@ fn background_fills_refuse_what_the_codec_cannot_represent() {
             front.stats_for("bg").unwrap_or_default().errors == 2
         });
         assert_eq!(execs.load(Ordering::SeqCst), 2, "{label}");
+    }
+}
+
+/// A strict cache's explicit API reports the refusal as an `Encode` error, as it does a value
+/// that does not encode at all; nothing is stored, so the next call computes again, at once:
+/// the key's lease was given back before the error was returned (it was kept until
+/// `lock_timeout`, so the next caller of the key waited that long for nothing).
+#[test]
+fn a_strict_cache_reports_a_refused_value_as_an_encode_error_and_frees_the_key() {
+    let configure = |b: fncache::Builder| b.strict(true).lock_timeout(Duration::from_millis(200));
+    for (store, front) in all_fronts(configure) {
+        let who = describe(&store, &front);
+        for _ in 0..3 {
+            let (err, cached) = match &front {
+                Front::Blocking(c) => (
+                    c.get_or_compute("strict", &(1u8,), || Some(None::<u8>))
+                        .unwrap_err(),
+                    c.contains("strict", &(1u8,)).unwrap(),
+                ),
+                Front::Async(c, rt) => rt.block_on(async {
+                    let err = c
+                        .get_or_compute("strict", &(1u8,), || async { Some(None::<u8>) })
+                        .await
+                        .unwrap_err();
+                    (err, c.contains("strict", &(1u8,)).await.unwrap())
+                }),
+            };
+            assert_eq!(err.kind(), ErrorKind::Encode, "{who}: {err}");
+            assert!(!cached, "{who}: nothing stored");
+        }
+        let stats = front.stats_for("strict").unwrap_or_default();
+        assert_eq!((stats.execs, stats.writes), (3, 0), "{who}");
+        assert_eq!(
+            (stats.lock_waits, stats.lock_timeouts),
+            (0, 0),
+            "{who}: the next call waited for a lease nobody held any more"
+        );
+        if let Some(server) = store.server() {
+            let leases: Vec<String> = redis::cmd("KEYS")
+                .arg("*:lock:*")
+                .query(&mut server.connection())
+                .unwrap();
+            assert_eq!(leases, Vec::<String>::new(), "{who}");
+        }
     }
 }

@@ -12,13 +12,8 @@ use redis::Commands;
 use crate::support::unique_name;
 
 const MAXSIZE: usize = 10;
-const POLICIES: [Policy; 5] = [
-    Policy::Lru,
-    Policy::LruT,
-    Policy::Fifo,
-    Policy::Lfu,
-    Policy::Random,
-];
+/// Every policy: each has its own put script path (TinyLfu's segments and sketch too).
+const POLICIES: [Policy; 8] = Policy::ALL;
 
 struct Scene {
     server: RedisServer,
@@ -42,15 +37,7 @@ impl Scene {
             .strict(true)
             .build_blocking()
             .unwrap();
-        let tag = match policy {
-            Policy::Lru => "lru",
-            Policy::LruT => "lru_t",
-            Policy::Fifo => "fifo",
-            Policy::Lfu => "lfu",
-            Policy::Random => "rr",
-            other => panic!("no tag for {other:?}"),
-        };
-        let base = format!("func-cache:{name}:{tag}");
+        let base = format!("func-cache:{name}:{}", policy.tag());
         Scene {
             server,
             cache,

@@ -67,23 +67,47 @@ const PAIRS: &[(Side, Side)] = &[
 const FUNCTIONS: [&str; 2] = ["f", "mod::g"];
 const ARGS: u64 = 5;
 
-fn build(store: &Store, (prefix, name, layout): Side) -> blocking::Cache {
+/// Pairs of [`Policy::TinyLfu`] caches whose entries carry tags, so that every key a
+/// structure may have (`:0` to `:6`: tags at `:3`/`:4`, the sketch at `:5`) is on the server
+/// when the other cache counts, purges and vacuums.
+const TINY_LFU_PAIRS: &[(Side, Side)] = &[
+    (
+        ("p:", "X", Layout::PerFunction),
+        ("p:X:tlfu-m:", "y", Layout::PerFunction),
+    ),
+    (
+        ("p:", "X", Layout::PerFunction),
+        ("p:", "X:tlfu-m:other", Layout::Shared),
+    ),
+    (
+        ("p:", "X", Layout::ClusterPerFunction),
+        ("p:X:tlfu-cm:", "y", Layout::ClusterPerFunction),
+    ),
+    (
+        ("p:", "a*", Layout::PerFunction),
+        ("p:", "ab", Layout::PerFunction),
+    ),
+];
+
+fn build(store: &Store, policy: Policy, (prefix, name, layout): Side) -> blocking::Cache {
     store
         .apply(
             Cache::builder(name)
                 .prefix(prefix)
                 .layout(layout)
-                .policy(Policy::LruT),
+                .policy(policy),
         )
         .build_blocking()
         .unwrap()
 }
 
 fn fill(cache: &blocking::Cache, value: &str, entry_ttl: Option<Duration>) {
+    // Tagged, so that the tag bookkeeping keys exist too.
     let mut options = fncache::CallOptions::new();
     if let Some(ttl) = entry_ttl {
         options = options.entry_ttl(ttl);
     }
+    let options = options.tags(["t"]);
     for function in FUNCTIONS {
         for i in 0..ARGS {
             let got: String = cache
@@ -100,10 +124,10 @@ fn holds_all(cache: &blocking::Cache) -> bool {
         .all(|f| (0..ARGS).all(|i| cache.contains(f, &(i,)).unwrap()))
 }
 
-fn check_pair(store: &Store, a_side: Side, b_side: Side) {
-    let who = format!("{a_side:?} / {b_side:?}");
-    let a = build(store, a_side);
-    let b = build(store, b_side);
+fn check_pair(store: &Store, policy: Policy, a_side: Side, b_side: Side) {
+    let who = format!("{policy:?} {a_side:?} / {b_side:?}");
+    let a = build(store, policy, a_side);
+    let b = build(store, policy, b_side);
     let full = FUNCTIONS.len() * ARGS as usize;
     fill(&a, "A", None);
     fill(&b, "B", None);
@@ -153,20 +177,24 @@ fn check_pair(store: &Store, a_side: Side, b_side: Side) {
 
 #[test]
 fn adversarial_pairs_of_caches_never_touch_each_other_on_redis() {
-    for &(a, b) in PAIRS {
+    let pairs = PAIRS.iter().map(|&pair| (Policy::LruT, pair));
+    let tiny = TINY_LFU_PAIRS.iter().map(|&pair| (Policy::TinyLfu, pair));
+    for (policy, (a, b)) in pairs.chain(tiny) {
         let store = Store::redis();
-        check_pair(&store, a, b);
+        check_pair(&store, policy, a, b);
         // And the other way round, on a fresh server.
         let store = Store::redis();
-        check_pair(&store, b, a);
+        check_pair(&store, policy, b, a);
     }
 }
 
 #[test]
 fn adversarial_pairs_of_caches_never_touch_each_other_on_the_embedded_store() {
-    for &(a, b) in PAIRS {
-        check_pair(&Store::memory(), a, b);
-        check_pair(&Store::memory(), b, a);
+    let pairs = PAIRS.iter().map(|&pair| (Policy::LruT, pair));
+    let tiny = TINY_LFU_PAIRS.iter().map(|&pair| (Policy::TinyLfu, pair));
+    for (policy, (a, b)) in pairs.chain(tiny) {
+        check_pair(&Store::memory(), policy, a, b);
+        check_pair(&Store::memory(), policy, b, a);
     }
 }
 

@@ -1,7 +1,10 @@
 //! `#[fncache::cache_evict]`: purge named cached functions, or the whole cache, after the
 //! function returns (returns `Ok`, for a `Result`).
 
-use fncache::Layout;
+use std::sync::{Arc, LazyLock};
+
+use fncache::{Cache, ErrorKind, Layout, PerFunctionCache, blocking};
+use fncache_testing::RedisServer;
 
 use crate::support::{asynchronous, blocking, on_every_store, ran, runs};
 
@@ -33,6 +36,9 @@ pub mod catalog {
     }
 }
 
+// The scenario's caches are plain (their layout is a run-time value, which the shared-layout
+// test below relies on): the attribute warns about them, and is told it is meant.
+#[allow(deprecated)]
 #[fncache::cache_evict(cache = blocking(), functions = [price, stock])]
 fn update_prices(fail: bool) -> Result<u64, String> {
     if fail {
@@ -44,6 +50,7 @@ fn update_prices(fail: bool) -> Result<u64, String> {
 #[fncache::cache_evict(cache = blocking(), functions = all)]
 fn reset() {}
 
+#[allow(deprecated)]
 #[fncache::cache_evict(cache = asynchronous(), functions = [catalog::title])]
 async fn rename(fail: bool) -> Result<(), String> {
     tokio::task::yield_now().await;
@@ -71,6 +78,7 @@ impl Prices {
         item * 3
     }
 
+    #[allow(deprecated)]
     #[fncache::cache_evict(cache = self.cache, functions = [Self::quote])]
     fn reprice(&mut self) -> bool {
         true
@@ -176,5 +184,108 @@ fn naming_functions_of_a_shared_layout_purges_the_whole_cache_and_says_so() {
                 });
             },
         );
+    }
+}
+
+/// A cache whose type says it purges single functions: the attribute does not warn (clippy
+/// runs over this file with `-D warnings`), and exactly the named functions are purged.
+pub struct Typed {
+    cache: PerFunctionCache<blocking::Cache>,
+    shared: Arc<PerFunctionCache<Cache>>,
+}
+
+impl Typed {
+    #[fncache::cached(cache = self.cache, skip(self))]
+    fn load(&self, id: u64) -> u64 {
+        ran();
+        id * 7
+    }
+
+    #[fncache::cached(cache = self.cache, skip(self))]
+    fn other(&self, id: u64) -> u64 {
+        ran();
+        id + 7
+    }
+
+    #[fncache::cache_evict(cache = self.cache, functions = [Self::load])]
+    fn update(&self) {}
+
+    #[fncache::cached(cache = self.shared, skip(self))]
+    async fn fetch(&self, id: u64) -> u64 {
+        ran();
+        id * 11
+    }
+
+    #[fncache::cache_evict(cache = self.shared, functions = [Self::fetch])]
+    async fn refetch(&self) {}
+}
+
+static TYPED_STATIC: LazyLock<PerFunctionCache<blocking::Cache>> = LazyLock::new(|| {
+    Cache::builder("evict-typed-static")
+        .layout(Layout::PerFunction)
+        .memory()
+        .build_per_function_blocking()
+        .unwrap()
+});
+
+#[fncache::cached(cache = TYPED_STATIC)]
+fn typed_price(item: u64) -> u64 {
+    ran();
+    item * 100
+}
+
+#[fncache::cache_evict(cache = TYPED_STATIC, functions = [typed_price])]
+fn typed_reprice() {}
+
+#[test]
+fn a_per_function_cache_purges_exactly_the_named_functions_without_a_warning() {
+    for server in [None, Some(RedisServer::spawn())] {
+        let who = if server.is_some() { "redis" } else { "memory" };
+        let builder = |name: &str| {
+            let b = Cache::builder(name).layout(Layout::PerFunction);
+            match &server {
+                Some(server) => b.redis(server.url()),
+                None => b.memory(),
+            }
+        };
+        let typed = Typed {
+            cache: builder("evict-typed")
+                .build_per_function_blocking()
+                .unwrap(),
+            shared: Arc::new(builder("evict-typed-async").build_per_function().unwrap()),
+        };
+        typed.load(1);
+        typed.other(1);
+        typed.update();
+        assert!(!typed.load_is_cached(&1).unwrap(), "{who}: named, purged");
+        assert!(typed.other_is_cached(&1).unwrap(), "{who}: not named, kept");
+        assert_eq!(runs(|| typed.load(1)), (7, 1), "{who}: computed again");
+        assert_eq!(typed.cache.stats().errors, 0, "{who}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            typed.fetch(2).await;
+            assert!(typed.fetch_is_cached(&2).await.unwrap(), "{who}");
+            typed.refetch().await;
+            assert!(!typed.fetch_is_cached(&2).await.unwrap(), "{who}");
+        });
+    }
+    typed_price(3);
+    typed_reprice();
+    assert!(!typed_price_is_cached(&3).unwrap());
+}
+
+#[test]
+fn a_per_function_cache_refuses_the_other_layouts_when_it_is_built() {
+    for layout in [Layout::Shared, Layout::Cluster] {
+        let builder = || Cache::builder("evict-refused").layout(layout).memory();
+        let blocking = builder().build_per_function_blocking().unwrap_err();
+        let asynchronous = builder().build_per_function().unwrap_err();
+        for e in [blocking, asynchronous] {
+            assert_eq!(e.kind(), ErrorKind::Config, "{layout:?}: {e}");
+            assert!(e.to_string().contains("Layout::PerFunction"), "{e}");
+        }
     }
 }
