@@ -122,7 +122,8 @@ impl WarnThrottle {
 /// use `Error` (see `__private::Failures`).
 ///
 /// `pub` only so that `__private::Failures` can name it; `core` is private, so it stays
-/// unnameable outside the crate.
+/// unnameable outside the crate. (Rust 1.88, the minimum, still calls it unreachable.)
+#[allow(unreachable_pub)]
 pub trait Surface: Sized {
     /// `Ok` when this surface can return `error`, `Err(error)` back when it cannot.
     fn raise(error: Error) -> Result<Self, Error>;
