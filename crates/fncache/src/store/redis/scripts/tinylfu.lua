@@ -178,16 +178,16 @@ end
 
 -- Caffeine's hill climber, in integers: counts a lookup (a hit, or the insert after a miss);
 -- at the end of a sample of `sample` lookups, compares its hits with the previous sample's,
--- keeps moving the window's size in the same direction while the hit rate does not fall and
--- turns back when it does; the step decays by 2% a sample and starts over at `step` when the
--- hit rate moves by 5 points or more. Returns the entries the window grew by (negative: shrank
--- by), for tlfu_resize.
+-- keeps moving the window's size in the same direction unless the hit rate fell by more than
+-- a point (change x 100 < -sample), and turns back when it did; the step decays by 2% a
+-- sample and starts over at `step` when the hit rate moves by 5 points or more. Returns the
+-- entries the window grew by (negative: shrank by), for tlfu_resize.
 local function tlfu_climb(st, hit)
   if hit then st.h = st.h + 1 else st.m = st.m + 1 end
   local shape = st.shape
   if st.h + st.m < shape[4] then return 0 end
   local change, amount, step = st.h - st.r, st.t, st.t
-  if change < 0 then amount = -step end
+  if change * 100 < -shape[4] then amount = -step end
   if math.abs(change) * 20 >= shape[4] then
     if amount >= 0 then step = shape[5] else step = -shape[5] end
   else
