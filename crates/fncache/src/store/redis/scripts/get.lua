@@ -10,7 +10,7 @@
 --   asks at most once per step (1% of the TTL, at most a second) per structure, instead of the
 --   script reading PTTL on every hit.
 -- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0), then
---       for the tlfu rule (Policy::TinyLfu) the sketch and meta keys (see tinylfu.lua)
+--       for the tlfu rule (Policy::TinyLfu) the sketch key (see tinylfu.lua)
 -- ARGV: member, touch rule (none|counter|time|incr, or for Policy::TinyLfu 'tlfu:' and its
 --       shape, see tinylfu.lua), index kind (zset|set),
 --       ttl ms to renew the structure with ('0' = not this time), touch score (caller's
@@ -71,10 +71,10 @@ if state == 1 then
   elseif rule == 'incr' then
     redis.call('ZINCRBY', index, 1, member)
   elseif string.sub(rule, 1, 5) == 'tlfu:' then
-    -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch and meta keys come
-    -- last in KEYS, its shape in the rule word.
+    -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch key comes last in
+    -- KEYS, its shape in the rule word.
     -- The header in one GETRANGE, the hit's count in one BITFIELD (see tlfu_load).
-    local st = tlfu_load(KEYS[#KEYS - 1], tlfu_shape(rule), member, true)
+    local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule), member, true)
     tlfu_resize(index, st, tlfu_climb(st, true))
     tlfu_touch(index, st, member)
     tlfu_save(st)
@@ -85,7 +85,7 @@ if state == 1 then
     redis.call('PEXPIRE', values, ttl)
     redis.call('PEXPIRE', KEYS[3], ttl)
     if string.sub(rule, 1, 5) == 'tlfu:' then
-      redis.call('PEXPIRE', KEYS[#KEYS - 1], ttl)
+      redis.call('PEXPIRE', KEYS[#KEYS], ttl)
     end
   end
   -- An entry with a refresh time of its own (format 2) goes stale by it, whatever the

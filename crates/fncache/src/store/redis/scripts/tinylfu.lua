@@ -19,7 +19,8 @@
 --     (big-endian) modulo blocks pick a block of 128 counters, the low 5 bits of bytes 5 to 8
 --     one counter in each of its 4 rows of 32.
 --   The string grows as slices are used: at most 128 + blocks x 64 + 8 per 16 blocks bytes.
--- * the meta key (:6) is no longer written; the scripts still delete it with the sketch.
+-- * the meta key (:6) of the earlier layout is neither written nor named by these scripts;
+--   purge.lua still unlinks it.
 -- A script reads the header once (tlfu_load: one GETRANGE; a hit counts its use and reads its
 -- slice's aging count in one BITFIELD), works on the table `st`, and writes the header back
 -- once when it changed (tlfu_save: one SETRANGE). Every field is an integer below 2^53, exact
