@@ -39,7 +39,7 @@ pub enum Policy {
     /// one-in-128 draw comes from the sketch's use count and the key's hash): the same calls
     /// give the same hits on Redis and on the embedded store. On
     /// Redis the sketch costs 8 bytes per entry of `maxsize` (rounded up to a power of two; at
-    /// least 1 KiB, at most 8 MiB) in two more keys of the structure (`:5`, `:6`), and a hit
+    /// least 1 KiB, at most 8 MiB) in one more key of the structure (`:5`), and a hit
     /// runs six commands in its script instead of two.
     TinyLfu,
 }
