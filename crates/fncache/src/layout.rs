@@ -78,8 +78,8 @@ pub(crate) struct Keys {
     /// a header of bookkeeping (see `tinylfu.lua`).
     pub(crate) sketch: String,
     /// `Policy::TinyLfu` only: where earlier versions kept the sketch's bookkeeping (`:6`, a
-    /// hash). No longer written; the scripts still receive it, delete it with the sketch and
-    /// purge it.
+    /// hash). No longer written nor named by the get and put scripts; a purge still unlinks
+    /// it (one more key name per structure, cheap), so an earlier layout's leaves with it.
     pub(crate) meta: String,
 }
 

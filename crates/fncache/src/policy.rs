@@ -28,17 +28,18 @@ pub enum Policy {
     /// W-TinyLFU, as Caffeine does it: a small LRU window (1% of `maxsize` to start with) in
     /// front of a segmented LRU main space (probation, and protected at 80% of it), and a
     /// count-min sketch of recent use frequencies (4-bit counters, halved every
-    /// `5 x maxsize` uses, at least 1,280), kept for keys that are not cached too. When the
+    /// `5 x maxsize` uses, at least 2,048), kept for keys that are not cached too. When the
     /// window overflows, its oldest entry enters probation, and a full cache keeps whichever of
     /// it and probation's oldest entry the sketch says is used more often (ties keep the
     /// incumbent, except that a candidate used 6 times or more wins one such duel in 128, as
     /// Caffeine's): a burst of keys used once cannot flush frequently used entries. A hill
-    /// climber moves the window's size once per sample, toward a better hit rate. The best
+    /// climber moves the window's size once per sample, toward a better hit rate (it turns
+    /// back when the hit rate fell by more than a point). The best
     /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (the
     /// one-in-128 draw comes from the sketch's use count and the key's hash): the same calls
     /// give the same hits on Redis and on the embedded store. On
     /// Redis the sketch costs 8 bytes per entry of `maxsize` (rounded up to a power of two; at
-    /// least 1 KiB, at most 8 MiB) in two more keys of the structure (`:5`, `:6`), and a hit
+    /// least 1 KiB, at most 8 MiB) in one more key of the structure (`:5`), and a hit
     /// runs six commands in its script instead of two.
     TinyLfu,
 }
@@ -227,7 +228,7 @@ pub(crate) struct TinyLfuShape {
     /// the hit rate: 10 x `maxsize` (at least 1,280), as Caffeine's sample.
     pub(crate) sample: u64,
     /// Counted uses after which every counter is halved (aging): 5 x `maxsize`, at least
-    /// 1,280. Half Caffeine's period: popularity that moves (`lirs-sprite`, `lirs-multi2`)
+    /// 2,048. Half Caffeine's period: popularity that moves (`lirs-sprite`, `lirs-multi2`)
     /// is seen twice as fast, while the floor keeps a loop longer than a small cache
     /// (`lirs-loop`) visible to the filter.
     pub(crate) aging: u64,
@@ -244,8 +245,10 @@ const SKETCH_CAPACITY_MAX: u64 = 1 << 20;
 /// than the cache recur.
 const SKETCH_CAPACITY_MIN: u64 = 128;
 
-/// The fewest counted uses between two halvings of the sketch (see [`TinyLfuShape::aging`]).
-const AGING_MIN: u64 = 10 * SKETCH_CAPACITY_MIN;
+/// The fewest counted uses between two halvings of the sketch (see [`TinyLfuShape::aging`]):
+/// two turns of `lirs-loop`'s 1,011 keys, so that a small cache sees every key of a loop
+/// recur before the counts are halved (a floor of 1,280 lost `lirs-loop` 25% 4 points).
+const AGING_MIN: u64 = 16 * SKETCH_CAPACITY_MIN;
 
 impl TinyLfuShape {
     pub(crate) fn new(maxsize: u64) -> TinyLfuShape {
@@ -320,7 +323,7 @@ mod tests {
         let s = TinyLfuShape::new(1);
         assert_eq!(
             (s.window, s.protected, s.blocks, s.sample, s.aging),
-            (1, 0, 16, 1280, 1280)
+            (1, 0, 16, 1280, 2048)
         );
         let s = TinyLfuShape::new(u64::MAX);
         assert_eq!(s.blocks, (1 << 20) / 8);

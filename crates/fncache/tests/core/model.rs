@@ -316,6 +316,39 @@ fn tinylfu_agrees_with_the_model_through_aging() {
     assert_eq!(model.len().unwrap(), 300);
 }
 
+/// `Policy::TinyLfu`'s hill climber over many samples of a noisy workload: the window's size
+/// moves once per sample of 1,280 lookups, and turns back only when the hit rate fell by more
+/// than a point, so the hit rate's small falls from sample to sample must be judged alike on
+/// Redis and on the embedded store, or the window's size, and then the hits, part. Phases of
+/// three samples that move the hit rate by more than 5 points restart the climber's step
+/// (which otherwise decays to nothing within a few samples at this size).
+#[test]
+fn tinylfu_climbs_like_the_model() {
+    let server = RedisServer::spawn();
+    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(100);
+    let model = configure(Cache::builder("climb")).build_blocking().unwrap();
+    let redis = configure(Cache::builder("climb"))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut recent = [0u32; 40];
+    // Twenty samples: hot keys, a tail, and repeats of recent keys (what a larger window
+    // catches), the tail's share changing every three samples.
+    let keys = (0..25_600usize).map(|step| {
+        let tail = if step / 3_840 % 2 == 0 { 2 } else { 6 };
+        let x = match rng.u8(..10) {
+            n if n < tail => 1_000 + rng.u32(..5_000),
+            n if n < 8 => recent[rng.usize(..recent.len())],
+            _ => rng.u32(..60),
+        };
+        recent[step % recent.len()] = x;
+        x
+    });
+    let hits = hit_alike(&model, &redis, keys);
+    assert!(hits > 5_000, "{hits} hits");
+}
+
 /// `Policy::TinyLfu`'s random admission of warm candidates (Caffeine's guard against a hot
 /// victim that keeps every candidate out): a loop over 3 x `maxsize` keys keeps every key warm
 /// (a frequency of 7 or more), so nearly every miss is a duel of two warm keys that the victim

@@ -187,6 +187,13 @@ fn tinylfu_sketch_keys_live_and_die_with_the_structure() {
     let len: u64 = redis::cmd("STRLEN").arg(key(5)).query(&mut con).unwrap();
     assert!(len > 128 && len <= 128 + 8 + 1024, "sketch of {len} bytes");
     assert_eq!(cache.len().unwrap(), 100);
+    // An earlier layout's meta hash, which only a purge still names.
+    let () = redis::cmd("HSET")
+        .arg(key(6))
+        .arg("c")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
     assert_eq!(cache.purge().unwrap(), 100);
     for n in 0..=6 {
         let exists: u64 = redis::cmd("EXISTS").arg(key(n)).query(&mut con).unwrap();

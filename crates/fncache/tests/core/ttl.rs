@@ -56,6 +56,28 @@ fn redis_sliding_ttl_is_renewed_by_hits_and_puts_not_by_misses() {
     assert!(pttl(&server, index) > 99_000, "a put slides");
 }
 
+/// `Policy::TinyLfu`'s sketch (`:5`) slides with the structure: a hit renews it like the index
+/// (the get script names the sketch last among its keys).
+#[test]
+fn redis_sliding_ttl_renews_the_tinylfu_sketch_on_a_hit() {
+    let server = RedisServer::spawn();
+    let cache = Cache::builder("slide")
+        .policy(Policy::TinyLfu)
+        .ttl(Duration::from_secs(100))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let (index, sketch) = ("func-cache:slide:tlfu:0", "func-cache:slide:tlfu:5");
+    cache.get_or_compute("f", &1, || 1).unwrap();
+    assert!(pttl(&server, sketch) > 99_000);
+    for key in [index, sketch] {
+        set_pttl(&server, key, 5_000);
+    }
+    cache.get_or_compute("f", &1, || 1).unwrap(); // hit
+    assert!(pttl(&server, index) > 99_000, "a hit slides the index");
+    assert!(pttl(&server, sketch) > 99_000, "a hit slides the sketch");
+}
+
 #[test]
 fn redis_fixed_ttl_runs_from_creation() {
     let server = RedisServer::spawn();

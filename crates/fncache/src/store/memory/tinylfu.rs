@@ -28,9 +28,10 @@ pub(super) struct TinyLfu {
 
 /// Caffeine's hill climber, in integers: over each sample of `shape.sample` lookups (hits and
 /// inserts) it compares the hits with the previous sample's, keeps moving the window's size in
-/// the same direction while the hit rate does not fall and turns back when it does; the step
-/// decays by 2% a sample and starts over at 6.25% of `maxsize` when the hit rate moves by 5
-/// points or more. In Redis: the `h`, `m`, `r`, `t`, `w`, `p` fields of the meta hash.
+/// the same direction unless the hit rate fell by more than a point, and turns back when it did
+/// (Caffeine turns on any fall); the step decays by 2% a sample and starts over at 6.25% of
+/// `maxsize` when the hit rate moves by 5 points or more. In Redis: the `h`, `m`, `r`, `t`,
+/// `w`, `p` fields of the sketch's header.
 #[derive(Debug)]
 struct Climber {
     hits: u64,
@@ -150,7 +151,15 @@ impl TinyLfu {
             return 0;
         }
         let change = step(c.hits) - step(c.previous);
-        let amount = if change >= 0 { c.step } else { -c.step };
+        // The direction turns only when the hit rate fell by more than a point: a smaller change
+        // is as likely the workload's noise as the last move's effect, and a climber that
+        // turns on noise wanders around where it started (`cache2k-orm-busy` at 1% wants a
+        // window of most of the cache). Integers: change x 100 against the sample.
+        let amount = if change.saturating_mul(100) >= -step(self.shape.sample) {
+            c.step
+        } else {
+            -c.step
+        };
         c.step = if change.unsigned_abs().saturating_mul(20) >= self.shape.sample {
             if amount >= 0 {
                 step(self.shape.step)

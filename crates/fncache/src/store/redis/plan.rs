@@ -211,7 +211,7 @@ struct GetCall {
     refresh_ms: u64,
     /// Answer with the server's clock unless a fresh hit (a tagged call).
     stamp: bool,
-    /// `Policy::TinyLfu`'s shape (its sketch and meta keys are named too).
+    /// `Policy::TinyLfu`'s shape (its sketch key is named too).
     tinylfu: Option<TinyLfuShape>,
 }
 
@@ -220,7 +220,7 @@ impl GetCall {
         let lease = self.lease;
         let count = if lease.is_some() { 4 } else { 3 }
             + usize::from(self.stamp)
-            + if self.tinylfu.is_some() { 2 } else { 0 };
+            + usize::from(self.tinylfu.is_some());
         let mut inv = match self.tinylfu {
             Some(_) => ScriptCall::new(&GET_TLFU, "get.lua", count),
             None => ScriptCall::new(&GET, "get.lua", count),
@@ -236,7 +236,7 @@ impl GetCall {
             inv.arg(&self.structure.tags);
         }
         if self.tinylfu.is_some() {
-            inv.arg(&self.structure.sketch).arg(&self.structure.meta);
+            inv.arg(&self.structure.sketch);
         }
         inv.arg(&self.member[..]);
         match self.tinylfu {
@@ -532,7 +532,7 @@ impl Plan {
                 let tag_count = if tagged.is_some() { 2 } else { 0 };
                 let shape = tinylfu_shape(settings);
                 let count =
-                    tag_count + with_lease(release.is_some()) + if shape.is_some() { 2 } else { 0 };
+                    tag_count + with_lease(release.is_some()) + if shape.is_some() { 1 } else { 0 };
                 let mut inv = match shape {
                     Some(_) => ScriptCall::new(&PUT_TLFU, "put.lua", count),
                     None => ScriptCall::new(&PUT, "put.lua", count),
@@ -545,7 +545,7 @@ impl Plan {
                     inv.arg(structure.lease_key(&member));
                 }
                 if shape.is_some() {
-                    inv.arg(&structure.sketch).arg(&structure.meta);
+                    inv.arg(&structure.sketch);
                 }
                 inv.arg(&member[..])
                     .arg(&head[..])
@@ -1055,7 +1055,8 @@ fn sweep_request(sweep: &Sweep, kind: &str, channel: &str, structures: &[Structu
     let (script, name) = sweep.script();
     // Counting reads no tags (and names no key it does not need, see `put.lua`).
     let with_tags = !matches!(sweep, Sweep::Len);
-    // A purge unlinks the sketch keys of `Policy::TinyLfu` too (absent for other policies).
+    // A purge unlinks the sketch of `Policy::TinyLfu` too (absent for other policies), and the
+    // `:6` key of its earlier layout, which no other script names any more.
     let with_sketch = matches!(sweep, Sweep::Purge);
     let per = 3 + if with_tags { 2 } else { 0 } + if with_sketch { 2 } else { 0 };
     let mut inv = ScriptCall::new(script, name, per * structures.len());
@@ -1120,12 +1121,11 @@ pub(crate) fn apply_near_uses(
         }
         TouchRule::Segmented => {
             let shape = tinylfu_shape(settings)?;
-            // The sketch and meta keys sit beside the index (`…:5`, `…:6`).
+            // The sketch sits beside the index (`…:5`).
             let base = index.strip_suffix(":0")?;
-            let mut inv = ScriptCall::new(&USES_TLFU, "uses_tlfu.lua", 3);
+            let mut inv = ScriptCall::new(&USES_TLFU, "uses_tlfu.lua", 2);
             inv.arg(index)
                 .arg(format!("{base}:5"))
-                .arg(format!("{base}:6"))
                 .arg(shape.script_word());
             for (member, _, count) in uses {
                 inv.arg(&member[..]).arg(*count);

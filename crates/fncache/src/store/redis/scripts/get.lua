@@ -11,7 +11,7 @@
 --   script reading PTTL on every hit.
 -- KEYS: index, values, expiry, and the lease only when one is asked for (lease ms > 0), then
 --       the tags hash only for a tagged call (asking for the server's TIME, below), then
---       for the tlfu rule (Policy::TinyLfu) the sketch and meta keys (see tinylfu.lua)
+--       for the tlfu rule (Policy::TinyLfu) the sketch key, last (see tinylfu.lua)
 -- ARGV: member, touch rule (none|counter|time|incr, or for Policy::TinyLfu 'tlfu:' and its
 --       shape, see tinylfu.lua), index kind (zset|set),
 --       ttl ms to renew the structure with ('0' = not this time), touch score (caller's
@@ -72,10 +72,10 @@ if state == 1 then
   elseif rule == 'incr' then
     redis.call('ZINCRBY', index, 1, member)
   elseif string.sub(rule, 1, 5) == 'tlfu:' then
-    -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch and meta keys come
-    -- last in KEYS, its shape in the rule word.
+    -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch key comes last in
+    -- KEYS, its shape in the rule word.
     -- The header in one GETRANGE, the hit's count in one BITFIELD (see tlfu_load).
-    local st = tlfu_load(KEYS[#KEYS - 1], tlfu_shape(rule), member, true)
+    local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule), member, true)
     tlfu_resize(index, st, tlfu_climb(st, true))
     tlfu_touch(index, st, member)
     tlfu_save(st)
@@ -86,7 +86,7 @@ if state == 1 then
     redis.call('PEXPIRE', values, ttl)
     redis.call('PEXPIRE', KEYS[3], ttl)
     if string.sub(rule, 1, 5) == 'tlfu:' then
-      redis.call('PEXPIRE', KEYS[#KEYS - 1], ttl)
+      redis.call('PEXPIRE', KEYS[#KEYS], ttl)
     end
   end
   -- An entry with a refresh time of its own (format 2) goes stale by it, whatever the

@@ -1,6 +1,7 @@
 -- purge.lua: unlink whole structures; returns how many live entries they held.
 -- KEYS: index, values, expiry, tags, tagged, sketch, meta, index, values, ... (seven per
---       structure; the last two only exist for Policy::TinyLfu)
+--       structure; the last two only exist for Policy::TinyLfu, and meta (:6) only where its
+--       earlier layout left it)
 -- ARGV: index kind (zset|set), the cache's near channel (see prelude.lua: near caches drop
 --       every copy of the cache, whichever structures went)
 local kind, total, now = ARGV[1], 0, now_us()

@@ -24,7 +24,7 @@
 --       the cache's near channel (see prelude.lua: the member stored and every member
 --       evicted, reclaimed or dropped by a repair are announced there when a process listens)
 -- For Policy::TinyLfu, the insert rule is 'tlfu:' and its shape (tinylfu.lua is prepended),
--- and its sketch and meta keys come last in KEYS.
+-- and its sketch key comes last in KEYS.
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
 -- evicted from outside) is put right first, so every put leaves it consistent and within
@@ -38,7 +38,7 @@ local insert, victim = ARGV[4], ARGV[6]
 local maxsize, ttl, entry_ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local is_set = insert == 'set'
 local tlfu = string.sub(insert, 1, 5) == 'tlfu:'
-local sketch, meta, shape, st = KEYS[#KEYS - 1], KEYS[#KEYS], nil, nil
+local sketch, shape, st = KEYS[#KEYS], nil, nil
 if tlfu then shape = tlfu_shape(insert) end
 -- Index members plus entries up to which a structure out of step is repaired member by member
 -- (about a millisecond of work); a larger one is dropped whole.
@@ -115,7 +115,7 @@ end
 if tlfu and size == 0 then
   -- An empty structure starts with a fresh sketch, as the embedded store's (which forgets an
   -- empty structure whole).
-  redis.call('DEL', sketch, meta)
+  redis.call('DEL', sketch)
   st = tlfu_fresh(sketch, shape)
 end
 local exists = redis.call('HEXISTS', values, member) == 1

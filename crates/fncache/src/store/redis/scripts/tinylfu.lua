@@ -19,7 +19,8 @@
 --     (big-endian) modulo blocks pick a block of 128 counters, the low 5 bits of bytes 5 to 8
 --     one counter in each of its 4 rows of 32.
 --   The string grows as slices are used: at most 128 + blocks x 64 + 8 per 16 blocks bytes.
--- * the meta key (:6) is no longer written; the scripts still delete it with the sketch.
+-- * the meta key (:6) of the earlier layout is neither written nor named by these scripts;
+--   purge.lua still unlinks it.
 -- A script reads the header once (tlfu_load: one GETRANGE; a hit counts its use and reads its
 -- slice's aging count in one BITFIELD), works on the table `st`, and writes the header back
 -- once when it changed (tlfu_save: one SETRANGE). Every field is an integer below 2^53, exact
@@ -178,16 +179,16 @@ end
 
 -- Caffeine's hill climber, in integers: counts a lookup (a hit, or the insert after a miss);
 -- at the end of a sample of `sample` lookups, compares its hits with the previous sample's,
--- keeps moving the window's size in the same direction while the hit rate does not fall and
--- turns back when it does; the step decays by 2% a sample and starts over at `step` when the
--- hit rate moves by 5 points or more. Returns the entries the window grew by (negative: shrank
--- by), for tlfu_resize.
+-- keeps moving the window's size in the same direction unless the hit rate fell by more than
+-- a point (change x 100 < -sample), and turns back when it did; the step decays by 2% a
+-- sample and starts over at `step` when the hit rate moves by 5 points or more. Returns the
+-- entries the window grew by (negative: shrank by), for tlfu_resize.
 local function tlfu_climb(st, hit)
   if hit then st.h = st.h + 1 else st.m = st.m + 1 end
   local shape = st.shape
   if st.h + st.m < shape[4] then return 0 end
   local change, amount, step = st.h - st.r, st.t, st.t
-  if change < 0 then amount = -step end
+  if change * 100 < -shape[4] then amount = -step end
   if math.abs(change) * 20 >= shape[4] then
     if amount >= 0 then step = shape[5] else step = -shape[5] end
   else

@@ -3,7 +3,7 @@
 -- of a member still indexed counts for the climber, the sketch and the segments. At most 15
 -- uses of a member are applied per batch (its counters saturate at 15 anyway), so that a hot
 -- near copy does not make one script run long.
--- KEYS: index, sketch, meta (no longer used: see tinylfu.lua)
+-- KEYS: index, sketch
 -- ARGV: rule word ('tlfu:' and the shape), then a member and its count per member, oldest use
 --       first
 local index, sketch = KEYS[1], KEYS[2]
