@@ -960,37 +960,74 @@ impl<K, V> BatchReturn<K, V> for Vec<V> {
     }
 }
 
+/// A map a batch function may return: what [`BatchReturn`] needs of it, so that one impl
+/// serves `HashMap` and `BTreeMap`.
+trait KeyedMap<K, V>: FromIterator<(K, V)> {
+    fn len(&self) -> usize;
+    fn contains(&self, key: &K) -> bool;
+    fn take(&mut self, key: &K) -> Option<V>;
+}
+
+impl<K, V, S> KeyedMap<K, V> for std::collections::HashMap<K, V, S>
+where
+    K: std::hash::Hash + Eq,
+    S: std::hash::BuildHasher + Default,
+{
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn contains(&self, key: &K) -> bool {
+        self.contains_key(key)
+    }
+    fn take(&mut self, key: &K) -> Option<V> {
+        self.remove(key)
+    }
+}
+
+impl<K: Ord, V> KeyedMap<K, V> for std::collections::BTreeMap<K, V> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn contains(&self, key: &K) -> bool {
+        self.contains_key(key)
+    }
+    fn take(&mut self, key: &K) -> Option<V> {
+        self.remove(key)
+    }
+}
+
+/// The values of `keys` in their order, when `map` holds exactly one entry per key.
+fn map_into_values<K, V, M: KeyedMap<K, V>>(mut map: M, keys: &[K]) -> Result<Vec<V>, M> {
+    if map.len() != keys.len() || !keys.iter().all(|k| map.contains(k)) {
+        return Err(map);
+    }
+    // Every key is there once (the keys are distinct and as many as the entries).
+    Ok(keys.iter().filter_map(|k| map.take(k)).collect())
+}
+
+fn map_from_values<K: Clone, V, M: KeyedMap<K, V>>(keys: &[K], values: Vec<V>) -> M {
+    keys.iter().cloned().zip(values).collect()
+}
+
 impl<K, V, S> BatchReturn<K, V> for std::collections::HashMap<K, V, S>
 where
     K: std::hash::Hash + Eq + Clone,
     S: std::hash::BuildHasher + Default,
 {
-    fn into_values(mut self, keys: &[K]) -> Result<Vec<V>, Self> {
-        if self.len() != keys.len() || !keys.iter().all(|k| self.contains_key(k)) {
-            return Err(self);
-        }
-        // Every key is there once (the keys are distinct and as many as the entries).
-        Ok(keys.iter().filter_map(|k| self.remove(k)).collect())
+    fn into_values(self, keys: &[K]) -> Result<Vec<V>, Self> {
+        map_into_values(self, keys)
     }
-
     fn from_values(keys: &[K], values: Vec<V>) -> Self {
-        keys.iter().cloned().zip(values).collect()
+        map_from_values(keys, values)
     }
 }
 
-impl<K, V> BatchReturn<K, V> for std::collections::BTreeMap<K, V>
-where
-    K: Ord + Clone,
-{
-    fn into_values(mut self, keys: &[K]) -> Result<Vec<V>, Self> {
-        if self.len() != keys.len() || !keys.iter().all(|k| self.contains_key(k)) {
-            return Err(self);
-        }
-        Ok(keys.iter().filter_map(|k| self.remove(k)).collect())
+impl<K: Ord + Clone, V> BatchReturn<K, V> for std::collections::BTreeMap<K, V> {
+    fn into_values(self, keys: &[K]) -> Result<Vec<V>, Self> {
+        map_into_values(self, keys)
     }
-
     fn from_values(keys: &[K], values: Vec<V>) -> Self {
-        keys.iter().cloned().zip(values).collect()
+        map_from_values(keys, values)
     }
 }
 
