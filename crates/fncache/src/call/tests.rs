@@ -42,6 +42,32 @@ fn call<'a>(core: &'a Core, owned: bool, default: Option<u32>) -> Call<'a, Infal
     call
 }
 
+/// A strict cache's core, and a call of it returning `T` (the strict tests below).
+fn strict_core() -> Core {
+    let (core, _) = crate::Cache::builder("machine")
+        .strict(true)
+        .core_for_tests()
+        .unwrap();
+    core
+}
+
+fn strict_call<T: serde::Serialize + serde::de::DeserializeOwned>(
+    core: &Core,
+) -> Call<'_, Error, T> {
+    const NONE: CallOptions = CallOptions::new();
+    let Ok(call) = core.begin::<Error, T, CallOptions>(
+        "f",
+        Ok([1; 16]),
+        &NONE,
+        &Ambient::default(),
+        false,
+        None,
+    ) else {
+        panic!("a call");
+    };
+    call
+}
+
 #[test]
 fn a_refused_background_fill_gives_the_lease_back_before_the_default() {
     let core = core();
@@ -245,21 +271,8 @@ fn a_held_back_lease_serves_the_fallback_without_computing() {
 /// (it returned at once, and the lease stayed held until `lock_timeout`).
 #[test]
 fn a_strict_call_whose_put_fails_releases_the_lease_then_fails() {
-    let (core, _) = crate::Cache::builder("machine")
-        .strict(true)
-        .core_for_tests()
-        .unwrap();
-    const NONE: CallOptions = CallOptions::new();
-    let Ok(mut call) = core.begin::<Error, u32, CallOptions>(
-        "f",
-        Ok([1; 16]),
-        &NONE,
-        &Ambient::default(),
-        false,
-        None,
-    ) else {
-        panic!("a call");
-    };
+    let core = strict_core();
+    let mut call = strict_call::<u32>(&core);
     let _ = call.next(Input::Start);
     let compute = call.next(looked(Freshness::Missing, LeaseState::Mine, None));
     assert!(matches!(compute, Ok(Action::Compute { .. })), "{compute:?}");
@@ -289,21 +302,8 @@ fn a_strict_call_whose_put_fails_releases_the_lease_then_fails() {
 /// value that would not encode faithfully), and counts both.
 #[test]
 fn a_strict_call_returns_its_first_failure_when_the_release_fails_too() {
-    let (core, _) = crate::Cache::builder("machine")
-        .strict(true)
-        .core_for_tests()
-        .unwrap();
-    const NONE: CallOptions = CallOptions::new();
-    let Ok(mut call) = core.begin::<Error, Option<Option<u32>>, CallOptions>(
-        "f",
-        Ok([1; 16]),
-        &NONE,
-        &Ambient::default(),
-        false,
-        None,
-    ) else {
-        panic!("a call");
-    };
+    let core = strict_core();
+    let mut call = strict_call::<Option<Option<u32>>>(&core);
     let _ = call.next(Input::Start);
     let miss = Input::Stored(Ok(StoreReply::Looked(Lookup {
         freshness: Freshness::Missing,
