@@ -32,9 +32,9 @@ pub enum Policy {
     /// window overflows, its oldest entry enters probation, and a full cache keeps whichever of
     /// it and probation's oldest entry the sketch says is used more often (ties keep the
     /// incumbent, except that a candidate used 6 times or more wins one such duel in 128, as
-    /// Caffeine's): a burst of keys used once cannot flush frequently used entries. A hill
-    /// climber moves the window's size once per sample, toward a better hit rate (it turns
-    /// back when the hit rate fell by more than a point). The best
+    /// Caffeine's): a burst of keys used once cannot flush frequently used entries. A
+    /// climber moves the window's size once per sample: larger while the window's hits per
+    /// entry are more than two thirds of the main space's, smaller otherwise. The best
     /// average hit ratio of fncache's policies (docs/hit-ratio.md). Deterministic (the
     /// one-in-128 draw comes from the sketch's use count and the key's hash): the same calls
     /// give the same hits on Redis and on the embedded store. On
@@ -224,15 +224,16 @@ pub(crate) struct TinyLfuShape {
     pub(crate) protected: u64,
     /// 64-byte blocks of the sketch (a power of two, at least 16).
     pub(crate) blocks: u64,
-    /// The number of lookups (hits and inserts) over which the window's hill climber measures
-    /// the hit rate: 10 x `maxsize` (at least 1,280), as Caffeine's sample.
+    /// The number of lookups (hits and inserts) over which the window's climber counts the
+    /// hits in the window and in the main space: 10 x `maxsize` (at least 1,280), as
+    /// Caffeine's sample.
     pub(crate) sample: u64,
     /// Counted uses after which every counter is halved (aging): 5 x `maxsize`, at least
     /// 2,048. Half Caffeine's period: popularity that moves (`lirs-sprite`, `lirs-multi2`)
     /// is seen twice as fast, while the floor keeps a loop longer than a small cache
     /// (`lirs-loop`) visible to the filter.
     pub(crate) aging: u64,
-    /// The hill climber's first step (entries the window grows or shrinks by): 6.25% of
+    /// The climber's first step (entries the window grows or shrinks by): 6.25% of
     /// `maxsize`, at least 1, as Caffeine's.
     pub(crate) step: u64,
 }

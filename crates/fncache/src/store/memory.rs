@@ -1131,7 +1131,7 @@ impl MemoryStore {
                 let score = s.slots.get(&member).map_or(0, |slot| slot.score) + 1;
                 s.rescore(member, score);
             }
-            TouchRule::Segmented => s.tinylfu_touch(member),
+            TouchRule::Segmented => s.tinylfu_touch(member, false),
         }
     }
 

@@ -316,12 +316,12 @@ fn tinylfu_agrees_with_the_model_through_aging() {
     assert_eq!(model.len().unwrap(), 300);
 }
 
-/// `Policy::TinyLfu`'s hill climber over many samples of a noisy workload: the window's size
-/// moves once per sample of 1,280 lookups, and turns back only when the hit rate fell by more
-/// than a point, so the hit rate's small falls from sample to sample must be judged alike on
-/// Redis and on the embedded store, or the window's size, and then the hits, part. Phases of
-/// three samples that move the hit rate by more than 5 points restart the climber's step
-/// (which otherwise decays to nothing within a few samples at this size).
+/// `Policy::TinyLfu`'s climber over many samples of a noisy workload: the window's size moves
+/// once per sample of 1,280 lookups, in the direction its hits per entry against the main
+/// space's say, so those counts must be kept alike on Redis and on the embedded store, or the
+/// window's size, and then the hits, part. Phases of three samples that move the hit rate by
+/// more than 5 points restart the climber's step (which otherwise decays to nothing within a
+/// few samples at this size).
 #[test]
 fn tinylfu_climbs_like_the_model() {
     let server = RedisServer::spawn();
@@ -347,6 +347,49 @@ fn tinylfu_climbs_like_the_model() {
     });
     let hits = hit_alike(&model, &redis, keys);
     assert!(hits > 5_000, "{hits} hits");
+}
+
+/// `Policy::TinyLfu`'s climber steers by the hits found in the window against those found in
+/// the main space within each sample: phases of recency (keys repeated soon after their first
+/// use, which a larger window keeps) alternate with phases of frequency (a hot set, which the
+/// main space keeps), so the window grows and shrinks many times. Overwrites of cached
+/// entries (`put`) are uses but not lookups: they must not count as window hits on either
+/// store. Every call must hit or miss alike, and every `put` replace alike.
+#[test]
+fn tinylfu_steers_the_window_by_its_hits_like_the_model() {
+    let server = RedisServer::spawn();
+    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(200);
+    let model = configure(Cache::builder("steer")).build_blocking().unwrap();
+    let redis = configure(Cache::builder("steer"))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    let mut rng = fastrand::Rng::with_seed(21);
+    let mut recent = [0u32; 150];
+    let mut fresh = 100_000u32;
+    let mut hits = 0;
+    // Sixteen phases of two samples (2,000 x 2 lookups) each.
+    for step in 0..64_000usize {
+        let recency = step / 4_000 % 2 == 0;
+        let x = match rng.u8(..10) {
+            n if recency && n < 6 => recent[rng.usize(..recent.len())],
+            n if !recency && n < 6 => rng.u32(..120),
+            _ => {
+                fresh += 1;
+                fresh
+            }
+        };
+        recent[step % recent.len()] = x;
+        if step % 7 == 0 {
+            // An overwrite (or the put of a new entry): a use, not a lookup.
+            let (m, r) = (model.put("f", &(x,), &x), redis.put("f", &(x,), &x));
+            assert_eq!(m.unwrap(), r.unwrap(), "step {step}: put f({x})");
+            continue;
+        }
+        hits += hit_alike(&model, &redis, std::iter::once(x));
+    }
+    assert!(hits > 10_000, "{hits} hits");
+    assert_eq!(model.len().unwrap(), redis.len().unwrap());
 }
 
 /// `Policy::TinyLfu`'s random admission of warm candidates (Caffeine's guard against a hot

@@ -26,12 +26,15 @@ pub(super) struct TinyLfu {
     climber: Climber,
 }
 
-/// Caffeine's hill climber, in integers: over each sample of `shape.sample` lookups (hits and
-/// inserts) it compares the hits with the previous sample's, keeps moving the window's size in
-/// the same direction unless the hit rate fell by more than a point, and turns back when it did
-/// (Caffeine turns on any fall); the step decays by 2% a sample and starts over at 6.25% of
-/// `maxsize` when the hit rate moves by 5 points or more. In Redis: the `h`, `m`, `r`, `t`,
-/// `w`, `p` fields of the sketch's header.
+/// The window's climber, in integers: over each sample of `shape.sample` lookups (hits and
+/// inserts) it counts the hits and those that found their entry in the window; at the end of
+/// the sample it grows the window by the step when the window's hits per entry are more than
+/// two thirds of the main space's hits per entry of protected's size, and shrinks it
+/// otherwise (Caffeine's climber compares the sample's hit rate with the previous one's
+/// instead, which on a trace of phases follows the phases: see docs/hit-ratio.md, fourth
+/// pass). The step decays by 2% a sample and starts over at 6.25% of `maxsize` when the hit
+/// rate moves by 5 points or more. In Redis: the `h`, `m`, `r`, `t`, `w`, `p`, `x` fields of
+/// the sketch's header.
 #[derive(Debug)]
 struct Climber {
     hits: u64,
@@ -40,6 +43,8 @@ struct Climber {
     previous: u64,
     /// The next move, in entries (negative: the window shrinks).
     step: i64,
+    /// Hits of this sample that found their entry in the window.
+    window_hits: u64,
 }
 
 /// The count-min sketch: 4-bit counters, two per byte, the even one in the high nibble (as
@@ -133,6 +138,7 @@ impl TinyLfu {
                 misses: 0,
                 previous: 0,
                 step: -step(shape.step),
+                window_hits: 0,
             },
         }
     }
@@ -151,15 +157,18 @@ impl TinyLfu {
             return 0;
         }
         let change = step(c.hits) - step(c.previous);
-        // The direction turns only when the hit rate fell by more than a point: a smaller change
-        // is as likely the workload's noise as the last move's effect, and a climber that
-        // turns on noise wanders around where it started (`cache2k-orm-busy` at 1% wants a
-        // window of most of the cache). Integers: change x 100 against the sample.
-        let amount = if change.saturating_mul(100) >= -step(self.shape.sample) {
-            c.step
-        } else {
-            -c.step
-        };
+        // The direction comes from within the sample: the window grows when its hits per entry
+        // (window hits / window) exceed two thirds of the main space's (the other hits /
+        // protected's size), that is window hits x protected x 3 > main hits x window x 2. A
+        // hit rate compared across samples follows a trace's phases more than the last move
+        // (on `cache2k-orm-busy` at 1% the window wandered between 1 and 600 entries). In
+        // doubles, as Lua computes it: the same IEEE operations in the same order, so the two
+        // stores agree even where a product passes 2^53 (caches of hundreds of millions).
+        let magnitude = c.step.saturating_abs();
+        let main_hits = c.hits.saturating_sub(c.window_hits);
+        let grow = c.window_hits as f64 * self.protected as f64 * 3.0
+            > main_hits as f64 * self.window as f64 * 2.0;
+        let amount = if grow { magnitude } else { -magnitude };
         c.step = if change.unsigned_abs().saturating_mul(20) >= self.shape.sample {
             if amount >= 0 {
                 step(self.shape.step)
@@ -173,6 +182,7 @@ impl TinyLfu {
         c.previous = c.hits;
         c.hits = 0;
         c.misses = 0;
+        c.window_hits = 0;
         // At most MOVES_MAX entries change segment at once (a script's latency).
         if amount > 0 {
             let quota = amount.unsigned_abs().min(self.protected).min(MOVES_MAX);
@@ -271,7 +281,7 @@ impl MemStructure {
     pub(super) fn tinylfu_hit(&mut self, member: Member) {
         let resized = self.tinylfu().map_or(0, |t| t.climb(true));
         self.tinylfu_resize(resized);
-        self.tinylfu_touch(member);
+        self.tinylfu_touch(member, true);
     }
 
     /// After the climber moved the window's size by `by` entries: as Caffeine, a larger window
@@ -307,11 +317,15 @@ impl MemStructure {
         }
     }
 
-    /// A use of `member` (present): a hit, or an overwrite (as `tlfu_touch` in tinylfu.lua).
-    pub(super) fn tinylfu_touch(&mut self, member: Member) {
+    /// A use of `member` (present): a hit (`hit`, after the climber counted it), or an
+    /// overwrite (as `tlfu_touch` in tinylfu.lua).
+    pub(super) fn tinylfu_touch(&mut self, member: Member, hit: bool) {
+        let segment = self.slots.get(&member).map_or(WINDOW, |s| s.score);
         let Some(t) = self.tinylfu() else { return };
         t.sketch.increment(&t.shape, &member);
-        let segment = self.slots.get(&member).map_or(WINDOW, |s| s.score);
+        if hit && segment == WINDOW {
+            t.climber.window_hits += 1;
+        }
         match segment {
             PROBATION => {
                 self.move_to(member, PROTECTED);

@@ -77,7 +77,7 @@ if state == 1 then
     -- The header in one GETRANGE, the hit's count in one BITFIELD (see tlfu_load).
     local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule), member, true)
     tlfu_resize(index, st, tlfu_climb(st, true))
-    tlfu_touch(index, st, member)
+    tlfu_touch(index, st, member, true)
     tlfu_save(st)
   end
   local ttl = ARGV[4]

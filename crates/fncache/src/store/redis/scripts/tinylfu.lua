@@ -7,12 +7,13 @@
 --   counter (window 0, probation 1, protected 2; exact in doubles): a segment's oldest is one
 --   ZRANGEBYSCORE over its range, its size one ZCOUNT;
 -- * the sketch (:5), one string that holds the bookkeeping too (it was a hash, :6, of its own):
---   - a header of 128 bytes, of which 80 are used: ten big-endian signed 64-bit fields (as
---     BITFIELD i64 #0 to #9 reads them) c the use counter of the scores, n the uses counted in
---     this sample, e how many samples have ended (each halves every counter); the hill
+--   - a header of 128 bytes, of which 88 are used: eleven big-endian signed 64-bit fields (as
+--     BITFIELD i64 #0 to #10 reads them) c the use counter of the scores, n the uses counted in
+--     this sample, e how many samples have ended (each halves every counter); the
 --     climber's h and m the hits and inserts of this sample, r the previous sample's hits, t
---     the next step, w and p the window's and protected's sizes; and i, 1 once t, w and p are
---     stored (before: the shape's);
+--     the next step, w and p the window's and protected's sizes; i, 1 once t, w and p are
+--     stored (before: the shape's); and x the hits of this sample that found their entry in
+--     the window (a header of 80 bytes, written before x existed, reads x as 0);
 --   - then the slices of 16 blocks, each 8 bytes (the sample count up to which the slice has
 --     been halved, an i64) and 16 blocks of 64 bytes of 4-bit counters. A member's counters
 --     come from its own bytes (BLAKE3 output), see TinyLfuShape in policy.rs: bytes 1-4
@@ -60,19 +61,21 @@ local function tlfu_counters(member, blocks)
     tostring(base + (64 + r3 % 32) * 4), tostring(base + (96 + r4 % 32) * 4)}
 end
 
--- The header as one string (GETRANGE and SETRANGE of 80 bytes, struct.unpack and pack): a
+-- The header as one string (GETRANGE and SETRANGE of 88 bytes, struct.unpack and pack): a
 -- script's cost grows with the arguments and reply elements of its calls more than with their
 -- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64).
-local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8'
-local ZERO_HEADER = string.rep('\0', 80)
+local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8i8'
+local HEADER_USED = 88
+local ZERO_HEADER = string.rep('\0', HEADER_USED)
 
--- The state `st` from a header (80 bytes, or '' for an absent sketch).
+-- The state `st` from a header (88 bytes; shorter, or '' for an absent sketch, reads as
+-- zeros).
 local function tlfu_state(sketch, shape, header)
-  if #header < 80 then header = string.sub(header .. ZERO_HEADER, 1, 80) end
-  local c, n, e, h, m, r, t, w, p, i = struct.unpack(HEADER_FORMAT, header)
+  if #header < HEADER_USED then header = string.sub(header .. ZERO_HEADER, 1, HEADER_USED) end
+  local c, n, e, h, m, r, t, w, p, i, x = struct.unpack(HEADER_FORMAT, header)
   local st = {
     sketch = sketch, shape = shape, seen = {}, header = header,
-    c = c, n = n, e = e, h = h, m = m, r = r, t = t, w = w, p = p, i = i,
+    c = c, n = n, e = e, h = h, m = m, r = r, t = t, w = w, p = p, i = i, x = x,
   }
   if i == 0 then
     st.t, st.w, st.p, st.i = -shape[5], shape[1], shape[2], 1
@@ -87,7 +90,7 @@ end
 -- by tlfu_increment.
 -- shape: {window, protected, blocks, sample, step, aging}.
 local function tlfu_load(sketch, shape, member, count)
-  local st = tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, 0, 79))
+  local st = tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, 0, HEADER_USED - 1))
   if count then
     local slice, c = tlfu_counters(member, shape[3])
     local v = redis.call('BITFIELD', sketch, 'GET', 'i64', tlfu_slice_at(slice) * 8,
@@ -114,7 +117,7 @@ end
 -- climber's step may be -0 (math.ceil of a small negative); the header stores 0.
 local function tlfu_save(st)
   local header = struct.pack(HEADER_FORMAT, st.c + 0, st.n + 0, st.e + 0, st.h + 0, st.m + 0,
-    st.r + 0, st.t + 0, st.w + 0, st.p + 0, st.i + 0)
+    st.r + 0, st.t + 0, st.w + 0, st.p + 0, st.i + 0, st.x + 0)
   if header ~= st.header then redis.call('SETRANGE', st.sketch, 0, header) end
 end
 
@@ -177,18 +180,21 @@ local function tlfu_increment(st, member)
   end
 end
 
--- Caffeine's hill climber, in integers: counts a lookup (a hit, or the insert after a miss);
--- at the end of a sample of `sample` lookups, compares its hits with the previous sample's,
--- keeps moving the window's size in the same direction unless the hit rate fell by more than
--- a point (change x 100 < -sample), and turns back when it did; the step decays by 2% a
--- sample and starts over at `step` when the hit rate moves by 5 points or more. Returns the
--- entries the window grew by (negative: shrank by), for tlfu_resize.
+-- The window's climber, in integers: counts a lookup (a hit, or the insert after a miss;
+-- tlfu_touch counts the hits found in the window, x); at the end of a sample of `sample`
+-- lookups, grows the window by the step when its hits per entry are more than two thirds of
+-- the main space's per entry of protected's size (x * p * 3 > (h - x) * w * 2, in doubles:
+-- tinylfu.rs computes it with the same operations in the same order), and shrinks it; the
+-- step decays by 2% a sample and starts over at `step` when the hit rate moves by 5 points
+-- or more. Returns the entries the window grew by (negative: shrank by), for tlfu_resize.
 local function tlfu_climb(st, hit)
   if hit then st.h = st.h + 1 else st.m = st.m + 1 end
   local shape = st.shape
   if st.h + st.m < shape[4] then return 0 end
-  local change, amount, step = st.h - st.r, st.t, st.t
-  if change * 100 < -shape[4] then amount = -step end
+  local change, amount = st.h - st.r, math.abs(st.t)
+  local main_hits = math.max(st.h - st.x, 0)
+  if not (st.x * st.p * 3 > main_hits * st.w * 2) then amount = -amount end
+  local step
   if math.abs(change) * 20 >= shape[4] then
     if amount >= 0 then step = shape[5] else step = -shape[5] end
   else
@@ -196,7 +202,7 @@ local function tlfu_climb(st, hit)
     step = amount * 98 / 100
     if step < 0 then step = math.ceil(step) else step = math.floor(step) end
   end
-  st.r, st.t, st.h, st.m = st.h, step, 0, 0
+  st.r, st.t, st.h, st.m, st.x = st.h, step, 0, 0, 0
   if amount > 0 then
     local quota = math.min(amount, st.p, MOVES_MAX)
     st.p, st.w = st.p - quota, st.w + quota
@@ -257,10 +263,12 @@ local function tlfu_resize(index, st, by)
   end
 end
 
--- A use of `member` (present): a hit (after tlfu_climb), or an overwrite.
-local function tlfu_touch(index, st, member)
+-- A use of `member` (present): a hit (`hit` true, after tlfu_climb counted it), or an
+-- overwrite.
+local function tlfu_touch(index, st, member, hit)
   tlfu_increment(st, member)
   local segment = math.floor(tonumber(redis.call('ZSCORE', index, member) or '0') / SEG)
+  if hit and segment == 0 then st.x = st.x + 1 end
   if segment == 1 then
     -- Used again on probation: protected, whose oldest go back to probation while it is over
     -- its size.

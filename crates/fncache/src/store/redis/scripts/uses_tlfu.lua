@@ -14,7 +14,7 @@ for i = 2, #ARGV - 1, 2 do
   if redis.call('ZSCORE', index, member) then
     for _ = 1, math.min(tonumber(ARGV[i + 1]) or 0, 15) do
       tlfu_resize(index, st, tlfu_climb(st, true))
-      tlfu_touch(index, st, member)
+      tlfu_touch(index, st, member, true)
     end
   end
 end
