@@ -921,3 +921,29 @@ fn batches_serve_and_make_near_copies() {
         );
     }
 }
+
+/// Red team: a `Policy::TinyLfu` put that evicts an entry (W-TinyLFU's admission picks the
+/// loser) announces it, as the other policies' evictions are: A's copy of the evicted entry
+/// goes, and A recomputes.
+#[test]
+fn an_eviction_by_a_tinylfu_put_drops_the_copy() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let sized = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(2);
+    let a = near_a(&server, &name, sized);
+    // B: another connection, without a near cache of its own, as another process.
+    let b = sized(builder(&server, &name)).build_blocking().unwrap();
+    b.put("f", &(1u64,), &1u64).unwrap();
+    assert_eq!(warm(&a, 1), 1);
+    let evicted = (2..1000u64).any(|k| {
+        b.put("f", &(k,), &k).unwrap();
+        // Popular candidates win admission (their hits count in the sketch).
+        for _ in 0..3 {
+            b.get_or_compute("f", &(k,), || k).unwrap();
+        }
+        !b.contains("f", &(1u64,)).unwrap()
+    });
+    assert!(evicted, "f(1) was never evicted");
+    assert!(b.stats().evictions > 0);
+    converges(&a, 1, 1, RECOMPUTED, COHERENT_WITHIN, "tinylfu eviction");
+}
