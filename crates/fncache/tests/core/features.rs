@@ -815,3 +815,88 @@ fn odd_values_round_trip() {
         twice(&front, &who, "unit result", Ok::<(), String>(()));
     }
 }
+
+/// Red team: with `wait(false)` and a default, a second caller of a cold key whose background
+/// fill (started by the first caller) is still running answers the default at once too,
+/// rather than waiting for that fill.
+#[test]
+fn a_second_cold_caller_without_wait_answers_the_default_at_once() {
+    use std::sync::atomic::AtomicBool;
+    let server = RedisServer::spawn();
+    // The stores stay alive with their fronts (a dropped store stops its server).
+    let mut stores = Vec::new();
+    let mut fronts: Vec<(String, crate::front::Front)> = Vec::new();
+    for (store, front) in all_fronts(|b| b.lock_timeout(Duration::from_secs(5))) {
+        fronts.push((describe(&store, &front), front));
+        stores.push(store);
+    }
+    // With a near cache, whose misses share one lookup per process.
+    for front in crate::front::Front::both(|| {
+        Cache::builder(unique_name())
+            .redis(server.url())
+            .near_cache(10)
+            .lock_timeout(Duration::from_secs(5))
+    }) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while front.stats().near_hits == 0 {
+            front
+                .call_with(&CallOptions::new(), "warm", 1, || 1u64)
+                .unwrap();
+            assert!(std::time::Instant::now() < deadline, "no near hit");
+        }
+        fronts.push((format!("near/{}", front.label()), front));
+    }
+    for (who, front) in fronts {
+        let options = CallOptions::new().wait(false);
+        let released = Arc::new(AtomicBool::new(false));
+        let call = |released: &Arc<AtomicBool>| -> u64 {
+            let released = Arc::clone(released);
+            match &front {
+                crate::front::Front::Blocking(c) => c
+                    .try_get_or_compute_owned_with(
+                        &options,
+                        Some(0u64),
+                        "slow",
+                        &(1u64,),
+                        move || {
+                            while !released.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            Ok::<u64, String>(10)
+                        },
+                    )
+                    .unwrap()
+                    .unwrap(),
+                crate::front::Front::Async(c, rt) => rt
+                    .block_on(c.try_get_or_compute_owned_with(
+                        &options,
+                        Some(0u64),
+                        "slow",
+                        &(1u64,),
+                        move || async move {
+                            while !released.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            Ok::<u64, String>(10)
+                        },
+                    ))
+                    .unwrap()
+                    .unwrap(),
+            }
+        };
+        assert_eq!(
+            call(&released),
+            0,
+            "{who}: the first cold caller gets the default"
+        );
+        let start = std::time::Instant::now();
+        let second = call(&released);
+        let waited = start.elapsed();
+        released.store(true, Ordering::SeqCst);
+        assert_eq!(second, 0, "{who}");
+        assert!(
+            waited < Duration::from_millis(2500),
+            "{who}: the second caller waited {waited:?} for the first one's background fill"
+        );
+    }
+}
