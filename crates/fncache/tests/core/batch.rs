@@ -630,3 +630,56 @@ fn a_batch_future_can_be_spawned() {
     });
     assert_eq!(values.unwrap(), [2, 3]);
 }
+
+/// Red team: a `compute_missing` that panics leaves none of the batch's keys held (no lease,
+/// no flight): the next call of a key computes at once, not after `lock_timeout`.
+#[test]
+fn a_batch_whose_compute_missing_panics_leaves_no_key_waiting() {
+    for (store, front) in all_fronts(|b| b.lock_timeout(Duration::from_secs(30))) {
+        let who = describe(&store, &front);
+        let args = [(1u64,), (2,), (1,)];
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            many(&front, &none(), "f", &args, |_: Vec<(u64,)>| -> Vec<u64> {
+                panic!("compute_missing fails")
+            })
+        }));
+        assert!(panicked.is_err(), "{who}: the panic reaches the caller");
+        let execs = AtomicU64::new(0);
+        let start = std::time::Instant::now();
+        assert_eq!(front.call("f", 1, &execs), 10, "{who}");
+        assert_eq!(front.call("f", 2, &execs), 20, "{who}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{who}: waited {:?} for keys of a panicked batch",
+            start.elapsed()
+        );
+        assert_eq!(execs.load(Ordering::SeqCst), 2, "{who}");
+    }
+}
+
+/// Red team: duplicates, hits and misses in one batch on a cache that holds one entry: each
+/// place gets its own key's value.
+#[test]
+fn a_batch_on_a_cache_of_one_entry_answers_each_place_with_its_key() {
+    for (store, front) in all_fronts(|b| b.maxsize(1)) {
+        let who = describe(&store, &front);
+        front.put_with(&none(), "f", 2, &99u64).unwrap();
+        let asked = Mutex::new(Vec::new());
+        let args = [(1u64,), (2,), (1,), (3,), (2,)];
+        let got = many(&front, &none(), "f", &args, |xs: Vec<(u64,)>| {
+            asked.lock().unwrap().push(xs.clone());
+            xs.iter().map(|x| x.0 * 10).collect::<Vec<u64>>()
+        })
+        .unwrap();
+        assert_eq!(got, [10, 99, 10, 30, 99], "{who}");
+        assert_eq!(*asked.lock().unwrap(), [vec![(1,), (3,)]], "{who}");
+        // Whatever is left in the cache is a key's own value.
+        for x in [1u64, 2, 3] {
+            let v = front.call_with(&none(), "f", x, || 7777u64).unwrap();
+            assert!(
+                v == 7777 || v == if x == 2 { 99 } else { x * 10 },
+                "{who}: {x} -> {v}"
+            );
+        }
+    }
+}

@@ -588,3 +588,315 @@ fn a_negative_entry_expires_after_negative_ttl() {
     clock.advance(Duration::from_secs(3600));
     assert_eq!(find(Ok(2)), Ok(1), "a value has no entry TTL here");
 }
+
+/// Red team: the blocking front-end called from inside a tokio runtime (either flavour), on
+/// both stores, with a background refresh, a batch and a near cache: values, no panic.
+#[test]
+fn the_blocking_front_end_works_inside_a_tokio_runtime() {
+    let server = RedisServer::spawn();
+    for multi in [false, true] {
+        let rt = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        for redis in [false, true] {
+            rt.block_on(async {
+                let b = Cache::builder(unique_name()).refresh_after(Duration::from_millis(1));
+                let b = if redis {
+                    b.redis(server.url()).near_cache(10)
+                } else {
+                    b.memory()
+                };
+                let cache = b.build_blocking().unwrap();
+                for _ in 0..3 {
+                    assert_eq!(cache.get_or_compute("f", &(1u64,), || 10u64).unwrap(), 10);
+                    assert_eq!(
+                        cache.get_or_compute_owned("g", &(1u64,), || 20u64).unwrap(),
+                        20
+                    );
+                    let many = cache
+                        .get_or_compute_many("h", &[1u64, 2, 1], |xs: Vec<u64>| {
+                            xs.iter().map(|x| x * 3).collect::<Vec<u64>>()
+                        })
+                        .unwrap();
+                    assert_eq!(many, [3, 6, 3]);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                cache.put("f", &(2u64,), &5u64).unwrap();
+                cache.expire("f", &(2u64,)).unwrap();
+                cache.invalidate_tag("t").unwrap();
+                cache.purge().unwrap();
+                drop(cache);
+            });
+        }
+    }
+}
+
+/// Red team: function names that look like key syntax, are empty, or are long never share
+/// entries, in either layout.
+#[test]
+fn odd_function_names_never_share_entries() {
+    let long = "x".repeat(10_000);
+    let names: Vec<&str> = vec![
+        "", " ", "a", "a ", "{a}", "{", "}", "*", "?", "a:0", "a:1", "a\n", "a\0", "é", "e\u{301}",
+        "a#b", "a@v1", &long,
+    ];
+    for layout in [fncache::Layout::Shared, fncache::Layout::PerFunction] {
+        for (store, front) in all_fronts(|b| b.layout(layout).prefix("p{x}*?:")) {
+            let who = describe(&store, &front);
+            for (i, name) in names.iter().enumerate() {
+                let v = front
+                    .call_with(&CallOptions::new(), name, 1, || i as u64)
+                    .unwrap();
+                assert_eq!(v, i as u64, "{who} {layout:?}: {name:?}");
+            }
+            for (i, name) in names.iter().enumerate() {
+                let v = front
+                    .call_with(&CallOptions::new(), name, 1, || 9999u64)
+                    .unwrap();
+                assert_eq!(v, i as u64, "{who} {layout:?}: {name:?} read back");
+            }
+            if layout == fncache::Layout::Shared {
+                continue;
+            }
+            front.purge_function("a").unwrap();
+            let v = front
+                .call_with(&CallOptions::new(), "a ", 1, || 9999u64)
+                .unwrap();
+            assert_eq!(v, 3, "{who} {layout:?}: purging `a` spared `a `");
+        }
+    }
+}
+
+/// Red team: settings at their extremes either are refused as configuration errors or work:
+/// never a panic, never a wrong value.
+#[test]
+fn extreme_settings_are_refused_or_work() {
+    let server = RedisServer::spawn();
+    type Setting = fn(fncache::Builder) -> fncache::Builder;
+    let settings: Vec<(&str, Setting)> = vec![
+        ("maxsize 0", |b| b.maxsize(0)),
+        ("maxsize max", |b| b.maxsize(usize::MAX)),
+        ("ttl max", |b| b.ttl(Duration::MAX)),
+        ("touch_batch max", |b| b.touch_batch(Duration::MAX)),
+        ("entry_ttl max + jitter", |b| {
+            b.entry_ttl(Duration::MAX)
+                .ttl_jitter(Duration::MAX)
+                .entry_ttl_jitter(1.0)
+        }),
+        ("refresh_after max", |b| b.refresh_after(Duration::MAX)),
+        ("max_stale max", |b| {
+            b.entry_ttl(Duration::from_secs(1)).max_stale(Duration::MAX)
+        }),
+        ("lock_timeout max", |b| b.lock_timeout(Duration::MAX)),
+        ("op_timeout max", |b| b.op_timeout(Duration::MAX)),
+        ("near 1", |b| b.near_cache(1)),
+        ("near 0", |b| b.near_cache(0)),
+        ("near max", |b| {
+            b.near_cache(usize::MAX).near_cache_ttl(Duration::MAX)
+        }),
+        ("tiny", |b| {
+            b.entry_ttl(Duration::from_nanos(1))
+                .refresh_after(Duration::from_nanos(1))
+                .max_stale(Duration::from_nanos(1))
+                .ttl(Duration::from_nanos(1))
+        }),
+        ("tlfu 1", |b| b.policy(Policy::TinyLfu).maxsize(1)),
+        ("tlfu max", |b| {
+            b.policy(Policy::TinyLfu).maxsize(usize::MAX)
+        }),
+    ];
+    for (what, setting) in settings {
+        for redis in [false, true] {
+            let b = Cache::builder(unique_name());
+            let b = if redis {
+                b.redis(server.url())
+            } else {
+                b.memory()
+            };
+            let cache = match setting(b).build_blocking() {
+                Ok(cache) => cache,
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::Config, "{what} redis {redis}: {e}");
+                    continue;
+                }
+            };
+            for round in 0..3 {
+                for x in 0..4u64 {
+                    let v = cache.get_or_compute("f", &(x,), || x * 10).unwrap();
+                    assert_eq!(v, x * 10, "{what} redis {redis} round {round}");
+                }
+                let many = cache
+                    .get_or_compute_many("g", &[1u64, 2, 1], |xs: Vec<u64>| {
+                        xs.iter().map(|x| x * 3).collect::<Vec<u64>>()
+                    })
+                    .unwrap();
+                assert_eq!(many, [3, 6, 3], "{what} redis {redis}");
+            }
+            cache.put("f", &(9u64,), &90u64).unwrap();
+            cache.expire("f", &(9u64,)).unwrap();
+            cache.len().unwrap();
+            cache.vacuum().unwrap();
+            cache.purge().unwrap();
+        }
+    }
+}
+
+/// Red team: per-value durations at their extremes (`entry_ttl_from`, `refresh_after_from`).
+#[test]
+fn per_value_durations_at_their_extremes() {
+    for extreme in [Duration::MAX, Duration::from_nanos(1), Duration::ZERO] {
+        for (store, front) in all_fronts(|b| b) {
+            let who = format!("{} {extreme:?}", describe(&store, &front));
+            let ttl = CallOptions::new().entry_ttl_from(move |_: &u64| extreme);
+            let refresh = CallOptions::new()
+                .max_stale(Duration::from_secs(60))
+                .refresh_after_from(move |_: &u64| extreme);
+            for (i, options) in [ttl, refresh].iter().enumerate() {
+                let f = format!("f{i}");
+                assert_eq!(
+                    front.call_with(options, &f, 1, || 10u64).unwrap(),
+                    10,
+                    "{who}"
+                );
+                let again = front.call_with(options, &f, 1, || 11u64).unwrap();
+                assert!(again == 10 || again == 11, "{who}: {again}");
+                assert!(front.put_with(options, &f, 2, &20u64).is_ok(), "{who}");
+                let v = front.call_with(options, &f, 2, || 21u64).unwrap();
+                assert!(v == 20 || v == 21, "{who}: {v}");
+            }
+        }
+    }
+}
+
+/// Red team: values of odd types (zero-sized, empty, extreme) come back as they went in.
+#[test]
+fn odd_values_round_trip() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug, Clone)]
+    struct Unit;
+    for (store, front) in all_fronts(|b| b) {
+        let who = describe(&store, &front);
+        fn twice<
+            T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
+        >(
+            front: &crate::front::Front,
+            who: &str,
+            f: &str,
+            v: T,
+        ) {
+            let opts = CallOptions::new().cache_none(true);
+            assert_eq!(
+                front.call_with(&opts, f, 1, || v.clone()).unwrap(),
+                v,
+                "{who} {f}"
+            );
+            let again = front
+                .call_with(&opts, f, 1, || -> T { panic!("{who} {f}: not cached") })
+                .unwrap();
+            assert_eq!(again, v, "{who} {f}");
+        }
+        twice(&front, &who, "unit", ());
+        twice(&front, &who, "unit struct", Unit);
+        twice(&front, &who, "units", vec![(); 1000]);
+        twice(&front, &who, "none", None::<u64>);
+        twice(&front, &who, "empty", String::new());
+        twice(&front, &who, "u128", u128::MAX);
+        twice(&front, &who, "i128", i128::MIN);
+        twice(&front, &who, "char", '\u{10FFFF}');
+        twice(&front, &who, "big", vec![7u8; 4 << 20]);
+        twice(&front, &who, "unit result", Ok::<(), String>(()));
+    }
+}
+
+/// Red team: with `wait(false)` and a default, a second caller of a cold key whose background
+/// fill (started by the first caller) is still running answers the default at once too,
+/// rather than waiting for that fill.
+#[test]
+fn a_second_cold_caller_without_wait_answers_the_default_at_once() {
+    use std::sync::atomic::AtomicBool;
+    let server = RedisServer::spawn();
+    // The stores stay alive with their fronts (a dropped store stops its server).
+    let mut stores = Vec::new();
+    let mut fronts: Vec<(String, crate::front::Front)> = Vec::new();
+    for (store, front) in all_fronts(|b| b.lock_timeout(Duration::from_secs(5))) {
+        fronts.push((describe(&store, &front), front));
+        stores.push(store);
+    }
+    // With a near cache, whose misses share one lookup per process.
+    for front in crate::front::Front::both(|| {
+        Cache::builder(unique_name())
+            .redis(server.url())
+            .near_cache(10)
+            .lock_timeout(Duration::from_secs(5))
+    }) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while front.stats().near_hits == 0 {
+            front
+                .call_with(&CallOptions::new(), "warm", 1, || 1u64)
+                .unwrap();
+            assert!(std::time::Instant::now() < deadline, "no near hit");
+        }
+        fronts.push((format!("near/{}", front.label()), front));
+    }
+    for (who, front) in fronts {
+        let options = CallOptions::new().wait(false);
+        let released = Arc::new(AtomicBool::new(false));
+        let call = |released: &Arc<AtomicBool>| -> u64 {
+            let released = Arc::clone(released);
+            match &front {
+                crate::front::Front::Blocking(c) => c
+                    .try_get_or_compute_owned_with(
+                        &options,
+                        Some(0u64),
+                        "slow",
+                        &(1u64,),
+                        move || {
+                            while !released.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            Ok::<u64, String>(10)
+                        },
+                    )
+                    .unwrap()
+                    .unwrap(),
+                crate::front::Front::Async(c, rt) => rt
+                    .block_on(c.try_get_or_compute_owned_with(
+                        &options,
+                        Some(0u64),
+                        "slow",
+                        &(1u64,),
+                        move || async move {
+                            while !released.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            Ok::<u64, String>(10)
+                        },
+                    ))
+                    .unwrap()
+                    .unwrap(),
+            }
+        };
+        assert_eq!(
+            call(&released),
+            0,
+            "{who}: the first cold caller gets the default"
+        );
+        let start = std::time::Instant::now();
+        let second = call(&released);
+        let waited = start.elapsed();
+        released.store(true, Ordering::SeqCst);
+        assert_eq!(second, 0, "{who}");
+        assert!(
+            waited < Duration::from_millis(2500),
+            "{who}: the second caller waited {waited:?} for the first one's background fill"
+        );
+    }
+}

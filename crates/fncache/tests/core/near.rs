@@ -921,3 +921,119 @@ fn batches_serve_and_make_near_copies() {
         );
     }
 }
+
+/// Red team: a `Policy::TinyLfu` put that evicts an entry (W-TinyLFU's admission picks the
+/// loser) announces it, as the other policies' evictions are: A's copy of the evicted entry
+/// goes, and A recomputes.
+#[test]
+fn an_eviction_by_a_tinylfu_put_drops_the_copy() {
+    let server = RedisServer::spawn();
+    let name = unique_name();
+    let sized = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(2);
+    let a = near_a(&server, &name, sized);
+    // B: another connection, without a near cache of its own, as another process.
+    let b = sized(builder(&server, &name)).build_blocking().unwrap();
+    b.put("f", &(1u64,), &1u64).unwrap();
+    assert_eq!(warm(&a, 1), 1);
+    let evicted = (2..1000u64).any(|k| {
+        b.put("f", &(k,), &k).unwrap();
+        // Popular candidates win admission (their hits count in the sketch).
+        for _ in 0..3 {
+            b.get_or_compute("f", &(k,), || k).unwrap();
+        }
+        !b.contains("f", &(1u64,)).unwrap()
+    });
+    assert!(evicted, "f(1) was never evicted");
+    assert!(b.stats().evictions > 0);
+    converges(&a, 1, 1, RECOMPUTED, COHERENT_WITHIN, "tinylfu eviction");
+}
+
+/// Red team: readers of A race a writer B (another connection, no near cache) that puts,
+/// invalidates, expires, purges and invalidates tags of a few keys; once both stop, A's copies
+/// agree with Redis (what C, a third cache without a near cache, reads) within
+/// [`COHERENT_WITHIN`]: no interleaving of a lookup with a change left an old copy behind.
+#[test]
+fn copies_agree_with_redis_after_racing_every_kind_of_change() {
+    let server = RedisServer::spawn();
+    for policy in [Policy::Lru, Policy::TinyLfu] {
+        racing_changes(&server, policy);
+    }
+}
+
+fn racing_changes(server: &RedisServer, policy: Policy) {
+    let name = unique_name();
+    let configure = move |b: fncache::Builder| b.policy(policy).maxsize(3);
+    let a = Arc::new(near_a(server, &name, |b| {
+        configure(b).near_cache_ttl(Duration::from_secs(60))
+    }));
+    let b = configure(builder(server, &name)).build_blocking().unwrap();
+    let c = configure(builder(server, &name)).build_blocking().unwrap();
+    let tagged = CallOptions::new().tags::<u64, _>(["t"]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    read(&a, i % 5);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut rng = 7u64;
+    let until = Instant::now() + Duration::from_millis(1000);
+    let mut value = 0u64;
+    while Instant::now() < until {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let x = (rng >> 33) % 5;
+        value += 1;
+        match (rng >> 40) % 10 {
+            0..=4 => {
+                b.put_with(&tagged, "f", &(x,), &value).unwrap();
+            }
+            5 => {
+                b.invalidate("f", &(x,)).unwrap();
+            }
+            6 => {
+                b.expire("f", &(x,)).unwrap();
+            }
+            7 => {
+                b.invalidate_tag("t").unwrap();
+            }
+            8 => {
+                b.purge().unwrap();
+            }
+            _ => {
+                b.get_or_compute("f", &(x,), || value).unwrap();
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    for x in 0..5u64 {
+        let start = Instant::now();
+        loop {
+            let (near, redis) = (
+                read(&a, x),
+                c.get_or_compute("f", &(x,), || RECOMPUTED).unwrap(),
+            );
+            if near == redis {
+                break;
+            }
+            assert!(
+                start.elapsed() < COHERENT_WITHIN,
+                "{policy:?} f({x}): A serves {near}, Redis holds {redis}"
+            );
+        }
+        let settled = c.get_or_compute("f", &(x,), || RECOMPUTED).unwrap();
+        for _ in 0..50 {
+            assert_eq!(read(&a, x), settled, "{policy:?} f({x})");
+        }
+    }
+}

@@ -151,6 +151,7 @@ else
       evicted = evicted + redis.call('HDEL', values, out)
       redis.call('ZREM', expiry, out)
       if tagging then untag(tags, tagged, out) end
+      if near then changed[#changed + 1] = out end
     end
   end
   while size >= maxsize and not tlfu do
