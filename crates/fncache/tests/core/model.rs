@@ -296,12 +296,7 @@ fn random_policy_agrees_on_sizes() {
 #[test]
 fn tinylfu_agrees_with_the_model_through_aging() {
     let server = RedisServer::spawn();
-    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(300);
-    let model = configure(Cache::builder("tlfu")).build_blocking().unwrap();
-    let redis = configure(Cache::builder("tlfu"))
-        .redis(server.url())
-        .build_blocking()
-        .unwrap();
+    let (model, redis) = tinylfu_pair(&server, "tlfu", 300);
     let mut rng = fastrand::Rng::with_seed(12);
     // Skewed over 1,500 keys: a few hot, a long tail, and bursts of fresh keys.
     let keys = (0..12_000u32).map(|step| match rng.u8(..10) {
@@ -325,12 +320,7 @@ fn tinylfu_agrees_with_the_model_through_aging() {
 #[test]
 fn tinylfu_climbs_like_the_model() {
     let server = RedisServer::spawn();
-    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(100);
-    let model = configure(Cache::builder("climb")).build_blocking().unwrap();
-    let redis = configure(Cache::builder("climb"))
-        .redis(server.url())
-        .build_blocking()
-        .unwrap();
+    let (model, redis) = tinylfu_pair(&server, "climb", 100);
     let mut rng = fastrand::Rng::with_seed(7);
     let mut recent = [0u32; 40];
     // Twenty samples: hot keys, a tail, and repeats of recent keys (what a larger window
@@ -358,12 +348,7 @@ fn tinylfu_climbs_like_the_model() {
 #[test]
 fn tinylfu_steers_the_window_by_its_hits_like_the_model() {
     let server = RedisServer::spawn();
-    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(200);
-    let model = configure(Cache::builder("steer")).build_blocking().unwrap();
-    let redis = configure(Cache::builder("steer"))
-        .redis(server.url())
-        .build_blocking()
-        .unwrap();
+    let (model, redis) = tinylfu_pair(&server, "steer", 200);
     let mut rng = fastrand::Rng::with_seed(21);
     let mut recent = [0u32; 150];
     let mut fresh = 100_000u32;
@@ -400,15 +385,26 @@ fn tinylfu_steers_the_window_by_its_hits_like_the_model() {
 #[test]
 fn tinylfu_admits_warm_candidates_like_the_model() {
     let server = RedisServer::spawn();
-    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(10);
-    let model = configure(Cache::builder("warm")).build_blocking().unwrap();
-    let redis = configure(Cache::builder("warm"))
-        .redis(server.url())
-        .build_blocking()
-        .unwrap();
+    let (model, redis) = tinylfu_pair(&server, "warm", 10);
     let hits = hit_alike(&model, &redis, (0..6_000u32).map(|step| step % 30));
     // The filter holds most of the main space against the loop, as an LRU could not.
     assert!(hits > 1_000, "{hits} hits");
+}
+
+/// A `TinyLfu` cache of `maxsize` named `name` on the embedded store (the model) and the
+/// same on `server`.
+fn tinylfu_pair(
+    server: &RedisServer,
+    name: &str,
+    maxsize: usize,
+) -> (fncache::blocking::Cache, fncache::blocking::Cache) {
+    let configure = |b: fncache::Builder| b.policy(Policy::TinyLfu).maxsize(maxsize);
+    let model = configure(Cache::builder(name)).build_blocking().unwrap();
+    let redis = configure(Cache::builder(name))
+        .redis(server.url())
+        .build_blocking()
+        .unwrap();
+    (model, redis)
 }
 
 /// Calls `f(x)` for each key on the model and on Redis and asserts that both ran the body (or
