@@ -234,13 +234,19 @@ local function tlfu_move(index, st, member, segment)
   redis.call('ZADD', index, segment * SEG + st.c, member)
 end
 
--- Moves protected's oldest back to probation while protected is over its size.
-local function tlfu_demote(index, st)
-  while tlfu_len(index, 2) > st.p do
-    local oldest = tlfu_oldest(index, 2)
+-- Moves the oldest of `segment` to probation while the segment holds more than `size`: the
+-- window's overflow when it shrinks, protected's after a promotion or a resize.
+local function tlfu_overflow(index, st, segment, size)
+  while tlfu_len(index, segment) > size do
+    local oldest = tlfu_oldest(index, segment)
     if not oldest then break end
     tlfu_move(index, st, oldest, 1)
   end
+end
+
+-- Moves protected's oldest back to probation while protected is over its size.
+local function tlfu_demote(index, st)
+  tlfu_overflow(index, st, 2, st.p)
 end
 
 -- After the climber moved the window's size by `by` entries: as Caffeine, a larger window takes
@@ -255,11 +261,7 @@ local function tlfu_resize(index, st, by)
     end
     tlfu_demote(index, st)
   elseif by < 0 then
-    while tlfu_len(index, 0) > st.w do
-      local oldest = tlfu_oldest(index, 0)
-      if not oldest then break end
-      tlfu_move(index, st, oldest, 1)
-    end
+    tlfu_overflow(index, st, 0, st.w)
   end
 end
 
