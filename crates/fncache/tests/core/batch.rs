@@ -276,6 +276,19 @@ fn until_someone_waits(stats: impl Fn() -> fncache::Stats) {
     }
 }
 
+/// A batch a test starts on another thread from inside a body.
+type Started = Mutex<Option<std::thread::JoinHandle<Result<Vec<u64>, fncache::Error>>>>;
+
+/// The batch a test started on another thread from inside a body, joined: its answer.
+fn joined(slot: Started) -> Vec<u64> {
+    slot.into_inner()
+        .unwrap()
+        .expect("the batch was started")
+        .join()
+        .unwrap()
+        .unwrap()
+}
+
 /// Two batches whose keys overlap, the second started while the first computes: every key is
 /// computed once, by whichever batch held it first. `two` is another handle of the same cache
 /// (this process: it follows the first batch's flights) or another cache on the same store
@@ -298,14 +311,7 @@ fn overlapping_batches(one: fncache::blocking::Cache, two: fncache::blocking::Ca
             xs.iter().map(|x| x * 10).collect()
         })
         .unwrap();
-    let second = second
-        .lock()
-        .unwrap()
-        .take()
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+    let second = joined(second);
     assert_eq!(first, [10, 20, 30], "{who}");
     assert_eq!(second, [400, 20, 30], "{who}: 2 and 3 were waited for");
     let mut computed = computed.lock().unwrap().clone();
@@ -385,14 +391,7 @@ fn batch_inside_a_single_call<R>(
         until_someone_waits(|| cache.stats());
     };
     let out = single(&started);
-    let batch = batch
-        .lock()
-        .unwrap()
-        .take()
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+    let batch = joined(batch);
     let asked = asked.lock().unwrap().clone();
     (out, batch, asked)
 }
