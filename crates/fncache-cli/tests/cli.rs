@@ -694,6 +694,54 @@ fn bench_draws_zipf_workloads_and_plots_them() {
         );
     }
 
+    // The reference models: columns of their own, between Belady and the rest, and the
+    // summary's lines on the best online column and the best of all.
+    let out = json(&[
+        "bench",
+        "zipf:0.9",
+        "--limit",
+        "2000",
+        "--keys",
+        "200",
+        "--policies",
+        "tlfu",
+        "--reference",
+        "wtlfu,plfu,static",
+        "--no-moka",
+    ]);
+    assert_eq!(
+        out["subjects"],
+        serde_json::json!(["Belady", "tlfu", "wtlfu", "plfu", "static"])
+    );
+    for size in out["workloads"][0]["sizes"].as_array().unwrap() {
+        let hits = |s: &str| size["hits"][s].as_u64().unwrap();
+        // Under independent references the static optimum is the best of the columns but
+        // Belady, and perfect LFU, which learns the same counts, comes near it.
+        assert!(hits("plfu") <= hits("static") && hits("static") <= hits("Belady"));
+        assert!(hits("tlfu") <= hits("static"));
+    }
+    let text = ok(&[
+        "bench",
+        "zipf:0.9",
+        "zipf:0.7",
+        "--limit",
+        "2000",
+        "--keys",
+        "200",
+        "--reference",
+        "static",
+        "--policies",
+        "lru",
+    ]);
+    assert!(
+        text.contains("The best online subject of each row"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the best of every column but Belady"),
+        "{text}"
+    );
+
     // Several workloads: a chart each in a directory, and the summary over all of them.
     let charts = dir.path().join("charts/");
     let text = ok(&[
@@ -734,6 +782,8 @@ fn bench_refuses_what_is_not_a_trace_in_one_line() {
     assert!(err.contains("zipf:fast"), "{err}");
     let err = fails(&["bench", "zipf:1", "--policies", "lru,nope"], 2);
     assert!(err.contains("no policy `nope`"), "{err}");
+    let err = fails(&["bench", "zipf:1", "--reference", "plfu,nope"], 2);
+    assert!(err.contains("no model `nope`"), "{err}");
     let err = fails(&["bench", "zipf:1", "--sizes", "0"], 2);
     assert!(err.contains("--sizes"), "{err}");
     let err = fails(&["bench", "zipf:1", "zipf:2", "--plot", "one.svg"], 2);

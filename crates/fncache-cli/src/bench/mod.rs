@@ -12,6 +12,7 @@
 //! that its result does not depend on timing. No server is involved.
 
 mod belady;
+mod frequency;
 mod svg;
 mod workload;
 mod wtinylfu;
@@ -62,8 +63,13 @@ pub(crate) struct BenchArgs {
     /// Leave moka out.
     #[arg(long)]
     no_moka: bool,
-    /// Add `wtlfu`: a reference model of W-TinyLFU (fixed 1% window).
-    #[arg(long)]
+    /// Add reference models (not fncache's policies), by name: wtlfu (W-TinyLFU with a
+    /// fixed 1% window), plfu (perfect LFU: every key's count, never aged), static (offline:
+    /// the most used keys of the whole trace).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,..")]
+    reference: Vec<String>,
+    /// The same as `--reference wtlfu`.
+    #[arg(long, hide = true)]
     wtinylfu: bool,
     /// Replays run at once (default: the machine's cores).
     #[arg(long, value_name = "N")]
@@ -86,8 +92,8 @@ enum Subject {
     Belady,
     Fncache(&'static str, Policy),
     Moka,
-    /// The W-TinyLFU reference model of `wtinylfu.rs` (not a policy of fncache).
-    WTinyLfu,
+    /// A model of `--reference` (not a policy of fncache).
+    Reference(Reference),
 }
 
 impl Subject {
@@ -96,7 +102,51 @@ impl Subject {
             Subject::Belady => "Belady",
             Subject::Fncache(name, _) => name,
             Subject::Moka => "moka",
-            Subject::WTinyLfu => "wtlfu",
+            Subject::Reference(r) => r.label(),
+        }
+    }
+
+    /// Whether a program could run it: it does not look at the trace's future.
+    fn online(self) -> bool {
+        !matches!(
+            self,
+            Subject::Belady | Subject::Reference(Reference::Static)
+        )
+    }
+}
+
+/// The reference models `--reference` adds: measuring sticks from the literature, to tell
+/// what a workload allows, not policies of fncache.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reference {
+    /// W-TinyLFU with a fixed window (`wtinylfu.rs`).
+    WTinyLfu,
+    /// Perfect LFU (`frequency.rs`).
+    PerfectLfu,
+    /// The static optimum, offline (`frequency.rs`).
+    Static,
+}
+
+impl Reference {
+    const ALL: [Reference; 3] = [
+        Reference::WTinyLfu,
+        Reference::PerfectLfu,
+        Reference::Static,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Reference::WTinyLfu => "wtlfu",
+            Reference::PerfectLfu => "plfu",
+            Reference::Static => "static",
+        }
+    }
+
+    fn hits(self, w: &Workload, capacity: usize) -> u64 {
+        match self {
+            Reference::WTinyLfu => wtinylfu::hits(&w.trace, w.distinct, capacity),
+            Reference::PerfectLfu => frequency::perfect_lfu_hits(&w.trace, w.distinct, capacity),
+            Reference::Static => frequency::static_hits(&w.trace, w.distinct, capacity),
         }
     }
 }
@@ -156,8 +206,32 @@ fn plan(args: &BenchArgs) -> Result<Plan, Failure> {
     if !args.no_moka {
         subjects.push(Subject::Moka);
     }
+    let mut references = args
+        .reference
+        .iter()
+        .map(|name| {
+            Reference::ALL
+                .into_iter()
+                .find(|r| r.label() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Reference::ALL.iter().map(|r| r.label()).collect();
+                    fail(
+                        USAGE,
+                        format!(
+                            "--reference: no model `{name}` (known: {})",
+                            names.join(", ")
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if args.wtinylfu {
-        subjects.push(Subject::WTinyLfu);
+        references.push(Reference::WTinyLfu);
+    }
+    for r in references {
+        if !subjects.contains(&Subject::Reference(r)) {
+            subjects.push(Subject::Reference(r));
+        }
     }
     Ok(Plan {
         sizes: args.sizes.clone(),
@@ -280,7 +354,7 @@ fn replay(
     let accesses = w.trace.len() as u64;
     let hits = match subject {
         Subject::Belady => belady::belady_hits(&w.trace, w.distinct, capacity),
-        Subject::WTinyLfu => wtinylfu::hits(&w.trace, w.distinct, capacity),
+        Subject::Reference(r) => r.hits(w, capacity),
         Subject::Moka => {
             let cache = moka::sync::Cache::builder()
                 .max_capacity(capacity as u64)
@@ -603,14 +677,30 @@ pub(crate) fn run(args: &BenchArgs, json_out: bool) -> Result<(), Failure> {
                 plan.markdown
             )
         );
+        let fncache = |s: Subject| matches!(s, Subject::Fncache(..));
         print!(
             "\nThe best fncache policy of each row: {} points below Belady on average",
-            best(&plan.subjects, &all_ratios, 0)
+            best(&plan.subjects, &all_ratios, fncache, 0)
         );
         if plan.subjects.contains(&Subject::Moka) {
-            print!(",\n{} vs moka", best(&plan.subjects, &all_ratios, 1));
+            print!(
+                ",\n{} vs moka",
+                best(&plan.subjects, &all_ratios, fncache, 1)
+            );
         }
         println!(".");
+        if plan
+            .subjects
+            .iter()
+            .any(|s| matches!(s, Subject::Reference(_)))
+        {
+            println!(
+                "The best online subject of each row (any column but Belady and static):\n{} \
+                 points below Belady; the best of every column but Belady: {}.",
+                best(&plan.subjects, &all_ratios, Subject::online, 0),
+                best(&plan.subjects, &all_ratios, |s| s != Subject::Belady, 0)
+            );
+        }
     }
     for path in written {
         println!("plot: {path}");
@@ -618,16 +708,21 @@ pub(crate) fn run(args: &BenchArgs, json_out: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The average over `rows` of Belady minus the best fncache policy of the row (`which` 0),
-/// or of that best minus moka (`which` 1), in points.
-fn best(subjects: &[Subject], rows: &[Vec<f64>], which: usize) -> String {
+/// The average over `rows` of Belady minus the best subject of the row that `chosen` accepts
+/// (`which` 0), or of that best minus moka (`which` 1), in points.
+fn best(
+    subjects: &[Subject],
+    rows: &[Vec<f64>],
+    chosen: impl Fn(Subject) -> bool,
+    which: usize,
+) -> String {
     let moka = subjects.iter().position(|&s| s == Subject::Moka);
     let mut sum = 0.0;
     for row in rows {
         let top = subjects
             .iter()
             .zip(row)
-            .filter(|(s, _)| matches!(s, Subject::Fncache(..)))
+            .filter(|&(&s, _)| chosen(s))
             .map(|(_, &v)| v)
             .fold(f64::NEG_INFINITY, f64::max);
         sum += match (which, moka) {
@@ -825,7 +920,7 @@ mod tests {
         let subjects: Vec<Subject> = std::iter::once(Subject::Belady)
             .chain(policies().into_iter().map(|(n, p)| Subject::Fncache(n, p)))
             .chain(policies().into_iter().map(|(n, p)| Subject::Fncache(n, p)))
-            .chain([Subject::Moka, Subject::WTinyLfu])
+            .chain([Subject::Moka, Subject::Reference(Reference::WTinyLfu)])
             .collect();
         let plan = Plan {
             sizes,

@@ -1,0 +1,109 @@
+//! Two frequency-only references, for telling how much of a gap to Belady any policy could
+//! close on a workload (issue 12's goal 1). Neither is fncache's code.
+//!
+//! - [`static_hits`], the *static optimum* (offline): the `capacity` keys used most often in
+//!   the whole trace are cached at their first use and never evicted; no other key is cached.
+//!   Under independent references (each access drawn from a fixed distribution, as the Zipf
+//!   workloads are) this is, apart from cold misses, the best any policy that does not see the
+//!   future can do; Belady sees the future and does better.
+//! - [`perfect_lfu_hits`], *perfect LFU* (online, unbounded memory): every key's use count is
+//!   kept for the whole trace, cached or not; a miss replaces the cached key with the fewest
+//!   uses only when the newcomer has been used more often (ties keep the incumbent). What
+//!   TinyLFU approximates with 8 bytes per entry and aging; it converges to the static optimum
+//!   on Zipf, and it cannot follow popularity that moves.
+
+use std::collections::BTreeSet;
+
+/// Hits of the static optimum on `trace` (dense keys `0..distinct`) with room for `capacity`
+/// entries: the sum over the `capacity` most used keys of their uses after the first.
+pub(crate) fn static_hits(trace: &[u32], distinct: usize, capacity: usize) -> u64 {
+    let mut uses = vec![0u64; distinct];
+    for &key in trace {
+        if let Some(n) = uses.get_mut(key as usize) {
+            *n += 1;
+        }
+    }
+    uses.sort_unstable_by(|a, b| b.cmp(a));
+    uses.iter()
+        .take(capacity)
+        .map(|&n| n.saturating_sub(1))
+        .sum()
+}
+
+/// Hits of perfect LFU on `trace` (dense keys `0..distinct`) with room for `capacity` entries.
+pub(crate) fn perfect_lfu_hits(trace: &[u32], distinct: usize, capacity: usize) -> u64 {
+    let mut uses = vec![0u64; distinct];
+    let mut cached = vec![false; distinct];
+    // The cached keys by (uses, key): the first is the victim. The key breaks ties, so the
+    // result is deterministic.
+    let mut order: BTreeSet<(u64, u32)> = BTreeSet::new();
+    let mut hits = 0;
+    for &key in trace {
+        let k = key as usize;
+        let Some(n) = uses.get_mut(k) else { continue };
+        *n += 1;
+        let n = *n;
+        if cached[k] {
+            hits += 1;
+            order.remove(&(n - 1, key));
+            order.insert((n, key));
+        } else if order.len() < capacity {
+            cached[k] = true;
+            order.insert((n, key));
+        } else if let Some(&(least, victim)) = order.first()
+            && n > least
+        {
+            order.pop_first();
+            cached[victim as usize] = false;
+            cached[k] = true;
+            order.insert((n, key));
+        }
+    }
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::belady::{belady_hits, dense};
+    use super::*;
+
+    #[test]
+    fn the_static_optimum_keeps_the_most_used_keys() {
+        // a x3, b x2, c x1: room for one keeps a (2 hits), for two a and b (3).
+        let (t, d) = dense(&[1, 2, 1, 3, 2, 1]);
+        assert_eq!(static_hits(&t, d, 0), 0);
+        assert_eq!(static_hits(&t, d, 1), 2);
+        assert_eq!(static_hits(&t, d, 2), 3);
+        assert_eq!(static_hits(&t, d, 9), 3);
+    }
+
+    #[test]
+    fn perfect_lfu_admits_only_a_more_used_key() {
+        // Room for one: a is cached; b (1 use) does not beat a (1 use); a hits; b's second
+        // use (2) does not beat a (2); b's third (3) does: b is cached, then hits.
+        let (t, d) = dense(&[1, 2, 1, 2, 2, 2]);
+        assert_eq!(perfect_lfu_hits(&t, d, 1), 2);
+        assert_eq!(perfect_lfu_hits(&t, d, 0), 0);
+        assert_eq!(perfect_lfu_hits(&t, d, 2), 4);
+    }
+
+    #[test]
+    fn neither_beats_belady() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for round in 0..50 {
+            let keys: Vec<u64> = (0..400).map(|_| rng.u64(0..(5 + round))).collect();
+            let (t, d) = dense(&keys);
+            for cap in [1, 2, 3, 8, 20] {
+                let best = belady_hits(&t, d, cap);
+                assert!(
+                    static_hits(&t, d, cap) <= best,
+                    "static, round {round} cap {cap}"
+                );
+                assert!(
+                    perfect_lfu_hits(&t, d, cap) <= best,
+                    "plfu, round {round} cap {cap}"
+                );
+            }
+        }
+    }
+}
