@@ -11,8 +11,11 @@
 //! `max_capacity` = the size, a fixed hasher and `run_pending_tasks` after every access, so
 //! that its result does not depend on timing. No server is involved.
 
+mod arc;
 mod belady;
 mod frequency;
+mod links;
+mod lirs;
 mod svg;
 mod workload;
 mod wtinylfu;
@@ -63,9 +66,9 @@ pub(crate) struct BenchArgs {
     /// Leave moka out.
     #[arg(long)]
     no_moka: bool,
-    /// Add reference models (not fncache's policies), by name: wtlfu (W-TinyLFU with a
-    /// fixed 1% window), plfu (perfect LFU: every key's count, never aged), static (offline:
-    /// the most used keys of the whole trace).
+    /// Add reference models (not fncache's policies), by name: lirs (LIRS), arc (ARC), wtlfu
+    /// (W-TinyLFU with a fixed 1% window), plfu (perfect LFU: every key's count, never
+    /// aged), static (offline: the most used keys of the whole trace).
     #[arg(long, value_delimiter = ',', value_name = "NAME,..")]
     reference: Vec<String>,
     /// The same as `--reference wtlfu`.
@@ -119,6 +122,10 @@ impl Subject {
 /// what a workload allows, not policies of fncache.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Reference {
+    /// LIRS (`lirs.rs`).
+    Lirs,
+    /// ARC (`arc.rs`).
+    Arc,
     /// W-TinyLFU with a fixed window (`wtinylfu.rs`).
     WTinyLfu,
     /// Perfect LFU (`frequency.rs`).
@@ -128,7 +135,9 @@ enum Reference {
 }
 
 impl Reference {
-    const ALL: [Reference; 3] = [
+    const ALL: [Reference; 5] = [
+        Reference::Lirs,
+        Reference::Arc,
         Reference::WTinyLfu,
         Reference::PerfectLfu,
         Reference::Static,
@@ -136,6 +145,8 @@ impl Reference {
 
     fn label(self) -> &'static str {
         match self {
+            Reference::Lirs => "lirs",
+            Reference::Arc => "arc",
             Reference::WTinyLfu => "wtlfu",
             Reference::PerfectLfu => "plfu",
             Reference::Static => "static",
@@ -144,6 +155,8 @@ impl Reference {
 
     fn hits(self, w: &Workload, capacity: usize) -> u64 {
         match self {
+            Reference::Lirs => lirs::hits(&w.trace, w.distinct, capacity),
+            Reference::Arc => arc::hits(&w.trace, w.distinct, capacity),
             Reference::WTinyLfu => wtinylfu::hits(&w.trace, w.distinct, capacity),
             Reference::PerfectLfu => frequency::perfect_lfu_hits(&w.trace, w.distinct, capacity),
             Reference::Static => frequency::static_hits(&w.trace, w.distinct, capacity),
