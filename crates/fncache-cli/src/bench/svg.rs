@@ -93,8 +93,12 @@ pub(crate) fn chart(title: &str, sizes: &[f64], series: &[(String, Vec<f64>)]) -
     // Lines, points and the legend.
     for (i, (name, ys)) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
+        // Belady dashed; past the palette's twelve colours (every policy and the reference
+        // models at once) the colours come round again, dotted.
         let dash = if i == 0 {
             r#" stroke-dasharray="6 4""#
+        } else if i >= COLOURS.len() {
+            r#" stroke-dasharray="2 3""#
         } else {
             ""
         };
@@ -162,5 +166,39 @@ mod tests {
             .collect();
         let share = (xs[1] - xs[0]) / (xs[2] - xs[0]);
         assert!((share - 10f64.ln() / 50f64.ln()).abs() < 0.01, "{share}");
+    }
+
+    #[test]
+    fn lines_past_the_palette_are_dotted_so_a_colour_that_comes_round_is_told_apart() {
+        let series: Vec<(String, Vec<f64>)> = (0..COLOURS.len() + 3)
+            .map(|i| (format!("s{i}"), vec![i as f64]))
+            .collect();
+        let svg = chart("many", &[1.0], &series);
+        let lines: Vec<&str> = svg.lines().filter(|l| l.contains("<polyline")).collect();
+        assert_eq!(lines.len(), COLOURS.len() + 3);
+        assert!(lines[0].contains(r#"stroke-dasharray="6 4""#));
+        assert!(
+            lines[1..COLOURS.len()]
+                .iter()
+                .all(|l| !l.contains("dasharray"))
+        );
+        assert!(
+            lines[COLOURS.len()..]
+                .iter()
+                .all(|l| l.contains(r#"stroke-dasharray="2 3""#))
+        );
+        // Every legend entry fits inside the picture.
+        let last = svg
+            .lines()
+            .rev()
+            .find(|l| l.contains(">s14</text>"))
+            .expect("legend");
+        let y: f64 = last
+            .rsplit(" y=\"")
+            .next()
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .expect("the legend's y");
+        assert!(y < HEIGHT, "{y}");
     }
 }
