@@ -528,6 +528,7 @@ impl Builder {
                 naming,
             },
             near,
+            abandoned: Default::default(),
             policy: self.policy,
             layout: self.layout,
             codec: self.codec,

@@ -60,11 +60,25 @@ impl Cache {
     }
 
     pub(crate) fn from_parts(core: Core, backend: Backend) -> Cache {
-        Cache {
+        let cache = Cache {
             inner: Arc::new(Parts::new(core, backend, |target, near| {
                 AsyncRedis::new(target).with_near(near)
             })),
-        }
+        };
+        // A call dropped before it ended gives its key's lease back from a task: a dropped
+        // future cannot send anything itself. Weak: the sender, kept by the cache, must not
+        // keep it alive.
+        let weak = Arc::downgrade(&cache.inner);
+        cache.inner.core.abandoned.set(Box::new(move |op| {
+            if let (Some(inner), Ok(runtime)) =
+                (weak.upgrade(), tokio::runtime::Handle::try_current())
+            {
+                runtime.spawn(async move {
+                    let _ = Cache { inner }.run(op).await;
+                });
+            }
+        }));
+        cache
     }
 
     async fn run(&self, op: StoreOp) -> Result<StoreReply, Error> {

@@ -58,6 +58,43 @@ pub(crate) struct Core {
     /// The near cache, if the builder asked for one (Redis only; its link runs on a thread of
     /// its own, see `store/redis/subscriber.rs`).
     pub(crate) near: Option<std::sync::Arc<crate::near::Near>>,
+    /// Where a call dropped before it ended sends the op that gives its key's lease back.
+    pub(crate) abandoned: Abandoned,
+}
+
+/// The front-end's way to send, from a call dropped before it ended, the op that gives the
+/// key's lease back (see `Call`'s `Drop`): without it, the key's next caller in every
+/// process would wait `lock_timeout` for a computation nobody does. The drop is pure code and
+/// cannot wait, so the front-end sends it elsewhere: the async one in a task of the runtime
+/// the call is dropped in (an aborted task, a cancelled request, a `timeout` around the
+/// call). The blocking front-end sets none: its calls always run to their end (the
+/// function's panics are caught and raised again after the lease is given back).
+#[derive(Default)]
+pub(crate) struct Abandoned(std::sync::OnceLock<Box<dyn Fn(StoreOp) + Send + Sync>>);
+
+impl Abandoned {
+    /// Sets where abandoned leases go (once; later calls change nothing).
+    pub(crate) fn set(&self, send: Box<dyn Fn(StoreOp) + Send + Sync>) {
+        let _ = self.0.set(send);
+    }
+
+    /// Sends `op`, the release of an abandoned lease; without a sender the lease expires
+    /// after `lock_timeout`.
+    pub(crate) fn give_back(&self, op: StoreOp) {
+        if let Some(send) = self.0.get() {
+            send(op);
+        }
+    }
+}
+
+impl std::fmt::Debug for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Abandoned(sent)"
+        } else {
+            "Abandoned(expire)"
+        })
+    }
 }
 
 /// Logs backend trouble at most once per interval, counting what it held back.

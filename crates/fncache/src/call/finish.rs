@@ -120,17 +120,6 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
         }
     }
 
-    pub(super) fn lease_op(&mut self, hold: Option<Duration>) -> Option<StoreOp> {
-        let token = self.lease.take()?;
-        let (structure, member) = self.target.as_ref()?;
-        Some(StoreOp::Lease {
-            structure: structure.clone(),
-            member: *member,
-            token,
-            hold,
-        })
-    }
-
     pub(super) fn finish(&mut self) -> Result<Action<T>, S> {
         if let Some(surfaced) = self.deferred.take() {
             // The lease is given back: now the strict failure (this process's followers
@@ -240,5 +229,21 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
             refresh,
             count_exec: true,
         }
+    }
+}
+
+/// Needs no bound on the value: `Drop` gives an abandoned lease back with it.
+impl<S, T> Call<'_, S, T> {
+    /// The op that gives the key's lease back (`hold` `None`) or keeps it for `hold`, if the
+    /// call holds it; from then on the call does not.
+    pub(super) fn lease_op(&mut self, hold: Option<Duration>) -> Option<StoreOp> {
+        let token = self.lease.take()?;
+        let (structure, member) = self.target.as_ref()?;
+        Some(StoreOp::Lease {
+            structure: structure.clone(),
+            member: *member,
+            token,
+            hold,
+        })
     }
 }

@@ -150,9 +150,15 @@ pub(crate) struct Call<'a, S, T> {
 }
 
 /// A call ends when it is dropped, whichever way it ended (a value, a failure, a panic of the
-/// function, a dropped future): its outcome goes to the span and the metrics here, once.
+/// function, a dropped future): its outcome goes to the span and the metrics here, once. A
+/// call that still holds its key's lease was dropped before it ended (its value neither
+/// stored nor given up on): the lease goes back through the front-end, so the key's next
+/// caller does not wait `lock_timeout` for a computation nobody does.
 impl<S, T> Drop for Call<'_, S, T> {
     fn drop(&mut self) {
+        if let Some(op) = self.lease_op(None) {
+            self.core.abandoned.give_back(op);
+        }
         let outcome = if self.stage == Stage::Done {
             Outcome::of(self.rec.seen())
         } else if self.raised {

@@ -326,3 +326,62 @@ fn a_strict_call_returns_its_first_failure_when_the_release_fails_too() {
     );
     assert_eq!(core.stats.total().errors, 2);
 }
+
+/// A call dropped while it holds its key's lease (an async caller's future dropped while it
+/// computes or stores) hands the lease's release to the front-end; a call that ended, or
+/// whose lease background work owns, hands nothing.
+#[test]
+fn a_call_dropped_while_it_holds_the_lease_hands_its_release_to_the_front_end() {
+    let core = core();
+    let sent: Arc<std::sync::Mutex<Vec<StoreOp>>> = Arc::default();
+    let sink = sent.clone();
+    core.abandoned.set(Box::new(move |op| {
+        sink.lock().unwrap().push(op);
+    }));
+    let taken = || sent.lock().unwrap().drain(..).collect::<Vec<_>>();
+
+    // Dropped while computing, and while storing: the lease goes back.
+    let mut computing = call(&core, false, None);
+    let _ = computing.next(Input::Start);
+    let miss = looked(Freshness::Missing, LeaseState::Mine, None);
+    assert!(matches!(computing.next(miss), Ok(Action::Compute { .. })));
+    drop(computing);
+    let released = taken();
+    assert!(
+        matches!(released[..], [StoreOp::Lease { hold: None, member, .. }] if member == [1; 16]),
+        "{released:?}"
+    );
+    let mut storing = call(&core, false, None);
+    let _ = storing.next(Input::Start);
+    let _ = storing.next(looked(Freshness::Missing, LeaseState::Mine, None));
+    let put = storing.next(Input::Computed(Computed::Value(&5)));
+    assert!(matches!(put, Ok(Action::Store(StoreOp::Put { .. }, _))));
+    drop(storing);
+    assert_eq!(taken().len(), 1, "the put may not have been sent");
+
+    // Ended: stored (the put gave the lease back) or handed to background work.
+    let mut stored = call(&core, false, None);
+    let _ = stored.next(Input::Start);
+    let _ = stored.next(looked(Freshness::Missing, LeaseState::Mine, None));
+    let _ = stored.next(Input::Computed(Computed::Value(&5)));
+    let done = Input::Stored(Ok(StoreReply::Stored {
+        evicted: 0,
+        reclaimed: 0,
+    }));
+    assert!(matches!(stored.next(done), Ok(Action::ReturnComputed)));
+    drop(stored);
+    let mut queued = call(&core, true, Some(7));
+    let _ = queued.next(Input::Start);
+    let _ = queued.next(looked(Freshness::Missing, LeaseState::Mine, None));
+    assert!(matches!(
+        queued.next(Input::Spawned(true)),
+        Ok(Action::Return(7))
+    ));
+    drop(queued);
+    // A caller that never held the lease.
+    let mut waiting = call(&core, false, None);
+    let _ = waiting.next(Input::Start);
+    let _ = waiting.next(looked(Freshness::Missing, LeaseState::Theirs, None));
+    drop(waiting);
+    assert!(taken().is_empty());
+}

@@ -101,6 +101,105 @@ async fn a_cancelled_leader_does_not_strand_its_followers() {
     );
 }
 
+/// An async call dropped while it computes (its task aborted, a request cancelled, a
+/// `tokio::time::timeout` around it) gives the key's lease back: the next caller, in this
+/// process or another, computes at once instead of waiting `lock_timeout` for a computation
+/// nobody does. A batch gives back the lease of each key it was computing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_gives_its_lease_back_to_every_process() {
+    let server = RedisServer::spawn();
+    let name = unique_name("dropped");
+    // lock_timeout far beyond the test's own deadline: waiting for it fails the test.
+    let build = || {
+        Cache::builder(name.clone())
+            .redis(server.url())
+            .lock_timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
+    };
+    let (here, elsewhere) = (build(), build());
+    let deadline = Duration::from_secs(30);
+
+    // A single call, with a follower of its own process waiting for it.
+    let (started, computing) = tokio::sync::oneshot::channel();
+    let leader = {
+        let cache = here.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_compute("f", &1u8, || async move {
+                    let _ = started.send(());
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    0u32
+                })
+                .await
+        })
+    };
+    computing.await.unwrap();
+    let follower = {
+        let cache = here.clone();
+        tokio::spawn(async move { cache.get_or_compute("f", &1u8, || async { 1u32 }).await })
+    };
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    let theirs = tokio::time::timeout(
+        deadline,
+        elsewhere.get_or_compute("f", &1u8, || async { 2u32 }),
+    )
+    .await
+    .expect("another process waited for the dropped call's lease")
+    .unwrap();
+    let ours = tokio::time::timeout(deadline, follower)
+        .await
+        .expect("the follower waited for the dropped call's lease")
+        .unwrap()
+        .unwrap();
+    // One of them computed; the other got its value (or computed after it: never both
+    // waiting).
+    assert!(
+        [1, 2].contains(&theirs) && [1, 2].contains(&ours),
+        "{theirs} {ours}"
+    );
+    assert_eq!(
+        elsewhere.stats().lock_timeouts + here.stats().lock_timeouts,
+        0
+    );
+
+    // A batch dropped while computing its keys.
+    let (started, computing) = tokio::sync::oneshot::channel();
+    let batch = {
+        let cache = here.clone();
+        tokio::spawn(async move {
+            let mut started = Some(started);
+            cache
+                .get_or_compute_many("g", &[1u8, 2, 3], |keys: Vec<u8>| {
+                    let started = started.take();
+                    async move {
+                        if let Some(started) = started {
+                            let _ = started.send(());
+                        }
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                        keys.into_iter().map(u32::from).collect::<Vec<u32>>()
+                    }
+                })
+                .await
+        })
+    };
+    computing.await.unwrap();
+    batch.abort();
+    assert!(batch.await.unwrap_err().is_cancelled());
+    for key in [1u8, 2, 3] {
+        let value = tokio::time::timeout(
+            deadline,
+            elsewhere.get_or_compute("g", &key, || async move { 10 * u32::from(key) }),
+        )
+        .await
+        .expect("another process waited for the dropped batch's lease")
+        .unwrap();
+        assert_eq!(value, 10 * u32::from(key));
+    }
+    assert_eq!(elsewhere.stats().lock_timeouts, 0);
+}
+
 /// The counter every child process's function increments, in Redis.
 const RUNS_KEY: &str = "stampede:runs";
 
