@@ -104,7 +104,16 @@ thread_local! {
 
 /// The ambient of the current thread (blocking front-end).
 pub(crate) fn thread_ambient() -> Ambient {
-    THREAD_AMBIENT.with(|a| a.borrow().clone())
+    // Most threads never set a scope: their ambient is empty, and a default one costs less
+    // than a clone.
+    THREAD_AMBIENT.with(|a| {
+        let a = a.borrow();
+        if a.modes.is_empty() && a.collectors.is_empty() {
+            Ambient::default()
+        } else {
+            a.clone()
+        }
+    })
 }
 
 /// Runs `f` with `ambient` installed on this thread, restoring the previous one afterwards,

@@ -234,6 +234,16 @@ impl<'a, S: Surface, T: Serialize + DeserializeOwned> Call<'a, S, T> {
 
 /// Needs no bound on the value: `Drop` gives an abandoned lease back with it.
 impl<S, T> Call<'_, S, T> {
+    /// Hands the release of the lease this call still holds to the front-end (see `Drop`).
+    /// Out of line and cold: a call that ended holds no lease, and its drop pays one test.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn abandon_lease(&mut self) {
+        if let Some(op) = self.lease_op(None) {
+            self.core.abandoned.give_back(op);
+        }
+    }
+
     /// The op that gives the key's lease back (`hold` `None`) or keeps it for `hold`, if the
     /// call holds it; from then on the call does not.
     pub(super) fn lease_op(&mut self, hold: Option<Duration>) -> Option<StoreOp> {

@@ -156,8 +156,8 @@ pub(crate) struct Call<'a, S, T> {
 /// caller does not wait `lock_timeout` for a computation nobody does.
 impl<S, T> Drop for Call<'_, S, T> {
     fn drop(&mut self) {
-        if let Some(op) = self.lease_op(None) {
-            self.core.abandoned.give_back(op);
+        if self.lease.is_some() {
+            self.abandon_lease();
         }
         let outcome = if self.stage == Stage::Done {
             Outcome::of(self.rec.seen())
