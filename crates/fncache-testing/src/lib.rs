@@ -130,6 +130,9 @@ pub struct CommandStats {
     pub calls: u64,
     /// Calls that answered an error.
     pub failed_calls: u64,
+    /// Calls refused before they ran (an ACL refusal, a wrong number of arguments); not in
+    /// `calls`.
+    pub rejected_calls: u64,
 }
 
 impl CommandStats {
@@ -291,6 +294,17 @@ impl RedisServer {
         &self.version
     }
 
+    /// True when the server's version is at least `major.minor` (Valkey counts as its own
+    /// version, 7.2 and later being Redis 7.2's equal).
+    pub fn version_at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        found >= (major, minor)
+    }
+
     /// True when the server offers `command` (asked with `COMMAND INFO`), for tests of paths
     /// that depend on newer servers' commands.
     pub fn has_command(&self, command: &str) -> bool {
@@ -303,8 +317,13 @@ impl RedisServer {
     }
 
     /// How often the server ran `command` (`INFO commandstats`; lowercase name, a
-    /// subcommand as `command|info`); all zero when never called.
+    /// subcommand as `command|info`); all zero when never called. Servers before Redis 7.0
+    /// count subcommands under their command: there `command|info` answers `command`'s.
     pub fn command_stats(&self, command: &str) -> CommandStats {
+        let command = match command.split_once('|') {
+            Some((parent, _)) if !self.version_at_least(7, 0) => parent,
+            _ => command,
+        };
         let stats: String = redis::cmd("INFO")
             .arg("commandstats")
             .query(&mut self.connection())
@@ -325,6 +344,7 @@ impl RedisServer {
         CommandStats {
             calls: field("calls"),
             failed_calls: field("failed_calls"),
+            rejected_calls: field("rejected_calls"),
         }
     }
 

@@ -91,14 +91,14 @@ impl Error {
     /// Server messages are quoted only for permission errors, whose text names a command or a
     /// key, never a credential.
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
-        if err.code() == Some("WRONGTYPE") {
+        if server_code(&err) == Some("WRONGTYPE") {
             return Error::with_source(
                 ErrorKind::WrongType,
                 "a key of this cache holds a value of the wrong type",
                 err,
             );
         }
-        if err.code() == Some("NOPERM") {
+        if server_code(&err) == Some("NOPERM") {
             let detail = err.detail().unwrap_or("no details").to_owned();
             return Error::with_source(
                 ErrorKind::Denied,
@@ -167,9 +167,82 @@ impl Error {
     }
 }
 
+/// The error code of a server's reply, looking inside a failed script's wrapper: Redis 7.0
+/// and Valkey answer a script whose `redis.call` failed with that call's error (`WRONGTYPE
+/// ...`, `NOPERM ...`), Redis 6.2 with `ERR Error running script (call to f_...):
+/// @user_script:1: WRONGTYPE ...` (a string `error()` adds one more `user_script:1: `). The
+/// code there is the first part between `: ` that starts with an upper-case word.
+pub(crate) fn server_code(err: &redis::RedisError) -> Option<&str> {
+    let code = err.code()?;
+    if code != "ERR" {
+        return Some(code);
+    }
+    let Some(detail) = err
+        .detail()
+        .filter(|d| d.starts_with("Error running script"))
+    else {
+        return Some(code);
+    };
+    let inner = detail.split(": ").skip(1).find_map(|part| {
+        let word = part.split(' ').next()?;
+        (word.len() >= 2 && word.bytes().all(|b| b.is_ascii_uppercase())).then_some(word)
+    });
+    Some(inner.unwrap_or(code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply line as redis-rs reads it from the server.
+    fn reply(line: &str) -> redis::RedisError {
+        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .unwrap()
+            .extract_error()
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_script_failure_is_known_by_the_code_of_the_call_that_failed_on_every_server() {
+        let cases = [
+            // Redis 7.0 and Valkey pass the call's error through.
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                "WRONGTYPE",
+            ),
+            ("NOPERM this user may not publish on c", "NOPERM"),
+            // Redis 6.2 wraps it: a failed redis.call, and a string error().
+            (
+                "ERR Error running script (call to f_1c): @user_script:1: WRONGTYPE Operation \
+                 against a key holding the wrong kind of value",
+                "WRONGTYPE",
+            ),
+            (
+                "ERR Error running script (call to f_b5): @user_script:9: user_script:9: NOPERM \
+                 this user may not publish on c: nothing was changed",
+                "NOPERM",
+            ),
+            // Anything else keeps its own code.
+            (
+                "ERR Error running script (call to f_9b): @user_script:3: user_script:3: \
+                 attempt to index a number value",
+                "ERR",
+            ),
+            ("ERR unknown command 'DELIFEQ'", "ERR"),
+            ("NOSCRIPT No matching script", "NOSCRIPT"),
+        ];
+        for (line, code) in cases {
+            assert_eq!(server_code(&reply(line)), Some(code), "{line}");
+        }
+        assert_eq!(
+            Error::from_redis(reply(cases[2].0)).kind(),
+            ErrorKind::WrongType
+        );
+        assert_eq!(
+            Error::from_redis(reply(cases[3].0)).kind(),
+            ErrorKind::Denied
+        );
+    }
 
     #[test]
     fn kinds_are_reported() {

@@ -698,7 +698,7 @@ impl Plan {
         let State::Release(release) = &mut self.state else {
             return None;
         };
-        let refused = e.code() == Some("NOPERM")
+        let refused = crate::error::server_code(e) == Some("NOPERM")
             || (e.code() == Some("ERR")
                 && e.detail()
                     .is_some_and(|d| d.to_ascii_lowercase().starts_with("unknown command")));
@@ -718,7 +718,10 @@ impl Plan {
     /// A script failed. A wrong-type failure is worth one more round trip: ask the type of
     /// each key involved, so that the error can name the culprit.
     fn on_error(&mut self, e: redis::RedisError) -> Result<Step, Error> {
-        if e.code() != Some("WRONGTYPE") || self.diagnosing.is_some() || self.touched.is_empty() {
+        if crate::error::server_code(&e) != Some("WRONGTYPE")
+            || self.diagnosing.is_some()
+            || self.touched.is_empty()
+        {
             return Err(Error::from_redis(e));
         }
         // The touched keys share one slot (one structure, or a batch of one slot), so on a

@@ -114,15 +114,32 @@ local function near_channel(arg)
   return string.sub(arg, 2), sharded and 'SHARDNUMSUB' or 'NUMSUB', sharded and 'SPUBLISH' or 'PUBLISH'
 end
 
+-- Redis 6.2 has no `redis.acl_check_cmd` (7.0+): there the lookup and a probe (an 'm' message
+-- naming no member, which subscribers read as "nothing changed") are the checks themselves,
+-- made with `redis.pcall` before the first write; a refusal or a missing command (6.2 has no
+-- sharded pub/sub, so nobody listens on a sharded channel) answers as on 7.0.
 local function listening(arg)
   if arg == nil or arg == '' then return false end
   local channel, numsub, publish = near_channel(arg)
-  if not redis.acl_check_cmd('PUBSUB', numsub, channel) then return false end
-  if redis.call('PUBSUB', numsub, channel)[2] == 0 then return false end
-  if not redis.acl_check_cmd(publish, channel, '*') then
-    error({err = 'NOPERM this user may not publish on ' .. channel .. ', where processes keep ' ..
-      'near copies of the cache (grant +' .. string.lower(publish) .. ' and the channel): ' ..
-      'nothing was changed'})
+  local may = redis.acl_check_cmd
+  if may and not may('PUBSUB', numsub, channel) then return false end
+  local subscribers = redis.pcall('PUBSUB', numsub, channel)
+  if subscribers.err or subscribers[2] == 0 then return false end
+  local allowed
+  if may then
+    allowed = may(publish, channel, '*')
+  else
+    local probe = redis.pcall(publish, channel, 'm')
+    allowed = type(probe) ~= 'table' or not probe.err
+  end
+  if not allowed then
+    local refusal = 'NOPERM this user may not publish on ' .. channel .. ', where processes ' ..
+      'keep near copies of the cache (grant +' .. string.lower(publish) .. ' and the ' ..
+      'channel): nothing was changed'
+    -- Redis 6.2 cannot raise a table (its handler concatenates the error): a string there,
+    -- which it wraps in `ERR Error running script ...`; the client finds the code inside.
+    if may then error({err = refusal}) end
+    error(refusal)
   end
   return true
 end
