@@ -706,18 +706,25 @@ fn bench_draws_zipf_workloads_and_plots_them() {
         "--policies",
         "tlfu",
         "--reference",
-        "wtlfu,plfu,static",
+        "lirs,arc,wtlfu,plfu,static,a0",
         "--no-moka",
     ]);
     assert_eq!(
         out["subjects"],
-        serde_json::json!(["Belady", "tlfu", "wtlfu", "plfu", "static"])
+        serde_json::json!([
+            "Belady", "tlfu", "lirs", "arc", "wtlfu", "plfu", "static", "a0"
+        ])
     );
     for size in out["workloads"][0]["sizes"].as_array().unwrap() {
         let hits = |s: &str| size["hits"][s].as_u64().unwrap();
         // Under independent references the static optimum is the best of the columns but
         // Belady, and perfect LFU, which learns the same counts, comes near it.
         assert!(hits("plfu") <= hits("static") && hits("static") <= hits("Belady"));
+        // A0, knowing the distribution, is at least as good as learning it.
+        assert!(hits("plfu") <= hits("a0") && hits("a0") <= hits("Belady"));
+        for model in ["lirs", "arc", "wtlfu"] {
+            assert!(hits(model) > 0 && hits(model) <= hits("Belady"), "{model}");
+        }
         assert!(hits("tlfu") <= hits("static"));
     }
     let text = ok(&[
@@ -784,6 +791,9 @@ fn bench_refuses_what_is_not_a_trace_in_one_line() {
     assert!(err.contains("no policy `nope`"), "{err}");
     let err = fails(&["bench", "zipf:1", "--reference", "plfu,nope"], 2);
     assert!(err.contains("no model `nope`"), "{err}");
+    let (_dir, trace) = trace_file("plain.trace", b"1\n2\n1\n");
+    let err = fails(&["bench", "zipf:1", &trace, "--reference", "a0"], 2);
+    assert!(err.contains("a0 needs a zipf:S workload"), "{err}");
     let err = fails(&["bench", "zipf:1", "--sizes", "0"], 2);
     assert!(err.contains("--sizes"), "{err}");
     let err = fails(&["bench", "zipf:1", "zipf:2", "--plot", "one.svg"], 2);

@@ -11,6 +11,12 @@
 //!   uses only when the newcomer has been used more often (ties keep the incumbent). What
 //!   TinyLFU approximates with 8 bytes per entry and aging; it converges to the static optimum
 //!   on Zipf, and it cannot follow popularity that moves.
+//! - [`a0_hits`], *A0* (Aho, Denning and Ullman, 1971) for workloads drawn independently from
+//!   a known distribution (the Zipf workloads, whose ranks are known): the `capacity` most
+//!   probable keys among those seen so far stay cached. Each access being independent of the
+//!   past, the probability that the next one hits is the sum of the cached keys'
+//!   probabilities, which no policy can make larger with the keys it has seen: the best any
+//!   online policy can expect there, Belady's gap above it is out of every policy's reach.
 
 use std::collections::BTreeSet;
 
@@ -62,6 +68,29 @@ pub(crate) fn perfect_lfu_hits(trace: &[u32], distinct: usize, capacity: usize) 
     hits
 }
 
+/// Hits of A0 on `trace` (dense keys), `rank[key]` the key's rank in the distribution (0 the
+/// most probable), with room for `capacity` entries: a newcomer replaces the least probable
+/// cached key when it is more probable (ties keep the incumbent).
+pub(crate) fn a0_hits(trace: &[u32], rank: &[u32], capacity: usize) -> u64 {
+    let mut cached: BTreeSet<(u32, u32)> = BTreeSet::new();
+    let mut hits = 0;
+    for &key in trace {
+        let Some(&r) = rank.get(key as usize) else {
+            continue;
+        };
+        let entry = (r, key);
+        if cached.contains(&entry) {
+            hits += 1;
+        } else if cached.len() < capacity {
+            cached.insert(entry);
+        } else if cached.last().is_some_and(|&last| entry < last) {
+            cached.pop_last();
+            cached.insert(entry);
+        }
+    }
+    hits
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::belady::{belady_hits, dense};
@@ -85,6 +114,29 @@ mod tests {
         assert_eq!(perfect_lfu_hits(&t, d, 1), 2);
         assert_eq!(perfect_lfu_hits(&t, d, 0), 0);
         assert_eq!(perfect_lfu_hits(&t, d, 2), 4);
+    }
+
+    #[test]
+    fn a0_keeps_the_most_probable_keys_it_has_seen() {
+        // Keys 0..3 of ranks 2, 0, 1: room for one holds the rank-0 key once seen.
+        let rank = [2, 0, 1];
+        assert_eq!(a0_hits(&[0, 0, 1, 0, 1, 2, 1], &rank, 1), 1 + 2);
+        // Room for two: 0 and 1 (ranks 2, 0); 2 (rank 1) replaces 0.
+        assert_eq!(a0_hits(&[0, 1, 0, 2, 2, 0, 1], &rank, 2), 1 + 1 + 1);
+        assert_eq!(a0_hits(&[0, 1], &rank, 0), 0);
+        // Under independent draws of a known distribution it beats learning the counts, and
+        // Belady beats it.
+        let zipf = super::super::workload::zipf_trace(500, 0.9, 20_000, 3);
+        let (t, d) = dense(&zipf);
+        let mut ranks = vec![0u32; d];
+        for (&k, &r) in t.iter().zip(&zipf) {
+            ranks[k as usize] = r as u32;
+        }
+        for cap in [5, 50, 200] {
+            let a0 = a0_hits(&t, &ranks, cap);
+            assert!(perfect_lfu_hits(&t, d, cap) <= a0, "cap {cap}");
+            assert!(a0 <= belady_hits(&t, d, cap), "cap {cap}");
+        }
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub(crate) struct BenchArgs {
     no_moka: bool,
     /// Add reference models (not fncache's policies), by name: lirs (LIRS), arc (ARC), wtlfu
     /// (W-TinyLFU with a fixed 1% window), plfu (perfect LFU: every key's count, never
-    /// aged), static (offline: the most used keys of the whole trace).
+    /// aged), static (offline: the most used keys of the whole trace), a0 (Zipf workloads
+    /// only: the most probable keys seen so far, the best online policy there).
     #[arg(long, value_delimiter = ',', value_name = "NAME,..")]
     reference: Vec<String>,
     /// The same as `--reference wtlfu`.
@@ -132,15 +133,18 @@ enum Reference {
     PerfectLfu,
     /// The static optimum, offline (`frequency.rs`).
     Static,
+    /// A0 with the workload's own distribution (`frequency.rs`; Zipf workloads only).
+    A0,
 }
 
 impl Reference {
-    const ALL: [Reference; 5] = [
+    const ALL: [Reference; 6] = [
         Reference::Lirs,
         Reference::Arc,
         Reference::WTinyLfu,
         Reference::PerfectLfu,
         Reference::Static,
+        Reference::A0,
     ];
 
     fn label(self) -> &'static str {
@@ -150,6 +154,7 @@ impl Reference {
             Reference::WTinyLfu => "wtlfu",
             Reference::PerfectLfu => "plfu",
             Reference::Static => "static",
+            Reference::A0 => "a0",
         }
     }
 
@@ -160,6 +165,11 @@ impl Reference {
             Reference::WTinyLfu => wtinylfu::hits(&w.trace, w.distinct, capacity),
             Reference::PerfectLfu => frequency::perfect_lfu_hits(&w.trace, w.distinct, capacity),
             Reference::Static => frequency::static_hits(&w.trace, w.distinct, capacity),
+            // `run` refuses a0 for a workload without ranks.
+            Reference::A0 => w
+                .ranks
+                .as_deref()
+                .map_or(0, |ranks| frequency::a0_hits(&w.trace, ranks, capacity)),
         }
     }
 }
@@ -173,6 +183,9 @@ struct Workload {
     trace: Vec<u32>,
     distinct: usize,
     note: String,
+    /// Each key's rank in its distribution (0 the most probable), where the workload is drawn
+    /// from a known one (Zipf); `None` for a trace.
+    ranks: Option<Vec<u32>>,
 }
 
 /// The simulator's settings, checked.
@@ -319,6 +332,7 @@ fn trace(args: &BenchArgs, file: &Path) -> Result<Workload, Failure> {
         trace,
         distinct,
         note,
+        ranks: None,
     })
 }
 
@@ -339,6 +353,12 @@ fn zipf(args: &BenchArgs, exponent: &str) -> Result<Workload, Failure> {
     let requests = args.limit.unwrap_or(ZIPF_REQUESTS).max(1);
     let keys = workload::zipf_trace(args.keys, s, requests, args.seed);
     let (trace, distinct) = belady::dense(&keys);
+    // The sampler draws ranks: a key's rank is the key itself, its dense id the order of its
+    // first draw.
+    let mut ranks = vec![0u32; distinct];
+    for (&dense, &rank) in trace.iter().zip(&keys) {
+        ranks[dense as usize] = u32::try_from(rank).unwrap_or(u32::MAX);
+    }
     Ok(Workload {
         name: format!("zipf-{s}"),
         source: format!("zipf:{exponent}"),
@@ -350,6 +370,7 @@ fn zipf(args: &BenchArgs, exponent: &str) -> Result<Workload, Failure> {
             group(args.keys),
             args.seed
         ),
+        ranks: Some(ranks),
     })
 }
 
@@ -629,6 +650,18 @@ pub(crate) fn run(args: &BenchArgs, json_out: bool) -> Result<(), Failure> {
                 .transpose()
         })
         .collect::<Result<_, _>>()?;
+    if plan.subjects.contains(&Subject::Reference(Reference::A0))
+        && let Some(w) = workloads.iter().find(|w| w.ranks.is_none())
+    {
+        return Err(fail(
+            USAGE,
+            format!(
+                "--reference a0: {} is a trace, whose distribution is unknown (a0 needs a \
+                 zipf:S workload)",
+                w.name
+            ),
+        ));
+    }
     let results = simulate(&plan, &workloads, json_out)?;
     let mut out = Vec::new();
     let mut all_ratios: Vec<Vec<f64>> = Vec::new();
@@ -871,6 +904,7 @@ mod tests {
             trace,
             distinct,
             note: String::new(),
+            ranks: None,
         }
     }
 
