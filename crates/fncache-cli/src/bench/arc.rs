@@ -209,24 +209,10 @@ mod tests {
 
     #[test]
     fn keeps_its_invariants_and_never_beats_belady() {
-        let mut rng = fastrand::Rng::with_seed(11);
-        for round in 0..30 {
-            let trace: Vec<u64> = (0..2000)
-                .map(|i| match rng.u8(..3) {
-                    0 => rng.u64(..20),
-                    1 => 100 + (i % 60),
-                    _ => rng.u64(..400) + 1000,
-                })
-                .collect();
-            let (trace, distinct) = belady::dense(&trace);
-            for capacity in [1, 2, 3, 10, 50, 150, 300] {
-                let h = hits(&trace, distinct, capacity);
-                assert!(h <= belady::belady_hits(&trace, distinct, capacity));
-            }
-            assert_eq!(
-                hits(&trace, distinct, distinct + 100),
-                (trace.len() - distinct) as u64
-            );
+        for (round, (trace, distinct)) in
+            belady::checks::mixed_traces(11, 30).into_iter().enumerate()
+        {
+            belady::checks::bounded_by_belady("arc", hits, &trace, distinct);
             let mut arc = Arc::new(distinct, [1, 7, 40][round % 3]);
             for &k in &trace {
                 arc.access(k);

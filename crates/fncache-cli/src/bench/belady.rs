@@ -149,3 +149,49 @@ mod tests {
         hits
     }
 }
+
+/// What the reference models' tests share: traces to replay and the bounds every model keeps.
+#[cfg(test)]
+pub(crate) mod checks {
+    use super::{belady_hits, dense};
+
+    /// `rounds` random traces of 2,000 accesses (dense), each a skewed mix of hot keys, a loop
+    /// of 60 and one-off scans, from `seed`.
+    pub(crate) fn mixed_traces(seed: u64, rounds: usize) -> Vec<(Vec<u32>, usize)> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..rounds)
+            .map(|_| {
+                let keys: Vec<u64> = (0..2000)
+                    .map(|i| match rng.u8(..3) {
+                        0 => rng.u64(..20),
+                        1 => 100 + (i % 60),
+                        _ => rng.u64(..400) + 1000,
+                    })
+                    .collect();
+                dense(&keys)
+            })
+            .collect()
+    }
+
+    /// `hits` never beats Belady, from one entry to more than a trace's keys, and with room
+    /// for every key only first uses miss.
+    pub(crate) fn bounded_by_belady(
+        name: &str,
+        hits: impl Fn(&[u32], usize, usize) -> u64,
+        trace: &[u32],
+        distinct: usize,
+    ) {
+        for capacity in [1, 2, 3, 10, 50, 150, 300] {
+            let h = hits(trace, distinct, capacity);
+            assert!(
+                h <= belady_hits(trace, distinct, capacity),
+                "{name} at {capacity}"
+            );
+        }
+        assert_eq!(
+            hits(trace, distinct, distinct + 100),
+            (trace.len() - distinct) as u64,
+            "{name}: all fit, cold misses only"
+        );
+    }
+}

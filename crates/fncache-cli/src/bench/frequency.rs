@@ -93,7 +93,7 @@ pub(crate) fn a0_hits(trace: &[u32], rank: &[u32], capacity: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::belady::{belady_hits, dense};
+    use super::super::belady::{belady_hits, checks, dense};
     use super::*;
 
     #[test]
@@ -141,21 +141,9 @@ mod tests {
 
     #[test]
     fn neither_beats_belady() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        for round in 0..50 {
-            let keys: Vec<u64> = (0..400).map(|_| rng.u64(0..(5 + round))).collect();
-            let (t, d) = dense(&keys);
-            for cap in [1, 2, 3, 8, 20] {
-                let best = belady_hits(&t, d, cap);
-                assert!(
-                    static_hits(&t, d, cap) <= best,
-                    "static, round {round} cap {cap}"
-                );
-                assert!(
-                    perfect_lfu_hits(&t, d, cap) <= best,
-                    "plfu, round {round} cap {cap}"
-                );
-            }
+        for (trace, distinct) in checks::mixed_traces(5, 20) {
+            checks::bounded_by_belady("static", static_hits, &trace, distinct);
+            checks::bounded_by_belady("plfu", perfect_lfu_hits, &trace, distinct);
         }
     }
 }

@@ -315,26 +315,10 @@ mod tests {
 
     #[test]
     fn keeps_its_invariants_and_never_beats_belady() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        for round in 0..30 {
-            // A skewed mix: hot keys, a loop, one-off scans.
-            let trace: Vec<u64> = (0..2000)
-                .map(|i| match rng.u8(..3) {
-                    0 => rng.u64(..20),
-                    1 => 100 + (i % 60),
-                    _ => rng.u64(..400) + 1000,
-                })
-                .collect();
-            let (trace, distinct) = belady::dense(&trace);
-            for capacity in [1, 2, 3, 10, 50, 150, 300] {
-                let h = hits(&trace, distinct, capacity);
-                assert!(h <= belady::belady_hits(&trace, distinct, capacity));
-            }
-            // Room for every key: only first uses miss.
-            assert_eq!(
-                hits(&trace, distinct, distinct + 100),
-                (trace.len() - distinct) as u64
-            );
+        for (round, (trace, distinct)) in
+            belady::checks::mixed_traces(7, 30).into_iter().enumerate()
+        {
+            belady::checks::bounded_by_belady("lirs", hits, &trace, distinct);
             // The invariants at each step, with a tight bound on non-resident blocks.
             let capacity = [3, 10, 40][round % 3];
             let mut lirs = Lirs::new(distinct, capacity, capacity - 1, capacity);
