@@ -70,8 +70,8 @@ fn main() -> Result<(), fncache::Error> {
 
     let stats = CACHE.stats();
     println!(
-        "\ncalls {}, hits {}, misses {}, executions {}, backend failures {}",
-        stats.calls, stats.hits, stats.misses, stats.execs, stats.fail_open
+        "\ncalls {}, hits {}, misses {}, executions {}, calls failed open {}, errors {}",
+        stats.calls, stats.hits, stats.misses, stats.execs, stats.fail_open, stats.errors
     );
     Ok(())
 }
