@@ -23,7 +23,8 @@
 --       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times),
 --       the cache's near channel (see prelude.lua: the member stored and every member
 --       evicted, reclaimed or dropped by a repair are announced there when a process listens)
--- For Policy::TinyLfu, the insert rule is 'tlfu:' and its shape (tinylfu.lua is prepended),
+-- For Policy::TinyLfu, the insert rule is 'tlfu:' and its shape (tinylfu.lua and
+-- tinylfu_insert.lua are prepended),
 -- and its sketch key comes last in KEYS.
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
@@ -53,7 +54,7 @@ local changed, dropped_all = {member}, false
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
-if tlfu then st = tlfu_load(sketch, shape, member) end
+if tlfu then st = tlfu_load(sketch, shape) end
 local tag_count = 0
 if tagging then
   tag_count = redis.call('HLEN', tags)

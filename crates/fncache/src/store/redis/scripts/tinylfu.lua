@@ -1,6 +1,6 @@
--- tinylfu.lua: Policy::TinyLfu (W-TinyLFU), prepended to get.lua and put.lua for that policy
--- only. store/memory/tinylfu.rs is the model the property test holds these rules to: every
--- step here has its line there.
+-- tinylfu.lua: Policy::TinyLfu (W-TinyLFU), prepended to get.lua, uses_tlfu.lua and (with
+-- tinylfu_insert.lua after it) put.lua for that policy only. store/memory/tinylfu.rs is the
+-- model the property test holds these rules to: every step here has its line there.
 --
 -- Keys of the structure besides index, values and expiry:
 -- * the index (:0) holds three segments in one sorted set, score = segment x 2^50 + use
@@ -22,15 +22,18 @@
 --   The string grows as slices are used: at most 128 + blocks x 64 + 8 per 16 blocks bytes.
 -- * the meta key (:6) of the earlier layout is neither written nor named by these scripts;
 --   purge.lua still unlinks it.
--- A script reads the header once (tlfu_load: one GETRANGE; a hit counts its use and reads its
--- slice's aging count in one BITFIELD), works on the table `st`, and writes the header back
--- once when it changed (tlfu_save: one SETRANGE). Every field is an integer below 2^53, exact
--- in Lua's doubles. What a script costs here follows the arguments and reply elements of its
--- calls (and number arguments, which redis.call converts) at least as much as their number:
--- a hit is HGET, GETRANGE, BITFIELD (9 subcommands), ZSCORE, ZADD, SETRANGE.
+-- A script reads the header once (tlfu_load: one GETRANGE), works on the table `st`, and
+-- writes the header back once when it changed (tlfu_save: one SETRANGE); a use is counted with
+-- its slice's aging count read in the same BITFIELD (tlfu_increment). Every field is an integer
+-- below 2^53, exact in Lua's doubles.
+-- What a script costs here follows the arguments and reply elements of its calls (and number
+-- arguments, which redis.call converts) at least as much as their number, and every local
+-- function or value defined below is made again on each call (a closure, about 40 ns each):
+-- a hit is HGET, GETRANGE, BITFIELD (5 subcommands), ZSCORE, ZADD, SETRANGE; what only a put
+-- needs (the duel, the insert) is in tinylfu_insert.lua.
 -- The shape {window, protected, blocks, sample, step, aging} is computed by the client
--- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word:
--- 'tlfu:window:protected:blocks:sample:step:aging' (tlfu_shape).
+-- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word: 'tlfu:'
+-- and the six as big-endian u64 (TinyLfuShape::script_word, tlfu_shape).
 
 local SEG = 1125899906842624 -- 2^50
 local SLICE_BLOCKS = 16
@@ -38,10 +41,11 @@ local HEADER = 128
 local SLICE_SPAN = 8 + SLICE_BLOCKS * 64
 -- The most entries a resize of the window moves at once (Caffeine's queue transfer threshold).
 local MOVES_MAX = 1000
+
 local function tlfu_shape(word)
-  -- One match, not an iterator: measurably cheaper per script.
-  local a, b, c, d, e, f = string.match(word, '^tlfu:(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)')
-  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f)}
+  -- Binary, in one struct.unpack: about 1 us less per script than decimal fields parsed with
+  -- a pattern and tonumber. (The last value unpack returns, the next position, is not used.)
+  return {struct.unpack('>I8I8I8I8I8I8', word, 6)}
 end
 
 -- The byte offset of a slice (its aging count, then its counters).
@@ -49,16 +53,15 @@ local function tlfu_slice_at(slice)
   return HEADER + slice * SLICE_SPAN
 end
 
--- The slice of `member`'s block and the bit offsets of its 4 counters.
+-- The slice of `member`'s block and the bit offsets of its 4 counters. Numbers, not strings:
+-- each is sent once, and redis.call converts a number no slower than tostring would.
 local function tlfu_counters(member, blocks)
   local b1, b2, b3, b4, r1, r2, r3, r4 = string.byte(member, 1, 8)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
   local slice = math.floor(block / SLICE_BLOCKS)
   local base = (tlfu_slice_at(slice) + 8 + (block % SLICE_BLOCKS) * 64) * 8
-  -- As strings, converted once: each offset is sent twice (GET, INCRBY), and a number
-  -- argument costs redis.call a conversion each time.
-  return slice, {tostring(base + r1 % 32 * 4), tostring(base + (32 + r2 % 32) * 4),
-    tostring(base + (64 + r3 % 32) * 4), tostring(base + (96 + r4 % 32) * 4)}
+  return slice, base + r1 % 32 * 4, base + (32 + r2 % 32) * 4, base + (64 + r3 % 32) * 4,
+    base + (96 + r4 % 32) * 4
 end
 
 -- The header as one string (GETRANGE and SETRANGE of 88 bytes, struct.unpack and pack): a
@@ -66,15 +69,16 @@ end
 -- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64).
 local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8i8'
 local HEADER_USED = 88
-local ZERO_HEADER = string.rep('\0', HEADER_USED)
 
 -- The state `st` from a header (88 bytes; shorter, or '' for an absent sketch, reads as
--- zeros).
+-- zeros). The zeros are made only then: a string.rep on every call costs about 0.3 us.
 local function tlfu_state(sketch, shape, header)
-  if #header < HEADER_USED then header = string.sub(header .. ZERO_HEADER, 1, HEADER_USED) end
+  if #header < HEADER_USED then
+    header = string.sub(header .. string.rep('\0', HEADER_USED), 1, HEADER_USED)
+  end
   local c, n, e, h, m, r, t, w, p, i, x = struct.unpack(HEADER_FORMAT, header)
   local st = {
-    sketch = sketch, shape = shape, seen = {}, header = header,
+    sketch = sketch, shape = shape, header = header,
     c = c, n = n, e = e, h = h, m = m, r = r, t = t, w = w, p = p, i = i, x = x,
   }
   if i == 0 then
@@ -83,34 +87,10 @@ local function tlfu_state(sketch, shape, header)
   return st
 end
 
--- The bookkeeping: the header in one GETRANGE, and when `count` is true, the use of `member`
--- counted at once with the aging count of its slice in one BITFIELD (its counters read and
--- incremented, saturating at 15, as tlfu_increment would). If the slice had to be halved
--- first (a sample ended since it was last used), the counters are put back and counted again
--- by tlfu_increment.
+-- The bookkeeping: the header in one GETRANGE.
 -- shape: {window, protected, blocks, sample, step, aging}.
-local function tlfu_load(sketch, shape, member, count)
-  local st = tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, 0, HEADER_USED - 1))
-  if count then
-    local slice, c = tlfu_counters(member, shape[3])
-    local v = redis.call('BITFIELD', sketch, 'GET', 'i64', tlfu_slice_at(slice) * 8,
-      'GET', 'u4', c[1], 'GET', 'u4', c[2], 'GET', 'u4', c[3], 'GET', 'u4', c[4],
-      'OVERFLOW', 'SAT', 'INCRBY', 'u4', c[1], '1', 'INCRBY', 'u4', c[2], '1',
-      'INCRBY', 'u4', c[3], '1', 'INCRBY', 'u4', c[4], '1')
-    st.seen[slice] = v[1]
-    if st.e > 0 and v[1] < st.e then
-      redis.call('BITFIELD', sketch, 'SET', 'u4', c[1], v[2], 'SET', 'u4', c[2], v[3],
-        'SET', 'u4', c[3], v[4], 'SET', 'u4', c[4], v[5])
-    else
-      st.counted, st.counts = member, {v[2], v[3], v[4], v[5]}
-    end
-  end
-  return st
-end
-
--- The state of a structure whose sketch was just deleted (as tlfu_load reads it then).
-local function tlfu_fresh(sketch, shape)
-  return tlfu_state(sketch, shape, '')
+local function tlfu_load(sketch, shape)
+  return tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, 0, HEADER_USED - 1))
 end
 
 -- Writes the header back when a field changed (a hit changes c and h at least). + 0: the
@@ -124,14 +104,11 @@ end
 -- Aging, lazily: a slice is halved as many times as samples ended since it was last used (at
 -- most 4: a 4-bit counter is 0 by then), before any of its counters is read or counted. Every
 -- counter reads as if the whole sketch had been halved at the end of each sample, which on a
--- large sketch would block the server for milliseconds.
-local function tlfu_age(st, slice)
-  if st.e == 0 then return end
-  local at = tlfu_slice_at(slice)
-  local seen = st.seen[slice]
-  if seen == nil then seen = redis.call('BITFIELD_RO', st.sketch, 'GET', 'i64', at * 8)[1] end
-  st.seen[slice] = seen
+-- large sketch would block the server for milliseconds. `seen` is the slice's aging count, read
+-- by the caller in the same BITFIELD as the counters (which it reads again once halved).
+local function tlfu_age(st, slice, seen)
   if seen >= st.e then return end
+  local at = tlfu_slice_at(slice)
   local bytes = redis.call('GETRANGE', st.sketch, at + 8, at + SLICE_SPAN - 1)
   local times, out = math.min(st.e - seen, 4), {}
   for i = 1, #bytes do
@@ -141,37 +118,32 @@ local function tlfu_age(st, slice)
   end
   -- The slice's aging count (big-endian, as BITFIELD i64 reads it) and its halved counters.
   redis.call('SETRANGE', st.sketch, at, struct.pack('>I8', st.e) .. table.concat(out))
-  st.seen[slice] = st.e
-end
-
--- The estimated frequencies of `a` and `b` (the least of each one's counters), in one read.
-local function tlfu_frequencies(st, a, b)
-  local sa, ca = tlfu_counters(a, st.shape[3])
-  local sb, cb = tlfu_counters(b, st.shape[3])
-  tlfu_age(st, sa)
-  tlfu_age(st, sb)
-  local v = redis.call('BITFIELD_RO', st.sketch, 'GET', 'u4', ca[1], 'GET', 'u4', ca[2],
-    'GET', 'u4', ca[3], 'GET', 'u4', ca[4], 'GET', 'u4', cb[1], 'GET', 'u4', cb[2],
-    'GET', 'u4', cb[3], 'GET', 'u4', cb[4])
-  return math.min(v[1], v[2], v[3], v[4]), math.min(v[5], v[6], v[7], v[8])
 end
 
 -- Counts one use of `member`: each of its counters below 15 grows by one; when one did, the
 -- use counts, and after `aging` of them every counter is halved (see tlfu_age), and the count
--- too. (tlfu_load may have incremented the counters already: then only the count is left.)
+-- too. One BITFIELD reads the slice's aging count and increments the 4 counters with OVERFLOW
+-- FAIL: a counter at 15 stays 15 (as SAT would leave it) and replies nil, so the reply tells
+-- which were below 15 without 4 GETs first (the hit's costliest call, about 1.5 us less). If the
+-- slice had to be halved first (a sample ended since it was last used), the counters are put
+-- back (each was its reply minus one, or 15 for nil), halved, and counted again.
 local function tlfu_increment(st, member)
-  local v = st.counts
-  if st.counted == member then
-    st.counted, st.counts = nil, nil
-  else
-    local slice, c = tlfu_counters(member, st.shape[3])
-    tlfu_age(st, slice)
-    v = redis.call('BITFIELD', st.sketch,
-      'GET', 'u4', c[1], 'GET', 'u4', c[2], 'GET', 'u4', c[3], 'GET', 'u4', c[4],
-      'OVERFLOW', 'SAT', 'INCRBY', 'u4', c[1], '1', 'INCRBY', 'u4', c[2], '1',
-      'INCRBY', 'u4', c[3], '1', 'INCRBY', 'u4', c[4], '1')
+  local slice, c1, c2, c3, c4 = tlfu_counters(member, st.shape[3])
+  local at = tlfu_slice_at(slice) * 8
+  local v = redis.call('BITFIELD', st.sketch, 'GET', 'i64', at, 'OVERFLOW', 'FAIL',
+    'INCRBY', 'u4', c1, '1', 'INCRBY', 'u4', c2, '1', 'INCRBY', 'u4', c3, '1',
+    'INCRBY', 'u4', c4, '1')
+  if v[1] < st.e then
+    redis.call('BITFIELD', st.sketch, 'SET', 'u4', c1, v[2] and v[2] - 1 or 15,
+      'SET', 'u4', c2, v[3] and v[3] - 1 or 15, 'SET', 'u4', c3, v[4] and v[4] - 1 or 15,
+      'SET', 'u4', c4, v[5] and v[5] - 1 or 15)
+    tlfu_age(st, slice, v[1])
+    -- The same subcommands, so that the reply keeps its places.
+    v = redis.call('BITFIELD', st.sketch, 'GET', 'i64', at, 'OVERFLOW', 'FAIL',
+      'INCRBY', 'u4', c1, '1', 'INCRBY', 'u4', c2, '1', 'INCRBY', 'u4', c3, '1',
+      'INCRBY', 'u4', c4, '1')
   end
-  if v[1] < 15 or v[2] < 15 or v[3] < 15 or v[4] < 15 then
+  if v[2] or v[3] or v[4] or v[5] then
     st.n = st.n + 1
     if st.n >= st.shape[6] then
       st.n = math.floor(st.n / 2)
@@ -213,13 +185,6 @@ local function tlfu_climb(st, hit)
   return -quota
 end
 
--- Caffeine's random admission (1 in 128) of a warm candidate (a frequency of at least 6),
--- deterministic: the counted uses of the sketch plus the candidate's ninth byte, modulo 128
--- (as `lucky` in tinylfu.rs).
-local function tlfu_lucky(st, candidate)
-  return (st.n + string.byte(candidate, 9)) % 128 == 0
-end
-
 local function tlfu_oldest(index, segment)
   return redis.call('ZRANGEBYSCORE', index, segment * SEG, (segment + 1) * SEG - 1, 'LIMIT', 0, 1)[1]
 end
@@ -235,9 +200,10 @@ local function tlfu_move(index, st, member, segment)
 end
 
 -- Moves the oldest of `segment` to probation while the segment holds more than `size`: the
--- window's overflow when it shrinks, protected's after a promotion or a resize.
+-- window's overflow when it shrinks, protected's after a promotion or a resize. Counted once:
+-- each move takes one entry out of the segment (a ZCOUNT fewer per move).
 local function tlfu_overflow(index, st, segment, size)
-  while tlfu_len(index, segment) > size do
+  for _ = 1, tlfu_len(index, segment) - size do
     local oldest = tlfu_oldest(index, segment)
     if not oldest then break end
     tlfu_move(index, st, oldest, 1)
@@ -279,46 +245,4 @@ local function tlfu_touch(index, st, member, hit)
   else
     tlfu_move(index, st, member, segment)
   end
-end
-
--- Inserts `member` (new) into the window, moves the window's overflow to probation, and
--- evicts from the index down to maxsize: the first entry moved out of the window (the
--- candidate) against probation's oldest (the victim), the one the sketch says is used less
--- often leaving (a tie keeps the victim, but a warm candidate wins one duel in 128: see
--- tlfu_lucky). Returns the evicted members (their entries are the
--- caller's to delete).
-local function tlfu_insert(index, st, maxsize, member)
-  tlfu_resize(index, st, tlfu_climb(st, false))
-  tlfu_increment(st, member)
-  tlfu_move(index, st, member, 0)
-  local candidate
-  while tlfu_len(index, 0) > st.w do
-    local oldest = tlfu_oldest(index, 0)
-    if not oldest then break end
-    tlfu_move(index, st, oldest, 1)
-    candidate = candidate or oldest
-  end
-  local out = {}
-  local size = redis.call('ZCARD', index)
-  while size > maxsize do
-    local victim, loser = tlfu_oldest(index, 1), nil
-    if candidate and victim and candidate ~= victim then
-      local fc, fv = tlfu_frequencies(st, candidate, victim)
-      if fc > fv or (fc >= 6 and tlfu_lucky(st, candidate)) then
-        loser = victim
-      else
-        loser = candidate
-      end
-    elseif candidate then
-      loser = candidate
-    else
-      loser = victim or tlfu_oldest(index, 2) or tlfu_oldest(index, 0)
-      if not loser then break end
-    end
-    candidate = nil
-    redis.call('ZREM', index, loser)
-    out[#out + 1] = loser
-    size = size - 1
-  end
-  return out
 end
