@@ -155,7 +155,7 @@ else
     if near then changed[#changed + 1] = out end
   end
   if tlfu then
-    local losers = tlfu_insert(index, st, maxsize, member)
+    local losers = tlfu_insert(index, st, maxsize, member, size)
     tlfu_save(st)
     for _, out in ipairs(losers) do evict(out) end
   end

@@ -53,15 +53,23 @@ local function tlfu_slice_at(slice)
   return HEADER + slice * SLICE_SPAN
 end
 
--- The slice of `member`'s block and the bit offsets of its 4 counters. Numbers, not strings:
--- each is sent once, and redis.call converts a number no slower than tostring would.
+-- Integer `n` as the decimal string redis.call would send: string.format('%d') is cheaper than
+-- the conversion redis.call makes of a number argument ('%.17g' on Redis 7.0) or tostring's.
+local function tlfu_digits(n)
+  return string.format('%d', n)
+end
+
+-- The slice of `member`'s block, the bit offset of the slice's aging count and those of the
+-- member's 4 counters (as strings, see tlfu_digits).
 local function tlfu_counters(member, blocks)
   local b1, b2, b3, b4, r1, r2, r3, r4 = string.byte(member, 1, 8)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
   local slice = math.floor(block / SLICE_BLOCKS)
-  local base = (tlfu_slice_at(slice) + 8 + (block % SLICE_BLOCKS) * 64) * 8
-  return slice, base + r1 % 32 * 4, base + (32 + r2 % 32) * 4, base + (64 + r3 % 32) * 4,
-    base + (96 + r4 % 32) * 4
+  local at = tlfu_slice_at(slice) * 8
+  local base = at + (8 + (block % SLICE_BLOCKS) * 64) * 8
+  return slice, tlfu_digits(at), tlfu_digits(base + r1 % 32 * 4),
+    tlfu_digits(base + (32 + r2 % 32) * 4), tlfu_digits(base + (64 + r3 % 32) * 4),
+    tlfu_digits(base + (96 + r4 % 32) * 4)
 end
 
 -- The header as one string (GETRANGE and SETRANGE of 88 bytes, struct.unpack and pack): a
@@ -69,6 +77,8 @@ end
 -- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64).
 local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8i8'
 local HEADER_USED = 88
+-- The header's last byte, as a string (see tlfu_digits).
+local HEADER_END = '87'
 
 -- The state `st` from a header (88 bytes; shorter, or '' for an absent sketch, reads as
 -- zeros). The zeros are made only then: a string.rep on every call costs about 0.3 us.
@@ -90,7 +100,7 @@ end
 -- The bookkeeping: the header in one GETRANGE.
 -- shape: {window, protected, blocks, sample, step, aging}.
 local function tlfu_load(sketch, shape)
-  return tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, 0, HEADER_USED - 1))
+  return tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, '0', HEADER_END))
 end
 
 -- Writes the header back when a field changed (a hit changes c and h at least). + 0: the
@@ -98,7 +108,7 @@ end
 local function tlfu_save(st)
   local header = struct.pack(HEADER_FORMAT, st.c + 0, st.n + 0, st.e + 0, st.h + 0, st.m + 0,
     st.r + 0, st.t + 0, st.w + 0, st.p + 0, st.i + 0, st.x + 0)
-  if header ~= st.header then redis.call('SETRANGE', st.sketch, 0, header) end
+  if header ~= st.header then redis.call('SETRANGE', st.sketch, '0', header) end
 end
 
 -- Aging, lazily: a slice is halved as many times as samples ended since it was last used (at
@@ -128,8 +138,7 @@ end
 -- slice had to be halved first (a sample ended since it was last used), the counters are put
 -- back (each was its reply minus one, or 15 for nil), halved, and counted again.
 local function tlfu_increment(st, member)
-  local slice, c1, c2, c3, c4 = tlfu_counters(member, st.shape[3])
-  local at = tlfu_slice_at(slice) * 8
+  local slice, at, c1, c2, c3, c4 = tlfu_counters(member, st.shape[3])
   local v = redis.call('BITFIELD', st.sketch, 'GET', 'i64', at, 'OVERFLOW', 'FAIL',
     'INCRBY', 'u4', c1, '1', 'INCRBY', 'u4', c2, '1', 'INCRBY', 'u4', c3, '1',
     'INCRBY', 'u4', c4, '1')
@@ -193,10 +202,11 @@ local function tlfu_len(index, segment)
   return redis.call('ZCOUNT', index, segment * SEG, (segment + 1) * SEG - 1)
 end
 
--- Makes `member` the newest of `segment`.
+-- Makes `member` the newest of `segment`. Returns ZADD's reply: 1 when `member` was not
+-- indexed, else 0.
 local function tlfu_move(index, st, member, segment)
   st.c = st.c + 1
-  redis.call('ZADD', index, segment * SEG + st.c, member)
+  return redis.call('ZADD', index, segment * SEG + st.c, member)
 end
 
 -- Moves the oldest of `segment` to probation while the segment holds more than `size`: the

@@ -9,11 +9,11 @@ end
 -- The estimated frequencies of `a` and `b` (the least of each one's counters), in one read
 -- with their slices' aging counts; when a slice had to be halved first, read again.
 local function tlfu_frequencies(st, a, b)
-  local sa, a1, a2, a3, a4 = tlfu_counters(a, st.shape[3])
-  local sb, b1, b2, b3, b4 = tlfu_counters(b, st.shape[3])
+  local sa, ata, a1, a2, a3, a4 = tlfu_counters(a, st.shape[3])
+  local sb, atb, b1, b2, b3, b4 = tlfu_counters(b, st.shape[3])
   local function read()
-    return redis.call('BITFIELD_RO', st.sketch, 'GET', 'i64', tlfu_slice_at(sa) * 8,
-      'GET', 'i64', tlfu_slice_at(sb) * 8, 'GET', 'u4', a1, 'GET', 'u4', a2, 'GET', 'u4', a3,
+    return redis.call('BITFIELD_RO', st.sketch, 'GET', 'i64', ata, 'GET', 'i64', atb,
+      'GET', 'u4', a1, 'GET', 'u4', a2, 'GET', 'u4', a3,
       'GET', 'u4', a4, 'GET', 'u4', b1, 'GET', 'u4', b2, 'GET', 'u4', b3, 'GET', 'u4', b4)
   end
   local v = read()
@@ -37,12 +37,14 @@ end
 -- evicts from the index down to maxsize: the first entry moved out of the window (the
 -- candidate) against probation's oldest (the victim), the one the sketch says is used less
 -- often leaving (a tie keeps the victim, but a warm candidate wins one duel in 128: see
--- tlfu_lucky). Returns the evicted members (their entries are the
--- caller's to delete).
-local function tlfu_insert(index, st, maxsize, member)
+-- tlfu_lucky). `size` is the index's size before the insert (the caller has just read it; with
+-- what the ZADD of `member` added, a ZCARD fewer). Returns the evicted members (their entries
+-- are the caller's to delete).
+local function tlfu_insert(index, st, maxsize, member, size)
   tlfu_resize(index, st, tlfu_climb(st, false))
   tlfu_increment(st, member)
-  tlfu_move(index, st, member, 0)
+  -- 1, or 0 when `member` was indexed without an entry (put.lua heals only sizes out of step).
+  local added = tlfu_move(index, st, member, 0)
   local candidate
   -- Counted once, as in tlfu_overflow (a ZCOUNT fewer per move).
   for _ = 1, tlfu_len(index, 0) - st.w do
@@ -52,7 +54,7 @@ local function tlfu_insert(index, st, maxsize, member)
     candidate = candidate or oldest
   end
   local out = {}
-  local size = redis.call('ZCARD', index)
+  size = size + added
   while size > maxsize do
     local victim, loser = tlfu_oldest(index, 1), nil
     if candidate and victim and candidate ~= victim then
