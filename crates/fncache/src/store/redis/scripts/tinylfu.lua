@@ -48,28 +48,21 @@ local function tlfu_shape(word)
   return {struct.unpack('>I8I8I8I8I8I8', word, 6)}
 end
 
--- The byte offset of a slice (its aging count, then its counters).
-local function tlfu_slice_at(slice)
-  return HEADER + slice * SLICE_SPAN
-end
-
--- Integer `n` as the decimal string redis.call would send: string.format('%d') is cheaper than
--- the conversion redis.call makes of a number argument ('%.17g' on Redis 7.0) or tostring's.
-local function tlfu_digits(n)
-  return string.format('%d', n)
-end
-
 -- The slice of `member`'s block, the bit offset of the slice's aging count and those of the
--- member's 4 counters (as strings, see tlfu_digits).
+-- member's 4 counters, as decimal strings: string.format('%d') costs less than the conversion
+-- redis.call makes of a number argument ('%.17g' on Redis 7.0) or tostring.
 local function tlfu_counters(member, blocks)
   local b1, b2, b3, b4, r1, r2, r3, r4 = string.byte(member, 1, 8)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
   local slice = math.floor(block / SLICE_BLOCKS)
-  local at = tlfu_slice_at(slice) * 8
+  -- A slice's byte offset is HEADER + slice x SLICE_SPAN: its aging count, then its blocks.
+  local at = (HEADER + slice * SLICE_SPAN) * 8
   local base = at + (8 + (block % SLICE_BLOCKS) * 64) * 8
-  return slice, tlfu_digits(at), tlfu_digits(base + r1 % 32 * 4),
-    tlfu_digits(base + (32 + r2 % 32) * 4), tlfu_digits(base + (64 + r3 % 32) * 4),
-    tlfu_digits(base + (96 + r4 % 32) * 4)
+  return slice, string.format('%d', at),
+    string.format('%d', base + r1 % 32 * 4),
+    string.format('%d', base + (32 + r2 % 32) * 4),
+    string.format('%d', base + (64 + r3 % 32) * 4),
+    string.format('%d', base + (96 + r4 % 32) * 4)
 end
 
 -- The header as one string (GETRANGE and SETRANGE of 88 bytes, struct.unpack and pack): a
@@ -77,7 +70,7 @@ end
 -- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64).
 local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8i8'
 local HEADER_USED = 88
--- The header's last byte, as a string (see tlfu_digits).
+-- The header's last byte, as a string (see tlfu_counters).
 local HEADER_END = '87'
 
 -- The state `st` from a header (88 bytes; shorter, or '' for an absent sketch, reads as
@@ -118,7 +111,7 @@ end
 -- by the caller in the same BITFIELD as the counters (which it reads again once halved).
 local function tlfu_age(st, slice, seen)
   if seen >= st.e then return end
-  local at = tlfu_slice_at(slice)
+  local at = HEADER + slice * SLICE_SPAN
   local bytes = redis.call('GETRANGE', st.sketch, at + 8, at + SLICE_SPAN - 1)
   local times, out = math.min(st.e - seen, 4), {}
   for i = 1, #bytes do
@@ -220,10 +213,6 @@ local function tlfu_overflow(index, st, segment, size)
   end
 end
 
--- Moves protected's oldest back to probation while protected is over its size.
-local function tlfu_demote(index, st)
-  tlfu_overflow(index, st, 2, st.p)
-end
 
 -- After the climber moved the window's size by `by` entries: as Caffeine, a larger window takes
 -- that many of the main space's oldest entries (probation's first), protected's overflow goes
@@ -235,7 +224,7 @@ local function tlfu_resize(index, st, by)
       if not oldest then break end
       tlfu_move(index, st, oldest, 0)
     end
-    tlfu_demote(index, st)
+    tlfu_overflow(index, st, 2, st.p)
   elseif by < 0 then
     tlfu_overflow(index, st, 0, st.w)
   end
@@ -251,7 +240,7 @@ local function tlfu_touch(index, st, member, hit)
     -- Used again on probation: protected, whose oldest go back to probation while it is over
     -- its size.
     tlfu_move(index, st, member, 2)
-    tlfu_demote(index, st)
+    tlfu_overflow(index, st, 2, st.p)
   else
     tlfu_move(index, st, member, segment)
   end
