@@ -63,7 +63,6 @@ static PUT_TLFU: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/prelude.lua"),
         include_str!("scripts/tinylfu.lua"),
-        include_str!("scripts/tinylfu_insert.lua"),
         include_str!("scripts/put.lua")
     ))
 });

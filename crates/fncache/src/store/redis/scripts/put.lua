@@ -23,8 +23,7 @@
 --       lookup's refresh-after, and is written in format 2 (refresh_at_us after the times),
 --       the cache's near channel (see prelude.lua: the member stored and every member
 --       evicted, reclaimed or dropped by a repair are announced there when a process listens)
--- For Policy::TinyLfu, the insert rule is 'tlfu:' and its shape (tinylfu.lua and
--- tinylfu_insert.lua are prepended),
+-- For Policy::TinyLfu, the insert rule is 'tlfu:' and its shape (tinylfu.lua is prepended),
 -- and its sketch key comes last in KEYS.
 -- Returns {evicted, reclaimed}: live entries evicted by policy, expired entries reclaimed.
 -- A structure whose index and entries are out of step (a key or some members deleted or
