@@ -36,12 +36,11 @@
 -- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word: 'tlfu:'
 -- and the six as big-endian u64 (TinyLfuShape::script_word, tlfu_shape).
 
-local SEG = 1125899906842624 -- 2^50
-local SLICE_BLOCKS = 16
-local HEADER = 128
-local SLICE_SPAN = 8 + SLICE_BLOCKS * 64
--- The most entries a resize of the window moves at once (Caffeine's queue transfer threshold).
-local MOVES_MAX = 1000
+-- The numbers of the layout above are written where they are used (2^50 and 8 + 16 * 64 are
+-- folded by the compiler), not kept in locals: each local a function uses is an upvalue, made
+-- again on every call, and eight of them cost 3% of a hit's instructions. So: a segment's
+-- scores start at segment x 2^50; the header is 128 bytes, of which 88 are used; a slice of 16
+-- blocks spans 8 + 16 * 64 bytes.
 
 local function tlfu_shape(word)
   -- Binary, in one struct.unpack: about 1 us less per script than decimal fields parsed with
@@ -55,10 +54,11 @@ end
 local function tlfu_counters(member, blocks)
   local b1, b2, b3, b4, r1, r2, r3, r4 = string.byte(member, 1, 8)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
-  local slice = math.floor(block / SLICE_BLOCKS)
-  -- A slice's byte offset is HEADER + slice x SLICE_SPAN: its aging count, then its blocks.
-  local at = (HEADER + slice * SLICE_SPAN) * 8
-  local base = at + (8 + (block % SLICE_BLOCKS) * 64) * 8
+  local slice = math.floor(block / 16)
+  -- A slice's byte offset: the header, then the slices before it; then its aging count, then
+  -- its blocks.
+  local at = (128 + slice * (8 + 16 * 64)) * 8
+  local base = at + (8 + (block % 16) * 64) * 8
   return slice, string.format('%d', at),
     string.format('%d', base + r1 % 32 * 4),
     string.format('%d', base + (32 + r2 % 32) * 4),
@@ -68,19 +68,14 @@ end
 
 -- The header as one string (GETRANGE and SETRANGE of 88 bytes, struct.unpack and pack): a
 -- script's cost grows with the arguments and reply elements of its calls more than with their
--- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64).
-local HEADER_FORMAT = '>i8i8i8i8i8i8i8i8i8i8i8'
-local HEADER_USED = 88
--- The header's last byte, as a string (see tlfu_counters).
-local HEADER_END = '87'
+-- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64). Eleven
+-- big-endian i64, '>i8i8i8i8i8i8i8i8i8i8i8'.
 
 -- The state `st` from a header (88 bytes; shorter, or '' for an absent sketch, reads as
 -- zeros). The zeros are made only then: a string.rep on every call costs about 0.3 us.
 local function tlfu_state(sketch, shape, header)
-  if #header < HEADER_USED then
-    header = string.sub(header .. string.rep('\0', HEADER_USED), 1, HEADER_USED)
-  end
-  local c, n, e, h, m, r, t, w, p, i, x = struct.unpack(HEADER_FORMAT, header)
+  if #header < 88 then header = string.sub(header .. string.rep('\0', 88), 1, 88) end
+  local c, n, e, h, m, r, t, w, p, i, x = struct.unpack('>i8i8i8i8i8i8i8i8i8i8i8', header)
   local st = {
     sketch = sketch, shape = shape, header = header,
     c = c, n = n, e = e, h = h, m = m, r = r, t = t, w = w, p = p, i = i, x = x,
@@ -94,14 +89,15 @@ end
 -- The bookkeeping: the header in one GETRANGE.
 -- shape: {window, protected, blocks, sample, step, aging}.
 local function tlfu_load(sketch, shape)
-  return tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, '0', HEADER_END))
+  -- Bytes 0 to 87, as strings (see tlfu_counters).
+  return tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, '0', '87'))
 end
 
 -- Writes the header back when a field changed (a hit changes c and h at least). + 0: the
 -- climber's step may be -0 (math.ceil of a small negative); the header stores 0.
 local function tlfu_save(st)
-  local header = struct.pack(HEADER_FORMAT, st.c + 0, st.n + 0, st.e + 0, st.h + 0, st.m + 0,
-    st.r + 0, st.t + 0, st.w + 0, st.p + 0, st.i + 0, st.x + 0)
+  local header = struct.pack('>i8i8i8i8i8i8i8i8i8i8i8', st.c + 0, st.n + 0, st.e + 0,
+    st.h + 0, st.m + 0, st.r + 0, st.t + 0, st.w + 0, st.p + 0, st.i + 0, st.x + 0)
   if header ~= st.header then redis.call('SETRANGE', st.sketch, '0', header) end
 end
 
@@ -112,8 +108,8 @@ end
 -- by the caller in the same BITFIELD as the counters (which it reads again once halved).
 local function tlfu_age(st, slice, seen)
   if seen >= st.e then return end
-  local at = HEADER + slice * SLICE_SPAN
-  local bytes = redis.call('GETRANGE', st.sketch, at + 8, at + SLICE_SPAN - 1)
+  local at = 128 + slice * (8 + 16 * 64)
+  local bytes = redis.call('GETRANGE', st.sketch, at + 8, at + 8 + 16 * 64 - 1)
   local times, out = math.min(st.e - seen, 4), {}
   for i = 1, #bytes do
     local b = string.byte(bytes, i)
@@ -179,28 +175,30 @@ local function tlfu_climb(st, hit)
   end
   st.r, st.t, st.h, st.m, st.x = st.h, step, 0, 0, 0
   if amount > 0 then
-    local quota = math.min(amount, st.p, MOVES_MAX)
+    -- At most 1,000 entries move at once (Caffeine's queue transfer threshold).
+    local quota = math.min(amount, st.p, 1000)
     st.p, st.w = st.p - quota, st.w + quota
     return quota
   end
-  local quota = math.min(-amount, math.max(st.w - 1, 0), MOVES_MAX)
+  local quota = math.min(-amount, math.max(st.w - 1, 0), 1000)
   st.w, st.p = st.w - quota, st.p + quota
   return -quota
 end
 
 local function tlfu_oldest(index, segment)
-  return redis.call('ZRANGEBYSCORE', index, segment * SEG, (segment + 1) * SEG - 1, 'LIMIT', 0, 1)[1]
+  return redis.call('ZRANGEBYSCORE', index, segment * 2^50, (segment + 1) * 2^50 - 1,
+    'LIMIT', 0, 1)[1]
 end
 
 local function tlfu_len(index, segment)
-  return redis.call('ZCOUNT', index, segment * SEG, (segment + 1) * SEG - 1)
+  return redis.call('ZCOUNT', index, segment * 2^50, (segment + 1) * 2^50 - 1)
 end
 
 -- Makes `member` the newest of `segment`. Returns ZADD's reply: 1 when `member` was not
 -- indexed, else 0.
 local function tlfu_move(index, st, member, segment)
   st.c = st.c + 1
-  return redis.call('ZADD', index, segment * SEG + st.c, member)
+  return redis.call('ZADD', index, segment * 2^50 + st.c, member)
 end
 
 -- Moves the oldest of `segment` to probation while the segment holds more than `size`: the
@@ -235,7 +233,7 @@ end
 -- overwrite.
 local function tlfu_touch(index, st, member, hit)
   tlfu_increment(st, member)
-  local segment = math.floor(tonumber(redis.call('ZSCORE', index, member) or '0') / SEG)
+  local segment = math.floor(tonumber(redis.call('ZSCORE', index, member) or '0') / 2^50)
   if hit and segment == 0 then st.x = st.x + 1 end
   if segment == 1 then
     -- Used again on probation: protected, whose oldest go back to probation while it is over
