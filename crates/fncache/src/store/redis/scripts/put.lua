@@ -116,7 +116,7 @@ if tlfu and size == 0 then
   -- An empty structure starts with a fresh sketch, as the embedded store's (which forgets an
   -- empty structure whole).
   redis.call('DEL', sketch)
-  st = tlfu_fresh(sketch, shape)
+  st = tlfu_load(sketch, shape, '')
 end
 local exists = redis.call('HEXISTS', values, member) == 1
 if exists then

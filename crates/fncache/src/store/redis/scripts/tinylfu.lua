@@ -71,9 +71,13 @@ end
 -- number, so this beats a field per argument (HMGET, HSET, BITFIELD GET i64). Eleven
 -- big-endian i64, '>i8i8i8i8i8i8i8i8i8i8i8'.
 
--- The state `st` from a header (88 bytes; shorter, or '' for an absent sketch, reads as
--- zeros). The zeros are made only then: a string.rep on every call costs about 0.3 us.
-local function tlfu_state(sketch, shape, header)
+-- The bookkeeping: the state `st` from the header, read in one GETRANGE unless given ('' for
+-- a structure whose sketch was just deleted). 88 bytes; shorter, or '' for an absent sketch,
+-- reads as zeros (made only then: a string.rep on every call costs 3% of a hit).
+-- shape: {window, protected, blocks, sample, step, aging}.
+local function tlfu_load(sketch, shape, header)
+  -- Bytes 0 to 87, as strings (see tlfu_counters).
+  header = header or redis.call('GETRANGE', sketch, '0', '87')
   if #header < 88 then header = string.sub(header .. string.rep('\0', 88), 1, 88) end
   local c, n, e, h, m, r, t, w, p, i, x = struct.unpack('>i8i8i8i8i8i8i8i8i8i8i8', header)
   local st = {
@@ -84,13 +88,6 @@ local function tlfu_state(sketch, shape, header)
     st.t, st.w, st.p, st.i = -shape[5], shape[1], shape[2], 1
   end
   return st
-end
-
--- The bookkeeping: the header in one GETRANGE.
--- shape: {window, protected, blocks, sample, step, aging}.
-local function tlfu_load(sketch, shape)
-  -- Bytes 0 to 87, as strings (see tlfu_counters).
-  return tlfu_state(sketch, shape, redis.call('GETRANGE', sketch, '0', '87'))
 end
 
 -- Writes the header back when a field changed (a hit changes c and h at least). + 0: the
@@ -190,10 +187,6 @@ local function tlfu_oldest(index, segment)
     'LIMIT', 0, 1)[1]
 end
 
-local function tlfu_len(index, segment)
-  return redis.call('ZCOUNT', index, segment * 2^50, (segment + 1) * 2^50 - 1)
-end
-
 -- Makes `member` the newest of `segment`. Returns ZADD's reply: 1 when `member` was not
 -- indexed, else 0.
 local function tlfu_move(index, st, member, segment)
@@ -202,14 +195,18 @@ local function tlfu_move(index, st, member, segment)
 end
 
 -- Moves the oldest of `segment` to probation while the segment holds more than `size`: the
--- window's overflow when it shrinks, protected's after a promotion or a resize. Counted once:
--- each move takes one entry out of the segment (a ZCOUNT fewer per move).
+-- window's overflow after an insert or when it shrinks, protected's after a promotion or a
+-- resize. Counted once (ZCOUNT): each move takes one entry out of the segment. Returns the
+-- first entry moved, if any (an insert's candidate).
 local function tlfu_overflow(index, st, segment, size)
-  for _ = 1, tlfu_len(index, segment) - size do
+  local first
+  for _ = 1, redis.call('ZCOUNT', index, segment * 2^50, (segment + 1) * 2^50 - 1) - size do
     local oldest = tlfu_oldest(index, segment)
     if not oldest then break end
     tlfu_move(index, st, oldest, 1)
+    first = first or oldest
   end
+  return first
 end
 
 
@@ -243,11 +240,6 @@ local function tlfu_touch(index, st, member, hit)
   else
     tlfu_move(index, st, member, segment)
   end
-end
-
--- The state of a structure whose sketch was just deleted (as tlfu_load reads it then).
-local function tlfu_fresh(sketch, shape)
-  return tlfu_state(sketch, shape, '')
 end
 
 -- The estimated frequencies of `a` and `b` (the least of each one's counters), in one read
@@ -289,14 +281,7 @@ local function tlfu_insert(index, st, maxsize, member, size)
   tlfu_increment(st, member)
   -- 1, or 0 when `member` was indexed without an entry (put.lua heals only sizes out of step).
   local added = tlfu_move(index, st, member, 0)
-  local candidate
-  -- Counted once, as in tlfu_overflow (a ZCOUNT fewer per move).
-  for _ = 1, tlfu_len(index, 0) - st.w do
-    local oldest = tlfu_oldest(index, 0)
-    if not oldest then break end
-    tlfu_move(index, st, oldest, 1)
-    candidate = candidate or oldest
-  end
+  local candidate = tlfu_overflow(index, st, 0, st.w)
   local out = {}
   size = size + added
   while size > maxsize do
