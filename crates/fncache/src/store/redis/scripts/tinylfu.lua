@@ -182,16 +182,21 @@ local function tlfu_climb(st, hit)
   return -quota
 end
 
+-- The score range of `segment`, as strings (see tlfu_counters).
+local function tlfu_range(segment)
+  return string.format('%d', segment * 2^50), string.format('%d', (segment + 1) * 2^50 - 1)
+end
+
 local function tlfu_oldest(index, segment)
-  return redis.call('ZRANGEBYSCORE', index, segment * 2^50, (segment + 1) * 2^50 - 1,
-    'LIMIT', 0, 1)[1]
+  local low, high = tlfu_range(segment)
+  return redis.call('ZRANGEBYSCORE', index, low, high, 'LIMIT', '0', '1')[1]
 end
 
 -- Makes `member` the newest of `segment`. Returns ZADD's reply: 1 when `member` was not
 -- indexed, else 0.
 local function tlfu_move(index, st, member, segment)
   st.c = st.c + 1
-  return redis.call('ZADD', index, segment * 2^50 + st.c, member)
+  return redis.call('ZADD', index, string.format('%d', segment * 2^50 + st.c), member)
 end
 
 -- Moves the oldest of `segment` to probation while the segment holds more than `size`: the
@@ -200,7 +205,8 @@ end
 -- first entry moved, if any (an insert's candidate).
 local function tlfu_overflow(index, st, segment, size)
   local first
-  for _ = 1, redis.call('ZCOUNT', index, segment * 2^50, (segment + 1) * 2^50 - 1) - size do
+  local low, high = tlfu_range(segment)
+  for _ = 1, redis.call('ZCOUNT', index, low, high) - size do
     local oldest = tlfu_oldest(index, segment)
     if not oldest then break end
     tlfu_move(index, st, oldest, 1)
