@@ -29,9 +29,9 @@
 -- What a script costs here follows the arguments and reply elements of its calls (and number
 -- arguments, which redis.call converts with '%.17g' on Redis 7.0) at least as much as their
 -- number: a hit is HGET, GETRANGE, BITFIELD (5 subcommands), ZSCORE, ZADD, SETRANGE.
--- Measured by the instructions the server runs per call (callgrind, see docs/hit-ratio.md):
--- what is here because it counted is said where it is; moving the put-only helpers out of the
--- hit script, or constants into literals, saved less than 1% and is not done.
+-- Measured by the instructions the server runs per call (callgrind, scripts/tlfu-cost, see
+-- docs/hit-ratio.md): what is here because it counted says so where it is; moving the put-only
+-- helpers out of the hit script saved less than 1% and is not done.
 -- The shape {window, protected, blocks, sample, step, aging} is computed by the client
 -- (TinyLfuShape), so both stores use the same integers, and arrives in the rule word: 'tlfu:'
 -- and the six as big-endian u64 (TinyLfuShape::script_word, tlfu_shape).
@@ -43,14 +43,14 @@
 -- blocks spans 8 + 16 * 64 bytes.
 
 local function tlfu_shape(word)
-  -- Binary, in one struct.unpack: about 1 us less per script than decimal fields parsed with
-  -- a pattern and tonumber. (The last value unpack returns, the next position, is not used.)
+  -- Binary, in one struct.unpack: decimal fields parsed with a pattern and tonumber cost 8% of
+  -- a hit's instructions. (The last value unpack returns, the next position, is not used.)
   return {struct.unpack('>I8I8I8I8I8I8', word, 6)}
 end
 
 -- The slice of `member`'s block, the bit offset of the slice's aging count and those of the
 -- member's 4 counters, as decimal strings: string.format('%d') costs less than the conversion
--- redis.call makes of a number argument ('%.17g' on Redis 7.0) or tostring.
+-- redis.call makes of a number argument ('%.17g' on Redis 7.0) or tostring (6% of a hit).
 local function tlfu_counters(member, blocks)
   local b1, b2, b3, b4, r1, r2, r3, r4 = string.byte(member, 1, 8)
   local block = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % blocks
