@@ -547,14 +547,12 @@ impl Plan {
                 if shape.is_some() {
                     inv.arg(&structure.sketch);
                 }
-                inv.arg(&member[..])
-                    .arg(&head[..])
-                    .arg(payload)
-                    .arg(shape.map_or_else(
-                        || rules.insert.script_word().to_owned(),
-                        |shape| shape.script_word(),
-                    ))
-                    .arg(rules.touch.script_word())
+                inv.arg(&member[..]).arg(&head[..]).arg(payload);
+                match shape {
+                    Some(shape) => inv.arg(shape.script_word()),
+                    None => inv.arg(rules.insert.script_word()),
+                };
+                inv.arg(rules.touch.script_word())
                     .arg(rules.victim.script_word())
                     .arg(settings.maxsize)
                     .arg(ttl_ms(settings))

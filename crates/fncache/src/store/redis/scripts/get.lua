@@ -74,8 +74,7 @@ if state == 1 then
   elseif string.sub(rule, 1, 5) == 'tlfu:' then
     -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch key comes last in
     -- KEYS, its shape in the rule word.
-    -- The header in one GETRANGE, the hit's count in one BITFIELD (see tlfu_load).
-    local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule), member, true)
+    local st = tlfu_load(KEYS[#KEYS], tlfu_shape(rule))
     tlfu_resize(index, st, tlfu_climb(st, true))
     tlfu_touch(index, st, member, true)
     tlfu_save(st)

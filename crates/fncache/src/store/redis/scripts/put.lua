@@ -53,7 +53,7 @@ local changed, dropped_all = {member}, false
 -- Reads come first: a key of the wrong type fails here, before anything is written.
 local size = redis.call(is_set and 'SCARD' or 'ZCARD', index)
 local stored = redis.call('HLEN', values)
-if tlfu then st = tlfu_load(sketch, shape, member) end
+if tlfu then st = tlfu_load(sketch, shape) end
 local tag_count = 0
 if tagging then
   tag_count = redis.call('HLEN', tags)
@@ -116,7 +116,7 @@ if tlfu and size == 0 then
   -- An empty structure starts with a fresh sketch, as the embedded store's (which forgets an
   -- empty structure whole).
   redis.call('DEL', sketch)
-  st = tlfu_fresh(sketch, shape)
+  st = tlfu_load(sketch, shape, '')
 end
 local exists = redis.call('HEXISTS', values, member) == 1
 if exists then
@@ -154,7 +154,7 @@ else
     if near then changed[#changed + 1] = out end
   end
   if tlfu then
-    local losers = tlfu_insert(index, st, maxsize, member)
+    local losers = tlfu_insert(index, st, maxsize, member, size)
     tlfu_save(st)
     for _, out in ipairs(losers) do evict(out) end
   end

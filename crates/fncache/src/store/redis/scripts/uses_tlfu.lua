@@ -8,7 +8,7 @@
 --       first
 local index, sketch = KEYS[1], KEYS[2]
 if #ARGV < 3 then return 0 end
-local st = tlfu_load(sketch, tlfu_shape(ARGV[1]), ARGV[2])
+local st = tlfu_load(sketch, tlfu_shape(ARGV[1]))
 for i = 2, #ARGV - 1, 2 do
   local member = ARGV[i]
   if redis.call('ZSCORE', index, member) then
