@@ -173,6 +173,16 @@ pub(crate) mod checks {
             .collect()
     }
 
+    /// `hits` takes odd inputs without a panic: no room, no keys, keys beyond `distinct`
+    /// (still counted).
+    pub(crate) fn survives_odd_inputs(hits: impl Fn(&[u32], usize, usize) -> u64) {
+        assert_eq!(hits(&[], 0, 0), 0);
+        assert_eq!(hits(&[], 0, 1), 0);
+        assert_eq!(hits(&[0, 0, 1, 1, 0], 2, 0), 0);
+        assert_eq!(hits(&[0, 0, 1, 1, 0], 2, 1), 2);
+        assert_eq!(hits(&[5, 5, 9, 5], 0, 2), 2);
+    }
+
     /// `hits` never beats Belady, from one entry to more than a trace's keys, and with room
     /// for every key only first uses miss.
     pub(crate) fn bounded_by_belady(

@@ -140,6 +140,18 @@ mod tests {
     }
 
     #[test]
+    fn odd_inputs_do_not_panic() {
+        for hits in [static_hits, perfect_lfu_hits] {
+            assert_eq!(hits(&[], 0, 0), 0);
+            assert_eq!(hits(&[0, 0, 1], 2, 0), 0);
+            // Keys beyond `distinct` have no count: never cached.
+            assert_eq!(hits(&[5, 5, 9, 5], 0, 2), 0);
+        }
+        assert_eq!(a0_hits(&[5, 5, 0], &[0], 2), 0);
+        assert_eq!(a0_hits(&[], &[], 0), 0);
+    }
+
+    #[test]
     fn neither_beats_belady() {
         for (trace, distinct) in checks::mixed_traces(5, 20) {
             checks::bounded_by_belady("static", static_hits, &trace, distinct);
