@@ -30,7 +30,9 @@
 -- (see prelude.lua), or of format 2 with refresh_at_us (8) before the payload.
 local index, values, member = KEYS[1], KEYS[2], ARGV[1]
 
-local state, now = 1, nil
+-- `now`: server time in microseconds, once read; `clock`: the TIME reply the touch read
+-- without making it a number (see there), for the freshness check should it need one.
+local state, now, clock = 1, nil, nil
 local entry = redis.call('HGET', values, member)
 if not entry then
   state = 0
@@ -56,21 +58,27 @@ if state == 1 then
   local rule = ARGV[2]
   if rule == 'time' then
     if ARGV[5] == '0' then
-      if not now then
-        local t = redis.call('TIME')
-        now = t[1] * 1000000 + t[2]
+      -- The score goes as a string made here: redis.call would format a number with '%.17g',
+      -- which costs more. (Microseconds since 1970 stay below 2^53: exact either way.)
+      local score
+      if now then
+        score = string.format('%d', now)
+      else
+        clock = redis.call('TIME')
+        score = string.format('%d%06d', clock[1], clock[2])
       end
-      redis.call('ZADD', index, now, member)
+      redis.call('ZADD', index, score, member)
     else
       redis.call('ZADD', index, 'GT', ARGV[5], member)
     end
   elseif rule == 'counter' then
-    local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
+    -- Arguments as strings here too (counters are integers, far below 2^53).
+    local top = redis.call('ZREVRANGE', index, '0', '0', 'WITHSCORES')
     if top[1] ~= member then
-      redis.call('ZADD', index, (tonumber(top[2]) or 0) + 1, member)
+      redis.call('ZADD', index, string.format('%d', (tonumber(top[2]) or 0) + 1), member)
     end
   elseif rule == 'incr' then
-    redis.call('ZINCRBY', index, 1, member)
+    redis.call('ZINCRBY', index, '1', member)
   elseif string.sub(rule, 1, 5) == 'tlfu:' then
     -- Policy::TinyLfu: this script has tinylfu.lua prepended; its sketch key comes last in
     -- KEYS, its shape in the rule word.
@@ -95,7 +103,7 @@ if state == 1 then
   local refresh_after = tonumber(ARGV[6] or 0)
   if refresh_at == 0 and (refresh_after == 0 or #entry < 26) then return entry end
   if not now then
-    local t = redis.call('TIME')
+    local t = clock or redis.call('TIME')
     now = t[1] * 1000000 + t[2]
   end
   if refresh_at ~= 0 then

@@ -28,12 +28,13 @@ local function touch(rule, index, member, now)
   if rule == 'time' then
     redis.call('ZADD', index, now or now_us(), member)
   elseif rule == 'counter' then
-    local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
+    -- Arguments as strings, as put.lua's (counters are integers, far below 2^53).
+    local top = redis.call('ZREVRANGE', index, '0', '0', 'WITHSCORES')
     if top[1] ~= member then
-      redis.call('ZADD', index, (tonumber(top[2]) or 0) + 1, member)
+      redis.call('ZADD', index, string.format('%d', (tonumber(top[2]) or 0) + 1), member)
     end
   elseif rule == 'incr' then
-    redis.call('ZINCRBY', index, 1, member)
+    redis.call('ZINCRBY', index, '1', member)
   end
 end
 
