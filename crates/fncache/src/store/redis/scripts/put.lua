@@ -210,7 +210,7 @@ elseif keep_ms > 0 then
   keep = expire
 end
 if keep > 0 then
-  redis.call('ZADD', expiry, keep, member)
+  redis.call('ZADD', expiry, string.format('%d', keep), member) -- a string, as now_arg
 elseif exists then
   redis.call('ZREM', expiry, member) -- an overwrite without TTL drops an earlier one
 end
