@@ -190,17 +190,19 @@ pub(crate) fn server_code(err: &redis::RedisError) -> Option<&str> {
     Some(inner.unwrap_or(code))
 }
 
+/// A server's error reply `line` as redis-rs reads it off the wire (for tests of what the
+/// client makes of it).
+#[cfg(test)]
+pub(crate) fn server_error(line: &str) -> redis::RedisError {
+    redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+        .unwrap()
+        .extract_error()
+        .unwrap_err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A reply line as redis-rs reads it from the server.
-    fn reply(line: &str) -> redis::RedisError {
-        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
-            .unwrap()
-            .extract_error()
-            .unwrap_err()
-    }
 
     #[test]
     fn a_script_failure_is_known_by_the_code_of_the_call_that_failed_on_every_server() {
@@ -232,14 +234,14 @@ mod tests {
             ("NOSCRIPT No matching script", "NOSCRIPT"),
         ];
         for (line, code) in cases {
-            assert_eq!(server_code(&reply(line)), Some(code), "{line}");
+            assert_eq!(server_code(&server_error(line)), Some(code), "{line}");
         }
         assert_eq!(
-            Error::from_redis(reply(cases[2].0)).kind(),
+            Error::from_redis(server_error(cases[2].0)).kind(),
             ErrorKind::WrongType
         );
         assert_eq!(
-            Error::from_redis(reply(cases[3].0)).kind(),
+            Error::from_redis(server_error(cases[3].0)).kind(),
             ErrorKind::Denied
         );
     }

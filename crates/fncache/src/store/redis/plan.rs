@@ -1235,6 +1235,7 @@ fn parse_lookup(reply: Value) -> Result<Lookup, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::server_error;
     use crate::layout::{Layout, Naming};
     use crate::policy::Policy;
 
@@ -1269,13 +1270,6 @@ mod tests {
             hold,
         };
         (s, op)
-    }
-
-    fn server_error(line: &str) -> redis::RedisError {
-        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
-            .unwrap()
-            .extract_error()
-            .unwrap_err()
     }
 
     fn cmd_words(step: Step) -> Vec<String> {
